@@ -1,0 +1,218 @@
+//! The cache and database traits.
+
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+/// What a key holds (Redis `TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    /// Nothing (or the key expired).
+    None,
+    /// A JSON value.
+    Value,
+    /// A list of JSON values.
+    List,
+}
+
+/// A key's remaining time to live (Redis `PTTL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyTtl {
+    /// The key does not exist (or expired).
+    Missing,
+    /// The key exists and never expires.
+    Persistent,
+    /// The key expires after this long.
+    ExpiresIn(Duration),
+}
+
+/// One entry of a cache [`Cache::mset`]: each entry carries its own TTL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheEntry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Value,
+    /// Expire after this long; `None` for never.
+    pub ttl: Option<Duration>,
+}
+
+impl CacheEntry {
+    /// An entry with an optional TTL.
+    pub fn new(key: impl Into<String>, value: Value, ttl: Option<Duration>) -> Self {
+        CacheEntry {
+            key: key.into(),
+            value,
+            ttl,
+        }
+    }
+}
+
+/// The operations both roles share.
+///
+/// Keys are checked ([`crate::validate_key`]) before any I/O; every method may be called
+/// concurrently from many tasks. A backend is built connected by its factory and stays usable
+/// until [`Store::close`].
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// The backend's type name, as in configuration (`sqlite`, `redis`, ...).
+    fn backend(&self) -> &str;
+
+    /// The value stored at `key`, or `None`. A list key is a wrong-type error.
+    async fn get(&self, key: &str) -> Result<Option<Value>>;
+
+    /// Removes `key`, either kind. True exactly when it existed.
+    async fn delete(&self, key: &str) -> Result<bool>;
+
+    /// One slot per key, in order: `None` where missing, expired, or holding a list.
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>>;
+
+    /// Whether `key` holds anything, either kind.
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// What `key` holds.
+    async fn kind(&self, key: &str) -> Result<KeyKind>;
+
+    /// Every key of this namespace that matches the Redis glob `pattern` (all of them when
+    /// `None`), without the namespace prefix, without duplicates, in no particular order.
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>>;
+
+    /// Removes every key of this namespace, both kinds, and nothing outside it.
+    async fn clear(&self) -> Result<()>;
+
+    /// A cheap round trip to the server, writing nothing. For health checks.
+    async fn ping(&self) -> Result<()>;
+
+    /// Releases connections. Later operations fail. Calling it twice is fine.
+    async fn close(&self) -> Result<()>;
+}
+
+/// The fast, ephemeral role: values with an optional TTL.
+#[async_trait]
+pub trait Cache: Store {
+    /// Stores `value` at `key`, replacing whatever it held (a list included) and its TTL.
+    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()>;
+
+    /// Stores every entry, each with its own TTL. The last of repeated keys wins.
+    async fn mset(&self, entries: &[CacheEntry]) -> Result<()>;
+
+    /// The remaining time to live of `key`.
+    async fn ttl(&self, key: &str) -> Result<KeyTtl>;
+}
+
+/// The durable role: values and lists, no TTL.
+#[async_trait]
+pub trait Database: Store {
+    /// Stores `value` at `key`, replacing whatever it held, a list included.
+    async fn set(&self, key: &str, value: &Value) -> Result<()>;
+
+    /// Stores all entries in one transaction, or none. The last of repeated keys wins.
+    async fn mset(&self, entries: &[(String, Value)]) -> Result<()>;
+
+    /// Adds `value` at the tail of the list at `key`, creating it. Never retried blindly.
+    async fn append(&self, key: &str, value: &Value) -> Result<()>;
+
+    /// Redis `LRANGE`: both ends inclusive, negative indices count from the tail.
+    /// See [`crate::lrange_window`].
+    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>>;
+
+    /// The number of items in the list at `key`; 0 when missing.
+    async fn get_length(&self, key: &str) -> Result<u64>;
+}
+
+fn decode<T: DeserializeOwned>(key: &str, value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| {
+        Error::invalid_value(format!(
+            "value at {key:?} does not decode as {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    serde_json::to_value(value)
+        .map_err(|e| Error::invalid_value(format!("value does not encode as JSON: {e}")))
+}
+
+/// Typed reads for any serde type, on either role.
+///
+/// ```
+/// # async fn demo(db: &dyn storage_core::Database) -> storage_core::Result<()> {
+/// use storage_core::{DatabaseExt, StoreExt};
+/// db.set_as("n", &42u32).await?;
+/// let n: Option<u32> = db.get_as("n").await?;
+/// # Ok(()) }
+/// ```
+pub trait StoreExt: Store {
+    /// [`Store::get`], decoded as `T`.
+    fn get_as<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
+        async move {
+            match self.get(key).await? {
+                Some(v) => decode(key, v).map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+}
+impl<S: Store + ?Sized> StoreExt for S {}
+
+/// Typed writes for caches.
+pub trait CacheExt: Cache {
+    /// [`Cache::set`] of any serializable value.
+    fn set_as<'a, T: Serialize + Sync + ?Sized>(
+        &'a self,
+        key: &'a str,
+        value: &'a T,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        async move { self.set(key, &encode(value)?, ttl).await }
+    }
+}
+impl<C: Cache + ?Sized> CacheExt for C {}
+
+/// Typed writes and list reads for databases.
+pub trait DatabaseExt: Database {
+    /// [`Database::set`] of any serializable value.
+    fn set_as<'a, T: Serialize + Sync + ?Sized>(
+        &'a self,
+        key: &'a str,
+        value: &'a T,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        async move { self.set(key, &encode(value)?).await }
+    }
+
+    /// [`Database::append`] of any serializable value.
+    fn append_as<'a, T: Serialize + Sync + ?Sized>(
+        &'a self,
+        key: &'a str,
+        value: &'a T,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        async move { self.append(key, &encode(value)?).await }
+    }
+
+    /// [`Database::get_range`], each item decoded as `T`.
+    fn get_range_as<'a, T: DeserializeOwned + 'a>(
+        &'a self,
+        key: &'a str,
+        start: i64,
+        end: i64,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
+        async move {
+            self.get_range(key, start, end)
+                .await?
+                .into_iter()
+                .map(|v| decode(key, v))
+                .collect()
+        }
+    }
+}
+impl<D: Database + ?Sized> DatabaseExt for D {}

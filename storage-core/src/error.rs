@@ -1,0 +1,269 @@
+//! The one error type of the project.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The result type used across every backend.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, as a caller branches on it.
+///
+/// The kinds are the ones `SEMANTICS.md` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The key is empty, longer than 1024 bytes, or contains U+0000.
+    InvalidKey,
+    /// The value is nested deeper than 64 levels, or cannot be stored.
+    InvalidValue,
+    /// Another argument is out of range (a zero TTL, a bad pattern, ...).
+    InvalidInput,
+    /// The key holds the other kind (a list where a value is expected, or the reverse).
+    WrongType,
+    /// The server could not be reached or the connection was lost. Transient.
+    Connection,
+    /// The operation, a connect or a pool checkout took longer than its limit. Transient.
+    Timeout,
+    /// The configuration is invalid.
+    Configuration,
+    /// The backend does not offer this operation or role.
+    Unsupported,
+    /// A runtime plugin could not be loaded, or misbehaved.
+    Plugin,
+    /// Anything else: corrupt data, a driver error with no better kind.
+    Other,
+}
+
+impl ErrorKind {
+    /// A short human name, used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidKey => "invalid key",
+            ErrorKind::InvalidValue => "invalid value",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::WrongType => "wrong type",
+            ErrorKind::Connection => "connection error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Configuration => "configuration error",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Plugin => "plugin error",
+            ErrorKind::Other => "error",
+        }
+    }
+
+    /// Parses the name produced by [`ErrorKind::as_str`]; used to carry errors across the plugin boundary.
+    pub fn from_name(name: &str) -> ErrorKind {
+        const ALL: [ErrorKind; 10] = [
+            ErrorKind::InvalidKey,
+            ErrorKind::InvalidValue,
+            ErrorKind::InvalidInput,
+            ErrorKind::WrongType,
+            ErrorKind::Connection,
+            ErrorKind::Timeout,
+            ErrorKind::Configuration,
+            ErrorKind::Unsupported,
+            ErrorKind::Plugin,
+            ErrorKind::Other,
+        ];
+        ALL.into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(ErrorKind::Other)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every storage operation.
+///
+/// Its message names the backend and the operation (`sqlite get: wrong type: ...`) once a
+/// backend has reported it; helpers that run before any backend is known leave them empty and
+/// the [`crate::Checked`] layer fills them in. Messages never contain a password: backends
+/// redact URLs with [`crate::redact::redact_url`] before they put one in a message.
+#[derive(thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    backend: Option<Cow<'static, str>>,
+    op: Option<Cow<'static, str>>,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            backend: None,
+            op: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Shorthand for [`ErrorKind::InvalidKey`].
+    pub fn invalid_key(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidKey, message)
+    }
+    /// Shorthand for [`ErrorKind::InvalidValue`].
+    pub fn invalid_value(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidValue, message)
+    }
+    /// Shorthand for [`ErrorKind::InvalidInput`].
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    /// Shorthand for [`ErrorKind::WrongType`].
+    pub fn wrong_type(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::WrongType, message)
+    }
+    /// Shorthand for [`ErrorKind::Connection`].
+    pub fn connection(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Connection, message)
+    }
+    /// Shorthand for [`ErrorKind::Timeout`].
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, message)
+    }
+    /// Shorthand for [`ErrorKind::Configuration`].
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Configuration, message)
+    }
+    /// Shorthand for [`ErrorKind::Unsupported`].
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+    /// Shorthand for [`ErrorKind::Plugin`].
+    pub fn plugin(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Plugin, message)
+    }
+    /// Shorthand for [`ErrorKind::Other`].
+    pub fn other(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Other, message)
+    }
+
+    /// The standard wrong-type error for a key that holds a list where a value was expected.
+    pub fn holds_list(key: &str) -> Self {
+        Self::wrong_type(format!("key {key:?} holds a list, not a value"))
+    }
+    /// The standard wrong-type error for a key that holds a value where a list was expected.
+    pub fn holds_value(key: &str) -> Self {
+        Self::wrong_type(format!("key {key:?} holds a value, not a list"))
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Names the backend and operation, unless a more specific layer already did.
+    pub fn at(
+        mut self,
+        backend: impl Into<Cow<'static, str>>,
+        op: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        if self.backend.is_none() {
+            self.backend = Some(backend.into());
+        }
+        if self.op.is_none() {
+            self.op = Some(op.into());
+        }
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// The backend that reported the error, once known.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
+    }
+    /// The operation that failed, once known.
+    pub fn op(&self) -> Option<&str> {
+        self.op.as_deref()
+    }
+    /// The message without the backend and operation.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether trying again later may succeed: connection errors and timeouts.
+    ///
+    /// Transient does not mean safe to retry: an `append` whose acknowledgement was lost may
+    /// have been applied, so only idempotent operations are retried.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind, ErrorKind::Connection | ErrorKind::Timeout)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.backend, &self.op) {
+            (Some(b), Some(op)) => write!(f, "{b} {op}: ")?,
+            (Some(b), None) => write!(f, "{b}: ")?,
+            (None, Some(op)) => write!(f, "{op}: ")?,
+            (None, None) => {}
+        }
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(source) = &self.source {
+            // The source is part of the one line a CLI prints; drivers' messages carry no secrets
+            // that we have not already redacted in the URL we gave them.
+            let text = source.to_string();
+            if !text.is_empty() && !self.message.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Debug is what `unwrap()` prints; the one-line Display is the readable form.
+        write!(f, "Error({:?}, \"{}\")", self.kind, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_names_backend_and_op() {
+        let e = Error::holds_list("k").at("sqlite", "get");
+        assert_eq!(
+            e.to_string(),
+            "sqlite get: wrong type: key \"k\" holds a list, not a value"
+        );
+        // A second `at` does not overwrite the first, more specific one.
+        let e = e.at("manager", "read");
+        assert_eq!(e.backend(), Some("sqlite"));
+        assert_eq!(e.op(), Some("get"));
+    }
+
+    #[test]
+    fn transient_kinds() {
+        assert!(Error::connection("x").is_transient());
+        assert!(Error::timeout("x").is_transient());
+        assert!(!Error::wrong_type("x").is_transient());
+        assert!(!Error::config("x").is_transient());
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for k in [
+            ErrorKind::InvalidKey,
+            ErrorKind::WrongType,
+            ErrorKind::Plugin,
+            ErrorKind::Timeout,
+        ] {
+            assert_eq!(ErrorKind::from_name(k.as_str()), k);
+        }
+    }
+}

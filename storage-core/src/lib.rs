@@ -1,0 +1,80 @@
+//! The storage contract, and nothing else.
+//!
+//! `storage-core` is what every backend of this project — the built-in memory, SQLite,
+//! PostgreSQL and Redis crates, and third-party plugins — implements, and what applications
+//! program against. It holds no database driver, pool or async runtime.
+//!
+//! # The contract
+//!
+//! Two roles share one keyspace model, borrowed from Redis:
+//!
+//! - A [`Cache`] stores JSON values with an optional TTL. A [`Database`] stores JSON values
+//!   and lists (for chat history), durably, without TTL. Both are object-safe, `Send + Sync`,
+//!   and used as `Arc<dyn Cache>` / `Arc<dyn Database>`.
+//! - A key is 1 to 1024 bytes of UTF-8 without U+0000, and is matched exactly. A backend's
+//!   `keyPrefix` (at most 256 bytes) is its namespace: callers never see it, never reach past it,
+//!   and `clear` removes only it.
+//! - A value is any [`serde_json::Value`] nested at most 64 deep, and comes back exactly
+//!   (integers stay integers, floats bit for bit, `-0.0` included), apart from member order.
+//! - A key holds a value or a list, never both: `set` replaces a list, `get` of a list and
+//!   `append` to a value are wrong-type errors, and `mget` gives `None` for a list.
+//! - `get_range` is Redis `LRANGE` ([`lrange_window`]); `append` and tail reads never scan or
+//!   rewrite a list; concurrent appends are all kept, in commit order.
+//! - `keys(pattern)` uses Redis's own glob matcher ([`glob_match`]).
+//! - A TTL is rounded up to whole milliseconds; zero, or over 2^53-1 ms, is invalid
+//!   ([`normalize_ttl`]). An expired key is invisible to every operation.
+//! - Every failure is an [`Error`] with an [`ErrorKind`]; messages name the backend and the
+//!   operation and never a password. Nothing panics, and nothing waits past its timeout.
+//!
+//! `SEMANTICS.md` is the full text; [`Checked`] applies the input rules to any backend, and the
+//! conformance kit (`storage-testkit`) checks the rest.
+//!
+//! # What is here
+//!
+//! - the traits ([`Store`], [`Cache`], [`Database`]) and typed helpers ([`StoreExt`], ...);
+//! - the error type;
+//! - the helpers that define the semantics ([`validate_key`], [`normalize_ttl`], [`glob_match`],
+//!   [`literal_prefix`], [`lrange_window`]), which every backend calls;
+//! - the configuration ([`config`]) and the [`Registry`] of backend factories.
+//!
+//! # Example
+//!
+//! ```
+//! use storage_core::{glob_match, lrange_window, normalize_ttl, validate_key};
+//! use std::time::Duration;
+//!
+//! assert!(validate_key("session:42").is_ok());
+//! assert!(glob_match("session:*", "session:42"));
+//! assert_eq!(lrange_window(100, -20, -1), Some((80, 99)));
+//! assert_eq!(normalize_ttl(Duration::from_micros(10)).unwrap(), 1);
+//! ```
+
+#![warn(missing_docs)]
+
+mod backend;
+mod checked;
+pub mod config;
+mod error;
+mod glob;
+mod limits;
+mod range;
+pub mod redact;
+mod registry;
+
+pub use backend::{
+    Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, Store, StoreExt,
+};
+pub use checked::Checked;
+pub use config::Role;
+pub use error::{Error, ErrorKind, Result};
+pub use glob::{escape_glob, glob_match, glob_match_bytes, literal_prefix, prefix_upper_bound};
+pub use limits::{
+    MAX_KEY_BYTES, MAX_KEY_PREFIX_BYTES, MAX_PORTABLE_VALUE_BYTES, MAX_TTL_MILLIS, MAX_VALUE_DEPTH,
+    normalize_ttl, validate_key, validate_key_prefix, validate_value, value_depth,
+};
+pub use range::lrange_window;
+pub use registry::{BackendFactory, Registry, open_cache, open_database};
+
+/// Re-exported so that backends and plugins use the exact same `serde_json` and `async_trait`.
+pub use async_trait::async_trait;
+pub use serde_json;

@@ -1,0 +1,431 @@
+//! The in-memory backend, registered as `in-memory` (alias `memory`).
+//!
+//! It serves both roles from one thread-safe [`MemoryStore`]. Several handles with different
+//! `keyPrefix`es can share one store, and each sees only its own namespace, exactly (a namespace
+//! is a map of its own, not a string prefix). Values are kept as they are, not serialized, but
+//! the [`storage_core::Checked`] layer applies the same key and value rules as every other
+//! backend, so that what works here works in production.
+//!
+//! TTL'd entries sit in an expiry index ordered by deadline; every write first reclaims what has
+//! expired, so a cache that only ever writes TTL'd keys stays bounded without a background task
+//! and without anyone reading the dead keys. Lists are vectors: append is amortised O(1), a range
+//! of m items O(m).
+//!
+//! It is not durable and not shared between processes: data lives as long as the store.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use storage_memory::MemoryStore;
+//! use serde_json::json;
+//!
+//! let store = MemoryStore::new();
+//! let a = store.database("a:").unwrap();
+//! let b = store.database("b:").unwrap();
+//! a.append("history", &json!({"role": "user"})).await.unwrap();
+//! assert_eq!(a.get_length("history").await.unwrap(), 1);
+//! assert_eq!(b.get_length("history").await.unwrap(), 0);
+//! # });
+//! ```
+
+#![warn(missing_docs)]
+
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+use storage_core::config::{BackendSpec, Role};
+use storage_core::{
+    BackendFactory, Cache, CacheEntry, Checked, Database, Error, KeyKind, KeyTtl, Result, Store,
+    glob_match, lrange_window, validate_key_prefix,
+};
+
+/// The type name this crate registers.
+pub const TYPE_NAME: &str = "in-memory";
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Value(Value),
+    List(Vec<Value>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    slot: Slot,
+    /// The deadline and its tie-breaking sequence number, as filed in the expiry index.
+    expiry: Option<(Instant, u64)>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expiry.is_none_or(|(deadline, _)| deadline > now)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    namespaces: HashMap<String, HashMap<String, Entry>>,
+    /// (deadline, seq) -> (namespace, key), for every entry with a TTL.
+    expiry: BTreeMap<(Instant, u64), (String, String)>,
+    next_seq: u64,
+}
+
+impl State {
+    /// Removes every entry whose deadline has passed. Called on each write, so that memory
+    /// held by expired keys is bounded by what was written since the last write.
+    fn reclaim(&mut self, now: Instant) {
+        while let Some(entry) = self.expiry.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (ns, key) = entry.remove();
+            if let Some(map) = self.namespaces.get_mut(&ns) {
+                map.remove(&key);
+                if map.is_empty() {
+                    self.namespaces.remove(&ns);
+                }
+            }
+        }
+    }
+
+    fn ns_mut(&mut self, ns: &str) -> &mut HashMap<String, Entry> {
+        if !self.namespaces.contains_key(ns) {
+            self.namespaces.insert(ns.to_string(), HashMap::new());
+        }
+        self.namespaces.get_mut(ns).expect("inserted above")
+    }
+
+    /// Removes `key`, unfiling its deadline. Returns the entry if it was live.
+    fn remove(&mut self, ns: &str, key: &str, now: Instant) -> Option<Entry> {
+        let map = self.namespaces.get_mut(ns)?;
+        let entry = map.remove(key)?;
+        if map.is_empty() {
+            self.namespaces.remove(ns);
+        }
+        if let Some(exp) = entry.expiry {
+            self.expiry.remove(&exp);
+        }
+        entry.live(now).then_some(entry)
+    }
+
+    fn put(&mut self, ns: &str, key: &str, slot: Slot, ttl: Option<Duration>, now: Instant) {
+        self.remove(ns, key, now);
+        // A deadline past what `Instant` can represent (hundreds of years) is "never".
+        let expiry = ttl.and_then(|t| now.checked_add(t)).map(|deadline| {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.expiry
+                .insert((deadline, seq), (ns.to_string(), key.to_string()));
+            (deadline, seq)
+        });
+        self.ns_mut(ns)
+            .insert(key.to_string(), Entry { slot, expiry });
+    }
+
+    fn live(&self, ns: &str, key: &str, now: Instant) -> Option<&Entry> {
+        self.namespaces.get(ns)?.get(key).filter(|e| e.live(now))
+    }
+
+    fn entry_count(&self) -> usize {
+        self.namespaces.values().map(HashMap::len).sum()
+    }
+}
+
+/// A thread-safe store that any number of namespaced handles share.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<RwLock<State>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A raw handle on this store for the namespace `key_prefix`, without the input checks;
+    /// see [`MemoryStore::cache`] and [`MemoryStore::database`] for checked handles.
+    pub fn handle(&self, key_prefix: &str) -> Result<MemoryBackend> {
+        validate_key_prefix(key_prefix).map_err(|e| e.at(TYPE_NAME, "connect"))?;
+        Ok(MemoryBackend {
+            store: self.clone(),
+            ns: key_prefix.to_string(),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// A checked cache handle for the namespace `key_prefix`.
+    pub fn cache(&self, key_prefix: &str) -> Result<Arc<dyn Cache>> {
+        Ok(Arc::new(Checked::new(Arc::new(self.handle(key_prefix)?))))
+    }
+
+    /// A checked database handle for the namespace `key_prefix`.
+    pub fn database(&self, key_prefix: &str) -> Result<Arc<dyn Database>> {
+        Ok(Arc::new(Checked::new(Arc::new(self.handle(key_prefix)?))))
+    }
+
+    /// How many entries the store holds, expired ones not yet reclaimed included.
+    pub fn entry_count(&self) -> usize {
+        self.read().entry_count()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // Nothing panics while holding the lock; should it ever, the state is still consistent
+        // (every mutation is a single map operation), so poisoning is ignored.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+        guard.reclaim(Instant::now());
+        guard
+    }
+}
+
+/// One namespace of a [`MemoryStore`]; serves both roles.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    store: MemoryStore,
+    ns: String,
+    closed: AtomicBool,
+}
+
+impl MemoryBackend {
+    fn open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::connection("backend is closed"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn set_slot(&self, key: &str, slot: Slot, ttl: Option<Duration>) -> Result<()> {
+        self.open()?;
+        self.store
+            .write()
+            .put(&self.ns, key, slot, ttl, Instant::now());
+        Ok(())
+    }
+
+    fn list_of<'a>(entry: Option<&'a Entry>, key: &str) -> Result<Option<&'a Vec<Value>>> {
+        match entry.map(|e| &e.slot) {
+            None => Ok(None),
+            Some(Slot::List(items)) => Ok(Some(items)),
+            Some(Slot::Value(_)) => Err(Error::holds_value(key)),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryBackend {
+    fn backend(&self) -> &str {
+        TYPE_NAME
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>> {
+        self.open()?;
+        let state = self.store.read();
+        match state.live(&self.ns, key, Instant::now()).map(|e| &e.slot) {
+            None => Ok(None),
+            Some(Slot::Value(v)) => Ok(Some(v.clone())),
+            Some(Slot::List(_)) => Err(Error::holds_list(key)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.open()?;
+        let now = Instant::now();
+        Ok(self.store.write().remove(&self.ns, key, now).is_some())
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
+        self.open()?;
+        let state = self.store.read();
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|k| match state.live(&self.ns, k, now).map(|e| &e.slot) {
+                Some(Slot::Value(v)) => Some(v.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        self.open()?;
+        Ok(self
+            .store
+            .read()
+            .live(&self.ns, key, Instant::now())
+            .is_some())
+    }
+
+    async fn kind(&self, key: &str) -> Result<KeyKind> {
+        self.open()?;
+        let state = self.store.read();
+        Ok(
+            match state.live(&self.ns, key, Instant::now()).map(|e| &e.slot) {
+                None => KeyKind::None,
+                Some(Slot::Value(_)) => KeyKind::Value,
+                Some(Slot::List(_)) => KeyKind::List,
+            },
+        )
+    }
+
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        self.open()?;
+        let state = self.store.read();
+        let now = Instant::now();
+        let Some(map) = state.namespaces.get(&self.ns) else {
+            return Ok(Vec::new());
+        };
+        Ok(map
+            .iter()
+            .filter(|(k, e)| e.live(now) && pattern.is_none_or(|p| glob_match(p, k)))
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.open()?;
+        let mut state = self.store.write();
+        if let Some(map) = state.namespaces.remove(&self.ns) {
+            for entry in map.into_values() {
+                if let Some(exp) = entry.expiry {
+                    state.expiry.remove(&exp);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.open()
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryBackend {
+    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        self.set_slot(key, Slot::Value(value.clone()), ttl)
+    }
+
+    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
+        self.open()?;
+        let mut state = self.store.write();
+        let now = Instant::now();
+        for e in entries {
+            state.put(&self.ns, &e.key, Slot::Value(e.value.clone()), e.ttl, now);
+        }
+        Ok(())
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.open()?;
+        let state = self.store.read();
+        let now = Instant::now();
+        Ok(match state.live(&self.ns, key, now) {
+            None => KeyTtl::Missing,
+            Some(Entry { expiry: None, .. }) => KeyTtl::Persistent,
+            Some(Entry {
+                expiry: Some((deadline, _)),
+                ..
+            }) => KeyTtl::ExpiresIn(deadline.saturating_duration_since(now)),
+        })
+    }
+}
+
+#[async_trait]
+impl Database for MemoryBackend {
+    async fn set(&self, key: &str, value: &Value) -> Result<()> {
+        self.set_slot(key, Slot::Value(value.clone()), None)
+    }
+
+    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
+        self.open()?;
+        // One lock for the whole batch: all entries become visible together.
+        let mut state = self.store.write();
+        let now = Instant::now();
+        for (k, v) in entries {
+            state.put(&self.ns, k, Slot::Value(v.clone()), None, now);
+        }
+        Ok(())
+    }
+
+    async fn append(&self, key: &str, value: &Value) -> Result<()> {
+        self.open()?;
+        let mut state = self.store.write();
+        let now = Instant::now();
+        if state.live(&self.ns, key, now).is_none() {
+            state.put(&self.ns, key, Slot::List(Vec::new()), None, now);
+        }
+        let entry = state
+            .ns_mut(&self.ns)
+            .get_mut(key)
+            .expect("live or just created");
+        match &mut entry.slot {
+            Slot::List(items) => {
+                items.push(value.clone());
+                Ok(())
+            }
+            Slot::Value(_) => Err(Error::holds_value(key)),
+        }
+    }
+
+    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
+        self.open()?;
+        let state = self.store.read();
+        let Some(items) = Self::list_of(state.live(&self.ns, key, Instant::now()), key)? else {
+            return Ok(Vec::new());
+        };
+        Ok(match lrange_window(items.len() as u64, start, end) {
+            Some((first, last)) => items[first as usize..=last as usize].to_vec(),
+            None => Vec::new(),
+        })
+    }
+
+    async fn get_length(&self, key: &str) -> Result<u64> {
+        self.open()?;
+        let state = self.store.read();
+        Ok(
+            Self::list_of(state.live(&self.ns, key, Instant::now()), key)?
+                .map_or(0, |items| items.len() as u64),
+        )
+    }
+}
+
+/// The factory for the registry. Each backend it opens gets a store of its own.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryFactory;
+
+#[async_trait]
+impl BackendFactory for MemoryFactory {
+    fn type_names(&self) -> Vec<String> {
+        vec![TYPE_NAME.to_string(), "memory".to_string()]
+    }
+
+    fn roles(&self) -> Vec<Role> {
+        vec![Role::Cache, Role::Database]
+    }
+
+    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
+        Ok(Arc::new(
+            MemoryStore::new().handle(&spec.common.key_prefix)?,
+        ))
+    }
+
+    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
+        Ok(Arc::new(
+            MemoryStore::new().handle(&spec.common.key_prefix)?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;
