@@ -1,0 +1,233 @@
+//! The cases, and what they share.
+
+mod cache;
+mod common;
+mod database;
+mod sequences;
+
+use crate::check::{CaseResult, Ctx};
+use crate::{BoxFuture, CacheBuilder, DatabaseBuilder};
+use serde_json::Value;
+use std::sync::Arc;
+use storage_core::{Cache, CacheEntry, Database, Result, Store};
+
+/// One named case.
+pub(crate) struct Case {
+    pub name: &'static str,
+    pub run: fn(Cx) -> BoxFuture<'static, CaseResult>,
+}
+
+/// Lists cases by function name.
+macro_rules! cases {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        vec![$(Case {
+            name: stringify!($name),
+            run: |cx| Box::pin($module::$name(cx)),
+        }),*]
+    };
+}
+
+pub(crate) fn cache_cases() -> Vec<Case> {
+    let mut all = common_cases();
+    all.extend(cases![
+        cache::ttl_present_under_a_long_ttl,
+        cache::ttl_expires_for_every_operation,
+        cache::ttl_set_without_ttl_clears_it,
+        cache::ttl_set_replaces_the_ttl,
+        cache::ttl_zero_and_over_limit_rejected,
+        cache::ttl_at_the_limit_accepted,
+        cache::ttl_sub_millisecond_rounds_up,
+        cache::ttl_query_missing_and_persistent,
+        cache::mset_entries_carry_their_own_ttl,
+        cache::expired_keys_do_not_count_as_existing,
+        sequences::model_random_cache_operations,
+    ]);
+    all
+}
+
+pub(crate) fn database_cases() -> Vec<Case> {
+    let mut all = common_cases();
+    all.extend(cases![
+        database::kind_of_lists,
+        database::get_of_a_list_is_wrong_type,
+        database::list_ops_on_a_value_are_wrong_type,
+        database::mget_gives_none_for_a_list,
+        database::set_replaces_a_list,
+        database::mset_replaces_a_list,
+        database::delete_and_exists_see_lists,
+        database::keys_and_clear_see_lists,
+        database::append_creates_and_orders,
+        database::missing_list_reads_empty,
+        database::lrange_table,
+        database::lrange_random_against_model,
+        database::long_list_tail_reads,
+        database::list_items_round_trip_every_class,
+        database::concurrent_appends_lose_nothing,
+        database::concurrent_set_and_append_keep_one_kind,
+        database::clear_namespace_with_lists_beside_another,
+        sequences::model_random_database_operations,
+    ]);
+    all
+}
+
+fn common_cases() -> Vec<Case> {
+    cases![
+        common::null_is_stored_and_distinct_from_missing,
+        common::falsy_values_round_trip,
+        common::strings_round_trip,
+        common::integer_edges_round_trip,
+        common::float_edges_round_trip_bit_for_bit,
+        common::nested_documents_round_trip,
+        common::depth_64_accepted,
+        common::depth_65_rejected_and_nothing_stored,
+        common::large_value_round_trips,
+        common::hostile_keys_are_exact,
+        common::keys_are_case_sensitive,
+        common::key_at_limit_accepted,
+        common::key_over_limit_rejected,
+        common::empty_key_rejected,
+        common::nul_in_key_rejected,
+        common::prefix_at_limit_accepted,
+        common::prefix_over_limit_rejected,
+        common::kind_of_values,
+        common::delete_reports_existence,
+        common::overwrite_replaces,
+        common::mget_order_repeats_and_missing,
+        common::mget_empty,
+        common::mset_last_of_repeated_keys_wins,
+        common::mset_rejects_bad_entry_and_stores_nothing,
+        common::keys_lists_whole_namespace,
+        common::keys_has_no_duplicates,
+        common::glob_pattern_table,
+        common::glob_literal_prefix_among_many,
+        common::prefix_is_never_seen,
+        common::glob_chars_in_prefix_do_not_widen,
+        common::clear_one_namespace_beside_another,
+        common::clear_empty_namespace,
+        common::ping_is_cheap_and_writes_nothing,
+        common::concurrent_sets_all_land,
+        common::close_is_idempotent,
+    ]
+}
+
+/// How the case gets backends.
+#[derive(Clone)]
+pub(crate) enum Builder {
+    Cache(Arc<dyn CacheBuilder>),
+    Database(Arc<dyn DatabaseBuilder>),
+}
+
+/// A backend of either role, with the operations both share.
+#[derive(Clone)]
+pub(crate) enum Subject {
+    Cache(Arc<dyn Cache>),
+    Database(Arc<dyn Database>),
+}
+
+impl Subject {
+    pub fn store(&self) -> &(dyn Store + 'static) {
+        match self {
+            Subject::Cache(c) => c.as_ref(),
+            Subject::Database(d) => d.as_ref(),
+        }
+    }
+
+    pub async fn set(&self, key: &str, value: &Value) -> Result<()> {
+        match self {
+            Subject::Cache(c) => c.set(key, value, None).await,
+            Subject::Database(d) => d.set(key, value).await,
+        }
+    }
+
+    pub async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
+        match self {
+            Subject::Cache(c) => {
+                let entries: Vec<CacheEntry> = entries
+                    .iter()
+                    .map(|(k, v)| CacheEntry::new(k.clone(), v.clone(), None))
+                    .collect();
+                c.mset(&entries).await
+            }
+            Subject::Database(d) => d.mset(entries).await,
+        }
+    }
+}
+
+impl std::ops::Deref for Subject {
+    type Target = dyn Store;
+    fn deref(&self) -> &Self::Target {
+        self.store()
+    }
+}
+
+/// What a case gets: a way to build backends, its own prefix, and a seed.
+#[derive(Clone)]
+pub(crate) struct Cx {
+    pub builder: Builder,
+    pub prefix: String,
+    pub seed: u64,
+}
+
+impl Cx {
+    /// A backend at the case's prefix.
+    pub async fn subject(&self) -> std::result::Result<Subject, String> {
+        self.subject_at(&self.prefix).await
+    }
+
+    /// A backend at an arbitrary prefix.
+    pub async fn subject_at(&self, prefix: &str) -> std::result::Result<Subject, String> {
+        self.build(prefix)
+            .await
+            .ctx(format!("building a backend with keyPrefix {prefix:?}"))
+    }
+
+    pub async fn build(&self, prefix: &str) -> Result<Subject> {
+        Ok(match &self.builder {
+            Builder::Cache(b) => Subject::Cache(b.build(prefix.to_string()).await?),
+            Builder::Database(b) => Subject::Database(b.build(prefix.to_string()).await?),
+        })
+    }
+
+    pub async fn cache(&self) -> std::result::Result<Arc<dyn Cache>, String> {
+        match self.subject().await? {
+            Subject::Cache(c) => Ok(c),
+            Subject::Database(_) => Err("a cache case ran with a database builder".into()),
+        }
+    }
+
+    pub async fn db(&self) -> std::result::Result<Arc<dyn Database>, String> {
+        match self.subject().await? {
+            Subject::Database(d) => Ok(d),
+            Subject::Cache(_) => Err("a database case ran with a cache builder".into()),
+        }
+    }
+
+    /// Clears what the case left under its prefix (best effort).
+    pub async fn cleanup(&self) {
+        if let Ok(s) = self.build(&self.prefix).await {
+            let _ = s.clear().await;
+            let _ = s.close().await;
+        }
+    }
+}
+
+/// A small deterministic RNG (xorshift64*), so that a failing sequence can be replayed by seed.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
