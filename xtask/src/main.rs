@@ -1,0 +1,273 @@
+//! `cargo xtask`: the project's automation, with few dependencies so that it builds fast.
+//!
+//! - `cargo xtask test [--require-all]` starts the throwaway servers the backends need, exports
+//!   their URLs, runs `cargo test --workspace --all-features`, then the conformance runner for
+//!   every backend × role, and exits non-zero on any failure. With `--require-all` (CI), a test
+//!   that cannot get its server fails, and so does any skipped matrix line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use storage_servers::{Postgres, Redis};
+
+/// A server a matrix entry needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    None,
+    Postgres,
+    Redis,
+}
+
+/// One line of the matrix: a label for the log, the role, the server, and the backend block
+/// (`{url}` is replaced by the server's URL, `{tmp}` by a fresh temp dir).
+struct Entry {
+    label: &'static str,
+    role: &'static str,
+    server: Server,
+    block: &'static str,
+}
+
+const MATRIX: &[Entry] = &[
+    Entry {
+        label: "in-memory",
+        role: "cache",
+        server: Server::None,
+        block: "{type: in-memory}",
+    },
+    Entry {
+        label: "in-memory",
+        role: "database",
+        server: Server::None,
+        block: "{type: in-memory}",
+    },
+];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask test [--require-all]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Installs redis-server when it is missing and we may (root); otherwise says how.
+fn ensure_redis_installed() {
+    if storage_servers::find_redis_server().is_some() {
+        return;
+    }
+    if storage_servers::is_root() {
+        eprintln!("xtask: redis-server not found; installing it with apt-get");
+        let update = Command::new("apt-get").arg("update").status();
+        let install = Command::new("apt-get")
+            .args(["install", "-y", "redis-server"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        if !update.is_ok_and(|s| s.success()) || !install.is_ok_and(|s| s.success()) {
+            eprintln!("xtask: apt-get install -y redis-server failed");
+        }
+    } else {
+        eprintln!(
+            "xtask: redis-server not found; install it with: sudo apt-get install -y redis-server"
+        );
+    }
+}
+
+fn loud_skip(what: &str, why: &str) {
+    eprintln!(
+        "\n!!! SKIPPED {what}: {why}\n!!! install: apt-get install -y redis-server postgresql\n"
+    );
+}
+
+fn test(args: &[String]) -> ExitCode {
+    let require_all = args.iter().any(|a| a == "--require-all");
+    if let Some(bad) = args.iter().find(|a| *a != "--require-all") {
+        eprintln!("xtask test: unknown argument {bad:?}");
+        return ExitCode::from(2);
+    }
+    ensure_redis_installed();
+
+    // The shared servers, for the matrix entries and the tests that need them. They stop when
+    // these handles drop, on every return path below, and die with this process otherwise.
+    let mut failures: Vec<String> = Vec::new();
+    let needs = |s: Server| MATRIX.iter().any(|e| e.server == s);
+    let postgres = if needs(Server::Postgres) {
+        match Postgres::start(&Default::default()) {
+            Ok(pg) => {
+                eprintln!("xtask: PostgreSQL at {}", pg.url());
+                Some(pg)
+            }
+            Err(e) => {
+                if require_all {
+                    failures.push(format!("cannot start PostgreSQL: {e}"));
+                } else {
+                    loud_skip("PostgreSQL", &e.to_string());
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let redis = if needs(Server::Redis) {
+        match Redis::start(&Default::default()) {
+            Ok(r) => {
+                eprintln!("xtask: Redis at {}", r.url());
+                Some(r)
+            }
+            Err(e) => {
+                if require_all {
+                    failures.push(format!("cannot start Redis: {e}"));
+                } else {
+                    loud_skip("Redis", &e.to_string());
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut envs: Vec<(&str, String)> = Vec::new();
+    if let Some(pg) = &postgres {
+        envs.push(("STORAGE_TEST_POSTGRES_URL", pg.url()));
+    }
+    if let Some(r) = &redis {
+        envs.push(("STORAGE_TEST_REDIS_URL", r.url()));
+    }
+    if require_all {
+        envs.push(("STORAGE_TEST_REQUIRE_ALL", "1".into()));
+    }
+
+    eprintln!("xtask: cargo test --workspace --all-features");
+    let status = cargo()
+        .args(["test", "--workspace", "--all-features"])
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        failures.push("cargo test --workspace --all-features failed".into());
+    }
+
+    eprintln!("xtask: building the conformance runner");
+    let built = cargo()
+        .args(["build", "--quiet", "-p", "storage-runner", "--all-features"])
+        .status();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let runner = target.join("debug").join("storage-runner");
+    if !built.is_ok_and(|s| s.success()) {
+        failures.push("building storage-runner failed".into());
+    } else {
+        let mut lines = Vec::new();
+        for entry in MATRIX {
+            let url = match entry.server {
+                Server::None => Some(String::new()),
+                Server::Postgres => postgres.as_ref().map(Postgres::url),
+                Server::Redis => redis.as_ref().map(Redis::url),
+            };
+            let Some(url) = url else {
+                let line = format!(
+                    "matrix: {} {} passed=0 failed=0 skipped=all (no server)",
+                    entry.label, entry.role
+                );
+                println!("{line}");
+                if require_all {
+                    failures.push(line.clone());
+                }
+                lines.push(line);
+                continue;
+            };
+            let tmp = storage_servers::temp_dir("matrix").expect("temp dir under /tmp");
+            let block = entry
+                .block
+                .replace("{url}", &url)
+                .replace("{tmp}", &tmp.display().to_string());
+            eprintln!(
+                "xtask: conformance kit: {} {} ({})",
+                entry.label, entry.role, entry.block
+            );
+            let out = Command::new(&runner)
+                .args(["--role", entry.role, "--block", &block])
+                .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+                .stderr(Stdio::inherit())
+                .output();
+            let _ = std::fs::remove_dir_all(&tmp);
+            let out = match out {
+                Ok(o) => o,
+                Err(e) => {
+                    failures.push(format!(
+                        "{} {}: cannot run the runner: {e}",
+                        entry.label, entry.role
+                    ));
+                    continue;
+                }
+            };
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!("{text}");
+            let Some(line) = text
+                .lines()
+                .find(|l| l.starts_with("matrix: "))
+                .map(str::to_string)
+            else {
+                failures.push(format!(
+                    "{} {}: the runner printed no matrix line",
+                    entry.label, entry.role
+                ));
+                continue;
+            };
+            let field = |name: &str| -> usize {
+                line.split_whitespace()
+                    .find_map(|w| {
+                        w.strip_prefix(&format!("{name}="))
+                            .and_then(|n| n.parse().ok())
+                    })
+                    .unwrap_or(usize::MAX)
+            };
+            if !out.status.success() || field("failed") != 0 {
+                failures.push(line.clone());
+            } else if field("skipped") != 0 {
+                if require_all {
+                    failures.push(format!("{line} (skips are not allowed with --require-all)"));
+                } else {
+                    loud_skip(
+                        &format!("{} {}", entry.label, entry.role),
+                        "backend unreachable",
+                    );
+                }
+            }
+            lines.push(line);
+        }
+        println!("\n=== conformance matrix ===");
+        for line in &lines {
+            println!("{line}");
+        }
+    }
+
+    drop(redis);
+    drop(postgres);
+    if failures.is_empty() {
+        println!("xtask test: all passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("xtask test: FAILED");
+        for f in &failures {
+            println!("  - {f}");
+        }
+        ExitCode::FAILURE
+    }
+}
