@@ -8,5 +8,6 @@ use storage_core::{Registry, Result};
 pub fn build(_config: Option<&Path>) -> Result<Registry> {
     let mut registry = Registry::new();
     registry.register(Arc::new(storage_memory::MemoryFactory))?;
+    registry.register(Arc::new(storage_sqlite::SqliteFactory))?;
     Ok(registry)
 }

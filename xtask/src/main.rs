@@ -27,19 +27,35 @@ struct Entry {
 }
 
 const MATRIX: &[Entry] = &[
-    Entry {
-        label: "in-memory",
-        role: "cache",
-        server: Server::None,
-        block: "{type: in-memory}",
-    },
-    Entry {
-        label: "in-memory",
-        role: "database",
-        server: Server::None,
-        block: "{type: in-memory}",
-    },
+    entry("in-memory", "cache", Server::None, "{type: in-memory}"),
+    entry("in-memory", "database", Server::None, "{type: in-memory}"),
+    entry(
+        "sqlite",
+        "cache",
+        Server::None,
+        "{type: sqlite, path: '{tmp}/kit.db'}",
+    ),
+    entry(
+        "sqlite",
+        "database",
+        Server::None,
+        "{type: sqlite, path: '{tmp}/kit.db'}",
+    ),
 ];
+
+const fn entry(
+    label: &'static str,
+    role: &'static str,
+    server: Server,
+    block: &'static str,
+) -> Entry {
+    Entry {
+        label,
+        role,
+        server,
+        block,
+    }
+}
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,697 @@
+//! The SQLite backend, registered as `sqlite`: the embedded default database, and a TTL cache
+//! for single-machine deployments.
+//!
+//! It runs on an r2d2 pool of bundled-SQLite connections, and every SQLite call runs on tokio's
+//! blocking threads, never on an async worker.
+//!
+//! - **Files.** WAL mode; writes are `BEGIN IMMEDIATE` transactions, and a writer waits up to
+//!   `busyTimeoutMillis` for another process instead of failing, so several processes can share
+//!   one file. `synchronous` is `full` by default (a committed write survives power loss);
+//!   `normal` survives a crash of the process but may lose the last commits on power loss.
+//! - **Identity.** The file carries an `application_id` and a schema version; migrations run on
+//!   connect. A file of another application, a newer schema, a non-SQLite or corrupt file is
+//!   refused with a clear error and never written to.
+//! - **Namespaces** are a column, so they are exact.
+//! - **Lists** are one row per item with a dense per-key sequence, and a header row that holds
+//!   the length: append, `get_length` and tail reads are index lookups, never scans.
+//! - **keys(pattern)** scans the index range of the pattern's literal prefix and filters with
+//!   storage-core's Redis matcher (LIKE and GLOB would answer differently).
+//! - `:memory:` is one in-memory database shared by the whole pool (the `memdb` VFS).
+//!
+//! It is not a server: for many machines sharing data, use PostgreSQL.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use storage_core::config::{BackendSpec, BackendSettings, SqliteSettings};
+//! use serde_json::json;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let spec = BackendSpec::new("sqlite", BackendSettings::Sqlite(SqliteSettings::file(dir.path().join("app.db"))));
+//! let db = storage_sqlite::open_database(&spec).await.unwrap();
+//! db.append("history", &json!({"role": "user", "content": "hi"})).await.unwrap();
+//! assert_eq!(db.get_length("history").await.unwrap(), 1);
+//! # });
+//! ```
+
+#![warn(missing_docs)]
+
+mod schema;
+pub mod sql;
+
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+use async_trait::async_trait;
+use r2d2_sqlite::SqliteConnectionManager;
+use r2d2_sqlite::rusqlite::{self, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use schema::sql_error;
+use serde_json::Value;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use storage_core::config::{
+    BackendSettings, BackendSpec, Role, SqliteLocation, SqliteSettings, SqliteSync,
+};
+use storage_core::{
+    BackendFactory, Cache, CacheEntry, Checked, Database, Error, KeyKind, KeyTtl, Result, Store,
+    glob_match, literal_prefix, lrange_window, prefix_upper_bound,
+};
+
+/// The type name this crate registers.
+pub const TYPE_NAME: &str = "sqlite";
+
+const KIND_VALUE: i64 = 0;
+const KIND_LIST: i64 = 1;
+/// Expired rows are reclaimed on one cache write in this many.
+const RECLAIM_EVERY: u64 = 128;
+
+type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn encode(value: &Value) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::invalid_value(format!("cannot encode value: {e}")))
+}
+
+fn decode(key: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::other(format!(
+            "the value stored at {key:?} is not valid JSON: {e}"
+        ))
+    })
+}
+
+/// One pool-reaper thread for every pool of the process, instead of r2d2's three per pool.
+fn reaper() -> Arc<scheduled_thread_pool::ScheduledThreadPool> {
+    static POOL: OnceLock<Arc<scheduled_thread_pool::ScheduledThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        Arc::new(
+            scheduled_thread_pool::ScheduledThreadPool::builder()
+                .num_threads(1)
+                .thread_name_pattern("storage-sqlite-reaper-{}")
+                .build(),
+        )
+    })
+    .clone()
+}
+
+/// A namespace of one SQLite database; serves both roles.
+pub struct SqliteBackend {
+    pool: RwLock<Option<Pool>>,
+    ns: Arc<str>,
+    location: String,
+    /// For `:memory:`, a connection that keeps the shared in-memory database alive while the
+    /// pool's own connections come and go.
+    _anchor: Option<Mutex<Connection>>,
+    writes: AtomicU64,
+}
+
+impl fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("location", &self.location)
+            .field("key_prefix", &self.ns)
+            .finish()
+    }
+}
+
+/// Opens a checked SQLite database for `spec`.
+pub async fn open_database(spec: &BackendSpec) -> Result<Arc<dyn Database>> {
+    storage_core::open_database(&SqliteFactory, spec).await
+}
+
+/// Opens a checked SQLite cache for `spec`.
+pub async fn open_cache(spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
+    storage_core::open_cache(&SqliteFactory, spec).await
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database that `spec` names, checks and migrates its
+    /// schema, and builds the pool. Blocking work runs on a blocking thread.
+    pub async fn open(spec: &BackendSpec) -> Result<SqliteBackend> {
+        let BackendSettings::Sqlite(settings) = &spec.settings else {
+            return Err(Error::config(format!(
+                "{} is not a sqlite backend",
+                spec.type_name
+            )));
+        };
+        let settings = settings.clone();
+        let ns: Arc<str> = spec.common.key_prefix.as_str().into();
+        let pool_max = spec.common.pool_max;
+        let pool_min = spec.common.pool_min;
+        let acquire = spec.common.acquire_timeout;
+        let idle = spec.common.idle_timeout;
+        tokio::task::spawn_blocking(move || {
+            Self::open_blocking(settings, ns, pool_min, pool_max, acquire, idle)
+        })
+        .await
+        .map_err(|e| Error::other(format!("open task failed: {e}")))?
+    }
+
+    fn open_blocking(
+        settings: SqliteSettings,
+        ns: Arc<str>,
+        pool_min: u32,
+        pool_max: u32,
+        acquire: Duration,
+        idle: Duration,
+    ) -> Result<SqliteBackend> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let (target, location, wal) = match &settings.location {
+            SqliteLocation::Memory => {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                let name = format!(
+                    "file:/storage-sqlite-{}-{}?vfs=memdb",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                );
+                (name, ":memory:".to_string(), false)
+            }
+            SqliteLocation::File(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        Error::connection(format!(
+                            "cannot create directory {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+                if path.is_dir() {
+                    return Err(Error::config(format!(
+                        "{} is a directory, not a database file",
+                        path.display()
+                    )));
+                }
+                let text = path.to_str().ok_or_else(|| {
+                    Error::config(format!("{} is not a UTF-8 path", path.display()))
+                })?;
+                // A URI, so that names with `?` or `#` are taken literally: percent-encode them.
+                let escaped: String = text
+                    .chars()
+                    .map(|c| match c {
+                        '?' => "%3f".to_string(),
+                        '#' => "%23".to_string(),
+                        '%' => "%25".to_string(),
+                        c => c.to_string(),
+                    })
+                    .collect();
+                (format!("file:{escaped}"), path.display().to_string(), true)
+            }
+        };
+        let busy = settings.busy_timeout;
+        let synchronous = match settings.synchronous {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        };
+        let init = move |c: &mut Connection| -> rusqlite::Result<()> {
+            c.busy_timeout(busy)?;
+            c.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))?;
+            c.set_prepared_statement_cache_capacity(32);
+            Ok(())
+        };
+
+        let mut first = Connection::open_with_flags(&target, flags)
+            .map_err(|e| sql_error(e, &format!("opening {location}")))?;
+        init(&mut first).map_err(|e| sql_error(e, &format!("configuring {location}")))?;
+        schema::prepare(&mut first, wal, &location)?;
+
+        let manager = SqliteConnectionManager::file(&target)
+            .with_flags(flags)
+            .with_init(init);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_max)
+            .min_idle(Some(pool_min))
+            .connection_timeout(acquire)
+            .idle_timeout(Some(idle))
+            .thread_pool(reaper())
+            // Our connections are local files: a broken one shows up as an error on use.
+            .test_on_check_out(false)
+            .build(manager)
+            .map_err(|e| Error::connection(format!("building the pool for {location}: {e}")))?;
+        let anchor = matches!(settings.location, SqliteLocation::Memory).then(|| Mutex::new(first));
+        Ok(SqliteBackend {
+            pool: RwLock::new(Some(pool)),
+            ns,
+            location,
+            _anchor: anchor,
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    fn pool(&self) -> Result<Pool> {
+        self.pool
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Error::connection("backend is closed"))
+    }
+
+    /// Runs `f` with a pooled connection on a blocking thread.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let pool = self.pool()?;
+        let ns = self.ns.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| {
+                Error::timeout(format!(
+                    "no pooled connection within the acquire timeout: {e}"
+                ))
+            })?;
+            f(&mut conn, &ns)
+        })
+        .await
+        .map_err(|e| Error::other(format!("blocking task failed: {e}")))?
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.with_conn(move |conn, ns| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sql_error(e, "beginning a write"))?;
+            let out = f(&tx, ns)?;
+            tx.commit().map_err(|e| sql_error(e, "committing"))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` in a read transaction, so that what it reads is one snapshot.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.with_conn(move |conn, ns| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(|e| sql_error(e, "beginning a read"))?;
+            let out = f(&tx, ns)?;
+            tx.finish().map_err(|e| sql_error(e, "ending a read"))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    fn should_reclaim(&self) -> bool {
+        self.writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(RECLAIM_EVERY)
+    }
+
+    async fn set_value(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        let text = encode(value)?;
+        let key = key.to_string();
+        let reclaim = ttl.is_some() && self.should_reclaim();
+        self.write(move |tx, ns| {
+            let now = now_ms();
+            if reclaim {
+                reclaim_expired(tx, now)?;
+            }
+            put_value(tx, ns, &key, &text, ttl.map(|t| deadline(now, t)))
+        })
+        .await
+    }
+
+    async fn set_many(&self, entries: Vec<(String, String, Option<Duration>)>) -> Result<()> {
+        let reclaim = entries.iter().any(|e| e.2.is_some()) && self.should_reclaim();
+        self.write(move |tx, ns| {
+            let now = now_ms();
+            if reclaim {
+                reclaim_expired(tx, now)?;
+            }
+            for (key, text, ttl) in &entries {
+                put_value(tx, ns, key, text, ttl.map(|t| deadline(now, t)))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn deadline(now: i64, ttl: Duration) -> i64 {
+    now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64)
+}
+
+fn reclaim_expired(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<()> {
+    tx.prepare_cached(sql::RECLAIM)
+        .and_then(|mut s| s.execute([now]))
+        .map_err(|e| sql_error(e, "reclaiming expired keys"))?;
+    Ok(())
+}
+
+/// Stores a value, dropping the items of a list the key held.
+fn put_value(
+    tx: &rusqlite::Transaction<'_>,
+    ns: &str,
+    key: &str,
+    text: &str,
+    expires: Option<i64>,
+) -> Result<()> {
+    let was_list = tx
+        .prepare_cached(sql::HEADER)
+        .and_then(|mut s| {
+            s.query_row((ns, key, i64::MIN), |r| r.get::<_, i64>(0))
+                .optional()
+        })
+        .map_err(|e| sql_error(e, "reading the key"))?
+        == Some(KIND_LIST);
+    if was_list {
+        tx.prepare_cached(sql::DELETE_ITEMS)
+            .and_then(|mut s| s.execute((ns, key)))
+            .map_err(|e| sql_error(e, "dropping the list"))?;
+    }
+    tx.prepare_cached(sql::UPSERT_VALUE)
+        .and_then(|mut s| s.execute((ns, key, text, expires)))
+        .map_err(|e| sql_error(e, "storing the value"))?;
+    Ok(())
+}
+
+/// The live row's kind and list length, if any.
+fn header(tx: &Connection, ns: &str, key: &str, now: i64) -> Result<Option<(i64, i64)>> {
+    tx.prepare_cached(sql::HEADER)
+        .and_then(|mut s| {
+            s.query_row((ns, key, now), |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(|e| sql_error(e, "reading the key"))
+}
+
+fn get_row(
+    conn: &Connection,
+    ns: &str,
+    key: &str,
+    now: i64,
+) -> Result<Option<(i64, Option<String>)>> {
+    conn.prepare_cached(sql::GET)
+        .and_then(|mut s| {
+            s.query_row((ns, key, now), |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(|e| sql_error(e, "reading the key"))
+}
+
+#[async_trait]
+impl Store for SqliteBackend {
+    fn backend(&self) -> &str {
+        TYPE_NAME
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>> {
+        let key = key.to_string();
+        self.with_conn(move |conn, ns| match get_row(conn, ns, &key, now_ms())? {
+            None => Ok(None),
+            Some((KIND_LIST, _)) => Err(Error::holds_list(&key)),
+            Some((_, text)) => decode(&key, text.as_deref().unwrap_or("null")).map(Some),
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let key = key.to_string();
+        self.write(move |tx, ns| {
+            let row: Option<(i64, Option<i64>)> = tx
+                .prepare_cached(sql::DELETE_ROW)
+                .and_then(|mut s| {
+                    s.query_row((ns, &key), |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(|e| sql_error(e, "deleting the key"))?;
+            match row {
+                None => Ok(false),
+                Some((kind, expires)) => {
+                    if kind == KIND_LIST {
+                        tx.prepare_cached(sql::DELETE_ITEMS)
+                            .and_then(|mut s| s.execute((ns, &key)))
+                            .map_err(|e| sql_error(e, "deleting the list"))?;
+                    }
+                    Ok(expires.is_none_or(|at| at > now_ms()))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
+        let keys = keys.to_vec();
+        self.read(move |tx, ns| {
+            let now = now_ms();
+            keys.iter()
+                .map(|key| match get_row(tx, ns, key, now)? {
+                    Some((KIND_VALUE, text)) => {
+                        decode(key, text.as_deref().unwrap_or("null")).map(Some)
+                    }
+                    _ => Ok(None),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.kind(key).await? != KeyKind::None)
+    }
+
+    async fn kind(&self, key: &str) -> Result<KeyKind> {
+        let key = key.to_string();
+        self.with_conn(move |conn, ns| {
+            Ok(match header(conn, ns, &key, now_ms())? {
+                None => KeyKind::None,
+                Some((KIND_LIST, _)) => KeyKind::List,
+                Some(_) => KeyKind::Value,
+            })
+        })
+        .await
+    }
+
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let pattern = pattern.map(str::to_string);
+        self.with_conn(move |conn, ns| {
+            let now = now_ms();
+            let map = |e| sql_error(e, "listing keys");
+            let (prefix, _) = pattern.as_deref().map(literal_prefix).unwrap_or_default();
+            let mut out = Vec::new();
+            let mut keep = |key: String| {
+                if pattern.as_deref().is_none_or(|p| glob_match(p, &key)) {
+                    out.push(key);
+                }
+            };
+            if prefix.is_empty() {
+                let mut stmt = conn.prepare_cached(sql::KEYS_ALL).map_err(map)?;
+                let mut rows = stmt.query((ns, now)).map_err(map)?;
+                while let Some(row) = rows.next().map_err(map)? {
+                    keep(row.get(0).map_err(map)?);
+                }
+            } else if let Some(upper) = prefix_upper_bound(&prefix) {
+                let mut stmt = conn.prepare_cached(sql::KEYS_RANGE).map_err(map)?;
+                let mut rows = stmt.query((ns, now, &prefix, &upper)).map_err(map)?;
+                while let Some(row) = rows.next().map_err(map)? {
+                    keep(row.get(0).map_err(map)?);
+                }
+            } else {
+                let mut stmt = conn.prepare_cached(sql::KEYS_FROM).map_err(map)?;
+                let mut rows = stmt.query((ns, now, &prefix)).map_err(map)?;
+                while let Some(row) = rows.next().map_err(map)? {
+                    let key: String = row.get(0).map_err(map)?;
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    keep(key);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.write(|tx, ns| {
+            for stmt in [sql::CLEAR_ITEMS, sql::CLEAR_KEYS] {
+                tx.prepare_cached(stmt)
+                    .and_then(|mut s| s.execute([ns]))
+                    .map_err(|e| sql_error(e, "clearing the namespace"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.with_conn(|conn, _| {
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| sql_error(e, "ping"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        // Dropping the pool closes its connections once in-flight operations return theirs.
+        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cache for SqliteBackend {
+    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        self.set_value(key, value, ttl).await
+    }
+
+    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|e| Ok((e.key.clone(), encode(&e.value)?, e.ttl)))
+            .collect::<Result<Vec<_>>>()?;
+        self.set_many(encoded).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let key = key.to_string();
+        self.with_conn(move |conn, ns| {
+            let now = now_ms();
+            let row: Option<Option<i64>> = conn
+                .prepare_cached(sql::EXPIRY)
+                .and_then(|mut s| s.query_row((ns, &key, now), |r| r.get(0)).optional())
+                .map_err(|e| sql_error(e, "reading the TTL"))?;
+            Ok(match row {
+                None => KeyTtl::Missing,
+                Some(None) => KeyTtl::Persistent,
+                Some(Some(at)) => {
+                    KeyTtl::ExpiresIn(Duration::from_millis((at - now).max(1) as u64))
+                }
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Database for SqliteBackend {
+    async fn set(&self, key: &str, value: &Value) -> Result<()> {
+        self.set_value(key, value, None).await
+    }
+
+    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
+            .collect::<Result<Vec<_>>>()?;
+        self.set_many(encoded).await
+    }
+
+    async fn append(&self, key: &str, value: &Value) -> Result<()> {
+        let text = encode(value)?;
+        let key = key.to_string();
+        self.write(move |tx, ns| {
+            let now = now_ms();
+            // The header row holds the length, so the next sequence number is one index lookup.
+            let seq = match header(tx, ns, &key, now)? {
+                Some((KIND_LIST, len)) => {
+                    tx.prepare_cached(sql::BUMP_LIST)
+                        .and_then(|mut s| s.execute((ns, &key)))
+                        .map_err(|e| sql_error(e, "growing the list"))?;
+                    len
+                }
+                Some(_) => return Err(Error::holds_value(&key)),
+                None => {
+                    // Missing, or an expired value that has not been reclaimed yet.
+                    tx.prepare_cached(sql::NEW_LIST)
+                        .and_then(|mut s| s.execute((ns, &key)))
+                        .map_err(|e| sql_error(e, "starting the list"))?;
+                    0
+                }
+            };
+            tx.prepare_cached(sql::INSERT_ITEM)
+                .and_then(|mut s| s.execute((ns, &key, seq, &text)))
+                .map_err(|e| sql_error(e, "appending"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
+        let key = key.to_string();
+        self.read(move |tx, ns| {
+            let len = match header(tx, ns, &key, now_ms())? {
+                None => return Ok(Vec::new()),
+                Some((KIND_LIST, len)) => len,
+                Some(_) => return Err(Error::holds_value(&key)),
+            };
+            let Some((first, last)) = lrange_window(len as u64, start, end) else {
+                return Ok(Vec::new());
+            };
+            let map = |e| sql_error(e, "reading the list");
+            let mut stmt = tx.prepare_cached(sql::RANGE).map_err(map)?;
+            let mut rows = stmt
+                .query((ns, &key, first as i64, last as i64))
+                .map_err(map)?;
+            let mut out = Vec::with_capacity((last - first + 1) as usize);
+            while let Some(row) = rows.next().map_err(map)? {
+                let text: String = row.get(0).map_err(map)?;
+                out.push(decode(&key, &text)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_length(&self, key: &str) -> Result<u64> {
+        let key = key.to_string();
+        self.with_conn(move |conn, ns| match header(conn, ns, &key, now_ms())? {
+            None => Ok(0),
+            Some((KIND_LIST, len)) => Ok(len as u64),
+            Some(_) => Err(Error::holds_value(&key)),
+        })
+        .await
+    }
+}
+
+/// The factory for the registry.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SqliteFactory;
+
+#[async_trait]
+impl BackendFactory for SqliteFactory {
+    fn type_names(&self) -> Vec<String> {
+        vec![TYPE_NAME.to_string()]
+    }
+
+    fn roles(&self) -> Vec<Role> {
+        vec![Role::Cache, Role::Database]
+    }
+
+    fn options_schema(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "synchronous": { "enum": ["full", "normal"], "default": "full" },
+                "busyTimeoutMillis": { "type": "integer", "minimum": 0, "default": 5000 }
+            }
+        })
+    }
+
+    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
+        Ok(Arc::new(SqliteBackend::open(spec).await?))
+    }
+
+    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
+        Ok(Arc::new(SqliteBackend::open(spec).await?))
+    }
+}
+
+/// A checked backend over a concrete [`SqliteBackend`], for callers that want both roles from
+/// one handle.
+pub type CheckedSqlite = Checked<SqliteBackend>;

@@ -1,0 +1,117 @@
+//! The schema, its identification, and migrations.
+
+use r2d2_sqlite::rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use storage_core::{Error, Result};
+
+/// `PRAGMA application_id` of our files: "STOR" in ASCII.
+pub const APPLICATION_ID: i32 = 0x5354_4f52;
+
+/// The schema version this build writes. Migrations bring older files up to it.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Each migration takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the key table (values, list headers, TTLs) and the list items.
+    r#"
+    CREATE TABLE kv (
+        ns         TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        kind       INTEGER NOT NULL,            -- 0 value, 1 list
+        value      TEXT,                        -- exact JSON text of a value
+        expires_at INTEGER,                     -- unix ms; caches only
+        list_len   INTEGER NOT NULL DEFAULT 0,  -- items of a list: seq 0 .. list_len-1
+        PRIMARY KEY (ns, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE list_items (
+        ns    TEXT    NOT NULL,
+        key   TEXT    NOT NULL,
+        seq   INTEGER NOT NULL,
+        value TEXT    NOT NULL,
+        PRIMARY KEY (ns, key, seq)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+pub(crate) fn sql_error(e: r2d2_sqlite::rusqlite::Error, what: &str) -> Error {
+    use r2d2_sqlite::rusqlite::Error as E;
+    let kind_msg = match &e {
+        E::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return Error::timeout(format!(
+                    "{what}: the database stayed locked by another writer past the busy timeout"
+                ))
+                .with_source(e);
+            }
+            ErrorCode::NotADatabase => {
+                return Error::config(format!("{what}: the file is not a SQLite database"))
+                    .with_source(e);
+            }
+            ErrorCode::DatabaseCorrupt => {
+                return Error::other(format!("{what}: the database file is corrupt"))
+                    .with_source(e);
+            }
+            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                return Error::connection(format!(
+                    "{what}: cannot open or write the database file"
+                ))
+                .with_source(e);
+            }
+            ErrorCode::DiskFull | ErrorCode::SystemIoFailure => {
+                return Error::connection(format!("{what}: I/O error")).with_source(e);
+            }
+            _ => what.to_string(),
+        },
+        _ => what.to_string(),
+    };
+    Error::other(kind_msg).with_source(e)
+}
+
+/// Checks that the file is ours (or empty), refuses it otherwise without writing to it, and
+/// migrates it to [`SCHEMA_VERSION`].
+pub(crate) fn prepare(conn: &mut Connection, wal: bool, location: &str) -> Result<()> {
+    let read = |sql: &str| -> Result<i64> {
+        conn.query_row(sql, [], |r| r.get(0))
+            .map_err(|e| sql_error(e, &format!("reading {location}")))
+    };
+    // These reads fail on a file that is not a database or whose first page is corrupt, before
+    // anything is written.
+    let app_id = read("PRAGMA application_id")?;
+    let version = read("PRAGMA user_version")?;
+    let objects = read("SELECT count(*) FROM sqlite_master")?;
+    if app_id != i64::from(APPLICATION_ID) && (app_id != 0 || objects != 0) {
+        return Err(Error::config(format!(
+            "{location} is a SQLite database of another application (application_id {app_id:#x}, {objects} schema objects); refusing to use it"
+        )));
+    }
+    if version > i64::from(SCHEMA_VERSION) {
+        return Err(Error::config(format!(
+            "{location} has schema version {version}, newer than this build supports ({SCHEMA_VERSION}); upgrade storage-sqlite"
+        )));
+    }
+    if wal {
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(|e| sql_error(e, "enabling WAL"))?;
+    }
+    if version == i64::from(SCHEMA_VERSION) && app_id == i64::from(APPLICATION_ID) {
+        return Ok(());
+    }
+    // Migrate under a write lock, re-reading the version: another process may have done it.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error(e, "starting the migration"))?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| sql_error(e, "reading the schema version"))?;
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| sql_error(e, &format!("migrating the schema from version {from}")))?;
+    }
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+    .map_err(|e| sql_error(e, "stamping the schema"))?;
+    tx.commit()
+        .map_err(|e| sql_error(e, "committing the migration"))?;
+    Ok(())
+}

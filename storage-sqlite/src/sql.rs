@@ -1,0 +1,41 @@
+//! Every statement the backend runs, public so that tests can `EXPLAIN QUERY PLAN` them.
+//!
+//! `?1` is always the namespace and `?2` the key. A row is live while `expires_at` is null or
+//! after `?3` (now, in unix milliseconds).
+
+/// A live row's kind and value.
+pub const GET: &str = "SELECT kind, value FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+/// A live row's kind and list length.
+pub const HEADER: &str = "SELECT kind, list_len FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+/// A live row's deadline.
+pub const EXPIRY: &str = "SELECT expires_at FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+/// Stores a value, replacing a value or a list header.
+pub const UPSERT_VALUE: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len) VALUES (?1, ?2, 0, ?3, ?4, 0) \
+     ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = excluded.value, expires_at = excluded.expires_at, list_len = 0";
+/// Removes a key's row, saying what it was.
+pub const DELETE_ROW: &str = "DELETE FROM kv WHERE ns = ?1 AND key = ?2 RETURNING kind, expires_at";
+/// Removes a list's items.
+pub const DELETE_ITEMS: &str = "DELETE FROM list_items WHERE ns = ?1 AND key = ?2";
+/// Starts a list (the first append).
+pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len) VALUES (?1, ?2, 1, NULL, NULL, 1) \
+     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = 1";
+/// Grows a list by one.
+pub const BUMP_LIST: &str = "UPDATE kv SET list_len = list_len + 1 WHERE ns = ?1 AND key = ?2";
+/// Adds an item at sequence `?3`.
+pub const INSERT_ITEM: &str =
+    "INSERT INTO list_items (ns, key, seq, value) VALUES (?1, ?2, ?3, ?4)";
+/// Reads items `?3 ..= ?4` in order.
+pub const RANGE: &str = "SELECT value FROM list_items WHERE ns = ?1 AND key = ?2 AND seq BETWEEN ?3 AND ?4 ORDER BY seq";
+/// Every live key of a namespace.
+pub const KEYS_ALL: &str =
+    "SELECT key FROM kv WHERE ns = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
+/// Live keys from `?3` on (a literal prefix), in key order; the caller stops past the prefix.
+pub const KEYS_FROM: &str = "SELECT key FROM kv WHERE ns = ?1 AND (expires_at IS NULL OR expires_at > ?2) AND key >= ?3 ORDER BY key";
+/// Live keys in `[?3, ?4)`: the range of a literal prefix.
+pub const KEYS_RANGE: &str = "SELECT key FROM kv WHERE ns = ?1 AND (expires_at IS NULL OR expires_at > ?2) AND key >= ?3 AND key < ?4";
+/// Clears a namespace's keys.
+pub const CLEAR_KEYS: &str = "DELETE FROM kv WHERE ns = ?1";
+/// Clears a namespace's list items.
+pub const CLEAR_ITEMS: &str = "DELETE FROM list_items WHERE ns = ?1";
+/// Reclaims expired rows (they are always values).
+pub const RECLAIM: &str = "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1";

@@ -1,0 +1,231 @@
+//! Files the backend must refuse without touching them, paths, `:memory:`, and index use.
+
+use r2d2_sqlite::rusqlite::Connection;
+use serde_json::json;
+use std::path::Path;
+use storage_core::ErrorKind;
+use storage_core::config::{BackendSettings, BackendSpec, SqliteLocation, SqliteSettings};
+use storage_sqlite::{open_database, sql};
+
+fn spec(path: &Path) -> BackendSpec {
+    BackendSpec::new(
+        "sqlite",
+        BackendSettings::Sqlite(SqliteSettings::file(path)),
+    )
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Opening `path` fails with `kind`, a message containing `needle`, and leaves the bytes alone.
+fn refused(path: &Path, kind: ErrorKind, needle: &str) {
+    let before = std::fs::read(path).unwrap();
+    let err = rt()
+        .block_on(open_database(&spec(path)))
+        .expect_err("open must fail");
+    assert_eq!(err.kind(), kind, "{err}");
+    assert!(err.to_string().contains(needle), "{err}");
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        before,
+        "the file was modified"
+    );
+    let wal = path.with_extension("db-wal");
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "a WAL appeared"
+    );
+}
+
+#[test]
+fn non_sqlite_file_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    std::fs::write(&path, "These are my notes, not a database.\n".repeat(200)).unwrap();
+    refused(&path, ErrorKind::Configuration, "not a SQLite database");
+}
+
+#[test]
+fn another_applications_database_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada');")
+        .unwrap();
+    drop(conn);
+    refused(&path, ErrorKind::Configuration, "another application");
+}
+
+#[test]
+fn newer_schema_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    rt().block_on(async {
+        let db = open_database(&spec(&path)).await.unwrap();
+        db.set("k", &json!(1)).await.unwrap();
+        db.close().await.unwrap();
+    });
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA user_version = 99;")
+        .unwrap();
+    drop(conn);
+    refused(
+        &path,
+        ErrorKind::Configuration,
+        "newer than this build supports",
+    );
+}
+
+#[test]
+fn corrupt_file_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    rt().block_on(async {
+        let db = open_database(&spec(&path)).await.unwrap();
+        for i in 0..100 {
+            db.append("h", &json!(i)).await.unwrap();
+        }
+        db.close().await.unwrap();
+    });
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = DELETE;").unwrap();
+    drop(conn);
+    // Keep the 100-byte header, garble the schema page behind it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in &mut bytes[100..4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let err = rt()
+        .block_on(open_database(&spec(&path)))
+        .expect_err("open must fail");
+    assert!(
+        err.to_string().contains("corrupt") || err.to_string().contains("malformed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file was modified"
+    );
+}
+
+#[test]
+fn parent_directories_are_created_and_data_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/store.db");
+    rt().block_on(async {
+        let db = open_database(&spec(&path)).await.unwrap();
+        db.append("h", &json!("first")).await.unwrap();
+        db.close().await.unwrap();
+        let again = open_database(&spec(&path)).await.unwrap();
+        assert_eq!(
+            again.get_range("h", 0, -1).await.unwrap(),
+            vec![json!("first")]
+        );
+    });
+    let conn = Connection::open(&path).unwrap();
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(app, i64::from(storage_sqlite::APPLICATION_ID));
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn memory_database_is_shared_by_the_whole_pool() {
+    rt().block_on(async {
+        let mut spec = BackendSpec::new(
+            "sqlite",
+            BackendSettings::Sqlite(SqliteSettings {
+                location: SqliteLocation::Memory,
+                ..SqliteSettings::file("unused")
+            }),
+        );
+        spec.common.pool_max = 4;
+        let db = open_database(&spec).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move { db.set(&format!("k{i}"), &json!(i)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        // Every connection of the pool sees every write.
+        let reads: Vec<_> = (0..16)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move { db.get(&format!("k{i}")).await })
+            })
+            .collect();
+        for (i, t) in reads.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap().unwrap(), Some(json!(i)));
+        }
+        // A second :memory: backend is a database of its own.
+        let other = open_database(&spec).await.unwrap();
+        assert_eq!(other.get("k1").await.unwrap(), None);
+    });
+}
+
+fn plan(conn: &Connection, stmt: &str, params: &[&dyn r2d2_sqlite::rusqlite::ToSql]) -> String {
+    let mut s = conn.prepare(&format!("EXPLAIN QUERY PLAN {stmt}")).unwrap();
+    let rows = s
+        .query_map(params, |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    rows.join("; ")
+}
+
+#[test]
+fn statements_use_index_searches_not_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.db");
+    rt().block_on(async {
+        let db = open_database(&spec(&path)).await.unwrap();
+        let entries: Vec<(String, serde_json::Value)> =
+            (0..2000).map(|i| (format!("k{i}"), json!(i))).collect();
+        db.mset(&entries).await.unwrap();
+        for i in 0..500 {
+            db.append("h", &json!(i)).await.unwrap();
+        }
+        db.close().await.unwrap();
+    });
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("ANALYZE;").unwrap();
+    for (name, stmt, params) in [
+        (
+            "keys(prefix*)",
+            sql::KEYS_RANGE,
+            vec![
+                &"" as &dyn r2d2_sqlite::rusqlite::ToSql,
+                &0i64,
+                &"k1",
+                &"k2",
+            ],
+        ),
+        ("get_length", sql::HEADER, vec![&"", &"h", &0i64]),
+        (
+            "tail of get_range",
+            sql::RANGE,
+            vec![&"", &"h", &480i64, &499i64],
+        ),
+        ("append's sequence", sql::HEADER, vec![&"", &"h", &0i64]),
+        ("get", sql::GET, vec![&"", &"k5", &0i64]),
+    ] {
+        let detail = plan(&conn, stmt, &params);
+        assert!(detail.contains("SEARCH"), "{name}: {detail}");
+        assert!(!detail.contains("SCAN"), "{name}: {detail}");
+    }
+}
