@@ -1,0 +1,290 @@
+//! `storage`: the command-line face of the storage layer.
+//!
+//! ```text
+//! storage [--config FILE] demo | health | schema
+//! storage [--config FILE] set KEY JSON [--ttl MS] [--role cache|database]
+//! storage [--config FILE] get KEY [--role ...] | delete KEY | keys [PATTERN] [--json]
+//! storage [--config FILE] append KEY JSON | range KEY START END | len KEY
+//! ```
+//!
+//! Without `--config`, every command uses the embedded default in the current directory:
+//! SQLite at `.storage/storage.db` and a memory cache. Exit codes: 0 success, 1 not found
+//! (`get` of a missing key), 2 any error, reported as one line on stderr.
+
+mod demo;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use storage_core::{Error, Store};
+use storage_manager::StorageManager;
+
+#[derive(Parser)]
+#[command(
+    name = "storage",
+    version,
+    about = "Storage for AI-agent applications: cache and database from one config"
+)]
+struct Cli {
+    /// A config file (YAML or JSON; a `storage:` block or a whole agent.yml). Default: the
+    /// embedded SQLite + memory setup in the current directory.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum RoleArg {
+    Cache,
+    Database,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the seed's patterns: sessions, chat history, cache-aside reads.
+    Demo,
+    /// Connects every role through its fallback chain and reports it.
+    Health,
+    /// Prints the JSON Schema of the config.
+    Schema,
+    /// Stores a JSON value.
+    Set {
+        key: String,
+        /// JSON text: '"hi"', 42, '{"a":1}'.
+        json: String,
+        /// Expire after this many milliseconds (caches only).
+        #[arg(long)]
+        ttl: Option<u64>,
+        #[arg(long, value_enum, default_value = "database")]
+        role: RoleArg,
+    },
+    /// Prints a key's JSON value; exits 1 if it is missing.
+    Get {
+        key: String,
+        #[arg(long, value_enum, default_value = "database")]
+        role: RoleArg,
+    },
+    /// Deletes a key; prints whether it existed.
+    Delete {
+        key: String,
+        #[arg(long, value_enum, default_value = "database")]
+        role: RoleArg,
+    },
+    /// Lists keys matching a Redis glob pattern.
+    Keys {
+        pattern: Option<String>,
+        #[arg(long, value_enum, default_value = "database")]
+        role: RoleArg,
+        /// One JSON array instead of one key per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Appends a JSON value to a list (databases only).
+    Append { key: String, json: String },
+    /// Prints list items START..=END, one JSON value per line (negative indices count from the end).
+    Range {
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        start: i64,
+        #[arg(allow_hyphen_values = true)]
+        end: i64,
+    },
+    /// Prints a list's length.
+    Len { key: String },
+}
+
+/// An error for the one stderr line, and the exit code it maps to.
+struct Failure(Error);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure(e)
+    }
+}
+
+fn parse_json(text: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text).map_err(|e| {
+        Failure(Error::invalid_input(format!(
+            "argument {text:?} is not JSON text: {e}"
+        )))
+    })
+}
+
+fn manager(cli: &Cli) -> Result<StorageManager, Error> {
+    match &cli.config {
+        Some(path) => StorageManager::from_file(path),
+        None => {
+            let cwd = std::env::current_dir()
+                .map_err(|e| Error::config(format!("cannot read the current directory: {e}")))?;
+            StorageManager::embedded_default(&cwd)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away (`| head`).
+    // SAFETY: setting a signal disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STORAGE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(code) => code,
+        Err(Failure(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
+    match &cli.command {
+        Command::Schema => {
+            let schema = storage_core::config::StorageConfig::json_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            let m = manager(cli)?;
+            let result = demo::run(&m).await;
+            m.disconnect().await?;
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health => {
+            let m = manager(cli)?;
+            let report = m.health_check().await;
+            let mut all_ok = true;
+            for role in &report {
+                println!("{role}");
+                all_ok &= role.ok;
+            }
+            let _ = m.disconnect().await;
+            Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        _ => {
+            // Data commands never write silently into a fallback store.
+            let m = manager(cli)?.without_fallback();
+            let result = data(cli, &m).await;
+            m.disconnect().await?;
+            result
+        }
+    }
+}
+
+async fn store(m: &StorageManager, role: RoleArg) -> Result<Arc<dyn Store>, Error> {
+    Ok(match role {
+        RoleArg::Cache => m.connect_cache().await?.0,
+        RoleArg::Database => m.connect_database().await?.0,
+    })
+}
+
+async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
+    match &cli.command {
+        Command::Set {
+            key,
+            json,
+            ttl,
+            role,
+        } => {
+            let value = parse_json(json)?;
+            match role {
+                RoleArg::Cache => {
+                    let (cache, _) = m.connect_cache().await?;
+                    cache
+                        .set(key, &value, ttl.map(Duration::from_millis))
+                        .await?;
+                }
+                RoleArg::Database => {
+                    if ttl.is_some() {
+                        return Err(Failure(Error::invalid_input(
+                            "--ttl: databases have no TTL; use --role cache",
+                        )));
+                    }
+                    let (db, _) = m.connect_database().await?;
+                    db.set(key, &value).await?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { key, role } => match store(m, *role).await?.get(key).await? {
+            Some(v) => {
+                println!("{v}");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => Ok(ExitCode::from(1)),
+        },
+        Command::Delete { key, role } => {
+            let existed = store(m, *role).await?.delete(key).await?;
+            println!("{existed}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            pattern,
+            role,
+            json,
+        } => {
+            let mut keys = store(m, *role).await?.keys(pattern.as_deref()).await?;
+            keys.sort();
+            if *json {
+                println!("{}", Value::from(keys));
+            } else {
+                for k in keys {
+                    println!("{k}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Append { key, json } => {
+            let value = parse_json(json)?;
+            m.connect_database().await?.0.append(key, &value).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Range { key, start, end } => {
+            for item in m
+                .connect_database()
+                .await?
+                .0
+                .get_range(key, *start, *end)
+                .await?
+            {
+                println!("{item}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Len { key } => {
+            println!("{}", m.connect_database().await?.0.get_length(key).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo | Command::Health | Command::Schema => unreachable!("handled in run"),
+    }
+}

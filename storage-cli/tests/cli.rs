@@ -1,0 +1,201 @@
+//! The `storage` binary end to end, each test in a temp dir of its own.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn storage(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_storage"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("STORAGE_LOG")
+        .output()
+        .expect("run storage")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_twice_shows_persisted_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = storage(dir.path(), &["demo"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let out = stdout(&first);
+    assert!(out.contains("served by sqlite"), "{out}");
+    assert!(out.contains("served by in-memory"), "{out}");
+    assert!(
+        out.contains("chat history from earlier runs: 0 message(s)"),
+        "{out}"
+    );
+    assert!(out.contains("hit rate"), "{out}");
+    assert!(out.contains("latency by operation"), "{out}");
+    assert!(dir.path().join(".storage/storage.db").is_file());
+    let second = storage(dir.path(), &["demo"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let out = stdout(&second);
+    assert!(
+        out.contains("chat history from earlier runs: 4 message(s)"),
+        "{out}"
+    );
+    assert!(out.contains("this is run 2"), "{out}");
+}
+
+#[test]
+fn data_commands_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |args: &[&str]| {
+        let o = storage(d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    ok(&["set", "greeting", "\"hi\""]);
+    assert_eq!(ok(&["get", "greeting"]), "\"hi\"\n");
+    ok(&["set", "n", "42"]);
+    ok(&["set", "obj", r#"{"a":1}"#]);
+    ok(&["set", "nothing", "null"]);
+    // A stored null prints null and exits 0; a missing key exits 1 with no output.
+    assert_eq!(ok(&["get", "nothing"]), "null\n");
+    let missing = storage(d, &["get", "missing"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stdout(&missing), "");
+    assert_eq!(ok(&["keys"]), "greeting\nn\nnothing\nobj\n");
+    assert_eq!(ok(&["keys", "n*"]), "n\nnothing\n");
+    assert_eq!(ok(&["keys", "--json", "?"]), "[\"n\"]\n");
+    assert_eq!(ok(&["delete", "n"]), "true\n");
+    assert_eq!(ok(&["delete", "n"]), "false\n");
+    for i in 0..30 {
+        ok(&["append", "chat", &format!(r#"{{"i":{i}}}"#)]);
+    }
+    assert_eq!(ok(&["len", "chat"]), "30\n");
+    assert_eq!(
+        ok(&["range", "chat", "-2", "-1"]),
+        "{\"i\":28}\n{\"i\":29}\n"
+    );
+    assert_eq!(ok(&["range", "chat", "0", "0"]), "{\"i\":0}\n");
+    // Wrong type, bad JSON, bad key: one error line, exit 2.
+    for args in [
+        vec!["get", "chat"],
+        vec!["append", "greeting", "1"],
+        vec!["set", "k", "not json"],
+        vec!["set", "", "1"],
+        vec!["set", "k", "1", "--ttl", "5"],
+    ] {
+        let o = storage(d, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(stderr(&o).lines().count(), 1, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn cache_role_with_ttl_through_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.yml");
+    std::fs::write(
+        &cfg,
+        "name: x\nstorage:\n  cache: { type: sqlite, path: data/cache.db }\n  database: { type: sqlite, path: data/db.db }\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let o = storage(
+        dir.path(),
+        &[
+            "--config", cfg, "set", "s", "1", "--ttl", "60000", "--role", "cache",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = storage(
+        dir.path(),
+        &["--config", cfg, "get", "s", "--role", "cache"],
+    );
+    assert_eq!(stdout(&o), "1\n");
+    // The database is a different file: the key is not there.
+    assert_eq!(
+        storage(dir.path(), &["--config", cfg, "get", "s"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert!(dir.path().join("data/cache.db").is_file());
+}
+
+#[test]
+fn health_reports_each_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = storage(dir.path(), &["health"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cache") && l.contains("in-memory") && l.contains(" ok ")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("database") && l.contains("sqlite") && l.contains(" ok ")),
+        "{out}"
+    );
+}
+
+#[test]
+fn health_degrades_and_fallback_off_fails_without_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    // A SQLite path that is a directory cannot open: the chain moves on to memory.
+    std::fs::create_dir_all(dir.path().join("blocked.db")).unwrap();
+    let degraded = dir.path().join("degraded.yml");
+    std::fs::write(
+        &degraded,
+        "storage:\n  database: { type: sqlite, path: blocked.db, maxRetries: 0 }\n",
+    )
+    .unwrap();
+    let o = storage(
+        dir.path(),
+        &["--config", degraded.to_str().unwrap(), "health"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("degraded"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("database") && l.contains("in-memory")),
+        "{out}"
+    );
+    let off = dir.path().join("off.yml");
+    std::fs::write(
+        &off,
+        "storage:\n  database: { type: sqlite, path: blocked.db, maxRetries: 0, fallback: [] }\n",
+    )
+    .unwrap();
+    let o = storage(dir.path(), &["--config", off.to_str().unwrap(), "health"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+}
+
+#[test]
+fn bad_config_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.yml");
+    std::fs::write(
+        &cfg,
+        "storage:\n  database:\n    type: sqlite\n    pathh: x.db\n",
+    )
+    .unwrap();
+    let o = storage(dir.path(), &["--config", cfg.to_str().unwrap(), "get", "k"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("storage.database.pathh"), "{err}");
+}
+
+#[test]
+fn schema_is_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = storage(dir.path(), &["schema"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.to_string().contains("keyPrefix"));
+}

@@ -1,0 +1,419 @@
+//! Builds working backends from configuration.
+//!
+//! [`StorageManager`] reads a config (see `storage_core::config`), walks each role's declared
+//! fallback chain — giving every candidate its connect timeout and retries with exponential
+//! backoff and jitter — and returns connected backends with a [`RoleStatus`] per role: which
+//! backend serves, which candidates failed and why, and whether the role is degraded. Fallback is
+//! visible, never silent, and `fallback: []` forbids it.
+//!
+//! It also checks the config without connecting ([`StorageManager::validate_config`]), reports
+//! health without writing shared keys ([`StorageManager::health_check`]), and offers the seed's
+//! cache-aside patterns ([`CacheAside`]): lazy loading, write-through, and a bounded write-behind
+//! for set and delete whose shutdown says exactly what was not written.
+//!
+//! The registry holds the built-in backends that cargo features select (`memory` and `sqlite`
+//! by default).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use storage_manager::StorageManager;
+//! let dir = tempfile::tempdir().unwrap();
+//! let manager = StorageManager::embedded_default(dir.path()).unwrap();
+//! let backends = manager.connect().await.unwrap();
+//! backends.database.append("history", &serde_json::json!("hello")).await.unwrap();
+//! assert_eq!(backends.status[1].serving.as_deref(), Some("sqlite"));
+//! manager.disconnect().await.unwrap();
+//! # });
+//! ```
+
+#![warn(missing_docs)]
+
+mod cache_aside;
+mod registry;
+mod status;
+
+pub use cache_aside::{CacheAside, WriteBehindReport};
+pub use registry::builtin_registry;
+pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use storage_core::config::{
+    BackendSettings, BackendSpec, ConfigSource, PgTarget, RedisTarget, Role, RoleConfig,
+    SqliteLocation, StorageConfig,
+};
+use storage_core::{Cache, Database, Error, Registry, Result, Store};
+use tracing::Instrument;
+
+/// Connected backends for both roles.
+#[derive(Clone)]
+pub struct StorageBackends {
+    /// The cache role.
+    pub cache: Arc<dyn Cache>,
+    /// The database role.
+    pub database: Arc<dyn Database>,
+    /// `[cache, database]` statuses.
+    pub status: [RoleStatus; 2],
+}
+
+#[derive(Default)]
+struct Connected {
+    cache: Option<(Arc<dyn Cache>, RoleStatus)>,
+    database: Option<(Arc<dyn Database>, RoleStatus)>,
+}
+
+/// Builds and owns the backends of one configuration.
+pub struct StorageManager {
+    config: StorageConfig,
+    registry: Registry,
+    connected: Mutex<Connected>,
+}
+
+impl std::fmt::Debug for StorageManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageManager")
+            .field("config", &self.config)
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+impl StorageManager {
+    /// From a parsed config source, with the built-in registry.
+    pub fn from_source(source: &ConfigSource) -> Result<Self> {
+        Self::with_registry(source, builtin_registry())
+    }
+
+    /// From a config file (YAML or JSON; a `storage:` block or a whole agent.yml).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_source(&ConfigSource::from_file(path)?)
+    }
+
+    /// The embedded default in `dir`: SQLite at `.storage/storage.db` and a memory cache.
+    pub fn embedded_default(dir: &Path) -> Result<Self> {
+        Self::from_source(&ConfigSource::embedded_default(dir))
+    }
+
+    /// From a config source, with a given registry.
+    pub fn with_registry(source: &ConfigSource, registry: Registry) -> Result<Self> {
+        if let Some(first) = source.plugins().first() {
+            return Err(Error::unsupported(format!(
+                "storage.plugins: runtime plugins are not supported by this build (first: {})",
+                first.display()
+            )));
+        }
+        let config = source.resolve(&registry)?;
+        let manager = StorageManager {
+            config,
+            registry,
+            connected: Mutex::new(Connected::default()),
+        };
+        manager.validate_config()?;
+        Ok(manager)
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// Turns fallback off for both roles (the CLI's data commands never write into a fallback).
+    pub fn without_fallback(mut self) -> Self {
+        self.config.cache.fallback.clear();
+        self.config.database.fallback.clear();
+        self
+    }
+
+    /// Checks the configuration without connecting: every type is registered and serves its
+    /// role, and no two roles share a namespace on one server.
+    pub fn validate_config(&self) -> Result<()> {
+        for role in [Role::Cache, Role::Database] {
+            for spec in self.config.role(role).chain() {
+                let factory = self
+                    .registry
+                    .factory(&spec.type_name)
+                    .map_err(|e| Error::config(format!("{}.type: {}", spec.path, e.message())))?;
+                if !factory.roles().contains(&role) {
+                    return Err(Error::config(format!(
+                        "{}: {} does not serve the {role} role",
+                        spec.path, spec.type_name
+                    )));
+                }
+            }
+        }
+        for c in self.config.cache.chain() {
+            for d in self.config.database.chain() {
+                check_shared_server(c, d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Connects both roles, walking each fallback chain.
+    pub async fn connect(&self) -> Result<StorageBackends> {
+        let (cache, cache_status) = self.connect_cache().await?;
+        let (database, db_status) = self.connect_database().await?;
+        Ok(StorageBackends {
+            cache,
+            database,
+            status: [cache_status, db_status],
+        })
+    }
+
+    /// Connects the cache role only (reusing an earlier connection).
+    pub async fn connect_cache(&self) -> Result<(Arc<dyn Cache>, RoleStatus)> {
+        if let Some((c, s)) = &self.lock().cache {
+            return Ok((c.clone(), s.clone()));
+        }
+        let reg = &self.registry;
+        let (backend, status) = walk(Role::Cache, &self.config.cache, |spec| {
+            let spec = spec.clone();
+            async move { reg.open_cache(&spec).await }
+        })
+        .await?;
+        self.lock().cache = Some((backend.clone(), status.clone()));
+        Ok((backend, status))
+    }
+
+    /// Connects the database role only (reusing an earlier connection).
+    pub async fn connect_database(&self) -> Result<(Arc<dyn Database>, RoleStatus)> {
+        if let Some((d, s)) = &self.lock().database {
+            return Ok((d.clone(), s.clone()));
+        }
+        let reg = &self.registry;
+        let (backend, status) = walk(Role::Database, &self.config.database, |spec| {
+            let spec = spec.clone();
+            async move { reg.open_database(&spec).await }
+        })
+        .await?;
+        self.lock().database = Some((backend.clone(), status.clone()));
+        Ok((backend, status))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connected> {
+        self.connected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pings each role's serving backend (connecting first if needed) and reports its latency.
+    /// It writes nothing, so instances sharing a backend never race on it.
+    pub async fn health_check(&self) -> Vec<RoleHealth> {
+        let mut out = Vec::new();
+        for role in [Role::Cache, Role::Database] {
+            let connected: Result<(Arc<dyn Store>, RoleStatus)> = match role {
+                Role::Cache => self
+                    .connect_cache()
+                    .await
+                    .map(|(c, s)| (c as Arc<dyn Store>, s)),
+                Role::Database => self
+                    .connect_database()
+                    .await
+                    .map(|(d, s)| (d as Arc<dyn Store>, s)),
+            };
+            let health = match connected {
+                Ok((store, status)) => {
+                    let started = Instant::now();
+                    let timeout = self.config.role(role).primary.common.operation_timeout;
+                    let ping = tokio::time::timeout(timeout, store.ping())
+                        .await
+                        .unwrap_or_else(|_| Err(Error::timeout("ping timed out")));
+                    RoleHealth {
+                        status,
+                        ok: ping.is_ok(),
+                        latency: started.elapsed(),
+                        error: ping.err().map(|e| e.to_string()),
+                    }
+                }
+                Err(e) => RoleHealth {
+                    status: RoleStatus {
+                        role,
+                        serving: None,
+                        serving_detail: None,
+                        failed: Vec::new(),
+                    },
+                    ok: false,
+                    latency: Duration::ZERO,
+                    error: Some(e.to_string()),
+                },
+            };
+            out.push(health);
+        }
+        out
+    }
+
+    /// Closes every backend. Calling it again does nothing.
+    pub async fn disconnect(&self) -> Result<()> {
+        let connected = std::mem::take(&mut *self.lock());
+        let mut first_error = None;
+        if let Some((c, _)) = connected.cache
+            && let Err(e) = c.close().await
+        {
+            first_error.get_or_insert(e);
+        }
+        if let Some((d, _)) = connected.database
+            && let Err(e) = d.close().await
+        {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Where a backend keeps its data, for the shared-namespace check.
+fn server_identity(spec: &BackendSpec) -> Option<(String, bool)> {
+    // (identity, whether namespaces there are string prefixes that can nest)
+    match &spec.settings {
+        BackendSettings::Sqlite(s) => match &s.location {
+            SqliteLocation::File(p) => Some((format!("sqlite:{}", p.display()), false)),
+            SqliteLocation::Memory => None,
+        },
+        BackendSettings::Postgres(p) => Some((
+            match &p.target {
+                PgTarget::Url(u) => format!("postgresql:{}", u.expose()),
+                PgTarget::Host {
+                    host,
+                    port,
+                    database,
+                    ..
+                } => {
+                    format!(
+                        "postgresql:{host}:{port}/{}",
+                        database.as_deref().unwrap_or("")
+                    )
+                }
+            },
+            false,
+        )),
+        BackendSettings::Redis(r) => Some((
+            match &r.target {
+                RedisTarget::Url(u) => format!("redis:{}", u.expose()),
+                RedisTarget::Host {
+                    host,
+                    port,
+                    database,
+                    ..
+                } => format!("redis:{host}:{port}/{database}"),
+            },
+            true,
+        )),
+        BackendSettings::Memory | BackendSettings::Plugin(_) => None,
+    }
+}
+
+fn check_shared_server(a: &BackendSpec, b: &BackendSpec) -> Result<()> {
+    let (Some((ida, nests)), Some((idb, _))) = (server_identity(a), server_identity(b)) else {
+        return Ok(());
+    };
+    if ida != idb {
+        return Ok(());
+    }
+    let (pa, pb) = (&a.common.key_prefix, &b.common.key_prefix);
+    let clash = pa == pb || (nests && (pa.starts_with(pb.as_str()) || pb.starts_with(pa.as_str())));
+    if clash {
+        return Err(Error::config(format!(
+            "{} and {} use the same {} with keyPrefixes {pa:?} and {pb:?}, which {}; give each role its own keyPrefix",
+            a.path,
+            b.path,
+            a.type_name,
+            if pa == pb { "are equal" } else { "nest" }
+        )));
+    }
+    Ok(())
+}
+
+/// A small, dependency-free jitter source: the low bits of the clock.
+fn jitter_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// The delay before retry `n` (0-based): `base * 2^n`, capped at 2 s, with the upper half jittered.
+pub fn backoff(base: Duration, n: u32) -> Duration {
+    let exp = base
+        .saturating_mul(1u32 << n.min(16))
+        .min(Duration::from_secs(2));
+    exp.mul_f64(0.5 + 0.5 * jitter_fraction())
+}
+
+/// Walks a role's chain: each candidate gets its retries; the first that connects serves.
+async fn walk<B, F, Fut>(role: Role, chain: &RoleConfig, open: F) -> Result<(B, RoleStatus)>
+where
+    F: Fn(&BackendSpec) -> Fut,
+    Fut: std::future::Future<Output = Result<B>>,
+{
+    let mut failed = Vec::new();
+    for spec in chain.chain() {
+        let span = tracing::info_span!("storage.connect", role = role.as_str(), backend = %spec);
+        let outcome = async {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let result = tokio::time::timeout(spec.common.connect_timeout, open(spec))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::timeout(format!(
+                            "did not connect within {:?}",
+                            spec.common.connect_timeout
+                        )))
+                    });
+                match result {
+                    Ok(b) => return Ok(b),
+                    // Only a transient failure is worth retrying; a bad file stays bad.
+                    Err(e) if e.is_transient() && attempts <= spec.common.max_retries => {
+                        let delay = backoff(spec.common.retry_delay, attempts - 1);
+                        tracing::debug!(error = %e, ?delay, attempts, "connect failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(e) => return Err((e, attempts)),
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        match outcome {
+            Ok(backend) => {
+                if !failed.is_empty() {
+                    tracing::warn!(
+                        role = role.as_str(),
+                        serving = %spec,
+                        failed = failed.len(),
+                        "storage role is degraded: a fallback serves"
+                    );
+                }
+                return Ok((
+                    backend,
+                    RoleStatus {
+                        role,
+                        serving: Some(spec.type_name.clone()),
+                        serving_detail: Some(spec.to_string()),
+                        failed,
+                    },
+                ));
+            }
+            Err((e, attempts)) => {
+                tracing::warn!(role = role.as_str(), backend = %spec, error = %e, "storage backend failed to connect");
+                failed.push(FailedCandidate {
+                    backend: spec.to_string(),
+                    path: spec.path.clone(),
+                    reason: e.to_string(),
+                    attempts,
+                });
+            }
+        }
+    }
+    let list: Vec<String> = failed
+        .iter()
+        .map(|f| {
+            format!(
+                "{} at {} after {} attempt(s): {}",
+                f.backend, f.path, f.attempts, f.reason
+            )
+        })
+        .collect();
+    Err(Error::connection(format!(
+        "no {role} backend could connect; tried {}",
+        list.join("; ")
+    )))
+}

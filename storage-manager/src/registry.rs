@@ -1,0 +1,22 @@
+//! The registry of built-in backends that this build's features select.
+
+use std::sync::Arc;
+use storage_core::Registry;
+
+/// A registry holding every built-in backend compiled in: `in-memory` and `sqlite` by default,
+/// `postgresql` and `redis` with their features.
+pub fn builtin_registry() -> Registry {
+    let mut registry = Registry::new();
+    let mut add = |factory: Arc<dyn storage_core::BackendFactory>| {
+        // Built-in names never collide with each other.
+        registry
+            .register(factory)
+            .expect("built-in backends have distinct names");
+    };
+    #[cfg(feature = "memory")]
+    add(Arc::new(storage_memory::MemoryFactory));
+    #[cfg(feature = "sqlite")]
+    add(Arc::new(storage_sqlite::SqliteFactory));
+    let _ = &mut add;
+    registry
+}
