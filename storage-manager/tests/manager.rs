@@ -47,7 +47,7 @@ async fn fallback_off_fails_listing_every_attempt() {
         "database: { type: sqlite, path: bad.db, fallback: [] }",
     )
     .unwrap();
-    let err = m.connect_database().await.err().expect("must fail");
+    let err = m.connect_database().await.expect_err("must fail");
     assert!(err.to_string().contains("storage.database"), "{err}");
     assert!(err.to_string().contains("not a SQLite database"), "{err}");
     // The declared chain, exactly: sqlite, then sqlite again at another bad path, then stop.
@@ -57,7 +57,7 @@ async fn fallback_off_fails_listing_every_attempt() {
         "database: { type: sqlite, path: bad.db, fallback: [{ type: sqlite, path: bad2.db }] }",
     )
     .unwrap();
-    let err = m.connect_database().await.err().expect("must fail");
+    let err = m.connect_database().await.expect_err("must fail");
     let msg = err.to_string();
     assert!(
         msg.contains("storage.database ") || msg.contains("storage.database after"),
