@@ -17,6 +17,8 @@ pub fn builtin_registry() -> Registry {
     add(Arc::new(storage_memory::MemoryFactory));
     #[cfg(feature = "sqlite")]
     add(Arc::new(storage_sqlite::SqliteFactory));
+    #[cfg(feature = "postgres")]
+    add(Arc::new(storage_postgres::PostgresFactory));
     let _ = &mut add;
     registry
 }

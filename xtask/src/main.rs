@@ -26,21 +26,16 @@ struct Entry {
     block: &'static str,
 }
 
+const SQLITE: &str = "{type: sqlite, path: '{tmp}/kit.db'}";
+const POSTGRES: &str = "{type: postgresql, url: '{url}'}";
+
 const MATRIX: &[Entry] = &[
     entry("in-memory", "cache", Server::None, "{type: in-memory}"),
     entry("in-memory", "database", Server::None, "{type: in-memory}"),
-    entry(
-        "sqlite",
-        "cache",
-        Server::None,
-        "{type: sqlite, path: '{tmp}/kit.db'}",
-    ),
-    entry(
-        "sqlite",
-        "database",
-        Server::None,
-        "{type: sqlite, path: '{tmp}/kit.db'}",
-    ),
+    entry("sqlite", "cache", Server::None, SQLITE),
+    entry("sqlite", "database", Server::None, SQLITE),
+    entry("postgresql", "database", Server::Postgres, POSTGRES),
+    entry("postgresql", "cache", Server::Postgres, POSTGRES),
 ];
 
 const fn entry(

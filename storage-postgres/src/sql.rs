@@ -1,0 +1,130 @@
+//! The statements, with `{kv}` and `{items}` standing for the (schema-qualified) table names.
+//! Public so that tests can `EXPLAIN` them.
+//!
+//! `$1` is the namespace and `$2` the key. Time is the server's clock, in unix milliseconds, so
+//! that instances with different clocks agree on expiry.
+
+/// The server's clock in unix milliseconds.
+pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Schema version this build writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Creates the tables (version 1). `{schema_create}` creates the schema when one is configured.
+pub const MIGRATION_1: &str = r#"
+CREATE TABLE IF NOT EXISTS {kv} (
+    ns         text COLLATE "C" NOT NULL,
+    key        text COLLATE "C" NOT NULL,
+    kind       smallint NOT NULL,
+    value      text,
+    expires_at bigint,
+    list_len   bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (ns, key)
+);
+CREATE INDEX IF NOT EXISTS {kv_name}_expiry ON {kv} (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {items} (
+    ns    text COLLATE "C" NOT NULL,
+    key   text COLLATE "C" NOT NULL,
+    seq   bigint NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (ns, key, seq)
+);
+"#;
+
+/// A live row's kind and value.
+pub const GET: &str = "SELECT kind, value FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
+
+/// Live rows among keys `$2`.
+pub const MGET: &str = "SELECT key, kind, value FROM {kv} WHERE ns = $1 AND key = ANY($2) AND (expires_at IS NULL OR expires_at > {now})";
+
+/// A live row's kind and list length.
+pub const HEADER: &str = "SELECT kind, list_len FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
+
+/// A live row's remaining milliseconds (null when it has no TTL).
+pub const TTL: &str = "SELECT expires_at - {now} FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
+
+/// Stores a value (`$3`) with a TTL in ms (`$4`, or null), replacing a list. The upsert takes the
+/// key's row lock. Items of a replaced list are deleted in the same statement; items that a
+/// concurrent append commits after this statement's snapshot are harmless orphans (every read is
+/// bounded by the header's length, and a new list overwrites them).
+pub const SET: &str = "WITH up AS (
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
+    VALUES ($1, $2, 0, $3, {now} + $4, 0)
+    ON CONFLICT (ns, key) DO UPDATE
+    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0
+    RETURNING 1
+), gone AS (
+    DELETE FROM {items} WHERE ns = $1 AND key = $2 RETURNING 1
+)
+SELECT count(*) FROM up";
+
+/// Stores many values (`$2` keys, `$3` values, `$4` TTLs in ms), locking keys in key order so
+/// that concurrent batches cannot deadlock.
+pub const MSET: &str = "WITH input AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(key, value, ttl)
+), up AS (
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
+    SELECT $1, key, 0, value, {now} + ttl, 0 FROM input ORDER BY key
+    ON CONFLICT (ns, key) DO UPDATE
+    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0
+    RETURNING 1
+), gone AS (
+    DELETE FROM {items} WHERE ns = $1 AND key IN (SELECT key FROM input) RETURNING 1
+)
+SELECT count(*) FROM up";
+
+/// Removes a key (both kinds); returns whether it was live.
+pub const DELETE: &str = "WITH d AS (
+    DELETE FROM {kv} WHERE ns = $1 AND key = $2 RETURNING (expires_at IS NULL OR expires_at > {now}) AS live
+), gone AS (
+    DELETE FROM {items} WHERE ns = $1 AND key = $2 RETURNING 1
+)
+SELECT live FROM d";
+
+/// Appends `$3`: under the key's row lock, the header's length grows by one and the item takes
+/// the next sequence number. No row comes back when the key holds a live value.
+pub const APPEND: &str = "WITH h AS (
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
+    VALUES ($1, $2, 1, NULL, NULL, 1)
+    ON CONFLICT (ns, key) DO UPDATE
+    SET list_len = CASE WHEN kv.kind = 1 THEN kv.list_len + 1 ELSE 1 END,
+        kind = 1, value = NULL, expires_at = NULL
+    WHERE kv.kind = 1 OR (kv.expires_at IS NOT NULL AND kv.expires_at <= {now})
+    RETURNING list_len
+)
+INSERT INTO {items} AS li (ns, key, seq, value)
+SELECT $1, $2, list_len - 1, $3 FROM h
+ON CONFLICT (ns, key, seq) DO UPDATE SET value = EXCLUDED.value
+RETURNING seq";
+
+/// Header and LRANGE window (`$3` start, `$4` end) in one statement, so one snapshot: the first
+/// row carries the kind and length, and item values follow in order.
+pub const RANGE: &str = "WITH h AS (
+    SELECT kind, list_len,
+           GREATEST(CASE WHEN $3::bigint < 0 THEN list_len + $3::bigint ELSE $3::bigint END, 0) AS first,
+           LEAST(CASE WHEN $4::bigint < 0 THEN list_len + $4::bigint ELSE $4::bigint END, list_len - 1) AS last
+    FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})
+)
+SELECT h.kind, h.list_len, i.value
+FROM h LEFT JOIN LATERAL (
+    SELECT seq, value FROM {items}
+    WHERE ns = $1 AND key = $2 AND h.kind = 1 AND seq BETWEEN h.first AND h.last
+    ORDER BY seq
+) i ON true
+ORDER BY i.seq";
+
+/// Live keys of a namespace.
+pub const KEYS_ALL: &str =
+    "SELECT key FROM {kv} WHERE ns = $1 AND (expires_at IS NULL OR expires_at > {now})";
+
+/// Live keys in `[$2, $3)`: the index range of a literal prefix.
+pub const KEYS_RANGE: &str = "SELECT key FROM {kv} WHERE ns = $1 AND key >= $2 AND key < $3 AND (expires_at IS NULL OR expires_at > {now})";
+
+/// Live keys from `$2` on, in order; the caller stops past the prefix.
+pub const KEYS_FROM: &str = "SELECT key FROM {kv} WHERE ns = $1 AND key >= $2 AND (expires_at IS NULL OR expires_at > {now}) ORDER BY key";
+
+/// Clears a namespace.
+pub const CLEAR: &str = "WITH a AS (DELETE FROM {kv} WHERE ns = $1 RETURNING 1), b AS (DELETE FROM {items} WHERE ns = $1 RETURNING 1) SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)";
+
+/// Reclaims expired rows (always values).
+pub const RECLAIM: &str = "DELETE FROM {kv} WHERE expires_at IS NOT NULL AND expires_at <= {now}";

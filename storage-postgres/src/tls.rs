@@ -1,0 +1,126 @@
+//! TLS for PostgreSQL over rustls: `require` encrypts without verifying, `verify-full` checks
+//! the chain and the host name against the system roots or a given CA.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+use storage_core::config::{SslMode, SslSettings};
+use storage_core::{Error, Result};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Trusted roots: the PEM file `ca`, or the system's.
+pub fn roots(ca: Option<&Path>) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect())
+                .map_err(|e| {
+                    Error::config(format!("cannot read CA file {}: {e}", path.display()))
+                })?;
+            if certs.is_empty() {
+                return Err(Error::config(format!(
+                    "CA file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                store
+                    .add(cert)
+                    .map_err(|e| Error::config(format!("CA file {}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // A system store may hold certificates rustls cannot use; skip those.
+                let _ = store.add(cert);
+            }
+            if store.is_empty() {
+                return Err(Error::config(
+                    "no system root certificates found; give a CA file",
+                ));
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// Accepts any server certificate while still checking the handshake signatures: the
+/// `require` mode, which encrypts without authenticating the server.
+#[derive(Debug)]
+struct EncryptOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The rustls client configuration for a TLS mode.
+pub fn client_config(ssl: &SslSettings) -> Result<ClientConfig> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::config(format!("TLS setup: {e}")))?;
+    Ok(match ssl.mode {
+        SslMode::VerifyFull => builder
+            .with_root_certificates(roots(ssl.ca.as_deref())?)
+            .with_no_client_auth(),
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider())))
+            .with_no_client_auth(),
+    })
+}
+
+/// The tokio-postgres connector for a TLS mode.
+pub fn connector(ssl: &SslSettings) -> Result<MakeRustlsConnect> {
+    Ok(MakeRustlsConnect::new(client_config(ssl)?))
+}

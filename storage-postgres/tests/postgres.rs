@@ -1,0 +1,364 @@
+//! PostgreSQL against real servers: many instances, a restart, namespaces, and query plans.
+//!
+//! The shared server comes from `STORAGE_TEST_POSTGRES_URL` (set by `cargo xtask test`);
+//! without it, each test starts a private server. The restart test always uses its own.
+
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage_core::config::ConfigSource;
+use storage_core::{Database, ErrorKind, KeyKind, Registry};
+use storage_servers::{Postgres, find_postgres_bin, skip_or_fail};
+
+/// A server URL: the shared one, or a private server kept alive by the returned guard.
+fn server(test: &str) -> Option<(Option<Postgres>, String)> {
+    if let Ok(url) = std::env::var("STORAGE_TEST_POSTGRES_URL") {
+        return Some((None, url));
+    }
+    if find_postgres_bin().is_none() {
+        skip_or_fail(
+            test,
+            "no PostgreSQL: set STORAGE_TEST_POSTGRES_URL or install PostgreSQL",
+        );
+        return None;
+    }
+    let pg = Postgres::start(&Default::default()).expect("start a private PostgreSQL");
+    let url = pg.url();
+    Some((Some(pg), url))
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}:{}:{nanos}:", std::process::id())
+}
+
+async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
+    let yaml = format!(
+        "database: {{ type: postgresql, url: '{url}', {extra} }}\ncache: {{ type: in-memory }}"
+    );
+    let mut registry = Registry::new();
+    registry
+        .register(Arc::new(storage_postgres::PostgresFactory))
+        .unwrap();
+    registry
+        .register(Arc::new(storage_memory_stub::Memory))
+        .unwrap();
+    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
+        .unwrap()
+        .resolve(&registry)
+        .unwrap();
+    registry
+        .open_database(&config.database.primary)
+        .await
+        .unwrap()
+}
+
+/// The config parser needs the cache role's type registered; these tests never open it.
+mod storage_memory_stub {
+    use storage_core::config::Role;
+    pub struct Memory;
+    #[async_trait::async_trait]
+    impl storage_core::BackendFactory for Memory {
+        fn type_names(&self) -> Vec<String> {
+            vec!["in-memory".into()]
+        }
+        fn roles(&self) -> Vec<Role> {
+            vec![]
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_instances_append_while_sets_and_deletes_contend() {
+    let Some((_guard, url)) = server("four_instances_append_while_sets_and_deletes_contend") else {
+        return;
+    };
+    let prefix = unique("multi");
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        instances.push(open(&url, &format!("keyPrefix: '{prefix}', maxConnections: 4")).await);
+    }
+    let mut tasks = Vec::new();
+    for (w, db) in instances.iter().enumerate() {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..1000 {
+                db.append("chat", &json!({"w": w, "i": i})).await.unwrap();
+            }
+        }));
+        let db = instances[w].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..150 {
+                let key = format!("shared{}", i % 3);
+                let r = match (w + i) % 3 {
+                    0 => db.set(&key, &json!([w, i])).await,
+                    1 => db.append(&key, &json!([w, i])).await,
+                    _ => db.delete(&key).await.map(|_| ()),
+                };
+                if let Err(e) = r {
+                    assert_eq!(e.kind(), ErrorKind::WrongType, "{e}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let db = &instances[0];
+    let items = db.get_range("chat", 0, -1).await.unwrap();
+    assert_eq!(items.len(), 4000);
+    assert_eq!(db.get_length("chat").await.unwrap(), 4000);
+    let unique_items: BTreeSet<String> = items.iter().map(|v| v.to_string()).collect();
+    assert_eq!(unique_items.len(), 4000, "duplicates");
+    for w in 0..4 {
+        let mine: Vec<i64> = items
+            .iter()
+            .filter(|v| v["w"] == json!(w))
+            .map(|v| v["i"].as_i64().unwrap())
+            .collect();
+        assert_eq!(mine, (0..1000).collect::<Vec<_>>(), "writer {w}'s order");
+    }
+    // The server's own view: a dense sequence 0..3999 under the key.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT count(*), min(seq), max(seq), count(DISTINCT seq) FROM storage_list_items WHERE ns = $1 AND key = 'chat'",
+            &[&prefix],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+            row.get::<_, i64>(3)
+        ),
+        (4000, 0, 3999, 4000)
+    );
+    // Never both kinds under one key.
+    for i in 0..3 {
+        let key = format!("shared{i}");
+        match db.kind(&key).await.unwrap() {
+            KeyKind::None => {}
+            KeyKind::Value => {
+                assert!(db.get(&key).await.unwrap().is_some());
+                assert_eq!(
+                    db.get_length(&key).await.unwrap_err().kind(),
+                    ErrorKind::WrongType
+                );
+            }
+            KeyKind::List => {
+                assert_eq!(db.get(&key).await.unwrap_err().kind(), ErrorKind::WrongType);
+                let n = db.get_length(&key).await.unwrap();
+                assert_eq!(db.get_range(&key, 0, -1).await.unwrap().len() as u64, n);
+            }
+        }
+    }
+    db.clear().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_fails_in_bounded_time_then_recovers() {
+    if find_postgres_bin().is_none() {
+        return skip_or_fail(
+            "restart_fails_in_bounded_time_then_recovers",
+            "PostgreSQL binaries not found",
+        );
+    }
+    let mut pg = Postgres::start(&Default::default()).unwrap();
+    let db = open(&pg.url(), "pool: { acquireTimeoutMillis: 1500 }, operationTimeoutMillis: 3000, connectionTimeoutMillis: 1000").await;
+    for i in 0..50 {
+        db.append("log", &json!(i)).await.unwrap();
+    }
+    pg.stop();
+    let started = Instant::now();
+    let err = db.get_length("log").await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert!(db.append("log", &json!("while down")).await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    pg.restart().unwrap();
+    // The same backend works again: the pool replaced its broken connections.
+    let mut recovered = false;
+    for _ in 0..20 {
+        if db.get_length("log").await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the backend did not recover after the restart");
+    assert_eq!(db.get_length("log").await.unwrap(), 50);
+    db.append("log", &json!(50)).await.unwrap();
+    assert_eq!(db.get_range("log", -1, -1).await.unwrap(), vec![json!(50)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_of_one_namespace_leaves_the_other_whole() {
+    let Some((_guard, url)) = server("clear_of_one_namespace_leaves_the_other_whole") else {
+        return;
+    };
+    let base = unique("ns");
+    let a = open(&url, &format!("keyPrefix: '{base}a'")).await;
+    let ab = open(&url, &format!("keyPrefix: '{base}ab'")).await;
+    for i in 0..20 {
+        a.set(&format!("b{i}"), &json!(i)).await.unwrap();
+        ab.set(&format!("{i}"), &json!(i)).await.unwrap();
+        ab.append("list", &json!(i)).await.unwrap();
+    }
+    a.clear().await.unwrap();
+    assert!(a.keys(None).await.unwrap().is_empty());
+    assert_eq!(ab.keys(None).await.unwrap().len(), 21);
+    assert_eq!(ab.get_length("list").await.unwrap(), 20);
+    ab.clear().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_use_indexes() {
+    let Some((_guard, url)) = server("statements_use_indexes") else {
+        return;
+    };
+    let schema = format!("plans_{}", std::process::id());
+    let db = open(&url, &format!("schema: {schema}")).await;
+    // 20,000 keys, of which 100 start with "p:": a range scan is the planner's only good choice.
+    let entries: Vec<(String, serde_json::Value)> = (0..20_000)
+        .map(|i| {
+            (
+                if i % 200 == 0 {
+                    format!("p:{i}")
+                } else {
+                    format!("k{i}")
+                },
+                json!(i),
+            )
+        })
+        .collect();
+    for chunk in entries.chunks(5000) {
+        db.mset(chunk).await.unwrap();
+    }
+    for i in 0..300 {
+        db.append("h", &json!(i)).await.unwrap();
+    }
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "ANALYZE {schema}.storage_kv; ANALYZE {schema}.storage_list_items;"
+        ))
+        .await
+        .unwrap();
+    let fill = |t: &str| {
+        t.replace("{kv}", &format!("{schema}.storage_kv"))
+            .replace("{items}", &format!("{schema}.storage_list_items"))
+            .replace("{now}", storage_postgres::sql::NOW_MS)
+    };
+    let plan = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let ns = String::new();
+    let keys = plan(
+        client
+            .query(
+                &format!("EXPLAIN {}", fill(storage_postgres::sql::KEYS_RANGE)),
+                &[&ns, &"p:", &"p;"],
+            )
+            .await
+            .unwrap(),
+    );
+    let header = plan(
+        client
+            .query(
+                &format!("EXPLAIN {}", fill(storage_postgres::sql::HEADER)),
+                &[&ns, &"h"],
+            )
+            .await
+            .unwrap(),
+    );
+    let range = plan(
+        client
+            .query(
+                &format!("EXPLAIN {}", fill(storage_postgres::sql::RANGE)),
+                &[&ns, &"h", &-20i64, &-1i64],
+            )
+            .await
+            .unwrap(),
+    );
+    for (name, p) in [
+        ("keys(prefix*)", keys),
+        ("get_length", header),
+        ("tail read", range),
+    ] {
+        assert!(p.contains("Index"), "{name}:\n{p}");
+        assert!(!p.contains("Seq Scan"), "{name}:\n{p}");
+    }
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_schema_version_is_refused() {
+    let Some((_guard, url)) = server("newer_schema_version_is_refused") else {
+        return;
+    };
+    let schema = format!("future_{}", std::process::id());
+    drop(open(&url, &format!("schema: {schema}")).await);
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("UPDATE {schema}.storage_meta SET version = 99"))
+        .await
+        .unwrap();
+    let yaml = format!("database: {{ type: postgresql, url: '{url}', schema: {schema} }}");
+    let mut registry = Registry::new();
+    registry
+        .register(Arc::new(storage_postgres::PostgresFactory))
+        .unwrap();
+    registry
+        .register(Arc::new(storage_memory_stub::Memory))
+        .unwrap();
+    let config = ConfigSource::from_yaml_str(
+        &format!("{yaml}\ncache: {{ type: in-memory }}"),
+        ".".as_ref(),
+    )
+    .unwrap()
+    .resolve(&registry)
+    .unwrap();
+    let err = registry
+        .open_database(&config.database.primary)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("newer than this build supports"),
+        "{err}"
+    );
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
