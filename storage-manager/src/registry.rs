@@ -19,6 +19,8 @@ pub fn builtin_registry() -> Registry {
     add(Arc::new(storage_sqlite::SqliteFactory));
     #[cfg(feature = "postgres")]
     add(Arc::new(storage_postgres::PostgresFactory));
+    #[cfg(feature = "redis")]
+    add(Arc::new(storage_redis::RedisFactory));
     let _ = &mut add;
     registry
 }

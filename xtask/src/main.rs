@@ -28,6 +28,7 @@ struct Entry {
 
 const SQLITE: &str = "{type: sqlite, path: '{tmp}/kit.db'}";
 const POSTGRES: &str = "{type: postgresql, url: '{url}'}";
+const REDIS: &str = "{type: redis, url: '{url}'}";
 
 const MATRIX: &[Entry] = &[
     entry("in-memory", "cache", Server::None, "{type: in-memory}"),
@@ -36,6 +37,8 @@ const MATRIX: &[Entry] = &[
     entry("sqlite", "database", Server::None, SQLITE),
     entry("postgresql", "database", Server::Postgres, POSTGRES),
     entry("postgresql", "cache", Server::Postgres, POSTGRES),
+    entry("redis", "cache", Server::Redis, REDIS),
+    entry("redis", "database", Server::Redis, REDIS),
 ];
 
 const fn entry(

@@ -1,0 +1,661 @@
+//! The Redis backend, registered as `redis`: the production cache, and a list-capable database.
+//!
+//! Redis is the reference of the contract, so the backend mostly lets the server decide:
+//! values are JSON strings (`SET`/`GET`, TTLs as `PX` milliseconds after storage-core's
+//! normalisation), lists are Redis lists (`RPUSH`/`LRANGE`/`LLEN`), and `mget` of a list key
+//! gives `None` as `MGET` does.
+//!
+//! - **Connections.** A bb8 pool of multiplexed redis-rs connections, built by a connection
+//!   manager of our own that applies the configured connect and response timeouts and does not
+//!   ping on checkout. A multiplexed connection never reports itself broken, so an I/O error
+//!   marks it broken and the pool replaces it: after a server restart the backend recovers by
+//!   itself. Concurrent callers use different connections.
+//! - **Batches.** `mget` is one `MGET`. `mset` is one round trip: a pipeline on a cache, and
+//!   `MULTI`/`EXEC` on a database, which is all-or-nothing.
+//! - **Retries.** `maxRetriesPerRequest` retries idempotent commands after transient errors;
+//!   an `RPUSH` is never re-sent.
+//! - **keys() and clear()** walk `SCAN` with `MATCH` (the escaped prefix plus the pattern),
+//!   de-duplicate, and never call `KEYS`; `clear` removes only this namespace, in batches, with
+//!   `UNLINK`, never `FLUSHDB`.
+//! - **Namespaces** are string prefixes: two namespaces on one server must not nest.
+//!
+//! ```no_run
+//! # async fn demo() -> storage_core::Result<()> {
+//! use storage_core::config::ConfigSource;
+//! let mut registry = storage_core::Registry::new();
+//! registry.register(std::sync::Arc::new(storage_redis::RedisFactory))?;
+//! registry.register(std::sync::Arc::new(storage_memory::MemoryFactory))?;
+//! let source = ConfigSource::from_yaml_str(
+//!     "cache: { type: redis, url: 'redis://127.0.0.1:6379', keyPrefix: 'app:cache:' }\ndatabase: { type: in-memory }",
+//!     ".".as_ref(),
+//! )?;
+//! let config = source.resolve(&registry)?;
+//! let cache = registry.open_cache(&config.cache.primary).await?;
+//! cache.set("session:1", &serde_json::json!({"user": 7}), Some(std::time::Duration::from_secs(3600))).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use storage_core::config::{BackendSettings, BackendSpec, RedisSettings, RedisTarget, Role};
+use storage_core::redact::redact_url;
+use storage_core::{
+    BackendFactory, Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, escape_glob,
+};
+
+/// The type name this crate registers.
+pub const TYPE_NAME: &str = "redis";
+
+/// Keys per `SCAN` step and per `UNLINK` batch.
+const BATCH: usize = 500;
+
+/// A pooled connection and whether an I/O error has broken it.
+pub struct Conn {
+    inner: MultiplexedConnection,
+    broken: Arc<AtomicBool>,
+}
+
+/// Builds connections with the configured timeouts; never pings on checkout.
+pub struct Manager {
+    client: Client,
+    config: AsyncConnectionConfig,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = RedisError;
+
+    async fn connect(&self) -> std::result::Result<Conn, RedisError> {
+        let inner = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        Ok(Conn {
+            inner,
+            broken: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), RedisError> {
+        redis::cmd("PING").query_async::<()>(&mut conn.inner).await
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken.load(Ordering::Relaxed)
+    }
+}
+
+type Pool = bb8::Pool<Manager>;
+
+fn is_wrong_type(e: &RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+}
+
+/// Maps a redis-rs error; connection-level failures are transient.
+fn redis_error(e: RedisError, what: &str) -> Error {
+    if e.is_timeout() {
+        Error::timeout(format!("{what}: the server did not answer in time")).with_source(e)
+    } else if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+    {
+        Error::connection(format!("{what}: {e}"))
+    } else if e.code() == Some("LOADING")
+        || e.code() == Some("TRYAGAIN")
+        || e.code() == Some("MASTERDOWN")
+    {
+        Error::connection(format!("{what}: server busy ({e})"))
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.code() == Some("NOAUTH")
+        || e.code() == Some("WRONGPASS")
+    {
+        Error::config(format!("{what}: authentication failed"))
+    } else {
+        Error::other(format!("{what}: {e}"))
+    }
+}
+
+fn pool_error(e: bb8::RunError<RedisError>) -> Error {
+    match e {
+        bb8::RunError::User(e) => redis_error(e, "connecting"),
+        bb8::RunError::TimedOut => {
+            Error::timeout("no pooled connection within the acquire timeout")
+        }
+    }
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|_| {
+        Error::other(format!(
+            "the value at {key:?} is not JSON written by this library ({} bytes)",
+            bytes.len()
+        ))
+    })
+}
+
+fn encode(value: &Value) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::invalid_value(format!("cannot encode value: {e}")))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The connection URL for a spec (with its password, for the driver only).
+fn connection_url(settings: &RedisSettings) -> String {
+    match &settings.target {
+        RedisTarget::Url(u) => u.expose().to_string(),
+        RedisTarget::Host {
+            host,
+            port,
+            password,
+            database,
+        } => {
+            let scheme = if settings.tls { "rediss" } else { "redis" };
+            let auth = password
+                .as_ref()
+                .map(|p| format!(":{}@", percent_encode(p.expose())))
+                .unwrap_or_default();
+            format!("{scheme}://{auth}{host}:{port}/{database}")
+        }
+    }
+}
+
+/// Builds the redis-rs client: plain, or TLS with the system roots or a given CA.
+fn client(settings: &RedisSettings, spec: &BackendSpec) -> Result<Client> {
+    let url = connection_url(settings);
+    let shown = redact_url(&url);
+    let bad = |e: RedisError| {
+        Error::config(format!(
+            "{}: invalid Redis connection {shown}: {e}",
+            spec.path
+        ))
+    };
+    match &settings.ca {
+        Some(ca) if url.starts_with("rediss://") => {
+            let pem = std::fs::read(ca)
+                .map_err(|e| Error::config(format!("cannot read CA file {}: {e}", ca.display())))?;
+            Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(bad)
+        }
+        _ => Client::open(url.as_str()).map_err(bad),
+    }
+}
+
+/// A namespace on one Redis server; serves both roles.
+pub struct RedisBackend {
+    pool: RwLock<Option<Pool>>,
+    prefix: String,
+    /// The prefix with glob characters escaped, for `SCAN MATCH`.
+    match_prefix: String,
+    describe: String,
+    operation_timeout: Duration,
+    retries: u32,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("server", &self.describe)
+            .field("key_prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Builds the pool and checks that the server answers.
+    pub async fn open(spec: &BackendSpec) -> Result<RedisBackend> {
+        let BackendSettings::Redis(settings) = &spec.settings else {
+            return Err(Error::config(format!(
+                "{} is not a redis backend",
+                spec.type_name
+            )));
+        };
+        let manager = Manager {
+            client: client(settings, spec)?,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(spec.common.connect_timeout))
+                .set_response_timeout(Some(spec.common.operation_timeout)),
+        };
+        let pool = bb8::Pool::builder()
+            .max_size(spec.common.pool_max)
+            .min_idle(Some(spec.common.pool_min))
+            .connection_timeout(spec.common.acquire_timeout)
+            .idle_timeout(Some(spec.common.idle_timeout))
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        let backend = RedisBackend {
+            pool: RwLock::new(Some(pool)),
+            prefix: spec.common.key_prefix.clone(),
+            match_prefix: escape_glob(&spec.common.key_prefix),
+            describe: spec.to_string(),
+            operation_timeout: spec.common.operation_timeout,
+            retries: settings.max_retries_per_request,
+        };
+        // Connect now, so that the manager's fallback sees an unreachable server at once.
+        let limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
+        tokio::time::timeout(
+            limit,
+            backend.query::<()>(true, &redis::cmd("PING"), "connecting"),
+        )
+        .await
+        .map_err(|_| {
+            Error::timeout(format!(
+                "connecting to {} took longer than {limit:?}",
+                backend.describe
+            ))
+        })??;
+        Ok(backend)
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn pool(&self) -> Result<Pool> {
+        self.pool
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Error::connection("backend is closed"))
+    }
+
+    /// Runs `f` on a pooled connection under the operation timeout, marking the connection
+    /// broken on an I/O error and retrying idempotent work after transient errors.
+    async fn with_conn<T, F, Fut>(&self, idempotent: bool, what: &str, f: F) -> Result<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
+    {
+        let pool = self.pool()?;
+        let attempt = async {
+            let mut tries = 0;
+            loop {
+                let result = match pool.get().await {
+                    Ok(conn) => {
+                        let out = f(conn.inner.clone()).await;
+                        if let Err(e) = &out
+                            && (e.is_io_error()
+                                || e.is_connection_dropped()
+                                || e.is_unrecoverable_error()
+                                || e.is_timeout())
+                        {
+                            conn.broken.store(true, Ordering::Relaxed);
+                        }
+                        out.map_err(|e| {
+                            if is_wrong_type(&e) {
+                                Error::wrong_type(format!("{what}: the key holds the other kind"))
+                            } else {
+                                redis_error(e, what)
+                            }
+                        })
+                    }
+                    Err(e) => Err(pool_error(e)),
+                };
+                match result {
+                    Err(e)
+                        if idempotent
+                            && e.kind() == storage_core::ErrorKind::Connection
+                            && tries < self.retries =>
+                    {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(25 * u64::from(tries))).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        tokio::time::timeout(self.operation_timeout, attempt)
+            .await
+            .map_err(|_| {
+                Error::timeout(format!(
+                    "{what}: no answer within {:?}",
+                    self.operation_timeout
+                ))
+            })?
+    }
+
+    async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        idempotent: bool,
+        cmd: &Cmd,
+        what: &str,
+    ) -> Result<T> {
+        self.with_conn(idempotent, what, |mut c| async move {
+            cmd.query_async::<T>(&mut c).await
+        })
+        .await
+    }
+
+    async fn pipeline<T: redis::FromRedisValue + Send>(
+        &self,
+        pipe: &Pipeline,
+        what: &str,
+    ) -> Result<T> {
+        self.with_conn(true, what, |mut c| async move {
+            pipe.query_async::<T>(&mut c).await
+        })
+        .await
+    }
+
+    /// Every full key of this namespace matching `pattern`, by `SCAN`, without duplicates.
+    async fn scan(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let matcher = format!("{}{}", self.match_prefix, pattern.unwrap_or("*"));
+        let mut cursor: u64 = 0;
+        let mut seen = HashSet::new();
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = self
+                .query(
+                    true,
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&matcher)
+                        .arg("COUNT")
+                        .arg(BATCH),
+                    "scanning keys",
+                )
+                .await?;
+            for raw in batch {
+                match String::from_utf8(raw) {
+                    Ok(k) if k.starts_with(&self.prefix) => {
+                        seen.insert(k);
+                    }
+                    // A key that is not UTF-8 was not written by this library.
+                    _ => tracing::warn!(backend = TYPE_NAME, "skipping a key that is not UTF-8"),
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(seen.into_iter().collect())
+    }
+
+    async fn mset_pipe(
+        &self,
+        entries: Vec<(String, String, Option<Duration>)>,
+        atomic: bool,
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        if atomic {
+            pipe.atomic();
+        }
+        for (k, v, ttl) in &entries {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.key(k)).arg(v);
+            if let Some(t) = ttl {
+                cmd.arg("PX").arg(t.as_millis() as u64);
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        self.pipeline::<()>(&pipe, "storing the batch").await
+    }
+}
+
+#[async_trait]
+impl Store for RedisBackend {
+    fn backend(&self) -> &str {
+        TYPE_NAME
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>> {
+        let raw: Option<Vec<u8>> = self
+            .query(
+                true,
+                redis::cmd("GET").arg(self.key(key)),
+                "reading the key",
+            )
+            .await
+            .map_err(|e| {
+                if e.kind() == storage_core::ErrorKind::WrongType {
+                    Error::holds_list(key)
+                } else {
+                    e
+                }
+            })?;
+        raw.map(|b| decode(key, &b)).transpose()
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let n: u64 = self
+            .query(
+                true,
+                redis::cmd("UNLINK").arg(self.key(key)),
+                "deleting the key",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
+        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let raw: Vec<Option<Vec<u8>>> = self
+            .query(true, redis::cmd("MGET").arg(&full), "reading the keys")
+            .await?;
+        keys.iter()
+            .zip(raw)
+            .map(|(k, v)| v.map(|b| decode(k, &b)).transpose())
+            .collect()
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let n: u64 = self
+            .query(
+                true,
+                redis::cmd("EXISTS").arg(self.key(key)),
+                "checking the key",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn kind(&self, key: &str) -> Result<KeyKind> {
+        let t: String = self
+            .query(
+                true,
+                redis::cmd("TYPE").arg(self.key(key)),
+                "reading the type",
+            )
+            .await?;
+        match t.as_str() {
+            "none" => Ok(KeyKind::None),
+            "string" => Ok(KeyKind::Value),
+            "list" => Ok(KeyKind::List),
+            other => Err(Error::other(format!(
+                "key {key:?} holds a Redis {other}, which this library does not write"
+            ))),
+        }
+    }
+
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        Ok(self
+            .scan(pattern)
+            .await?
+            .into_iter()
+            .map(|k| k[self.prefix.len()..].to_string())
+            .collect())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let keys = self.scan(None).await?;
+        for chunk in keys.chunks(BATCH) {
+            self.query::<u64>(
+                true,
+                redis::cmd("UNLINK").arg(chunk),
+                "clearing the namespace",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.query::<()>(true, &redis::cmd("PING"), "ping").await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cache for RedisBackend {
+    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(encode(value)?);
+        if let Some(t) = ttl {
+            cmd.arg("PX").arg(t.as_millis() as u64);
+        }
+        self.query::<()>(true, &cmd, "storing the value").await
+    }
+
+    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|e| Ok((e.key.clone(), encode(&e.value)?, e.ttl)))
+            .collect::<Result<Vec<_>>>()?;
+        self.mset_pipe(encoded, false).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let ms: i64 = self
+            .query(
+                true,
+                redis::cmd("PTTL").arg(self.key(key)),
+                "reading the TTL",
+            )
+            .await?;
+        Ok(match ms {
+            -2 => KeyTtl::Missing,
+            -1 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.max(1) as u64)),
+        })
+    }
+}
+
+#[async_trait]
+impl Database for RedisBackend {
+    async fn set(&self, key: &str, value: &Value) -> Result<()> {
+        Cache::set(self, key, value, None).await
+    }
+
+    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
+            .collect::<Result<Vec<_>>>()?;
+        self.mset_pipe(encoded, true).await
+    }
+
+    async fn append(&self, key: &str, value: &Value) -> Result<()> {
+        // Never re-sent: a lost reply may hide an RPUSH the server applied.
+        self.query::<u64>(
+            false,
+            redis::cmd("RPUSH").arg(self.key(key)).arg(encode(value)?),
+            "appending",
+        )
+        .await
+        .map_err(|e| {
+            if e.kind() == storage_core::ErrorKind::WrongType {
+                Error::holds_value(key)
+            } else {
+                e
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
+        let raw: Vec<Vec<u8>> = self
+            .query(
+                true,
+                redis::cmd("LRANGE").arg(self.key(key)).arg(start).arg(end),
+                "reading the list",
+            )
+            .await
+            .map_err(|e| {
+                if e.kind() == storage_core::ErrorKind::WrongType {
+                    Error::holds_value(key)
+                } else {
+                    e
+                }
+            })?;
+        raw.iter().map(|b| decode(key, b)).collect()
+    }
+
+    async fn get_length(&self, key: &str) -> Result<u64> {
+        self.query(
+            true,
+            redis::cmd("LLEN").arg(self.key(key)),
+            "reading the list length",
+        )
+        .await
+        .map_err(|e| {
+            if e.kind() == storage_core::ErrorKind::WrongType {
+                Error::holds_value(key)
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// The factory for the registry.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RedisFactory;
+
+#[async_trait]
+impl BackendFactory for RedisFactory {
+    fn type_names(&self) -> Vec<String> {
+        vec![TYPE_NAME.to_string()]
+    }
+
+    fn roles(&self) -> Vec<Role> {
+        vec![Role::Cache, Role::Database]
+    }
+
+    fn options_schema(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "commandTimeout": { "type": "integer", "minimum": 1 },
+                "maxRetriesPerRequest": { "type": "integer", "minimum": 0 }
+            }
+        })
+    }
+
+    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
+        Ok(Arc::new(RedisBackend::open(spec).await?))
+    }
+
+    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
+        Ok(Arc::new(RedisBackend::open(spec).await?))
+    }
+}
