@@ -199,3 +199,38 @@ fn schema_is_json() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v.to_string().contains("keyPrefix"));
 }
+
+#[test]
+fn unreachable_postgres_health_is_degraded_to_sqlite_and_never_shows_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let block = format!(
+        "type: postgres\n    url: postgresql://agent:pw-Xy9-secret@127.0.0.1:{port}/agent\n    maxRetries: 1\n    retryDelayMillis: 10\n    connectionTimeoutMillis: 500"
+    );
+    let cfg = dir.path().join("that.yml");
+    std::fs::write(&cfg, format!("storage:\n  database:\n    {block}\n")).unwrap();
+    let o = storage(dir.path(), &["--config", cfg.to_str().unwrap(), "health"]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{all}");
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.starts_with("database") && l.contains("sqlite") && l.contains("degraded")),
+        "{all}"
+    );
+    assert!(!all.contains("pw-Xy9-secret"), "{all}");
+    let off = dir.path().join("off.yml");
+    std::fs::write(
+        &off,
+        format!("storage:\n  database:\n    {block}\n    fallback: []\n"),
+    )
+    .unwrap();
+    let o = storage(dir.path(), &["--config", off.to_str().unwrap(), "health"]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    assert!(!all.contains("pw-Xy9-secret"), "{all}");
+}
