@@ -43,12 +43,13 @@ mod tls;
 pub use tls::client_config as tls_client_config;
 
 use async_trait::async_trait;
+use bb8::ManageConnection;
 use bb8_postgres::PostgresConnectionManager;
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use storage_core::config::{
     BackendSettings, BackendSpec, PgTarget, PostgresSettings, Role, SslMode,
@@ -168,11 +169,34 @@ fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
     }
 }
 
-fn pool_error(e: bb8::RunError<tokio_postgres::Error>) -> Error {
-    match e {
-        bb8::RunError::User(e) => pg_error(e, "connecting"),
-        bb8::RunError::TimedOut => {
-            Error::timeout("no pooled connection within the acquire timeout")
+/// Keeps the pool's last connection error, so that a checkout timeout can say why.
+#[derive(Debug, Clone, Default)]
+struct LastError(Arc<Mutex<Option<String>>>);
+
+impl bb8::ErrorSink<tokio_postgres::Error> for LastError {
+    fn sink(&self, e: tokio_postgres::Error) {
+        let text = pg_error(e, "connecting").to_string();
+        tracing::debug!(error = %text, "postgresql connection failed");
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+    }
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {
+        Box::new(self.clone())
+    }
+}
+
+impl LastError {
+    fn pool_error(&self, e: bb8::RunError<tokio_postgres::Error>) -> Error {
+        match e {
+            bb8::RunError::User(e) => pg_error(e, "connecting"),
+            bb8::RunError::TimedOut => {
+                let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Error::timeout(match last {
+                    Some(why) => format!(
+                        "no pooled connection within the acquire timeout (last connection error: {why})"
+                    ),
+                    None => "no pooled connection within the acquire timeout".to_string(),
+                })
+            }
         }
     }
 }
@@ -261,6 +285,80 @@ fn pg_config(settings: &PostgresSettings, spec: &BackendSpec) -> Result<tokio_po
     Ok(cfg)
 }
 
+/// Creates or upgrades the tables, under an advisory lock so that instances starting together
+/// take turns.
+async fn migrate(
+    conn: &mut tokio_postgres::Client,
+    schema: Option<&str>,
+    describe: &str,
+) -> Result<()> {
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(|e| pg_error(e, "starting the migration"))?;
+    // Several instances may start at once: one migrates, the others wait and then see it done.
+    tx.execute("SELECT pg_advisory_xact_lock(7294514218675021137)", &[])
+        .await
+        .map_err(|e| pg_error(e, "taking the migration lock"))?;
+    let (meta, kv, kv_name, items) = match schema {
+        Some(s) => {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)))
+                .await
+                .map_err(|e| pg_error(e, "creating the schema"))?;
+            let q = quote_ident(s);
+            (
+                format!("{q}.storage_meta"),
+                format!("{q}.storage_kv"),
+                "storage_kv".to_string(),
+                format!("{q}.storage_list_items"),
+            )
+        }
+        None => (
+            "storage_meta".into(),
+            "storage_kv".into(),
+            "storage_kv".into(),
+            "storage_list_items".into(),
+        ),
+    };
+    tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {meta} (id boolean PRIMARY KEY DEFAULT true CHECK (id), version integer NOT NULL)"
+        ))
+        .await
+        .map_err(|e| pg_error(e, "creating the meta table"))?;
+    let version: Option<i32> = tx
+        .query_opt(&format!("SELECT version FROM {meta}"), &[])
+        .await
+        .map_err(|e| pg_error(e, "reading the schema version"))?
+        .map(|r| r.get(0));
+    let version = version.unwrap_or(0);
+    if version > sql::SCHEMA_VERSION {
+        return Err(Error::config(format!(
+            "{} has storage schema version {version}, newer than this build supports ({})",
+            describe,
+            sql::SCHEMA_VERSION
+        )));
+    }
+    if version < 1 {
+        let ddl = sql::MIGRATION_1
+            .replace("{kv}", &kv)
+            .replace("{kv_name}", &kv_name)
+            .replace("{items}", &items);
+        tx.batch_execute(&ddl)
+            .await
+            .map_err(|e| pg_error(e, "migrating to version 1"))?;
+    }
+    tx.execute(
+            &format!("INSERT INTO {meta} (id, version) VALUES (true, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version"),
+            &[&sql::SCHEMA_VERSION],
+        )
+        .await
+        .map_err(|e| pg_error(e, "stamping the schema version"))?;
+    tx.commit()
+        .await
+        .map_err(|e| pg_error(e, "committing the migration"))?;
+    Ok(())
+}
+
 /// A namespace of one PostgreSQL database; serves both roles.
 pub struct PostgresBackend {
     pool: RwLock<Option<Pool>>,
@@ -269,6 +367,7 @@ pub struct PostgresBackend {
     describe: String,
     operation_timeout: Duration,
     writes: AtomicU64,
+    last_error: LastError,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -292,33 +391,46 @@ impl PostgresBackend {
         let cfg = pg_config(settings, spec)?;
         let tls = tls::connector(&settings.ssl)?;
         let manager = PostgresConnectionManager::new(cfg, tls);
+        let describe = spec.to_string();
+        // The first connection is made directly, so that a refusal (a closed port, a bad
+        // certificate, a wrong password) is reported as itself, at once, not as a pool timeout.
+        let connect_limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
+        let first = async {
+            let mut client = manager
+                .connect()
+                .await
+                .map_err(|e| pg_error(e, "connecting"))?;
+            migrate(&mut client, settings.schema.as_deref(), &describe).await?;
+            Ok::<_, Error>(client)
+        };
+        let first = tokio::time::timeout(connect_limit, first)
+            .await
+            .map_err(|_| {
+                Error::timeout(format!(
+                    "connecting to {describe} took longer than {connect_limit:?}"
+                ))
+            })??;
+        let last_error = LastError::default();
         let pool = bb8::Pool::builder()
             .max_size(spec.common.pool_max)
             .min_idle(Some(spec.common.pool_min))
             .connection_timeout(spec.common.acquire_timeout)
             .idle_timeout(Some(spec.common.idle_timeout))
+            .error_sink(Box::new(last_error.clone()))
             // A checkout must stay cheap: no ping per checkout. A connection that broke is
             // dropped when it is returned (`has_broken`), and the operation's error is transient.
             .test_on_check_out(false)
             .build_unchecked(manager);
-        let stmts = Arc::new(Statements::new(settings.schema.as_deref()));
+        let _ = pool.add(first);
         let backend = PostgresBackend {
             pool: RwLock::new(Some(pool)),
             ns: spec.common.key_prefix.clone(),
-            stmts,
-            describe: spec.to_string(),
+            stmts: Arc::new(Statements::new(settings.schema.as_deref())),
+            describe,
             operation_timeout: spec.common.operation_timeout,
             writes: AtomicU64::new(0),
+            last_error,
         };
-        let connect_limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
-        tokio::time::timeout(connect_limit, backend.migrate(settings.schema.as_deref()))
-            .await
-            .map_err(|_| {
-                Error::timeout(format!(
-                    "connecting to {} took longer than {connect_limit:?}",
-                    backend.describe
-                ))
-            })??;
         Ok(backend)
     }
 
@@ -328,76 +440,6 @@ impl PostgresBackend {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(|| Error::connection("backend is closed"))
-    }
-
-    async fn migrate(&self, schema: Option<&str>) -> Result<()> {
-        let pool = self.pool()?;
-        let mut conn = pool.get().await.map_err(pool_error)?;
-        let tx = conn
-            .transaction()
-            .await
-            .map_err(|e| pg_error(e, "starting the migration"))?;
-        // Several instances may start at once: one migrates, the others wait and then see it done.
-        tx.execute("SELECT pg_advisory_xact_lock(7294514218675021137)", &[])
-            .await
-            .map_err(|e| pg_error(e, "taking the migration lock"))?;
-        let (meta, kv, kv_name, items) = match schema {
-            Some(s) => {
-                tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)))
-                    .await
-                    .map_err(|e| pg_error(e, "creating the schema"))?;
-                let q = quote_ident(s);
-                (
-                    format!("{q}.storage_meta"),
-                    format!("{q}.storage_kv"),
-                    "storage_kv".to_string(),
-                    format!("{q}.storage_list_items"),
-                )
-            }
-            None => (
-                "storage_meta".into(),
-                "storage_kv".into(),
-                "storage_kv".into(),
-                "storage_list_items".into(),
-            ),
-        };
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {meta} (id boolean PRIMARY KEY DEFAULT true CHECK (id), version integer NOT NULL)"
-        ))
-        .await
-        .map_err(|e| pg_error(e, "creating the meta table"))?;
-        let version: Option<i32> = tx
-            .query_opt(&format!("SELECT version FROM {meta}"), &[])
-            .await
-            .map_err(|e| pg_error(e, "reading the schema version"))?
-            .map(|r| r.get(0));
-        let version = version.unwrap_or(0);
-        if version > sql::SCHEMA_VERSION {
-            return Err(Error::config(format!(
-                "{} has storage schema version {version}, newer than this build supports ({})",
-                self.describe,
-                sql::SCHEMA_VERSION
-            )));
-        }
-        if version < 1 {
-            let ddl = sql::MIGRATION_1
-                .replace("{kv}", &kv)
-                .replace("{kv_name}", &kv_name)
-                .replace("{items}", &items);
-            tx.batch_execute(&ddl)
-                .await
-                .map_err(|e| pg_error(e, "migrating to version 1"))?;
-        }
-        tx.execute(
-            &format!("INSERT INTO {meta} (id, version) VALUES (true, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version"),
-            &[&sql::SCHEMA_VERSION],
-        )
-        .await
-        .map_err(|e| pg_error(e, "stamping the schema version"))?;
-        tx.commit()
-            .await
-            .map_err(|e| pg_error(e, "committing the migration"))?;
-        Ok(())
     }
 
     /// Runs `op` on a pooled connection under the operation timeout. An idempotent operation is
@@ -416,7 +458,7 @@ impl PostgresBackend {
             loop {
                 let result = match pool.get_owned().await {
                     Ok(conn) => op(conn, self.stmts.clone()).await,
-                    Err(e) => Err(pool_error(e)),
+                    Err(e) => Err(self.last_error.pool_error(e)),
                 };
                 match result {
                     Err(e)

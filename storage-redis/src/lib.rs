@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
+use bb8::ManageConnection;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError};
 use serde_json::Value;
@@ -125,11 +126,34 @@ fn redis_error(e: RedisError, what: &str) -> Error {
     }
 }
 
-fn pool_error(e: bb8::RunError<RedisError>) -> Error {
-    match e {
-        bb8::RunError::User(e) => redis_error(e, "connecting"),
-        bb8::RunError::TimedOut => {
-            Error::timeout("no pooled connection within the acquire timeout")
+/// Keeps the pool's last connection error, so that a checkout timeout can say why.
+#[derive(Debug, Clone, Default)]
+struct LastError(Arc<std::sync::Mutex<Option<String>>>);
+
+impl bb8::ErrorSink<RedisError> for LastError {
+    fn sink(&self, e: RedisError) {
+        let text = redis_error(e, "connecting").to_string();
+        tracing::debug!(error = %text, "redis connection failed");
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+    }
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<RedisError>> {
+        Box::new(self.clone())
+    }
+}
+
+impl LastError {
+    fn pool_error(&self, e: bb8::RunError<RedisError>) -> Error {
+        match e {
+            bb8::RunError::User(e) => redis_error(e, "connecting"),
+            bb8::RunError::TimedOut => {
+                let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Error::timeout(match last {
+                    Some(why) => format!(
+                        "no pooled connection within the acquire timeout (last connection error: {why})"
+                    ),
+                    None => "no pooled connection within the acquire timeout".to_string(),
+                })
+            }
         }
     }
 }
@@ -182,6 +206,11 @@ fn connection_url(settings: &RedisSettings) -> String {
 /// Builds the redis-rs client: plain, or TLS with the system roots or a given CA.
 fn client(settings: &RedisSettings, spec: &BackendSpec) -> Result<Client> {
     let url = connection_url(settings);
+    if url.starts_with("rediss://") {
+        // redis-rs builds its rustls config from the process-wide provider. Install ring (the
+        // provider this workspace compiles) unless the application already chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let shown = redact_url(&url);
     let bad = |e: RedisError| {
         Error::config(format!(
@@ -215,6 +244,7 @@ pub struct RedisBackend {
     describe: String,
     operation_timeout: Duration,
     retries: u32,
+    last_error: LastError,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -241,34 +271,37 @@ impl RedisBackend {
                 .set_connection_timeout(Some(spec.common.connect_timeout))
                 .set_response_timeout(Some(spec.common.operation_timeout)),
         };
+        // The first connection is made directly, so that a refusal is reported as itself, at
+        // once, and the manager's fallback moves on without waiting for a pool timeout.
+        let describe = spec.to_string();
+        let limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
+        let first = tokio::time::timeout(limit, manager.connect())
+            .await
+            .map_err(|_| {
+                Error::timeout(format!(
+                    "connecting to {describe} took longer than {limit:?}"
+                ))
+            })?
+            .map_err(|e| redis_error(e, "connecting"))?;
+        let last_error = LastError::default();
         let pool = bb8::Pool::builder()
             .max_size(spec.common.pool_max)
             .min_idle(Some(spec.common.pool_min))
             .connection_timeout(spec.common.acquire_timeout)
             .idle_timeout(Some(spec.common.idle_timeout))
+            .error_sink(Box::new(last_error.clone()))
             .test_on_check_out(false)
             .build_unchecked(manager);
+        let _ = pool.add(first);
         let backend = RedisBackend {
             pool: RwLock::new(Some(pool)),
             prefix: spec.common.key_prefix.clone(),
             match_prefix: escape_glob(&spec.common.key_prefix),
-            describe: spec.to_string(),
+            describe,
             operation_timeout: spec.common.operation_timeout,
             retries: settings.max_retries_per_request,
+            last_error,
         };
-        // Connect now, so that the manager's fallback sees an unreachable server at once.
-        let limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
-        tokio::time::timeout(
-            limit,
-            backend.query::<()>(true, &redis::cmd("PING"), "connecting"),
-        )
-        .await
-        .map_err(|_| {
-            Error::timeout(format!(
-                "connecting to {} took longer than {limit:?}",
-                backend.describe
-            ))
-        })??;
         Ok(backend)
     }
 
@@ -314,7 +347,7 @@ impl RedisBackend {
                             }
                         })
                     }
-                    Err(e) => Err(pool_error(e)),
+                    Err(e) => Err(self.last_error.pool_error(e)),
                 };
                 match result {
                     Err(e)

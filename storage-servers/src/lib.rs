@@ -20,6 +20,11 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "tls")]
+mod certs;
+#[cfg(feature = "tls")]
+pub use certs::TestCerts;
+
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};

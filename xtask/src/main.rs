@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use storage_servers::{Postgres, Redis};
+use storage_servers::{Postgres, PostgresOptions, Redis, RedisOptions, TestCerts};
 
 /// A server a matrix entry needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,23 @@ enum Server {
     None,
     Postgres,
     Redis,
+    PostgresTls,
+    RedisTls,
+}
+
+/// A running shared server.
+enum Served {
+    Postgres(Postgres),
+    Redis(Redis),
+}
+
+impl Served {
+    fn url(&self) -> String {
+        match self {
+            Served::Postgres(p) => p.url(),
+            Served::Redis(r) => r.url(),
+        }
+    }
 }
 
 /// One line of the matrix: a label for the log, the role, the server, and the backend block
@@ -29,6 +46,8 @@ struct Entry {
 const SQLITE: &str = "{type: sqlite, path: '{tmp}/kit.db'}";
 const POSTGRES: &str = "{type: postgresql, url: '{url}'}";
 const REDIS: &str = "{type: redis, url: '{url}'}";
+const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&sslrootcert={ca}', options: {application_name: matrix-tls}}";
+const REDIS_TLS: &str = "{type: redis, url: '{url}', ssl: {ca: '{ca}'}}";
 
 const MATRIX: &[Entry] = &[
     entry("in-memory", "cache", Server::None, "{type: in-memory}"),
@@ -39,6 +58,13 @@ const MATRIX: &[Entry] = &[
     entry("postgresql", "cache", Server::Postgres, POSTGRES),
     entry("redis", "cache", Server::Redis, REDIS),
     entry("redis", "database", Server::Redis, REDIS),
+    entry(
+        "postgresql over TLS",
+        "database",
+        Server::PostgresTls,
+        POSTGRES_TLS,
+    ),
+    entry("redis over TLS", "cache", Server::RedisTls, REDIS_TLS),
 ];
 
 const fn entry(
@@ -119,42 +145,55 @@ fn test(args: &[String]) -> ExitCode {
     // these handles drop, on every return path below, and die with this process otherwise.
     let mut failures: Vec<String> = Vec::new();
     let needs = |s: Server| MATRIX.iter().any(|e| e.server == s);
-    let postgres = if needs(Server::Postgres) {
-        match Postgres::start(&Default::default()) {
-            Ok(pg) => {
-                eprintln!("xtask: PostgreSQL at {}", pg.url());
-                Some(pg)
+    let mut start =
+        |name: &str, wanted: bool, f: &dyn Fn() -> std::io::Result<Served>| -> Option<Served> {
+            if !wanted {
+                return None;
             }
-            Err(e) => {
-                if require_all {
-                    failures.push(format!("cannot start PostgreSQL: {e}"));
-                } else {
-                    loud_skip("PostgreSQL", &e.to_string());
+            match f() {
+                Ok(served) => {
+                    eprintln!("xtask: {name} at {}", served.url());
+                    Some(served)
                 }
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let redis = if needs(Server::Redis) {
-        match Redis::start(&Default::default()) {
-            Ok(r) => {
-                eprintln!("xtask: Redis at {}", r.url());
-                Some(r)
-            }
-            Err(e) => {
-                if require_all {
-                    failures.push(format!("cannot start Redis: {e}"));
-                } else {
-                    loud_skip("Redis", &e.to_string());
+                Err(e) => {
+                    if require_all {
+                        failures.push(format!("cannot start {name}: {e}"));
+                    } else {
+                        loud_skip(name, &e.to_string());
+                    }
+                    None
                 }
-                None
             }
-        }
-    } else {
-        None
-    };
+        };
+    let postgres = start("PostgreSQL", needs(Server::Postgres), &|| {
+        Postgres::start(&Default::default()).map(Served::Postgres)
+    });
+    let redis = start("Redis", needs(Server::Redis), &|| {
+        Redis::start(&Default::default()).map(Served::Redis)
+    });
+    // TLS servers for the matrix over TLS, with certificates made for this run.
+    let certs = TestCerts::generate();
+    let ca = certs
+        .as_ref()
+        .map(|c| c.server.ca.display().to_string())
+        .unwrap_or_default();
+    let tls_files = certs.as_ref().ok().map(|c| c.server.clone());
+    let postgres_tls = start("PostgreSQL with TLS", needs(Server::PostgresTls), &|| {
+        let tls = tls_files
+            .clone()
+            .ok_or_else(|| std::io::Error::other("no test certificates"))?;
+        Postgres::start(&PostgresOptions {
+            tls: Some(tls),
+            ..Default::default()
+        })
+        .map(Served::Postgres)
+    });
+    let redis_tls = start("Redis with TLS", needs(Server::RedisTls), &|| {
+        let tls = tls_files
+            .clone()
+            .ok_or_else(|| std::io::Error::other("no test certificates"))?;
+        Redis::start(&RedisOptions { tls: Some(tls) }).map(Served::Redis)
+    });
 
     let mut envs: Vec<(&str, String)> = Vec::new();
     if let Some(pg) = &postgres {
@@ -191,8 +230,10 @@ fn test(args: &[String]) -> ExitCode {
         for entry in MATRIX {
             let url = match entry.server {
                 Server::None => Some(String::new()),
-                Server::Postgres => postgres.as_ref().map(Postgres::url),
-                Server::Redis => redis.as_ref().map(Redis::url),
+                Server::Postgres => postgres.as_ref().map(Served::url),
+                Server::Redis => redis.as_ref().map(Served::url),
+                Server::PostgresTls => postgres_tls.as_ref().map(Served::url),
+                Server::RedisTls => redis_tls.as_ref().map(Served::url),
             };
             let Some(url) = url else {
                 let line = format!(
@@ -203,13 +244,14 @@ fn test(args: &[String]) -> ExitCode {
                 if require_all {
                     failures.push(line.clone());
                 }
-                lines.push(line);
+                lines.push((entry.label, line));
                 continue;
             };
             let tmp = storage_servers::temp_dir("matrix").expect("temp dir under /tmp");
             let block = entry
                 .block
                 .replace("{url}", &url)
+                .replace("{ca}", &ca)
                 .replace("{tmp}", &tmp.display().to_string());
             eprintln!(
                 "xtask: conformance kit: {} {} ({})",
@@ -264,16 +306,19 @@ fn test(args: &[String]) -> ExitCode {
                     );
                 }
             }
-            lines.push(line);
+            lines.push((entry.label, line));
         }
         println!("\n=== conformance matrix ===");
-        for line in &lines {
+        for (_, line) in lines.iter().filter(|(label, _)| !label.contains("TLS")) {
+            println!("{line}");
+        }
+        println!("=== conformance matrix over TLS (verify-full with this run's CA) ===");
+        for (_, line) in lines.iter().filter(|(label, _)| label.contains("TLS")) {
             println!("{line}");
         }
     }
 
-    drop(redis);
-    drop(postgres);
+    drop((redis, postgres, redis_tls, postgres_tls, certs));
     if failures.is_empty() {
         println!("xtask test: all passed");
         ExitCode::SUCCESS
