@@ -118,6 +118,16 @@ pub trait Database: Store {
     /// Adds `value` at the tail of the list at `key`, creating it. Never retried blindly.
     async fn append(&self, key: &str, value: &Value) -> Result<()>;
 
+    /// Appends every value, in order, as one operation: all or none of them land (for bulk
+    /// loads and migrations). The default appends one at a time; backends override it with a
+    /// single transaction or command.
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        for v in values {
+            self.append(key, v).await?;
+        }
+        Ok(())
+    }
+
     /// Redis `LRANGE`: both ends inclusive, negative indices count from the tail.
     /// See [`crate::lrange_window`].
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>>;

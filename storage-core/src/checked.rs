@@ -208,6 +208,18 @@ impl<B: Database + ?Sized> Database for Checked<B> {
         self.run("append", self.inner.append(key, value)).await
     }
 
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        self.check_key("append_many", key)?;
+        for v in values {
+            self.check_value("append_many", key, v)?;
+        }
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.run("append_many", self.inner.append_many(key, values))
+            .await
+    }
+
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         self.check_key("get_range", key)?;
         self.run("get_range", self.inner.get_range(key, start, end))

@@ -378,6 +378,26 @@ impl Database for MemoryBackend {
         }
     }
 
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        self.open()?;
+        let mut state = self.store.write();
+        let now = Instant::now();
+        if state.live(&self.ns, key, now).is_none() {
+            state.put(&self.ns, key, Slot::List(Vec::new()), None, now);
+        }
+        let entry = state
+            .ns_mut(&self.ns)
+            .get_mut(key)
+            .expect("live or just created");
+        match &mut entry.slot {
+            Slot::List(items) => {
+                items.extend_from_slice(values);
+                Ok(())
+            }
+            Slot::Value(_) => Err(Error::holds_value(key)),
+        }
+    }
+
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         self.open()?;
         let state = self.store.read();

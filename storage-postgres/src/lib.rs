@@ -82,6 +82,7 @@ struct Statements {
     mset: String,
     delete: String,
     append: String,
+    append_many: String,
     range: String,
     keys_all: String,
     keys_range: String,
@@ -118,6 +119,7 @@ impl Statements {
             mset: fill(sql::MSET),
             delete: fill(sql::DELETE),
             append: fill(sql::APPEND),
+            append_many: fill(sql::APPEND_MANY),
             range: fill(sql::RANGE),
             keys_all: fill(sql::KEYS_ALL),
             keys_range: fill(sql::KEYS_RANGE),
@@ -750,6 +752,25 @@ impl Database for PostgresBackend {
             Some(_) => Ok(()),
             None => Err(Error::holds_value(key)),
         }
+    }
+
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        // One statement, one transaction; not idempotent, so never retried.
+        let rows = self
+            .run(false, |conn, s| {
+                let texts = &texts;
+                async move {
+                    conn.query(&s.append_many, &[&self.ns, &key, texts])
+                        .await
+                        .map_err(|e| pg_error(e, "appending"))
+                }
+            })
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::holds_value(key));
+        }
+        Ok(())
     }
 
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {

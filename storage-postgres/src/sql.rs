@@ -97,6 +97,23 @@ SELECT $1, $2, list_len - 1, $3 FROM h
 ON CONFLICT (ns, key, seq) DO UPDATE SET value = EXCLUDED.value
 RETURNING seq";
 
+/// Appends the items `$3` (a text array) in one statement: the header grows by their number
+/// under the key's row lock, and they take the next sequence numbers in order.
+pub const APPEND_MANY: &str = "WITH h AS (
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
+    VALUES ($1, $2, 1, NULL, NULL, cardinality($3::text[]))
+    ON CONFLICT (ns, key) DO UPDATE
+    SET list_len = CASE WHEN kv.kind = 1 THEN kv.list_len ELSE 0 END + cardinality($3::text[]),
+        kind = 1, value = NULL, expires_at = NULL
+    WHERE kv.kind = 1 OR (kv.expires_at IS NOT NULL AND kv.expires_at <= {now})
+    RETURNING list_len
+)
+INSERT INTO {items} AS li (ns, key, seq, value)
+SELECT $1, $2, h.list_len - cardinality($3::text[]) + t.ord - 1, t.value
+FROM h, unnest($3::text[]) WITH ORDINALITY AS t(value, ord)
+ON CONFLICT (ns, key, seq) DO UPDATE SET value = EXCLUDED.value
+RETURNING seq";
+
 /// Header and LRANGE window (`$3` start, `$4` end) in one statement, so one snapshot: the first
 /// row carries the kind and length, and item values follow in order.
 pub const RANGE: &str = "WITH h AS (

@@ -625,6 +625,25 @@ impl Database for RedisBackend {
         Ok(())
     }
 
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(self.key(key));
+        for v in values {
+            cmd.arg(encode(v)?);
+        }
+        // One RPUSH: atomic, and never re-sent.
+        self.query::<u64>(false, &cmd, "appending")
+            .await
+            .map_err(|e| {
+                if e.kind() == storage_core::ErrorKind::WrongType {
+                    Error::holds_value(key)
+                } else {
+                    e
+                }
+            })?;
+        Ok(())
+    }
+
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         let raw: Vec<Vec<u8>> = self
             .query(

@@ -305,6 +305,42 @@ impl SqliteBackend {
         .await
     }
 
+    /// Appends items in one `BEGIN IMMEDIATE` transaction.
+    async fn append_texts(&self, key: &str, texts: Vec<String>) -> Result<()> {
+        let key = key.to_string();
+        let n = texts.len() as i64;
+        self.write(move |tx, ns| {
+            let now = now_ms();
+            // The header row holds the length, so the next sequence number is one index lookup.
+            let first = match header(tx, ns, &key, now)? {
+                Some((KIND_LIST, len)) => {
+                    tx.prepare_cached(sql::BUMP_LIST)
+                        .and_then(|mut s| s.execute((ns, &key, n)))
+                        .map_err(|e| sql_error(e, "growing the list"))?;
+                    len
+                }
+                Some(_) => return Err(Error::holds_value(&key)),
+                None => {
+                    // Missing, or an expired value that has not been reclaimed yet.
+                    tx.prepare_cached(sql::NEW_LIST)
+                        .and_then(|mut s| s.execute((ns, &key, n)))
+                        .map_err(|e| sql_error(e, "starting the list"))?;
+                    0
+                }
+            };
+            let mut insert = tx
+                .prepare_cached(sql::INSERT_ITEM)
+                .map_err(|e| sql_error(e, "appending"))?;
+            for (i, text) in texts.iter().enumerate() {
+                insert
+                    .execute((ns, &key, first + i as i64, text))
+                    .map_err(|e| sql_error(e, "appending"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     fn should_reclaim(&self) -> bool {
         self.writes
             .fetch_add(1, Ordering::Relaxed)
@@ -593,33 +629,12 @@ impl Database for SqliteBackend {
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        let text = encode(value)?;
-        let key = key.to_string();
-        self.write(move |tx, ns| {
-            let now = now_ms();
-            // The header row holds the length, so the next sequence number is one index lookup.
-            let seq = match header(tx, ns, &key, now)? {
-                Some((KIND_LIST, len)) => {
-                    tx.prepare_cached(sql::BUMP_LIST)
-                        .and_then(|mut s| s.execute((ns, &key)))
-                        .map_err(|e| sql_error(e, "growing the list"))?;
-                    len
-                }
-                Some(_) => return Err(Error::holds_value(&key)),
-                None => {
-                    // Missing, or an expired value that has not been reclaimed yet.
-                    tx.prepare_cached(sql::NEW_LIST)
-                        .and_then(|mut s| s.execute((ns, &key)))
-                        .map_err(|e| sql_error(e, "starting the list"))?;
-                    0
-                }
-            };
-            tx.prepare_cached(sql::INSERT_ITEM)
-                .and_then(|mut s| s.execute((ns, &key, seq, &text)))
-                .map_err(|e| sql_error(e, "appending"))?;
-            Ok(())
-        })
-        .await
+        self.append_texts(key, vec![encode(value)?]).await
+    }
+
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        self.append_texts(key, texts).await
     }
 
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {

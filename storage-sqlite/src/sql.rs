@@ -16,11 +16,11 @@ pub const UPSERT_VALUE: &str = "INSERT INTO kv (ns, key, kind, value, expires_at
 pub const DELETE_ROW: &str = "DELETE FROM kv WHERE ns = ?1 AND key = ?2 RETURNING kind, expires_at";
 /// Removes a list's items.
 pub const DELETE_ITEMS: &str = "DELETE FROM list_items WHERE ns = ?1 AND key = ?2";
-/// Starts a list (the first append).
-pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len) VALUES (?1, ?2, 1, NULL, NULL, 1) \
-     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = 1";
-/// Grows a list by one.
-pub const BUMP_LIST: &str = "UPDATE kv SET list_len = list_len + 1 WHERE ns = ?1 AND key = ?2";
+/// Starts a list of `?3` items (the first append).
+pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len) VALUES (?1, ?2, 1, NULL, NULL, ?3) \
+     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = ?3";
+/// Grows a list by `?3` items.
+pub const BUMP_LIST: &str = "UPDATE kv SET list_len = list_len + ?3 WHERE ns = ?1 AND key = ?2";
 /// Adds an item at sequence `?3`.
 pub const INSERT_ITEM: &str =
     "INSERT INTO list_items (ns, key, seq, value) VALUES (?1, ?2, ?3, ?4)";

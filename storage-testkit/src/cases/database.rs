@@ -485,3 +485,53 @@ pub async fn clear_namespace_with_lists_beside_another(cx: Cx) -> CaseResult {
     two.clear().await.ctx("clear two")?;
     Ok(())
 }
+
+pub async fn append_many_is_ordered_and_all_or_nothing(cx: Cx) -> CaseResult {
+    let d = cx.db().await?;
+    d.append("l", &json!(0)).await.ctx("append")?;
+    let batch: Vec<Value> = (1..=500).map(|i| json!(i)).collect();
+    d.append_many("l", &batch).await.ctx("append_many")?;
+    d.append("l", &json!(501)).await.ctx("append after")?;
+    ensure_eq!(d.get_length("l").await.ctx("len")?, 502, "length");
+    ensure_eq!(
+        d.get_range("l", 0, -1).await.ctx("range")?,
+        (0..=501).map(|i| json!(i)).collect::<Vec<_>>(),
+        "items in order"
+    );
+    d.append_many("fresh", &[json!("a"), json!("b")])
+        .await
+        .ctx("append_many to a new key")?;
+    ensure_eq!(
+        d.get_range("fresh", 0, -1).await.ctx("range")?,
+        vec![json!("a"), json!("b")],
+        "new list"
+    );
+    d.append_many("empty", &[])
+        .await
+        .ctx("append_many of nothing")?;
+    ensure!(
+        !d.exists("empty").await.ctx("exists")?,
+        "an empty batch created a key"
+    );
+    d.set("v", &json!(1)).await.ctx("set")?;
+    expect_err(
+        d.append_many("v", &[json!(1)]).await,
+        ErrorKind::WrongType,
+        "append_many to a value",
+    )?;
+    let mut deep = json!(1);
+    for _ in 0..70 {
+        deep = json!([deep]);
+    }
+    expect_err(
+        d.append_many("l", &[json!("ok"), deep]).await,
+        ErrorKind::InvalidValue,
+        "a too-deep item",
+    )?;
+    ensure_eq!(
+        d.get_length("l").await.ctx("len")?,
+        502,
+        "a rejected batch appended something"
+    );
+    Ok(())
+}

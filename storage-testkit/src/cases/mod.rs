@@ -57,6 +57,7 @@ pub(crate) fn database_cases() -> Vec<Case> {
         database::delete_and_exists_see_lists,
         database::keys_and_clear_see_lists,
         database::append_creates_and_orders,
+        database::append_many_is_ordered_and_all_or_nothing,
         database::missing_list_reads_empty,
         database::lrange_table,
         database::lrange_random_against_model,
