@@ -5,6 +5,7 @@
 //! storage [--config FILE] set KEY JSON [--ttl MS] [--role cache|database]
 //! storage [--config FILE] get KEY [--role ...] | delete KEY | keys [PATTERN] [--json]
 //! storage [--config FILE] append KEY JSON | range KEY START END | len KEY
+//! storage migrate --from A.yml --to B.yml [--role database|cache] [--dry-run] [--overwrite]
 //! ```
 //!
 //! Without `--config`, every command uses the embedded default in the current directory:
@@ -12,6 +13,7 @@
 //! (`get` of a missing key), 2 any error, reported as one line on stderr.
 
 mod demo;
+mod migrate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -95,6 +97,23 @@ enum Command {
     },
     /// Prints a list's length.
     Len { key: String },
+    /// Copies one role's data from one config's backend to another's, then verifies it.
+    Migrate {
+        /// The source config.
+        #[arg(long)]
+        from: PathBuf,
+        /// The target config.
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, value_enum, default_value = "database")]
+        role: RoleArg,
+        /// Report what would be copied, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Clear the target namespace if it already holds keys.
+        #[arg(long)]
+        overwrite: bool,
+    },
 }
 
 /// An error for the one stderr line, and the exit code it maps to.
@@ -168,6 +187,20 @@ async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
                 serde_json::to_string_pretty(&schema).unwrap_or_default()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate {
+            from,
+            to,
+            role,
+            dry_run,
+            overwrite,
+        } => {
+            let side = match role {
+                RoleArg::Cache => migrate::Side::Cache,
+                RoleArg::Database => migrate::Side::Database,
+            };
+            let code = migrate::run(from, to, side, *dry_run, *overwrite).await?;
+            Ok(ExitCode::from(code))
         }
         Command::Demo => {
             let m = manager(cli)?;
@@ -285,6 +318,8 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
             println!("{}", m.connect_database().await?.0.get_length(key).await?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo | Command::Health | Command::Schema => unreachable!("handled in run"),
+        Command::Demo | Command::Health | Command::Schema | Command::Migrate { .. } => {
+            unreachable!("handled in run")
+        }
     }
 }

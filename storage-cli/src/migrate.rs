@@ -1,0 +1,313 @@
+//! `storage migrate`: copy one role's namespace between any two backends, then verify it.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
+use storage_manager::StorageManager;
+
+/// Keys per mget/mset batch.
+const BATCH: usize = 1000;
+/// List items per read and per append_many.
+const LIST_CHUNK: i64 = 1000;
+
+/// Which role to migrate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Cache,
+    Database,
+}
+
+/// One side, connected with fallback off.
+enum Endpoint {
+    Cache(Arc<dyn Cache>),
+    Database(Arc<dyn Database>),
+}
+
+impl Endpoint {
+    async fn connect(config: &Path, side: Side) -> Result<(StorageManager, Endpoint)> {
+        // A missing target must be an error, not a migration into a fallback store.
+        let m = StorageManager::from_file(config)?.without_fallback();
+        let e = match side {
+            Side::Cache => Endpoint::Cache(m.connect_cache().await?.0),
+            Side::Database => Endpoint::Database(m.connect_database().await?.0),
+        };
+        Ok((m, e))
+    }
+
+    fn store(&self) -> &dyn Store {
+        match self {
+            Endpoint::Cache(c) => c.as_ref(),
+            Endpoint::Database(d) => d.as_ref(),
+        }
+    }
+
+    fn db(&self) -> Result<&Arc<dyn Database>> {
+        match self {
+            Endpoint::Database(d) => Ok(d),
+            Endpoint::Cache(_) => Err(Error::unsupported("lists exist only on databases")),
+        }
+    }
+}
+
+/// What the source holds, by kind.
+#[derive(Default)]
+struct Inventory {
+    values: Vec<String>,
+    lists: Vec<String>,
+}
+
+/// Progress on a terminal as a bar; otherwise a plain line every two seconds.
+struct Progress {
+    bar: Option<ProgressBar>,
+    done: u64,
+    total: u64,
+    last_line: Instant,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) =
+                ProgressStyle::with_template("{bar:40} {pos}/{len} keys, {elapsed} {msg}")
+            {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Progress {
+            bar,
+            done: 0,
+            total,
+            last_line: Instant::now(),
+        }
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.done += n;
+        match &self.bar {
+            Some(bar) => bar.set_position(self.done),
+            None if self.last_line.elapsed() >= Duration::from_secs(2)
+                || self.done == self.total =>
+            {
+                eprintln!("migrate: copied {}/{} keys", self.done, self.total);
+                self.last_line = Instant::now();
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A 64-bit FNV-1a hash of a value's canonical JSON (members sorted; numbers exact).
+fn hash_value(v: &Value, h: &mut u64) {
+    let text = serde_json::to_string(v).unwrap_or_default();
+    for b in text.bytes().chain([0xff]) {
+        *h ^= u64::from(b);
+        *h = h.wrapping_mul(0x100_0000_01b3);
+    }
+}
+
+const FNV: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Per key: its kind, a content hash (per list: over every item), and for caches whether it
+/// has a TTL.
+type Digest = BTreeMap<String, (KeyKind, u64, u64)>;
+
+async fn inventory(src: &Endpoint) -> Result<Inventory> {
+    let mut keys = src.store().keys(None).await?;
+    keys.sort();
+    let mut inv = Inventory::default();
+    for chunk in keys.chunks(BATCH) {
+        let slots = src.store().mget(chunk).await?;
+        for (key, slot) in chunk.iter().zip(slots) {
+            if slot.is_some() {
+                inv.values.push(key.clone());
+            } else {
+                // Not a value: a list, or a key that vanished (expired) since keys().
+                match src.store().kind(key).await? {
+                    KeyKind::List => inv.lists.push(key.clone()),
+                    KeyKind::Value => inv.values.push(key.clone()),
+                    KeyKind::None => {}
+                }
+            }
+        }
+    }
+    Ok(inv)
+}
+
+async fn digest(side: &Endpoint) -> Result<Digest> {
+    let mut out = Digest::new();
+    let keys = side.store().keys(None).await?;
+    for chunk in keys.chunks(BATCH) {
+        let slots = side.store().mget(chunk).await?;
+        for (key, slot) in chunk.iter().zip(slots) {
+            match slot {
+                Some(v) => {
+                    let mut h = FNV;
+                    hash_value(&v, &mut h);
+                    out.insert(key.clone(), (KeyKind::Value, h, 1));
+                }
+                None => {
+                    if side.store().kind(key).await? == KeyKind::List {
+                        let db = side.db()?;
+                        let len = db.get_length(key).await?;
+                        let mut h = FNV;
+                        let mut start = 0i64;
+                        while (start as u64) < len {
+                            for item in db.get_range(key, start, start + LIST_CHUNK - 1).await? {
+                                hash_value(&item, &mut h);
+                            }
+                            start += LIST_CHUNK;
+                        }
+                        out.insert(key.clone(), (KeyKind::List, h, len));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the migration; returns the process exit code (0, or 2 when verification differs).
+pub async fn run(from: &Path, to: &Path, side: Side, dry_run: bool, overwrite: bool) -> Result<u8> {
+    let (src_manager, src) = Endpoint::connect(from, side).await?;
+    let (dst_manager, dst) = Endpoint::connect(to, side).await?;
+    let started = Instant::now();
+    let inv = inventory(&src).await?;
+    let total = (inv.values.len() + inv.lists.len()) as u64;
+    let existing = dst.store().keys(None).await?;
+
+    if dry_run {
+        let mut items = 0;
+        if !inv.lists.is_empty() {
+            let db = src.db()?;
+            for k in &inv.lists {
+                items += db.get_length(k).await?;
+            }
+        }
+        println!(
+            "dry run: would copy {} values and {} lists ({items} items) from {} to {}",
+            inv.values.len(),
+            inv.lists.len(),
+            from.display(),
+            to.display()
+        );
+        if !existing.is_empty() {
+            println!(
+                "the target namespace already holds {} keys: the migration needs --overwrite, which clears them first",
+                existing.len()
+            );
+        }
+        src_manager.disconnect().await?;
+        dst_manager.disconnect().await?;
+        return Ok(0);
+    }
+    if !existing.is_empty() {
+        if !overwrite {
+            return Err(Error::invalid_input(format!(
+                "the target namespace already holds {} keys; refusing to write into it (use --overwrite to replace them)",
+                existing.len()
+            )));
+        }
+        // Only the target's own namespace: the backend never reaches past its keyPrefix.
+        dst.store().clear().await?;
+    }
+
+    let mut progress = Progress::new(total);
+    for chunk in inv.values.chunks(BATCH) {
+        let slots = src.store().mget(chunk).await?;
+        match (&src, &dst) {
+            (Endpoint::Cache(s), Endpoint::Cache(d)) => {
+                let mut entries = Vec::with_capacity(chunk.len());
+                for (key, slot) in chunk.iter().zip(slots) {
+                    let Some(value) = slot else { continue };
+                    let ttl = match s.ttl(key).await? {
+                        KeyTtl::ExpiresIn(left) => Some(left),
+                        KeyTtl::Persistent => None,
+                        KeyTtl::Missing => continue,
+                    };
+                    entries.push(CacheEntry::new(key.clone(), value, ttl));
+                }
+                d.mset(&entries).await?;
+            }
+            (_, Endpoint::Database(d)) => {
+                let entries: Vec<(String, Value)> = chunk
+                    .iter()
+                    .zip(slots)
+                    .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
+                    .collect();
+                d.mset(&entries).await?;
+            }
+            (Endpoint::Database(_), Endpoint::Cache(_)) => {
+                return Err(Error::unsupported(
+                    "both sides of a migration are the same role",
+                ));
+            }
+        }
+        progress.advance(chunk.len() as u64);
+    }
+    if !inv.lists.is_empty() {
+        let (s, d) = (src.db()?, dst.db()?);
+        for key in &inv.lists {
+            // Replaced, never appended to, so that a rerun gives the same list.
+            d.delete(key).await?;
+            let len = s.get_length(key).await?;
+            let mut start = 0i64;
+            while (start as u64) < len {
+                let items = s.get_range(key, start, start + LIST_CHUNK - 1).await?;
+                d.append_many(key, &items).await?;
+                start += LIST_CHUNK;
+            }
+            progress.advance(1);
+        }
+    }
+    progress.finish();
+    let copied = started.elapsed();
+
+    // Verify by reading both sides back: content hashes per key and per list, not counts.
+    let (a, b) = (digest(&src).await?, digest(&dst).await?);
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let mut differences = Vec::new();
+    for key in keys {
+        match (a.get(key), b.get(key)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(_), None) => differences.push(format!("{key:?}: missing in the target")),
+            (None, Some(_)) => differences.push(format!("{key:?}: only in the target")),
+            (Some(x), Some(y)) => differences.push(format!(
+                "{key:?}: source {:?} (len {}), target {:?} (len {}), content differs",
+                x.0, x.2, y.0, y.2
+            )),
+            (None, None) => {}
+        }
+    }
+    src_manager.disconnect().await?;
+    dst_manager.disconnect().await?;
+    println!(
+        "copied {} values and {} lists in {:.1}s; verified {} keys by content",
+        inv.values.len(),
+        inv.lists.len(),
+        copied.as_secs_f64(),
+        a.len()
+    );
+    if differences.is_empty() {
+        println!("verification: identical");
+        Ok(0)
+    } else {
+        println!("verification: {} keys differ", differences.len());
+        for d in differences.iter().take(50) {
+            println!("  {d}");
+        }
+        Ok(2)
+    }
+}
