@@ -57,6 +57,7 @@ pub mod config;
 mod error;
 mod glob;
 mod limits;
+pub mod plugin;
 mod range;
 pub mod redact;
 mod registry;

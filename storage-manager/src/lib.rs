@@ -29,10 +29,12 @@
 #![warn(missing_docs)]
 
 mod cache_aside;
+mod plugins;
 mod registry;
 mod status;
 
 pub use cache_aside::{CacheAside, WriteBehindReport};
+pub use plugins::load_plugin;
 pub use registry::builtin_registry;
 pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};
 
@@ -96,12 +98,11 @@ impl StorageManager {
     }
 
     /// From a config source, with a given registry.
-    pub fn with_registry(source: &ConfigSource, registry: Registry) -> Result<Self> {
-        if let Some(first) = source.plugins().first() {
-            return Err(Error::unsupported(format!(
-                "storage.plugins: runtime plugins are not supported by this build (first: {})",
-                first.display()
-            )));
+    pub fn with_registry(source: &ConfigSource, mut registry: Registry) -> Result<Self> {
+        // Step one of the parse: plugins first, so that their types are known to step two.
+        for (i, path) in source.plugins().iter().enumerate() {
+            load_plugin(path, &mut registry)
+                .map_err(|e| Error::plugin(format!("storage.plugins[{i}]: {}", e.message())))?;
         }
         let config = source.resolve(&registry)?;
         let manager = StorageManager {

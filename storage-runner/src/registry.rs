@@ -1,9 +1,17 @@
-//! The registry the runner builds backends through: the manager's built-in one.
+//! The registry the runner builds backends through: the manager's built-in one, plus the
+//! plugins a config file names.
 
 use std::path::Path;
+use storage_core::config::ConfigSource;
 use storage_core::{Registry, Result};
 
-/// Every built-in backend this binary carries.
-pub fn build(_config: Option<&Path>) -> Result<Registry> {
-    Ok(storage_manager::builtin_registry())
+/// Every built-in backend this binary carries, and the config's plugins.
+pub fn build(config: Option<&Path>) -> Result<Registry> {
+    let mut registry = storage_manager::builtin_registry();
+    if let Some(path) = config {
+        for plugin in ConfigSource::from_file(path)?.plugins() {
+            storage_manager::load_plugin(plugin, &mut registry)?;
+        }
+    }
+    Ok(registry)
 }

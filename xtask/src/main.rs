@@ -47,6 +47,9 @@ const SQLITE: &str = "{type: sqlite, path: '{tmp}/kit.db'}";
 const POSTGRES: &str = "{type: postgresql, url: '{url}'}";
 const REDIS: &str = "{type: redis, url: '{url}'}";
 const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&sslrootcert={ca}', options: {application_name: matrix-tls}}";
+/// Plugin entries are whole config files (written to the run's temp dir), so that the runner
+/// loads the library the way an application would.
+const PLUGIN_MEMORY: &str = "storage:\n  plugins: ['{plugins}/libplugin_memory.so']\n  cache: {type: plugin-memory}\n  database: {type: plugin-memory}\n";
 const REDIS_TLS: &str = "{type: redis, url: '{url}', ssl: {ca: '{ca}'}}";
 
 const MATRIX: &[Entry] = &[
@@ -65,6 +68,8 @@ const MATRIX: &[Entry] = &[
         POSTGRES_TLS,
     ),
     entry("redis over TLS", "cache", Server::RedisTls, REDIS_TLS),
+    entry("plugin-memory", "cache", Server::None, PLUGIN_MEMORY),
+    entry("plugin-memory", "database", Server::None, PLUGIN_MEMORY),
 ];
 
 const fn entry(
@@ -206,6 +211,21 @@ fn test(args: &[String]) -> ExitCode {
         envs.push(("STORAGE_TEST_REQUIRE_ALL", "1".into()));
     }
 
+    // `cargo test` does not emit cdylibs: build the plugins with the host's own invocation and
+    // flags, and tell the tests where they are.
+    eprintln!("xtask: cargo build --workspace --all-targets --all-features");
+    let built_all = cargo()
+        .args(["build", "--workspace", "--all-targets", "--all-features"])
+        .status();
+    if !built_all.is_ok_and(|s| s.success()) {
+        failures.push("cargo build --workspace --all-targets --all-features failed".into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let plugin_dir = target.join("debug");
+    envs.push(("STORAGE_TEST_PLUGIN_DIR", plugin_dir.display().to_string()));
+
     eprintln!("xtask: cargo test --workspace --all-features");
     let status = cargo()
         .args(["test", "--workspace", "--all-features"])
@@ -219,9 +239,6 @@ fn test(args: &[String]) -> ExitCode {
     let built = cargo()
         .args(["build", "--quiet", "-p", "storage-runner", "--all-features"])
         .status();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
     let runner = target.join("debug").join("storage-runner");
     if !built.is_ok_and(|s| s.success()) {
         failures.push("building storage-runner failed".into());
@@ -252,13 +269,28 @@ fn test(args: &[String]) -> ExitCode {
                 .block
                 .replace("{url}", &url)
                 .replace("{ca}", &ca)
+                .replace("{plugins}", &plugin_dir.display().to_string())
                 .replace("{tmp}", &tmp.display().to_string());
             eprintln!(
                 "xtask: conformance kit: {} {} ({})",
                 entry.label, entry.role, entry.block
             );
-            let out = Command::new(&runner)
-                .args(["--role", entry.role, "--block", &block])
+            let mut runner_cmd = Command::new(&runner);
+            runner_cmd.args(["--role", entry.role]);
+            if block.starts_with("storage:") {
+                let config = tmp.join("storage.yml");
+                if let Err(e) = std::fs::write(&config, &block) {
+                    failures.push(format!(
+                        "{} {}: cannot write its config: {e}",
+                        entry.label, entry.role
+                    ));
+                    continue;
+                }
+                runner_cmd.arg("--config").arg(config);
+            } else {
+                runner_cmd.args(["--block", &block]);
+            }
+            let out = runner_cmd
                 .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
                 .stderr(Stdio::inherit())
                 .output();

@@ -1,0 +1,216 @@
+//! The runtime plugin declaration: what a plugin library exports, and what the host checks
+//! before it calls anything in it.
+//!
+//! A plugin is a `cdylib` that depends on this crate and calls [`declare_plugin!`] once. The
+//! macro exports a static [`PluginDeclaration`] under the symbol `STORAGE_PLUGIN_DECLARATION`
+//! holding the plugin ABI version, the rustc version, this crate's version and features, the exact
+//! serde_json version, the size and alignment of every type that crosses the boundary, and a
+//! register function. The host (storage-manager's loader) compares each of these with its own
+//! and refuses the library, naming the field and both values, on any difference; only then does
+//! it call `register`.
+//!
+//! Trait objects (`Arc<dyn BackendFactory>`, `Arc<dyn Cache>`, boxed futures) cross the boundary
+//! as plain Rust values. That is sound only because every check above passed: same compiler,
+//! same crate versions, same layouts.
+//!
+//! **Memory.** Both sides use Rust's default global allocator, which for a `cdylib` and a
+//! binary on Linux is the same system `malloc` in one process, so a value may be freed by either
+//! side. Neither the host nor a plugin may install its own `#[global_allocator]`.
+//!
+//! **Async and panics** are the plugin side's job: the `storage-plugin` crate runs the plugin's
+//! futures on a runtime the plugin owns and catches panics around every call and poll.
+//!
+//! ```ignore
+//! fn register(registrar: &mut storage_core::plugin::PluginRegistrar) {
+//!     registrar.add(storage_plugin::bridged(MyFactory));
+//! }
+//! storage_core::declare_plugin!(register);
+//! ```
+
+use crate::BackendFactory;
+use std::ffi::c_char;
+use std::sync::Arc;
+
+/// Bumped whenever [`PluginDeclaration`] or the register protocol changes.
+pub const PLUGIN_ABI_VERSION: u32 = 1;
+
+/// The symbol under which a plugin exports its declaration.
+pub const DECLARATION_SYMBOL: &[u8] = b"STORAGE_PLUGIN_DECLARATION\0";
+
+/// The compiler that built this crate.
+pub const RUSTC_VERSION: &str = concat!(env!("STORAGE_CORE_RUSTC_VERSION"), "\0");
+
+/// This crate's version.
+pub const CORE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
+/// This crate's enabled features (it has none yet).
+pub const CORE_FEATURES: &str = "\0";
+
+/// The exact serde_json version the workspace pins with `=` (a test keeps the two equal).
+pub const SERDE_JSON_VERSION: &str = "1.0.154\0";
+
+/// The size and alignment of one type that crosses the boundary.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct TypeLayout {
+    /// The type's name, NUL-terminated.
+    pub name: *const c_char,
+    /// `size_of`.
+    pub size: usize,
+    /// `align_of`.
+    pub align: usize,
+}
+
+macro_rules! layouts {
+    ($($t:ty),* $(,)?) => {
+        [$(TypeLayout {
+            name: concat!(stringify!($t), "\0").as_ptr() as *const c_char,
+            size: std::mem::size_of::<$t>(),
+            align: std::mem::align_of::<$t>(),
+        }),*]
+    };
+}
+
+/// The layouts of the types that cross the boundary, as this build sees them.
+pub static LAYOUTS: SyncLayouts = SyncLayouts(layouts![
+    serde_json::Value,
+    Option<serde_json::Value>,
+    crate::Error,
+    crate::Result<Option<serde_json::Value>>,
+    crate::config::BackendSpec,
+    crate::CacheEntry,
+    crate::KeyTtl,
+    std::time::Duration,
+    String,
+    Vec<String>,
+    Arc<dyn BackendFactory>,
+    Arc<dyn crate::Cache>,
+    Arc<dyn crate::Database>,
+    PluginRegistrar,
+]);
+
+/// [`TypeLayout`]s in a static (their names are pointers to string literals).
+pub struct SyncLayouts(pub [TypeLayout; 14]);
+// SAFETY: the pointers are to 'static, immutable string literals.
+unsafe impl Sync for SyncLayouts {}
+
+/// What a plugin hands the host: the factories it registers.
+#[derive(Default)]
+pub struct PluginRegistrar {
+    factories: Vec<Arc<dyn BackendFactory>>,
+}
+
+impl PluginRegistrar {
+    /// An empty registrar (the host makes one per library).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a factory. Wrap it with `storage_plugin::bridged` so that its async work runs
+    /// on the plugin's own runtime and its panics become errors.
+    pub fn add(&mut self, factory: Arc<dyn BackendFactory>) {
+        self.factories.push(factory);
+    }
+
+    /// The factories added so far.
+    pub fn into_factories(self) -> Vec<Arc<dyn BackendFactory>> {
+        self.factories
+    }
+}
+
+/// The register function: fills the registrar; returns 0, or 1 if it panicked.
+pub type RegisterFn = unsafe extern "C" fn(registrar: *mut PluginRegistrar) -> i32;
+
+/// What a plugin library exports. `abi_version` comes first and never moves, so that a host
+/// can refuse a different ABI before reading anything else.
+#[repr(C)]
+pub struct PluginDeclaration {
+    /// [`PLUGIN_ABI_VERSION`] of the plugin's build.
+    pub abi_version: u32,
+    /// [`RUSTC_VERSION`], NUL-terminated.
+    pub rustc_version: *const c_char,
+    /// [`CORE_VERSION`].
+    pub core_version: *const c_char,
+    /// [`CORE_FEATURES`].
+    pub core_features: *const c_char,
+    /// [`SERDE_JSON_VERSION`].
+    pub serde_json_version: *const c_char,
+    /// [`LAYOUTS`].
+    pub layouts: *const TypeLayout,
+    /// Their number.
+    pub layouts_len: usize,
+    /// Called once the declaration is accepted.
+    pub register: RegisterFn,
+}
+
+// SAFETY: every pointer in a declaration is to 'static, immutable data.
+unsafe impl Sync for PluginDeclaration {}
+
+/// Exports a plugin declaration whose `register` calls `$register(&mut PluginRegistrar)`.
+///
+/// A panic inside `$register` is caught and reported to the host as a failed registration.
+#[macro_export]
+macro_rules! declare_plugin {
+    ($register:path) => {
+        #[doc(hidden)]
+        unsafe extern "C" fn __storage_plugin_register(
+            registrar: *mut $crate::plugin::PluginRegistrar,
+        ) -> i32 {
+            let result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
+                // SAFETY: the host passes a valid, exclusive registrar for this call.
+                let registrar = unsafe { &mut *registrar };
+                $register(registrar);
+            }));
+            if result.is_ok() { 0 } else { 1 }
+        }
+
+        /// The declaration the host's loader reads.
+        #[unsafe(no_mangle)]
+        pub static STORAGE_PLUGIN_DECLARATION: $crate::plugin::PluginDeclaration =
+            $crate::plugin::PluginDeclaration {
+                abi_version: $crate::plugin::PLUGIN_ABI_VERSION,
+                rustc_version: $crate::plugin::RUSTC_VERSION.as_ptr() as *const ::std::ffi::c_char,
+                core_version: $crate::plugin::CORE_VERSION.as_ptr() as *const ::std::ffi::c_char,
+                core_features: $crate::plugin::CORE_FEATURES.as_ptr() as *const ::std::ffi::c_char,
+                serde_json_version: $crate::plugin::SERDE_JSON_VERSION.as_ptr()
+                    as *const ::std::ffi::c_char,
+                layouts: $crate::plugin::LAYOUTS.0.as_ptr(),
+                layouts_len: $crate::plugin::LAYOUTS.0.len(),
+                register: __storage_plugin_register,
+            };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_json_version_matches_the_workspace_pin() {
+        let manifest = include_str!("../../Cargo.toml");
+        let line = manifest
+            .lines()
+            .find(|l| l.starts_with("serde_json"))
+            .expect("serde_json in [workspace.dependencies]");
+        let pinned = line
+            .split("\"=")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("pinned with =");
+        assert_eq!(format!("{pinned}\0"), SERDE_JSON_VERSION);
+    }
+
+    #[test]
+    fn declaration_strings_are_terminated() {
+        for s in [
+            RUSTC_VERSION,
+            CORE_VERSION,
+            CORE_FEATURES,
+            SERDE_JSON_VERSION,
+        ] {
+            assert!(s.ends_with('\0'));
+            assert_eq!(s.matches('\0').count(), 1);
+        }
+        assert!(RUSTC_VERSION.starts_with("rustc "));
+    }
+}
