@@ -50,6 +50,7 @@ const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&s
 /// Plugin entries are whole config files (written to the run's temp dir), so that the runner
 /// loads the library the way an application would.
 const PLUGIN_MEMORY: &str = "storage:\n  plugins: ['{plugins}/libplugin_memory.so']\n  cache: {type: plugin-memory}\n  database: {type: plugin-memory}\n";
+const REDB: &str = "storage:\n  plugins: ['{plugins}/libstorage_redb.so']\n  cache: {type: redb, options: {path: cache.redb}}\n  database: {type: redb, options: {path: kit.redb}}\n";
 const REDIS_TLS: &str = "{type: redis, url: '{url}', ssl: {ca: '{ca}'}}";
 
 const MATRIX: &[Entry] = &[
@@ -70,6 +71,8 @@ const MATRIX: &[Entry] = &[
     entry("redis over TLS", "cache", Server::RedisTls, REDIS_TLS),
     entry("plugin-memory", "cache", Server::None, PLUGIN_MEMORY),
     entry("plugin-memory", "database", Server::None, PLUGIN_MEMORY),
+    entry("redb", "database", Server::None, REDB),
+    entry("redb", "cache", Server::None, REDB),
 ];
 
 const fn entry(

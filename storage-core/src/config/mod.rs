@@ -636,6 +636,8 @@ pub struct PluginSettings {
     pub options: Map<String, Value>,
     /// The whole block, environment references expanded.
     pub block: Value,
+    /// The directory that relative paths in `options` are relative to (the config file's).
+    pub base_dir: PathBuf,
 }
 
 impl fmt::Debug for PluginSettings {
@@ -815,6 +817,7 @@ impl Cx<'_> {
                 let s = PluginSettings {
                     options: b.options.clone().unwrap_or_default(),
                     block: block.clone(),
+                    base_dir: self.base_dir.to_path_buf(),
                 };
                 (common, BackendSettings::Plugin(s), b.fallback)
             }
