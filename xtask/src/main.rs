@@ -106,8 +106,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--require-all]");
+            eprintln!("usage: cargo xtask test [--require-all] | cargo xtask bench [--quick]");
             ExitCode::from(2)
         }
     }
@@ -132,6 +133,49 @@ fn ensure_redis_installed() {
         eprintln!(
             "xtask: redis-server not found; install it with: sudo apt-get install -y redis-server"
         );
+    }
+}
+
+/// `cargo xtask bench [--quick]`: the benchmark binary, in release mode, against private
+/// servers; results in `target/bench/results.json`.
+fn bench(args: &[String]) -> ExitCode {
+    let quick = args.iter().any(|a| a == "--quick");
+    ensure_redis_installed();
+    let postgres = Postgres::start(&Default::default())
+        .map_err(|e| loud_skip("PostgreSQL", &e.to_string()))
+        .ok();
+    let redis = Redis::start(&Default::default())
+        .map_err(|e| loud_skip("Redis", &e.to_string()))
+        .ok();
+    eprintln!("xtask: cargo build --release -p storage-bench");
+    let built = cargo()
+        .args(["build", "--release", "-p", "storage-bench"])
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("xtask bench: the build failed");
+        return ExitCode::FAILURE;
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let mut cmd = Command::new(target.join("release").join("storage-bench"));
+    cmd.arg("--out")
+        .arg(target.join("bench").join("results.json"));
+    if quick {
+        cmd.arg("--quick");
+    }
+    if let Some(pg) = &postgres {
+        cmd.args(["--postgres", &pg.url()]);
+    }
+    if let Some(r) = &redis {
+        cmd.args(["--redis", &r.url()]);
+    }
+    let status = cmd.status();
+    drop((postgres, redis));
+    if status.is_ok_and(|s| s.success()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -1,0 +1,488 @@
+//! `storage-bench`: each backend through the project's API, and the same work on its raw driver
+//! with the same harness (the same pool, the same `spawn_blocking`, the same JSON encoding), so
+//! that the ratio measures only the project's own layer. Run it through `cargo xtask bench`.
+//!
+//! ```text
+//! storage-bench [--quick] [--postgres URL] [--redis URL] [--out FILE]
+//! ```
+
+mod baselines;
+
+use baselines::{MemoryBaseline, PostgresBaseline, RedisBaseline, SqliteBaseline};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use storage_core::config::ConfigSource;
+use storage_core::{Database, Result};
+
+/// One way to do the benchmarked work: the project's API, or a raw driver.
+pub trait Subject: Send + Sync + 'static {
+    fn get(&self, key: String) -> impl Future<Output = Result<()>> + Send;
+    fn set(&self, key: String, value: Value) -> impl Future<Output = Result<()>> + Send;
+    fn mget(&self, keys: Vec<String>) -> impl Future<Output = Result<()>> + Send;
+    fn mset(&self, entries: Vec<(String, Value)>) -> impl Future<Output = Result<()>> + Send;
+    fn append(&self, key: String, value: Value) -> impl Future<Output = Result<()>> + Send;
+    fn tail20(&self, key: String) -> impl Future<Output = Result<()>> + Send;
+    fn keys_prefix(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The project's API.
+struct Project(Arc<dyn Database>);
+
+impl Subject for Project {
+    async fn get(&self, key: String) -> Result<()> {
+        self.0.get(&key).await.map(drop)
+    }
+    async fn set(&self, key: String, value: Value) -> Result<()> {
+        self.0.set(&key, &value).await
+    }
+    async fn mget(&self, keys: Vec<String>) -> Result<()> {
+        self.0.mget(&keys).await.map(drop)
+    }
+    async fn mset(&self, entries: Vec<(String, Value)>) -> Result<()> {
+        self.0.mset(&entries).await
+    }
+    async fn append(&self, key: String, value: Value) -> Result<()> {
+        self.0.append(&key, &value).await
+    }
+    async fn tail20(&self, key: String) -> Result<()> {
+        self.0.get_range(&key, -20, -1).await.map(drop)
+    }
+    async fn keys_prefix(&self) -> Result<()> {
+        let keys = self.0.keys(Some("p:*")).await?;
+        assert_eq!(keys.len(), 1000, "keys_prefix found {} keys", keys.len());
+        Ok(())
+    }
+}
+
+/// About 200 bytes of JSON.
+pub fn payload(i: usize) -> Value {
+    json!({
+        "role": "assistant",
+        "content": "The quick brown fox jumps over the lazy dog; a typical chat message of moderate length, a bit more text here to reach the size.",
+        "ts": 1_795_000_000_000u64 + i as u64,
+        "n": i
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    ops_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Get,
+    Set,
+    Mget100,
+    Mset100,
+    Append(u64),
+    Tail20(u64),
+    KeysPrefix,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Mget100 => "mget100",
+            Op::Mset100 => "mset100",
+            Op::Append(_) => "append",
+            Op::Tail20(_) => "range_tail20",
+            Op::KeysPrefix => "keys_prefix",
+        }
+    }
+    fn list_len(self) -> Option<u64> {
+        match self {
+            Op::Append(n) | Op::Tail20(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+fn list_key(n: u64) -> String {
+    format!("list:{n}")
+}
+
+async fn run_op<S: Subject>(s: &S, op: Op, i: usize) -> Result<()> {
+    match op {
+        Op::Get => s.get(format!("g:{}", i % 1000)).await,
+        Op::Set => s.set(format!("s:{}", i % 1000), payload(i)).await,
+        Op::Mget100 => {
+            s.mget(
+                (0..100)
+                    .map(|j| format!("g:{}", (i * 7 + j) % 1000))
+                    .collect(),
+            )
+            .await
+        }
+        Op::Mset100 => {
+            s.mset(
+                (0..100)
+                    .map(|j| (format!("m:{}", (i * 100 + j) % 5000), payload(j)))
+                    .collect(),
+            )
+            .await
+        }
+        Op::Append(n) => s.append(list_key(n), payload(i)).await,
+        Op::Tail20(n) => s.tail20(list_key(n)).await,
+        Op::KeysPrefix => s.keys_prefix().await,
+    }
+}
+
+/// Runs `total` operations from `concurrency` tasks; latency per operation.
+async fn measure<S: Subject>(subject: Arc<S>, op: Op, concurrency: usize, total: usize) -> Stats {
+    let per_task = total.div_ceil(concurrency);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let s = subject.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_task);
+            for k in 0..per_task {
+                let begun = Instant::now();
+                run_op(s.as_ref(), op, t * per_task + k)
+                    .await
+                    .expect("benchmark operation");
+                lat.push(begun.elapsed().as_nanos() as u64);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("benchmark task"));
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    Stats {
+        ops_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+    }
+}
+
+struct Row {
+    backend: String,
+    op: &'static str,
+    concurrency: Option<usize>,
+    list_len: Option<u64>,
+    project: Option<Stats>,
+    baseline: Option<Stats>,
+}
+
+impl Row {
+    fn json(&self) -> Value {
+        let p = self.project;
+        json!({
+            "backend": self.backend,
+            "op": self.op,
+            "concurrency": self.concurrency,
+            "list_len": self.list_len,
+            "ops_per_sec": p.map(|s| s.ops_per_sec),
+            "p50_us": p.map(|s| s.p50_us),
+            "p99_us": p.map(|s| s.p99_us),
+            "baseline_ops_per_sec": self.baseline.map(|s| s.ops_per_sec),
+            "ratio": match (p, self.baseline) {
+                (Some(p), Some(b)) => Some(p.ops_per_sec / b.ops_per_sec),
+                _ => None,
+            },
+        })
+    }
+}
+
+/// Loads the shared data set through the project: 1,000 get keys, 100,000 keys of which 1,000
+/// start with `p:`, and lists of 1,000 and 1,000,000 items.
+async fn preload(db: &Arc<dyn Database>, big_list: u64) -> Result<()> {
+    db.clear().await?;
+    let mut entries: Vec<(String, Value)> =
+        (0..1000).map(|i| (format!("g:{i}"), payload(i))).collect();
+    entries.extend((0..100_000).map(|i| {
+        let k = if i % 100 == 0 {
+            format!("p:{i}")
+        } else {
+            format!("k:{i}")
+        };
+        (k, json!(i))
+    }));
+    for chunk in entries.chunks(10_000) {
+        db.mset(chunk).await?;
+    }
+    for n in [1000, big_list] {
+        let mut left = n;
+        while left > 0 {
+            let take = left.min(20_000);
+            let items: Vec<Value> = (0..take as usize).map(payload).collect();
+            db.append_many(&list_key(n), &items).await?;
+            left -= take;
+        }
+    }
+    Ok(())
+}
+
+async fn open(yaml: &str) -> Arc<dyn Database> {
+    let registry = storage_manager::builtin_registry();
+    let source = ConfigSource::from_yaml_str(yaml, &std::env::temp_dir()).expect("bench config");
+    let config = source.resolve(&registry).expect("bench config");
+    registry
+        .open_database(&config.database.primary)
+        .await
+        .expect("open the benchmarked backend")
+}
+
+async fn bench_backend<B: Subject>(
+    name: &str,
+    project: Arc<Project>,
+    baseline: Arc<B>,
+    concurrencies: &[usize],
+    ops_scale: usize,
+    big_list: u64,
+    rows: &mut Vec<Row>,
+) {
+    let ops = [
+        Op::Get,
+        Op::Set,
+        Op::Mget100,
+        Op::Mset100,
+        Op::Append(1000),
+        Op::Tail20(1000),
+        Op::Append(big_list),
+        Op::Tail20(big_list),
+        Op::KeysPrefix,
+    ];
+    for &c in concurrencies {
+        for op in ops {
+            let total = match op {
+                Op::KeysPrefix => (ops_scale / 100).max(c * 2),
+                Op::Mget100 | Op::Mset100 => (ops_scale / 10).max(c * 4),
+                _ => ops_scale.max(c * 20),
+            };
+            // Warm up both, then measure the baseline and the project in turn.
+            measure(baseline.clone(), op, c, total / 10 + 1).await;
+            measure(project.clone(), op, c, total / 10 + 1).await;
+            let b = measure(baseline.clone(), op, c, total).await;
+            let p = measure(project.clone(), op, c, total).await;
+            eprintln!(
+                "bench: {name:<10} {:<13} c={c:<3} list={:<8} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  baseline {:>10.0} ops/s  ratio {:.2}",
+                op.name(),
+                op.list_len().map_or("-".to_string(), |n| n.to_string()),
+                p.ops_per_sec,
+                p.p50_us,
+                p.p99_us,
+                b.ops_per_sec,
+                p.ops_per_sec / b.ops_per_sec
+            );
+            rows.push(Row {
+                backend: name.to_string(),
+                op: op.name(),
+                concurrency: Some(c),
+                list_len: op.list_len(),
+                project: Some(p),
+                baseline: Some(b),
+            });
+        }
+    }
+}
+
+fn redis_benchmark(url: &str, rows: &mut Vec<Row>) {
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap_or("6379")
+        .trim_end_matches('/')
+        .to_string();
+    let out = std::process::Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "50",
+            "-P",
+            "1",
+            "-n",
+            "200000",
+            "-d",
+            "200",
+            "-t",
+            "set,get",
+            "--csv",
+        ])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("bench: redis-benchmark is not installed; its rows are left out");
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+        let cells: Vec<String> = line
+            .split(',')
+            .map(|c| c.trim_matches('"').to_string())
+            .collect();
+        if cells.len() < 2 {
+            continue;
+        }
+        let op = match cells[0].as_str() {
+            "SET" => "set",
+            "GET" => "get",
+            _ => continue,
+        };
+        let rps: f64 = cells[1].parse().unwrap_or(0.0);
+        let p50 = cells
+            .get(4)
+            .and_then(|c| c.parse::<f64>().ok())
+            .map(|ms| ms * 1000.0);
+        let p99 = cells
+            .get(6)
+            .and_then(|c| c.parse::<f64>().ok())
+            .map(|ms| ms * 1000.0);
+        rows.push(Row {
+            backend: "redis-benchmark".into(),
+            op,
+            concurrency: Some(50),
+            list_len: None,
+            project: Some(Stats {
+                ops_per_sec: rps,
+                p50_us: p50.unwrap_or(f64::NAN),
+                p99_us: p99.unwrap_or(f64::NAN),
+            }),
+            baseline: None,
+        });
+        eprintln!("bench: redis-benchmark {op} c=50 {rps:.0} requests/s");
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| backend | op | c | list | ops/s | p50 µs | p99 µs | baseline ops/s | ratio |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let p = r.project.unwrap_or(Stats {
+            ops_per_sec: f64::NAN,
+            p50_us: f64::NAN,
+            p99_us: f64::NAN,
+        });
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
+            r.backend,
+            r.op,
+            r.concurrency.map_or("-".into(), |c| c.to_string()),
+            r.list_len.map_or("-".into(), |n| n.to_string()),
+            p.ops_per_sec,
+            p.p50_us,
+            p.p99_us,
+            r.baseline
+                .map_or("-".into(), |b| format!("{:.0}", b.ops_per_sec)),
+            r.baseline.map_or("-".into(), |b| format!(
+                "{:.2}",
+                p.ops_per_sec / b.ops_per_sec
+            )),
+        ));
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let out =
+        PathBuf::from(value_of("--out").unwrap_or_else(|| "target/bench/results.json".into()));
+    let ops_scale = if quick { 2000 } else { 20_000 };
+    let big_list = 1_000_000;
+    let mut rows = Vec::new();
+
+    // in-memory
+    {
+        let db =
+            open("database: { type: in-memory, keyPrefix: 'bench:' }\ncache: { type: in-memory }")
+                .await;
+        preload(&db, big_list).await.expect("preload memory");
+        let base = Arc::new(MemoryBaseline::preloaded(big_list));
+        bench_backend(
+            "in-memory",
+            Arc::new(Project(db)),
+            base,
+            &[1],
+            ops_scale * 5,
+            big_list,
+            &mut rows,
+        )
+        .await;
+    }
+    // sqlite
+    {
+        let dir = std::env::temp_dir().join(format!("storage-bench-{}", std::process::id()));
+        let path = dir.join("bench.db");
+        let db = open(&format!("database: {{ type: sqlite, path: '{}', keyPrefix: 'bench:' }}\ncache: {{ type: in-memory }}", path.display())).await;
+        preload(&db, big_list).await.expect("preload sqlite");
+        let base = Arc::new(SqliteBaseline::open(&path, "bench:"));
+        bench_backend(
+            "sqlite",
+            Arc::new(Project(db)),
+            base,
+            &[1],
+            ops_scale,
+            big_list,
+            &mut rows,
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let Some(url) = value_of("--postgres") {
+        let db = open(&format!("database: {{ type: postgresql, url: '{url}', keyPrefix: 'bench:', maxConnections: 64 }}\ncache: {{ type: in-memory }}")).await;
+        preload(&db, big_list).await.expect("preload postgres");
+        let base = Arc::new(PostgresBaseline::open(&url, "bench:", 64).await);
+        bench_backend(
+            "postgresql",
+            Arc::new(Project(db)),
+            base,
+            &[1, 64],
+            ops_scale,
+            big_list,
+            &mut rows,
+        )
+        .await;
+    } else {
+        eprintln!("bench: no --postgres URL; postgresql is left out");
+    }
+    if let Some(url) = value_of("--redis") {
+        let db = open(&format!("database: {{ type: redis, url: '{url}', keyPrefix: 'bench:', maxConnections: 64 }}\ncache: {{ type: in-memory }}")).await;
+        preload(&db, big_list).await.expect("preload redis");
+        let base = Arc::new(RedisBaseline::open(&url, "bench:", 64).await);
+        bench_backend(
+            "redis",
+            Arc::new(Project(db)),
+            base,
+            &[1, 64],
+            ops_scale,
+            big_list,
+            &mut rows,
+        )
+        .await;
+        redis_benchmark(&url, &mut rows);
+    } else {
+        eprintln!("bench: no --redis URL; redis is left out");
+    }
+
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).expect("results directory");
+    }
+    let json = Value::Array(rows.iter().map(Row::json).collect());
+    std::fs::write(&out, serde_json::to_string_pretty(&json).expect("json"))
+        .expect("write results");
+    println!("{}", table(&rows));
+    println!("results: {}", out.display());
+}
