@@ -155,6 +155,16 @@ impl Error {
         Self::wrong_type(format!("key {key:?} holds a value, not a list"))
     }
 
+    /// A pool checkout that timed out, naming the last connection error the pool saw, if any.
+    pub fn checkout_timeout(last_connection_error: Option<&str>) -> Self {
+        Self::timeout(match last_connection_error {
+            Some(why) => format!(
+                "no pooled connection within the acquire timeout (last connection error: {why})"
+            ),
+            None => "no pooled connection within the acquire timeout".to_string(),
+        })
+    }
+
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));

@@ -192,12 +192,7 @@ impl LastError {
             bb8::RunError::User(e) => pg_error(e, "connecting"),
             bb8::RunError::TimedOut => {
                 let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Error::timeout(match last {
-                    Some(why) => format!(
-                        "no pooled connection within the acquire timeout (last connection error: {why})"
-                    ),
-                    None => "no pooled connection within the acquire timeout".to_string(),
-                })
+                Error::checkout_timeout(last.as_deref())
             }
         }
     }

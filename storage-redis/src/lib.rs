@@ -97,6 +97,17 @@ impl bb8::ManageConnection for Manager {
 
 type Pool = bb8::Pool<Manager>;
 
+/// Replaces a generic wrong-type error with the contract's message for `key`.
+fn wrong_type(key: &str, message: fn(&str) -> Error) -> impl FnOnce(Error) -> Error + '_ {
+    move |e| {
+        if e.kind() == storage_core::ErrorKind::WrongType {
+            message(key)
+        } else {
+            e
+        }
+    }
+}
+
 fn is_wrong_type(e: &RedisError) -> bool {
     e.code() == Some("WRONGTYPE")
 }
@@ -147,12 +158,7 @@ impl LastError {
             bb8::RunError::User(e) => redis_error(e, "connecting"),
             bb8::RunError::TimedOut => {
                 let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Error::timeout(match last {
-                    Some(why) => format!(
-                        "no pooled connection within the acquire timeout (last connection error: {why})"
-                    ),
-                    None => "no pooled connection within the acquire timeout".to_string(),
-                })
+                Error::checkout_timeout(last.as_deref())
             }
         }
     }
@@ -465,13 +471,7 @@ impl Store for RedisBackend {
                 "reading the key",
             )
             .await
-            .map_err(|e| {
-                if e.kind() == storage_core::ErrorKind::WrongType {
-                    Error::holds_list(key)
-                } else {
-                    e
-                }
-            })?;
+            .map_err(wrong_type(key, Error::holds_list))?;
         raw.map(|b| decode(key, &b)).transpose()
     }
 
@@ -615,13 +615,7 @@ impl Database for RedisBackend {
             "appending",
         )
         .await
-        .map_err(|e| {
-            if e.kind() == storage_core::ErrorKind::WrongType {
-                Error::holds_value(key)
-            } else {
-                e
-            }
-        })?;
+        .map_err(wrong_type(key, Error::holds_value))?;
         Ok(())
     }
 
@@ -634,13 +628,7 @@ impl Database for RedisBackend {
         // One RPUSH: atomic, and never re-sent.
         self.query::<u64>(false, &cmd, "appending")
             .await
-            .map_err(|e| {
-                if e.kind() == storage_core::ErrorKind::WrongType {
-                    Error::holds_value(key)
-                } else {
-                    e
-                }
-            })?;
+            .map_err(wrong_type(key, Error::holds_value))?;
         Ok(())
     }
 
@@ -652,13 +640,7 @@ impl Database for RedisBackend {
                 "reading the list",
             )
             .await
-            .map_err(|e| {
-                if e.kind() == storage_core::ErrorKind::WrongType {
-                    Error::holds_value(key)
-                } else {
-                    e
-                }
-            })?;
+            .map_err(wrong_type(key, Error::holds_value))?;
         raw.iter().map(|b| decode(key, b)).collect()
     }
 
@@ -669,13 +651,7 @@ impl Database for RedisBackend {
             "reading the list length",
         )
         .await
-        .map_err(|e| {
-            if e.kind() == storage_core::ErrorKind::WrongType {
-                Error::holds_value(key)
-            } else {
-                e
-            }
-        })
+        .map_err(wrong_type(key, Error::holds_value))
     }
 }
 

@@ -175,6 +175,39 @@ fn lost_port(log: &str) -> bool {
     log.contains("Address already in use") || log.contains("could not bind")
 }
 
+/// Starting a server process on a port, shared by both kinds of server.
+trait Launch {
+    fn set_port(&mut self, port: u16);
+    fn launch(&mut self) -> io::Result<()>;
+
+    /// Launches on a free port, retrying on a new one when another process takes it first.
+    fn start_on_free_port(&mut self) -> io::Result<()> {
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            self.set_port(free_port()?);
+            match self.launch() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free port")))
+    }
+
+    /// Launches again on the same port; the old socket may linger for a moment after a kill.
+    fn relaunch(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.launch() {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                    sleep(Duration::from_millis(200))
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 /// TLS files for a server: its certificate chain and key, in PEM.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -232,16 +265,8 @@ impl Postgres {
             child: None,
         };
         pg.init()?;
-        let mut last = None;
-        for _ in 0..PORT_ATTEMPTS {
-            pg.port = free_port()?;
-            match pg.launch() {
-                Ok(()) => return Ok(pg),
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no free port")))
+        pg.start_on_free_port()?;
+        Ok(pg)
     }
 
     fn data(&self) -> PathBuf {
@@ -309,7 +334,7 @@ impl Postgres {
         Ok(())
     }
 
-    fn launch(&mut self) -> io::Result<()> {
+    fn launch_postgres(&mut self) -> io::Result<()> {
         let log_path = self.dir.join("postgres.log");
         let log = fs::File::create(&log_path)?;
         if is_root() {
@@ -433,16 +458,16 @@ impl Postgres {
     /// Starts a stopped server again, on the same port and data.
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match self.launch() {
-                // The old socket may linger for a moment after a kill.
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
-                    sleep(Duration::from_millis(200))
-                }
-                other => return other,
-            }
-        }
+        self.relaunch()
+    }
+}
+
+impl Launch for Postgres {
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+    fn launch(&mut self) -> io::Result<()> {
+        self.launch_postgres()
     }
 }
 
@@ -483,19 +508,11 @@ impl Redis {
             options: options.clone(),
             child: None,
         };
-        let mut last = None;
-        for _ in 0..PORT_ATTEMPTS {
-            redis.port = free_port()?;
-            match redis.launch() {
-                Ok(()) => return Ok(redis),
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no free port")))
+        redis.start_on_free_port()?;
+        Ok(redis)
     }
 
-    fn launch(&mut self) -> io::Result<()> {
+    fn launch_redis(&mut self) -> io::Result<()> {
         let log_path = self.dir.join("redis.log");
         let log = fs::File::create(&log_path)?;
         let mut cmd = guarded(&self.bin, None);
@@ -599,15 +616,16 @@ impl Redis {
     /// Starts a stopped server again on the same port.
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match self.launch() {
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
-                    sleep(Duration::from_millis(200))
-                }
-                other => return other,
-            }
-        }
+        self.relaunch()
+    }
+}
+
+impl Launch for Redis {
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+    fn launch(&mut self) -> io::Result<()> {
+        self.launch_redis()
     }
 }
 
