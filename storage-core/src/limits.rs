@@ -53,33 +53,38 @@ pub fn validate_key_prefix(prefix: &str) -> Result<()> {
 
 /// The nesting depth of a value: the number of arrays and objects around its deepest scalar.
 ///
-/// Iterative, so that a hostile value cannot overflow the stack here.
+/// It stops counting once past [`MAX_VALUE_DEPTH`] (reporting `MAX_VALUE_DEPTH + 1`), so its
+/// recursion is bounded and a hostile value cannot overflow the stack, and it allocates nothing.
 pub fn value_depth(value: &Value) -> usize {
-    let mut deepest = 0;
-    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
-    while let Some((v, depth)) = stack.pop() {
+    fn walk(v: &Value, depth: usize) -> usize {
+        if depth > MAX_VALUE_DEPTH {
+            return depth;
+        }
         match v {
-            Value::Array(items) => {
-                deepest = deepest.max(depth + 1);
-                stack.extend(items.iter().map(|i| (i, depth + 1)));
-            }
-            Value::Object(members) => {
-                deepest = deepest.max(depth + 1);
-                stack.extend(members.values().map(|i| (i, depth + 1)));
-            }
-            _ => deepest = deepest.max(depth),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| walk(i, depth + 1))
+                .max()
+                .unwrap_or(depth + 1)
+                .max(depth + 1),
+            Value::Object(members) => members
+                .values()
+                .map(|i| walk(i, depth + 1))
+                .max()
+                .unwrap_or(depth + 1)
+                .max(depth + 1),
+            _ => depth,
         }
     }
-    deepest
+    walk(value, 0)
 }
 
 /// Checks a value: nesting depth at most [`MAX_VALUE_DEPTH`].
 pub fn validate_value(value: &Value) -> Result<()> {
-    // Cheap exit for the common case of scalars and shallow documents.
     let depth = value_depth(value);
     if depth > MAX_VALUE_DEPTH {
         return Err(Error::invalid_value(format!(
-            "value is nested {depth} levels deep; the limit is {MAX_VALUE_DEPTH}"
+            "value is nested {depth} or more levels deep; the limit is {MAX_VALUE_DEPTH}"
         )));
     }
     Ok(())
@@ -170,6 +175,8 @@ mod tests {
         let e = validate_value(&nested(65)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidValue);
         assert!(e.to_string().contains("65"), "{e}");
+        // Far deeper values stop the count early instead of recursing all the way down.
+        assert_eq!(value_depth(&nested(500)), MAX_VALUE_DEPTH + 1);
     }
 
     #[test]

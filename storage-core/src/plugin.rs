@@ -20,7 +20,7 @@
 //! **Async and panics** are the plugin side's job: the `storage-plugin` crate runs the plugin's
 //! futures on a runtime the plugin owns and catches panics around every call and poll.
 //!
-//! ```ignore
+//! ```text
 //! fn register(registrar: &mut storage_core::plugin::PluginRegistrar) {
 //!     registrar.add(storage_plugin::bridged(MyFactory));
 //! }

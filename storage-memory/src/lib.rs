@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use storage_core::config::{BackendSpec, Role};
 use storage_core::{
     BackendFactory, Cache, CacheEntry, Checked, Database, Error, KeyKind, KeyTtl, Result, Store,
-    glob_match, lrange_window, validate_key_prefix,
+    glob_match, literal_prefix, lrange_window, validate_key_prefix,
 };
 
 /// The type name this crate registers.
@@ -280,9 +280,13 @@ impl Store for MemoryBackend {
         let Some(map) = state.namespaces.get(&self.ns) else {
             return Ok(Vec::new());
         };
+        // Every match starts with the pattern's literal prefix: a cheap test before the matcher.
+        let (prefix, _) = pattern.map(literal_prefix).unwrap_or_default();
         Ok(map
             .iter()
-            .filter(|(k, e)| e.live(now) && pattern.is_none_or(|p| glob_match(p, k)))
+            .filter(|(k, e)| {
+                k.starts_with(&prefix) && e.live(now) && pattern.is_none_or(|p| glob_match(p, k))
+            })
             .map(|(k, _)| k.clone())
             .collect())
     }

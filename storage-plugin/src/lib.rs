@@ -13,7 +13,7 @@
 //!
 //! It is not needed (and not useful) for backends compiled into the host.
 //!
-//! ```ignore
+//! ```text
 //! fn register(registrar: &mut storage_core::plugin::PluginRegistrar) {
 //!     registrar.add(storage_plugin::bridged(MyFactory));
 //! }

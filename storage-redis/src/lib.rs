@@ -334,16 +334,30 @@ impl RedisBackend {
         let attempt = async {
             let mut tries = 0;
             loop {
-                let result = match pool.get().await {
-                    Ok(conn) => {
-                        let out = f(conn.inner.clone()).await;
+                // A multiplexed connection serves many callers at once: take one from the pool
+                // and give it back before the command, so that concurrent callers pipeline on
+                // it instead of queueing for exclusive checkouts.
+                let checkout = async {
+                    loop {
+                        let conn = pool.get().await?;
+                        // A connection an earlier command found broken is discarded when its
+                        // guard drops here (`has_broken`); take the next one.
+                        if !conn.broken.load(Ordering::Relaxed) {
+                            break Ok((conn.inner.clone(), conn.broken.clone()));
+                        }
+                    }
+                }
+                .await;
+                let result = match checkout {
+                    Ok((inner, broken)) => {
+                        let out = f(inner).await;
                         if let Err(e) = &out
                             && (e.is_io_error()
                                 || e.is_connection_dropped()
                                 || e.is_unrecoverable_error()
                                 || e.is_timeout())
                         {
-                            conn.broken.store(true, Ordering::Relaxed);
+                            broken.store(true, Ordering::Relaxed);
                         }
                         out.map_err(|e| {
                             if is_wrong_type(&e) {
