@@ -2,8 +2,11 @@
 //!
 //! - `cargo xtask test [--require-all]` starts the throwaway servers the backends need, exports
 //!   their URLs, runs `cargo test --workspace --all-features`, then the conformance runner for
-//!   every backend × role, and exits non-zero on any failure. With `--require-all` (CI), a test
-//!   that cannot get its server fails, and so does any skipped matrix line.
+//!   every backend × role (the TLS servers and the plugin libraries included), and exits non-zero
+//!   on any failure. With `--require-all` (CI), a test that cannot get its server fails, and so
+//!   does any skipped matrix line.
+//! - `cargo xtask bench [--quick]` builds `storage-bench` in release mode, runs it against private
+//!   servers, and writes `target/bench/results.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
