@@ -363,23 +363,7 @@ impl Database for MemoryBackend {
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        self.open()?;
-        let mut state = self.store.write();
-        let now = Instant::now();
-        if state.live(&self.ns, key, now).is_none() {
-            state.put(&self.ns, key, Slot::List(Vec::new()), None, now);
-        }
-        let entry = state
-            .ns_mut(&self.ns)
-            .get_mut(key)
-            .expect("live or just created");
-        match &mut entry.slot {
-            Slot::List(items) => {
-                items.push(value.clone());
-                Ok(())
-            }
-            Slot::Value(_) => Err(Error::holds_value(key)),
-        }
+        self.append_many(key, std::slice::from_ref(value)).await
     }
 
     async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {

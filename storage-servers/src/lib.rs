@@ -165,6 +165,49 @@ fn stop_child(child: &mut Child, sig: libc::c_int, grace: Duration) {
     let _ = child.wait();
 }
 
+/// Waits until `ready()` says the server in `slot` answers. A server that exits first is an
+/// error whose kind is `AddrInUse` when it lost its port (so the caller retries elsewhere); one
+/// that is not ready by `limit` is stopped with `stop_signal`.
+fn await_ready(
+    slot: &mut Option<Child>,
+    name: &str,
+    log_path: &Path,
+    limit: Duration,
+    stop_signal: libc::c_int,
+    mut ready: impl FnMut() -> bool,
+) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let child = slot.as_mut().expect("a spawned server");
+        if let Some(status) = child.try_wait()? {
+            *slot = None;
+            let log = tail(log_path);
+            let kind = if lost_port(&log) {
+                io::ErrorKind::AddrInUse
+            } else {
+                io::ErrorKind::Other
+            };
+            return Err(io::Error::new(
+                kind,
+                format!("{name} exited ({status}): {log}"),
+            ));
+        }
+        if ready() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            if let Some(mut child) = slot.take() {
+                stop_child(&mut child, stop_signal, Duration::from_secs(10));
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{name} did not become ready: {}", tail(log_path)),
+            ));
+        }
+        sleep(Duration::from_millis(25));
+    }
+}
+
 fn tail(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -384,46 +427,20 @@ impl Postgres {
         }
         let child = cmd.spawn()?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let child = self.child.as_mut().expect("just spawned");
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                let log = tail(&log_path);
-                let kind = if lost_port(&log) {
-                    io::ErrorKind::AddrInUse
-                } else {
-                    io::ErrorKind::Other
-                };
-                return Err(io::Error::new(
-                    kind,
-                    format!("postgres exited ({status}): {log}"),
-                ));
-            }
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .args([
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                ])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                self.stop();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("postgres did not become ready: {}", tail(&log_path)),
-                ));
-            }
-            sleep(Duration::from_millis(50));
-        }
+        let (bin, port) = (self.bin.clone(), self.port.to_string());
+        await_ready(
+            &mut self.child,
+            "postgres",
+            &log_path,
+            Duration::from_secs(60),
+            libc::SIGINT,
+            || {
+                Command::new(bin.join("pg_isready"))
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
+        )
     }
 
     /// `postgresql://postgres@127.0.0.1:<port>/postgres`.
@@ -548,40 +565,22 @@ impl Redis {
             }
         }
         self.child = Some(cmd.spawn()?);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let child = self.child.as_mut().expect("just spawned");
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                let log = tail(&log_path);
-                let kind = if lost_port(&log) {
-                    io::ErrorKind::AddrInUse
+        let (tls, port) = (self.options.tls.is_some(), self.port);
+        await_ready(
+            &mut self.child,
+            "redis-server",
+            &log_path,
+            Duration::from_secs(30),
+            libc::SIGTERM,
+            || {
+                if tls {
+                    fs::read_to_string(&log_path)
+                        .is_ok_and(|l| l.contains("Ready to accept connections"))
                 } else {
-                    io::ErrorKind::Other
-                };
-                return Err(io::Error::new(
-                    kind,
-                    format!("redis-server exited ({status}): {log}"),
-                ));
-            }
-            let ready = if self.options.tls.is_some() {
-                fs::read_to_string(&log_path)
-                    .is_ok_and(|l| l.contains("Ready to accept connections"))
-            } else {
-                ping(self.port)
-            };
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                self.stop();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("redis-server did not become ready: {}", tail(&log_path)),
-                ));
-            }
-            sleep(Duration::from_millis(25));
-        }
+                    ping(port)
+                }
+            },
+        )
     }
 
     /// `redis://127.0.0.1:<port>` (`rediss://` with TLS).
