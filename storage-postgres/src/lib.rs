@@ -603,21 +603,28 @@ impl Store for PostgresBackend {
                     .map_err(|e| pg_error(e, "reading the keys"))
             })
             .await?;
-        let mut found: std::collections::HashMap<String, Option<Value>> =
-            std::collections::HashMap::new();
-        for r in rows {
-            let key: String = r.get(0);
-            let v = if r.get::<_, i16>(1) == KIND_LIST {
-                None
-            } else {
-                Some(decode(&key, r.get::<_, Option<&str>>(2).unwrap_or("null"))?)
-            };
-            found.insert(key, v);
+        // Rows come back in no order: place each value in the slots of its key. A key asked for
+        // more than once is cloned for all but its last slot.
+        let mut slots: std::collections::HashMap<&str, Vec<usize>> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            slots.entry(k.as_str()).or_default().push(i);
         }
-        Ok(keys
-            .iter()
-            .map(|k| found.get(k).cloned().flatten())
-            .collect())
+        let mut out = vec![None; keys.len()];
+        for r in rows {
+            if r.get::<_, i16>(1) == KIND_LIST {
+                continue;
+            }
+            let key: &str = r.get(0);
+            let value = decode(key, r.get::<_, Option<&str>>(2).unwrap_or("null"))?;
+            if let Some((last, rest)) = slots.get(key).and_then(|s| s.split_last()) {
+                for &i in rest {
+                    out[i] = Some(value.clone());
+                }
+                out[*last] = Some(value);
+            }
+        }
+        Ok(out)
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
