@@ -297,6 +297,7 @@ impl PostgresBaseline {
             ("set", fill(sql::SET)),
             ("mget", fill(sql::MGET)),
             ("mset", fill(sql::MSET)),
+            ("delete_items", fill(sql::DELETE_ITEMS)),
             ("append", fill(sql::APPEND)),
             ("range", fill(sql::RANGE)),
             ("keys", fill(sql::KEYS_RANGE)),
@@ -345,11 +346,19 @@ impl Subject for PostgresBaseline {
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         let values: Vec<String> = entries.iter().map(|(_, v)| encode(v)).collect();
         let ttls: Vec<Option<i64>> = vec![None; entries.len()];
-        let conn = self.pool.get().await.map_err(fail)?;
-        conn.query_one(&self.stmts["mset"], &[&self.ns, &keys, &values, &ttls])
+        let mut conn = self.pool.get().await.map_err(fail)?;
+        let tx = conn.transaction().await.map_err(fail)?;
+        let lists = tx
+            .query(&self.stmts["mset"], &[&self.ns, &keys, &values, &ttls])
             .await
             .map_err(fail)?;
-        Ok(())
+        for row in lists {
+            let key: &str = row.get(0);
+            tx.execute(&self.stmts["delete_items"], &[&self.ns, &key])
+                .await
+                .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
     }
     async fn append(&self, key: String, value: Value) -> Result<()> {
         let conn = self.pool.get().await.map_err(fail)?;

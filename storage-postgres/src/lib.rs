@@ -80,6 +80,7 @@ struct Statements {
     ttl: String,
     set: String,
     mset: String,
+    delete_items: String,
     delete: String,
     append: String,
     append_many: String,
@@ -117,6 +118,7 @@ impl Statements {
             ttl: fill(sql::TTL),
             set: fill(sql::SET),
             mset: fill(sql::MSET),
+            delete_items: fill(sql::DELETE_ITEMS),
             delete: fill(sql::DELETE),
             append: fill(sql::APPEND),
             append_many: fill(sql::APPEND_MANY),
@@ -539,12 +541,26 @@ impl PostgresBackend {
         if ttls.iter().any(Option::is_some) && self.reclaim_due() {
             self.reclaim().await;
         }
-        self.run(true, |conn, s| {
+        self.run(true, |mut conn, s| {
             let (keys, values, ttls) = (&keys, &values, &ttls);
             async move {
-                conn.query_one(&s.mset, &[&self.ns, keys, values, ttls])
+                let tx = conn
+                    .transaction()
+                    .await
+                    .map_err(|e| pg_error(e, "starting the batch"))?;
+                let lists = tx
+                    .query(&s.mset, &[&self.ns, keys, values, ttls])
                     .await
                     .map_err(|e| pg_error(e, "storing the batch"))?;
+                for row in lists {
+                    let key: &str = row.get(0);
+                    tx.execute(&s.delete_items, &[&self.ns, &key])
+                        .await
+                        .map_err(|e| pg_error(e, "dropping a replaced list"))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| pg_error(e, "committing the batch"))?;
                 Ok(())
             }
         })

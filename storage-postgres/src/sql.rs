@@ -59,19 +59,25 @@ pub const SET: &str = "WITH up AS (
 SELECT count(*) FROM up";
 
 /// Stores many values (`$2` keys, `$3` values, `$4` TTLs in ms), locking keys in key order so
-/// that concurrent batches cannot deadlock.
+/// that concurrent batches cannot deadlock, and returns the keys that held lists. The caller
+/// deletes their items with [`DELETE_ITEMS`] in the same transaction: a single statement that
+/// deletes by "key in this batch" lets the planner scan every item of the namespace once a long
+/// list exists.
 pub const MSET: &str = "WITH input AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(key, value, ttl)
+), lists AS (
+    SELECT key FROM {kv} WHERE ns = $1 AND key = ANY($2::text[]) AND kind = 1
 ), up AS (
     INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
     SELECT $1, key, 0, value, {now} + ttl, 0 FROM input ORDER BY key
     ON CONFLICT (ns, key) DO UPDATE
     SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0
     RETURNING 1
-), gone AS (
-    DELETE FROM {items} WHERE ns = $1 AND key IN (SELECT key FROM input) RETURNING 1
 )
-SELECT count(*) FROM up";
+SELECT key FROM lists";
+
+/// The items of one list.
+pub const DELETE_ITEMS: &str = "DELETE FROM {items} WHERE ns = $1 AND key = $2";
 
 /// Removes a key (both kinds); returns whether it was live.
 pub const DELETE: &str = "WITH d AS (

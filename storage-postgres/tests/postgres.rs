@@ -256,6 +256,9 @@ async fn statements_use_indexes() {
     for i in 0..300 {
         db.append("h", &json!(i)).await.unwrap();
     }
+    // A long list beside them: an mset must not scan its items.
+    let items: Vec<serde_json::Value> = (0..20_000).map(|i| json!(i)).collect();
+    db.append_many("long", &items).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -305,6 +308,19 @@ async fn statements_use_indexes() {
             .await
             .unwrap(),
     );
+    let batch: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+    let values: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let ttls: Vec<Option<i64>> = vec![None; 100];
+    let mset = plan(
+        client
+            .query(
+                &format!("EXPLAIN {}", fill(storage_postgres::sql::MSET)),
+                &[&ns, &batch, &values, &ttls],
+            )
+            .await
+            .unwrap(),
+    );
+    assert!(!mset.contains("Seq Scan"), "mset:\n{mset}");
     for (name, p) in [
         ("keys(prefix*)", keys),
         ("get_length", header),
