@@ -1,7 +1,7 @@
 //! The runtime plugin declaration: what a plugin library exports, and what the host checks
 //! before it calls anything in it.
 //!
-//! A plugin is a `cdylib` that depends on this crate and calls [`declare_plugin!`] once. The
+//! A plugin is a `cdylib` that depends on this crate and calls [`declare_plugin!`](crate::declare_plugin) once. The
 //! macro exports a static [`PluginDeclaration`] under the symbol `STORAGE_PLUGIN_DECLARATION`
 //! holding the plugin ABI version, the rustc version, this crate's version and features, the exact
 //! serde_json version, the size and alignment of every type that crosses the boundary, and a
