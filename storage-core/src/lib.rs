@@ -35,7 +35,8 @@
 //! - the error type;
 //! - the helpers that define the semantics ([`validate_key`], [`normalize_ttl`], [`glob_match`],
 //!   [`literal_prefix`], [`lrange_window`]), which every backend calls;
-//! - the configuration ([`config`]) and the [`Registry`] of backend factories.
+//! - the configuration ([`config`]) and the [`Registry`] of backend factories;
+//! - the runtime plugin declaration and [`declare_plugin!`] ([`plugin`]).
 //!
 //! # Example
 //!

@@ -9,7 +9,8 @@
 //!   manager of our own that applies the configured connect and response timeouts and does not
 //!   ping on checkout. A multiplexed connection never reports itself broken, so an I/O error
 //!   marks it broken and the pool replaces it: after a server restart the backend recovers by
-//!   itself. Concurrent callers use different connections.
+//!   itself. A command takes a connection from the pool and returns it at once, so concurrent
+//!   callers pipeline on shared multiplexed connections instead of queueing for one.
 //! - **Batches.** `mget` is one `MGET`. `mset` is one round trip: a pipeline on a cache, and
 //!   `MULTI`/`EXEC` on a database, which is all-or-nothing.
 //! - **Retries.** `maxRetriesPerRequest` retries idempotent commands after transient errors;
