@@ -1,4 +1,4 @@
-//! `storage demo`: the seed's application patterns, end to end.
+//! `storage demo`: the design's application patterns, end to end.
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

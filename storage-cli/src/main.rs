@@ -47,7 +47,7 @@ enum RoleArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the seed's patterns: sessions, chat history, cache-aside reads.
+    /// Runs the design's patterns: sessions, chat history, cache-aside reads.
     Demo,
     /// Connects every role through its fallback chain and reports it.
     Health,
@@ -181,7 +181,12 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
     match &cli.command {
         Command::Schema => {
-            let schema = storage_core::config::StorageConfig::json_schema();
+            // With --config, the plugins it lists add their blocks to the schema.
+            let source = match &cli.config {
+                Some(path) => Some(storage_core::config::ConfigSource::from_file(path)?),
+                None => None,
+            };
+            let schema = storage_manager::json_schema(source.as_ref())?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&schema).unwrap_or_default()

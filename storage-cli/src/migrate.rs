@@ -7,8 +7,10 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use storage_core::Role;
+use storage_core::config::BackendSpec;
 use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
-use storage_manager::StorageManager;
+use storage_manager::{StorageManager, namespaces_clash};
 
 /// Keys per mget/mset batch.
 const BATCH: usize = 1000;
@@ -29,14 +31,11 @@ enum Endpoint {
 }
 
 impl Endpoint {
-    async fn connect(config: &Path, side: Side) -> Result<(StorageManager, Endpoint)> {
-        // A missing target must be an error, not a migration into a fallback store.
-        let m = StorageManager::from_file(config)?.without_fallback();
-        let e = match side {
+    async fn connect(m: &StorageManager, side: Side) -> Result<Endpoint> {
+        Ok(match side {
             Side::Cache => Endpoint::Cache(m.connect_cache().await?.0),
             Side::Database => Endpoint::Database(m.connect_database().await?.0),
-        };
-        Ok((m, e))
+        })
     }
 
     fn store(&self) -> &dyn Store {
@@ -124,26 +123,17 @@ const FNV: u64 = 0xcbf2_9ce4_8422_2325;
 /// has a TTL.
 type Digest = BTreeMap<String, (KeyKind, u64, u64)>;
 
-async fn inventory(src: &Endpoint) -> Result<Inventory> {
-    let mut keys = src.store().keys(None).await?;
-    keys.sort();
+/// The source's keys by kind, from its digest.
+fn inventory(digest: &Digest) -> Inventory {
     let mut inv = Inventory::default();
-    for chunk in keys.chunks(BATCH) {
-        let slots = src.store().mget(chunk).await?;
-        for (key, slot) in chunk.iter().zip(slots) {
-            if slot.is_some() {
-                inv.values.push(key.clone());
-            } else {
-                // Not a value: a list, or a key that vanished (expired) since keys().
-                match src.store().kind(key).await? {
-                    KeyKind::List => inv.lists.push(key.clone()),
-                    KeyKind::Value => inv.values.push(key.clone()),
-                    KeyKind::None => {}
-                }
-            }
+    for (key, (kind, _, _)) in digest {
+        match kind {
+            KeyKind::List => inv.lists.push(key.clone()),
+            KeyKind::Value => inv.values.push(key.clone()),
+            KeyKind::None => {}
         }
     }
-    Ok(inv)
+    inv
 }
 
 async fn digest(side: &Endpoint) -> Result<Digest> {
@@ -179,12 +169,42 @@ async fn digest(side: &Endpoint) -> Result<Digest> {
     Ok(out)
 }
 
+/// Refuses, before anything is read or written, a source and a target that can see each other's
+/// keys: clearing or filling the target would change the source.
+fn refuse_overlap((from, a): (&Path, &BackendSpec), (to, b): (&Path, &BackendSpec)) -> Result<()> {
+    let Some(clash) = namespaces_clash(a, b) else {
+        return Ok(());
+    };
+    Err(Error::invalid_input(format!(
+        "source {} ({a}, keyPrefix {:?}) and target {} ({b}, keyPrefix {:?}) reach the same data and their namespaces {}: migrating would change the source; nothing was written",
+        from.display(),
+        a.common.key_prefix,
+        to.display(),
+        b.common.key_prefix,
+        clash.verb()
+    )))
+}
+
 /// Runs the migration; returns the process exit code (0, or 2 when verification differs).
 pub async fn run(from: &Path, to: &Path, side: Side, dry_run: bool, overwrite: bool) -> Result<u8> {
-    let (src_manager, src) = Endpoint::connect(from, side).await?;
-    let (dst_manager, dst) = Endpoint::connect(to, side).await?;
+    // Fallback off: a missing target must be an error, not a migration into a fallback store.
+    let src_manager = StorageManager::from_file(from)?.without_fallback();
+    let dst_manager = StorageManager::from_file(to)?.without_fallback();
+    let role = match side {
+        Side::Cache => Role::Cache,
+        Side::Database => Role::Database,
+    };
+    refuse_overlap(
+        (from, &src_manager.config().role(role).primary),
+        (to, &dst_manager.config().role(role).primary),
+    )?;
+    let src = Endpoint::connect(&src_manager, side).await?;
+    let dst = Endpoint::connect(&dst_manager, side).await?;
     let started = Instant::now();
-    let inv = inventory(&src).await?;
+    // What the source holds before anything is written: the copy and the verification are
+    // both against this snapshot.
+    let before = digest(&src).await?;
+    let inv = inventory(&before);
     let total = (inv.values.len() + inv.lists.len()) as u64;
     let existing = dst.store().keys(None).await?;
 
@@ -275,8 +295,9 @@ pub async fn run(from: &Path, to: &Path, side: Side, dry_run: bool, overwrite: b
     progress.finish();
     let copied = started.elapsed();
 
-    // Verify by reading both sides back: content hashes per key and per list, not counts.
-    let (a, b) = (digest(&src).await?, digest(&dst).await?);
+    // Verify the target against what was read from the source before copying: every key, its
+    // kind and a content hash (per list, over every item), not counts.
+    let (a, b) = (&before, digest(&dst).await?);
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let mut differences = Vec::new();
     for key in keys {
@@ -293,14 +314,15 @@ pub async fn run(from: &Path, to: &Path, side: Side, dry_run: bool, overwrite: b
     }
     src_manager.disconnect().await?;
     dst_manager.disconnect().await?;
+    let matching = a.iter().filter(|(k, x)| b.get(*k) == Some(x)).count();
     println!(
-        "copied {} values and {} lists in {:.1}s; verified {} keys by content",
+        "copied {} values and {} lists in {:.1}s; verified {matching} of {} keys by content",
         inv.values.len(),
         inv.lists.len(),
         copied.as_secs_f64(),
         a.len()
     );
-    if differences.is_empty() {
+    if differences.is_empty() && matching == a.len() && b.len() == a.len() {
         println!("verification: identical");
         Ok(0)
     } else {

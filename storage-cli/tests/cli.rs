@@ -234,3 +234,81 @@ fn unreachable_postgres_health_is_degraded_to_sqlite_and_never_shows_the_passwor
     assert_eq!(o.status.code(), Some(2), "{all}");
     assert!(!all.contains("pw-Xy9-secret"), "{all}");
 }
+
+/// Regression: passwords were printed by `health` and `demo` when the redactor and the driver
+/// read a URL differently (`Pa/ss#1`: the driver reads the password up to the last `@`), and
+/// for the key/value form with spaces around `=`.
+#[test]
+fn health_and_demo_never_print_passwords_the_driver_reads_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for (conn, secret) in [
+        (
+            format!("postgresql://app:Pa/ss#1@127.0.0.1:{port}/app"),
+            "ss#1",
+        ),
+        (
+            format!("host=127.0.0.1 port={port} user=app password = kv-Secret-9 dbname=app"),
+            "kv-Secret-9",
+        ),
+    ] {
+        let cfg = dir.path().join("pw.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "storage:\n  database:\n    type: postgres\n    url: '{conn}'\n    maxRetries: 0\n    connectionTimeoutMillis: 500\n    fallback: [{{ type: sqlite, path: ':memory:' }}]\n"
+            ),
+        )
+        .unwrap();
+        for command in ["health", "demo"] {
+            let o = storage(dir.path(), &["--config", cfg.to_str().unwrap(), command]);
+            let all = format!("{}{}", stdout(&o), stderr(&o));
+            assert!(all.contains("127.0.0.1"), "{command}: {all}");
+            assert!(!all.contains(secret), "{command} printed {secret}: {all}");
+        }
+    }
+}
+
+/// The schema is assembled from the registered factories, so a config's plugins add theirs.
+#[test]
+fn schema_with_a_plugin_config_includes_the_plugins_options() {
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_storage"));
+    let lib = exe.parent().unwrap().join("libplugin_memory.so");
+    if !lib.is_file() {
+        storage_servers::skip_or_fail(
+            "schema_with_a_plugin_config_includes_the_plugins_options",
+            "libplugin_memory.so is not built: run cargo build --workspace --all-targets --all-features",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("with-plugin.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "storage:\n  plugins: ['{}']\n  cache: {{ type: in-memory }}\n",
+            lib.display()
+        ),
+    )
+    .unwrap();
+    let o = storage(dir.path(), &["--config", cfg.to_str().unwrap(), "schema"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let blocks = v["properties"]["database"]["anyOf"].as_array().unwrap();
+    let plugin = blocks
+        .iter()
+        .find(|b| b["title"] == "plugin-memory")
+        .unwrap_or_else(|| panic!("no plugin-memory block: {v}"));
+    assert!(
+        plugin["properties"]["options"]["properties"]["panicOn"].is_object(),
+        "{plugin}"
+    );
+    assert!(plugin["properties"]["keyPrefix"].is_object(), "{plugin}");
+    // Without the config, only the built-ins.
+    let o = storage(dir.path(), &["schema"]);
+    assert!(!stdout(&o).contains("plugin-memory"));
+}

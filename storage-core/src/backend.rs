@@ -61,7 +61,7 @@ impl CacheEntry {
 /// until [`Store::close`].
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
-    /// The backend's type name, as in configuration (`sqlite`, `redis`, ...).
+    /// The backend's type name, as in configuration (`kv`, a plugin's type, ...).
     fn backend(&self) -> &str;
 
     /// The value stored at `key`, or `None`. A list key is a wrong-type error.

@@ -8,7 +8,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, as a caller branches on it.
 ///
-/// The kinds are the ones `SEMANTICS.md` lists.
+/// The kinds are the ones the contract (`docs/semantics.md`) lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -79,10 +79,11 @@ impl fmt::Display for ErrorKind {
 
 /// The error of every storage operation.
 ///
-/// Its message names the backend and the operation (`sqlite get: wrong type: ...`) once a
+/// Its message names the backend and the operation (`kv get: wrong type: ...`) once a
 /// backend has reported it; helpers that run before any backend is known leave them empty and
 /// the [`crate::Checked`] layer fills them in. Messages never contain a password: backends
-/// redact URLs with [`crate::redact::redact_url`] before they put one in a message.
+/// describe themselves from parsed settings, and pass foreign text through
+/// [`crate::redact::redact`] before they put it in a message.
 #[derive(thiserror::Error)]
 pub struct Error {
     kind: ErrorKind,
@@ -246,14 +247,14 @@ mod tests {
 
     #[test]
     fn message_names_backend_and_op() {
-        let e = Error::holds_list("k").at("sqlite", "get");
+        let e = Error::holds_list("k").at("kv", "get");
         assert_eq!(
             e.to_string(),
-            "sqlite get: wrong type: key \"k\" holds a list, not a value"
+            "kv get: wrong type: key \"k\" holds a list, not a value"
         );
         // A second `at` does not overwrite the first, more specific one.
         let e = e.at("manager", "read");
-        assert_eq!(e.backend(), Some("sqlite"));
+        assert_eq!(e.backend(), Some("kv"));
         assert_eq!(e.op(), Some("get"));
     }
 

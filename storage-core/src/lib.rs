@@ -26,7 +26,7 @@
 //! - Every failure is an [`Error`] with an [`ErrorKind`]; messages name the backend and the
 //!   operation and never a password. Nothing panics, and nothing waits past its timeout.
 //!
-//! `SEMANTICS.md` is the full text; [`Checked`] applies the input rules to any backend, and the
+//! `docs/semantics.md` in the repository is the full text; [`Checked`] applies the input rules to any backend, and the
 //! conformance kit (`storage-testkit`) checks the rest.
 //!
 //! # What is here

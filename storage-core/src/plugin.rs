@@ -32,7 +32,7 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 /// Bumped whenever [`PluginDeclaration`] or the register protocol changes.
-pub const PLUGIN_ABI_VERSION: u32 = 1;
+pub const PLUGIN_ABI_VERSION: u32 = 2;
 
 /// The symbol under which a plugin exports its declaration.
 pub const DECLARATION_SYMBOL: &[u8] = b"STORAGE_PLUGIN_DECLARATION\0";
@@ -78,6 +78,8 @@ pub static LAYOUTS: SyncLayouts = SyncLayouts(layouts![
     crate::Error,
     crate::Result<Option<serde_json::Value>>,
     crate::config::BackendSpec,
+    crate::config::BlockInput<'static>,
+    Arc<dyn crate::config::BackendConfig>,
     crate::CacheEntry,
     crate::KeyTtl,
     std::time::Duration,
@@ -90,7 +92,7 @@ pub static LAYOUTS: SyncLayouts = SyncLayouts(layouts![
 ]);
 
 /// [`TypeLayout`]s in a static (their names are pointers to string literals).
-pub struct SyncLayouts(pub [TypeLayout; 14]);
+pub struct SyncLayouts(pub [TypeLayout; 16]);
 // SAFETY: the pointers are to 'static, immutable string literals.
 unsafe impl Sync for SyncLayouts {}
 

@@ -1,56 +1,123 @@
-//! Keeping passwords out of messages and logs.
+//! A last line of defence that keeps passwords out of text that may hold a connection string.
+//!
+//! Backends describe themselves from their parsed settings and never print the string a user
+//! wrote, so this is not how secrets are normally kept out of output. It is for text that may
+//! echo one anyway (a driver's error, a status reason): it over-redacts rather than risk a
+//! leak, and is not a parser.
 
-/// Replaces the password in a connection URL (`scheme://user:pass@host`, or a `password=` query
-/// parameter) with `***`. Other text is returned unchanged.
+/// Replaces passwords in `text` with `***`: the userinfo password of every `scheme://` token
+/// (up to the token's last `@`, as libpq reads it), and the value of every `password` key in
+/// libpq's key/value form or a URL query (`password=x`, `password = 'x y'`). Other text is
+/// returned unchanged.
 ///
 /// ```
-/// use storage_core::redact::redact_url;
-/// assert_eq!(redact_url("postgresql://u:secret@h/db"), "postgresql://u:***@h/db");
-/// assert_eq!(redact_url("redis://:secret@h:6379"), "redis://:***@h:6379");
+/// use storage_core::redact::redact;
+/// assert_eq!(redact("db://u:secret@h/db"), "db://u:***@h/db");
+/// assert_eq!(redact("db://app:Pa/ss#1@h/app"), "db://app:***@h/app");
+/// assert_eq!(redact("host=h password = 'a b' user=u"), "host=h password = *** user=u");
 /// ```
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?', '#'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let pass_start = rest_start + colon + 1;
-                let pass_end = rest_start + at;
-                out.replace_range(pass_start..pass_end, "***");
+pub fn redact(text: &str) -> String {
+    redact_key_values(&redact_userinfo(text))
+}
+
+fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let token_start = pos + 3;
+        out.push_str(&rest[..token_start]);
+        let tail = &rest[token_start..];
+        let token_len = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let token = &tail[..token_len];
+        match token.rfind('@') {
+            Some(at) => {
+                let userinfo = &token[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon + 1]);
+                        out.push_str("***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&token[at..]);
             }
+            None => out.push_str(token),
         }
+        rest = &tail[token_len..];
     }
-    // libpq also accepts the password as a query parameter.
-    let mut search_from = 0;
-    while let Some(pos) = out[search_from..].find("password=") {
-        let start = search_from + pos + "password=".len();
-        let end = out[start..].find('&').map_or(out.len(), |i| start + i);
-        out.replace_range(start..end, "***");
-        search_from = start + 3;
+    out.push_str(rest);
+    out
+}
+
+fn redact_key_values(text: &str) -> String {
+    const KEY: &str = "password";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.to_ascii_lowercase().find(KEY) {
+        let after_key = pos + KEY.len();
+        out.push_str(&rest[..after_key]);
+        let tail = &rest[after_key..];
+        let spaces_before = tail.len() - tail.trim_start().len();
+        let Some(after_eq) = tail[spaces_before..].strip_prefix('=') else {
+            rest = tail;
+            continue;
+        };
+        let value = after_eq.trim_start();
+        out.push_str(&tail[..tail.len() - value.len()]);
+        out.push_str("***");
+        let value_len = if let Some(quoted) = value.strip_prefix('\'') {
+            // A quoted value runs to the next unescaped quote (or to the end).
+            let mut escaped = false;
+            let end = quoted
+                .char_indices()
+                .find(|&(_, c)| {
+                    let close = c == '\'' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    close
+                })
+                .map_or(quoted.len(), |(i, _)| i + 1);
+            1 + end
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &value[value_len..];
     }
+    out.push_str(rest);
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::redact;
 
     #[test]
-    fn redacts() {
-        assert_eq!(redact_url("postgresql://h/db"), "postgresql://h/db");
-        assert_eq!(redact_url("postgresql://u@h/db"), "postgresql://u@h/db");
+    fn redacts_urls_as_libpq_reads_them() {
+        assert_eq!(redact("db://h/db"), "db://h/db");
+        assert_eq!(redact("db://u@h/db"), "db://u@h/db");
         assert_eq!(
-            redact_url("postgres://u:p@ss@h:5/db?sslmode=require"),
-            "postgres://u:***@h:5/db?sslmode=require"
+            redact("db://u:p@ss@h:5/db?sslmode=require"),
+            "db://u:***@h:5/db?sslmode=require"
         );
         assert_eq!(
-            redact_url("postgresql://h/db?user=u&password=hunter2&x=1"),
-            "postgresql://h/db?user=u&password=***&x=1"
+            redact("failed: db://app:Pa/ss#1@h/app refused"),
+            "failed: db://app:***@h/app refused"
         );
-        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact("db://:ab/cd@h:6379"), "db://:***@h:6379");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn redacts_key_value_passwords() {
+        assert_eq!(
+            redact("db://h/db?user=u&password=hunter2"),
+            "db://h/db?user=u&password=***"
+        );
+        assert_eq!(
+            redact("host=h password = x user=u"),
+            "host=h password = *** user=u"
+        );
+        assert_eq!(redact("password='it\\'s me' x=1"), "password=*** x=1");
+        assert_eq!(redact("PASSWORD=x"), "PASSWORD=***");
+        assert_eq!(redact("the password is wrong"), "the password is wrong");
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::backend::{Cache, Database};
 use crate::checked::Checked;
-use crate::config::{BackendSpec, Role, TypeNames};
+use crate::config::{BackendConfig, BackendSpec, BlockInput, NoSettings, Role};
 use crate::error::{Error, Result};
 use crate::limits::validate_key_prefix;
 use async_trait::async_trait;
@@ -11,22 +11,50 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// What a backend crate exports: its names, its options' schema, and constructors.
+/// What a backend crate exports: its names, the parse of its own block, and constructors.
+///
+/// The manager asks a factory everything it needs at load time, before anything connects: the
+/// parse of its block ([`BackendFactory::parse`], whose settings describe themselves, redact
+/// their secrets and name the server they reach), its default fallback chain, and the schema of
+/// its fields. Plugins go through the same path, so their options are checked at load too.
 ///
 /// Constructors return a connected backend, or an error that the manager's fallback walk can
 /// report. They need not validate keys or values: the registry wraps what they return in
 /// [`Checked`].
 #[async_trait]
 pub trait BackendFactory: Send + Sync {
-    /// The canonical type name first, then aliases (`["postgresql", "postgres"]`).
+    /// The canonical type name first, then aliases (`["key-value", "kv"]`).
     fn type_names(&self) -> Vec<String>;
 
     /// The roles it serves.
     fn roles(&self) -> Vec<Role>;
 
-    /// The JSON Schema of its `options` map.
-    fn options_schema(&self) -> Value {
-        serde_json::json!({ "type": "object" })
+    /// Parses the backend's own fields (the common ones are already settled in
+    /// `block.common()`). Unknown fields, unknown `options` keys and invalid values are errors
+    /// naming their path. The default takes no fields at all.
+    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
+        if let Some(field) = block.fields().keys().next() {
+            return Err(block.error(
+                field,
+                format!("unknown field `{field}`; this backend takes only the common fields"),
+            ));
+        }
+        Ok(Arc::new(NoSettings::new(
+            self.type_names().into_iter().next().unwrap_or_default(),
+        )))
+    }
+
+    /// The JSON Schema of its own fields (an object schema whose `properties` are merged with
+    /// the common fields'). The default has none.
+    fn schema(&self) -> Value {
+        serde_json::json!({ "type": "object", "properties": {} })
+    }
+
+    /// The fallback chain a block of this type gets when it declares none, as type names.
+    /// Names that are not registered are left out. The default is none.
+    fn default_fallback(&self, role: Role) -> Vec<String> {
+        let _ = role;
+        Vec::new()
     }
 
     /// Builds and connects a cache.
@@ -87,6 +115,7 @@ pub async fn open_database(
 pub struct Registry {
     factories: BTreeMap<String, Arc<dyn BackendFactory>>,
     canonical: BTreeMap<String, String>,
+    role_defaults: [Option<String>; 2],
 }
 
 impl fmt::Debug for Registry {
@@ -161,13 +190,31 @@ impl Registry {
     pub fn types(&self) -> Vec<String> {
         self.factories.keys().cloned().collect()
     }
-}
 
-impl TypeNames for Registry {
-    fn canonical_type(&self, name: &str) -> Option<String> {
+    /// The canonical name for `name` (an alias resolves to its canonical name), or `None`.
+    pub fn canonical_type(&self, name: &str) -> Option<String> {
         self.canonical.get(name).cloned()
     }
-    fn known_types(&self) -> Vec<String> {
+
+    /// Every name accepted, aliases included, sorted.
+    pub fn known_types(&self) -> Vec<String> {
         self.canonical.keys().cloned().collect()
+    }
+
+    /// Makes `type_name` the backend a role gets when a config leaves the role out.
+    pub fn set_role_default(&mut self, role: Role, type_name: impl Into<String>) {
+        self.role_defaults[role_index(role)] = Some(type_name.into());
+    }
+
+    /// The type a role gets when a config leaves it out, if one is set.
+    pub fn role_default(&self, role: Role) -> Option<&str> {
+        self.role_defaults[role_index(role)].as_deref()
+    }
+}
+
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Cache => 0,
+        Role::Database => 1,
     }
 }

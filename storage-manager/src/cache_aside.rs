@@ -1,4 +1,4 @@
-//! The seed's caching patterns over a cache and a database.
+//! The design's caching patterns over a cache and a database.
 
 use crate::status::CacheStats;
 use serde_json::Value;

@@ -7,7 +7,7 @@
 //! visible, never silent, and `fallback: []` forbids it.
 //!
 //! It also checks the config without connecting ([`StorageManager::validate_config`]), reports
-//! health without writing shared keys ([`StorageManager::health_check`]), and offers the seed's
+//! health without writing shared keys ([`StorageManager::health_check`]), and offers the design's
 //! cache-aside patterns ([`CacheAside`]): lazy loading, write-through, and a bounded write-behind
 //! for set and delete whose shutdown says exactly what was not written.
 //!
@@ -41,10 +41,7 @@ pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use storage_core::config::{
-    BackendSettings, BackendSpec, ConfigSource, PgTarget, RedisTarget, Role, RoleConfig,
-    SqliteLocation, StorageConfig,
-};
+use storage_core::config::{BackendSpec, ConfigSource, Role, RoleConfig, StorageConfig};
 use storage_core::{Cache, Database, Error, Registry, Result, Store};
 use tracing::Instrument;
 
@@ -100,10 +97,7 @@ impl StorageManager {
     /// From a config source, with a given registry.
     pub fn with_registry(source: &ConfigSource, mut registry: Registry) -> Result<Self> {
         // Step one of the parse: plugins first, so that their types are known to step two.
-        for (i, path) in source.plugins().iter().enumerate() {
-            load_plugin(path, &mut registry)
-                .map_err(|e| Error::plugin(format!("storage.plugins[{i}]: {}", e.message())))?;
-        }
+        load_plugins(source, &mut registry)?;
         let config = source.resolve(&registry)?;
         let manager = StorageManager {
             config,
@@ -117,6 +111,11 @@ impl StorageManager {
     /// The resolved configuration.
     pub fn config(&self) -> &StorageConfig {
         &self.config
+    }
+
+    /// The registry its backends come from, plugins included.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Turns fallback off for both roles (the CLI's data commands never write into a fallback).
@@ -222,7 +221,9 @@ impl StorageManager {
                         status,
                         ok: ping.is_ok(),
                         latency: started.elapsed(),
-                        error: ping.err().map(|e| e.to_string()),
+                        error: ping
+                            .err()
+                            .map(|e| storage_core::redact::redact(&e.to_string())),
                     }
                 }
                 Err(e) => RoleHealth {
@@ -234,7 +235,7 @@ impl StorageManager {
                     },
                     ok: false,
                     latency: Duration::ZERO,
-                    error: Some(e.to_string()),
+                    error: Some(storage_core::redact::redact(&e.to_string())),
                 },
             };
             out.push(health);
@@ -260,63 +261,70 @@ impl StorageManager {
     }
 }
 
-/// Where a backend keeps its data, for the shared-namespace check.
-fn server_identity(spec: &BackendSpec) -> Option<(String, bool)> {
-    // (identity, whether namespaces there are string prefixes that can nest)
-    match &spec.settings {
-        BackendSettings::Sqlite(s) => match &s.location {
-            SqliteLocation::File(p) => Some((format!("sqlite:{}", p.display()), false)),
-            SqliteLocation::Memory => None,
-        },
-        BackendSettings::Postgres(p) => Some((
-            match &p.target {
-                PgTarget::Url(u) => format!("postgresql:{}", u.expose()),
-                PgTarget::Host {
-                    host,
-                    port,
-                    database,
-                    ..
-                } => {
-                    format!(
-                        "postgresql:{host}:{port}/{}",
-                        database.as_deref().unwrap_or("")
-                    )
-                }
-            },
-            false,
-        )),
-        BackendSettings::Redis(r) => Some((
-            match &r.target {
-                RedisTarget::Url(u) => format!("redis:{}", u.expose()),
-                RedisTarget::Host {
-                    host,
-                    port,
-                    database,
-                    ..
-                } => format!("redis:{host}:{port}/{database}"),
-            },
-            true,
-        )),
-        BackendSettings::Memory | BackendSettings::Plugin(_) => None,
+/// Loads the plugin libraries a config lists into `registry` (step one of the parse).
+pub fn load_plugins(source: &ConfigSource, registry: &mut Registry) -> Result<()> {
+    for (i, path) in source.plugins().iter().enumerate() {
+        load_plugin(path, registry)
+            .map_err(|e| Error::plugin(format!("storage.plugins[{i}]: {}", e.message())))?;
+    }
+    Ok(())
+}
+
+/// The JSON Schema of a `storage:` block for the built-in backends and the plugins `source`
+/// lists, assembled from their factories.
+pub fn json_schema(source: Option<&ConfigSource>) -> Result<serde_json::Value> {
+    let mut registry = builtin_registry();
+    if let Some(source) = source {
+        load_plugins(source, &mut registry)?;
+    }
+    Ok(storage_core::config::json_schema(&registry))
+}
+
+/// How two namespaces on the same data clash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceClash {
+    /// The same keyPrefix.
+    Equal,
+    /// One keyPrefix is a prefix of the other, where namespaces are string prefixes.
+    Nested,
+}
+
+impl NamespaceClash {
+    /// `are equal` or `nest`.
+    pub fn verb(self) -> &'static str {
+        match self {
+            NamespaceClash::Equal => "are equal",
+            NamespaceClash::Nested => "nest",
+        }
     }
 }
 
-fn check_shared_server(a: &BackendSpec, b: &BackendSpec) -> Result<()> {
-    let (Some((ida, nests)), Some((idb, _))) = (server_identity(a), server_identity(b)) else {
-        return Ok(());
-    };
-    if ida != idb {
-        return Ok(());
+/// Whether `a` and `b` can see each other's keys: their settings reach the same data (by the
+/// identity each backend gives) and their namespaces are equal, or nest where the backend's
+/// namespaces are string prefixes. Settings without an identity are private to their backend.
+pub fn namespaces_clash(a: &BackendSpec, b: &BackendSpec) -> Option<NamespaceClash> {
+    let (ida, idb) = (a.config.identity()?, b.config.identity()?);
+    if !ida.overlaps(&idb) {
+        return None;
     }
     let (pa, pb) = (&a.common.key_prefix, &b.common.key_prefix);
-    let clash = pa == pb || (nests && (pa.starts_with(pb.as_str()) || pb.starts_with(pa.as_str())));
-    if clash {
+    if pa == pb {
+        return Some(NamespaceClash::Equal);
+    }
+    let nests = ida.prefixes_nest || idb.prefixes_nest;
+    (nests && (pa.starts_with(pb.as_str()) || pb.starts_with(pa.as_str())))
+        .then_some(NamespaceClash::Nested)
+}
+
+/// Refuses two roles whose namespaces can see each other's keys.
+fn check_shared_server(a: &BackendSpec, b: &BackendSpec) -> Result<()> {
+    if let Some(clash) = namespaces_clash(a, b) {
+        let (pa, pb) = (&a.common.key_prefix, &b.common.key_prefix);
         return Err(Error::config(format!(
-            "{} and {} use the same {} with keyPrefixes {pa:?} and {pb:?}, which {}; give each role its own keyPrefix",
+            "{} ({a}) and {} ({b}) reach the same data with keyPrefixes {pa:?} and {pb:?}, which {}; give each role its own keyPrefix",
             a.path,
             b.path,
-            a.type_name,
-            if pa == pb { "are equal" } else { "nest" }
+            clash.verb()
         )));
     }
     Ok(())
@@ -398,7 +406,8 @@ where
                 failed.push(FailedCandidate {
                     backend: spec.to_string(),
                     path: spec.path.clone(),
-                    reason: e.to_string(),
+                    // Driver text may echo what it was given; scrub it once more.
+                    reason: storage_core::redact::redact(&e.to_string()),
                     attempts,
                 });
             }

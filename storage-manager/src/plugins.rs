@@ -141,9 +141,7 @@ pub fn load_plugin(path: &Path, registry: &mut Registry) -> Result<Vec<String>> 
     let mut names = Vec::new();
     for f in &factories {
         for name in f.type_names() {
-            if storage_core::config::TypeNames::canonical_type(registry, &name).is_some()
-                || names.contains(&name)
-            {
+            if registry.canonical_type(&name).is_some() || names.contains(&name) {
                 return Err(Error::plugin(format!(
                     "{}: backend type {name:?} is already registered",
                     path.display()

@@ -1,10 +1,11 @@
 //! The registry of built-in backends that this build's features select.
 
 use std::sync::Arc;
-use storage_core::Registry;
+use storage_core::{Registry, Role};
 
 /// A registry holding every built-in backend compiled in: `in-memory` and `sqlite` by default,
-/// `postgresql` and `redis` with their features.
+/// `postgresql` and `redis` with their features. A role left out of a config gets `in-memory`
+/// (cache) or `sqlite` (database).
 pub fn builtin_registry() -> Registry {
     let mut registry = Registry::new();
     let mut add = |factory: Arc<dyn storage_core::BackendFactory>| {
@@ -22,5 +23,11 @@ pub fn builtin_registry() -> Registry {
     #[cfg(feature = "redis")]
     add(Arc::new(storage_redis::RedisFactory));
     let _ = &mut add;
+    // The embedded default: a memory cache and a SQLite database, when compiled in.
+    for (role, name) in [(Role::Cache, "in-memory"), (Role::Database, "sqlite")] {
+        if registry.factory(name).is_ok() {
+            registry.set_role_default(role, name);
+        }
+    }
     registry
 }

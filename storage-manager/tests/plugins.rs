@@ -205,3 +205,33 @@ fn refusals_are_clear_errors_naming_the_path() {
     .unwrap_err();
     assert!(e.to_string().contains("storage.plugins[0]"), "{e}");
 }
+
+/// Regression: a plugin's options were parsed only when it opened, so with a fallback a typo
+/// degraded the role instead of failing the config. They are parsed at load now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_options_are_checked_at_load_before_anything_connects() {
+    let Some(plugins) = plugin_dir("plugin_options_are_checked_at_load") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let lib = plugins.join("libplugin_memory.so");
+    let yaml = format!(
+        "plugins: ['{}']\ndatabase: {{ type: plugin-memory, options: {{ panicOnn: get }}, fallback: [in-memory] }}\ncache: {{ type: in-memory }}",
+        lib.display()
+    );
+    let e = manager(dir.path(), &yaml).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+    assert!(
+        e.message()
+            .starts_with("storage.database.options.panicOnn: unknown field"),
+        "{e}"
+    );
+    // A panic in the plugin's parse is contained and reported, not propagated.
+    let yaml = format!(
+        "plugins: ['{}']\ndatabase: {{ type: plugin-memory, options: {{ panicOn: parse }} }}\ncache: {{ type: in-memory }}",
+        lib.display()
+    );
+    let e = manager(dir.path(), &yaml).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Plugin, "{e}");
+    assert!(e.message().contains("panicked"), "{e}");
+}

@@ -1,3 +1,6 @@
+//! The memory backend's own tests: its store sharing, namespaces and limits; the contract
+//! itself is checked by the conformance kit.
+
 use super::*;
 use serde_json::json;
 use storage_core::{ErrorKind, MAX_KEY_BYTES};

@@ -33,7 +33,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use storage_core::config::{BackendSpec, Role};
+use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::{
     BackendFactory, Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store,
 };
@@ -112,8 +112,18 @@ impl<F: BackendFactory + 'static> BackendFactory for BridgedFactory<F> {
         guard(|| self.0.roles(), Vec::new())
     }
 
-    fn options_schema(&self) -> Value {
-        guard(|| self.0.options_schema(), Value::Null)
+    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
+        // Parsing is synchronous and needs no runtime; only a panic has to be contained.
+        std::panic::catch_unwind(AssertUnwindSafe(|| self.0.parse(block)))
+            .unwrap_or_else(|p| Err(panicked(p)))
+    }
+
+    fn schema(&self) -> Value {
+        guard(|| self.0.schema(), Value::Null)
+    }
+
+    fn default_fallback(&self, role: Role) -> Vec<String> {
+        guard(|| self.0.default_fallback(role), Vec::new())
     }
 
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {

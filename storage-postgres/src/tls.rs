@@ -6,11 +6,65 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use storage_core::config::{SslMode, SslSettings};
 use storage_core::{Error, Result};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// How TLS is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it, unverified.
+    Prefer,
+    /// TLS, without verifying the certificate.
+    Require,
+    /// TLS, verifying the chain and the host name.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses libpq's names; `allow` is read as `prefer`. `verify-ca` is refused: this backend
+    /// always checks the host name when it verifies.
+    pub fn parse(s: &str) -> Option<SslMode> {
+        match s {
+            "disable" => Some(SslMode::Disable),
+            "allow" | "prefer" => Some(SslMode::Prefer),
+            "require" => Some(SslMode::Require),
+            "verify-full" => Some(SslMode::VerifyFull),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslSettings {
+    /// The mode.
+    pub mode: SslMode,
+    /// Trusted roots (PEM), instead of the system's.
+    pub ca: Option<PathBuf>,
+}
+
+impl SslSettings {
+    /// No TLS.
+    pub fn disabled() -> Self {
+        SslSettings {
+            mode: SslMode::Disable,
+            ca: None,
+        }
+    }
+}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

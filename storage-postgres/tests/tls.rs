@@ -80,16 +80,58 @@ async fn tls_require_encrypts_without_verifying() {
     let Some((certs, pg)) = tls_server("tls_require_encrypts_without_verifying") else {
         return;
     };
-    // `require` accepts the server even with a CA that did not sign it.
+    // `require` accepts the server's certificate without checking who signed it.
     let db = open(&format!(
-        "{{ type: postgres, host: 127.0.0.1, port: {}, ssl: {{ mode: require, ca: '{}' }}, options: {{ application_name: tls-require }}, {FAST} }}",
+        "{{ type: postgres, host: 127.0.0.1, port: {}, ssl: {{ mode: require }}, options: {{ application_name: tls-require }}, {FAST} }}",
         pg.port(),
-        certs.other_ca.display()
     ))
     .await
     .unwrap();
     db.ping().await.unwrap();
     assert!(encrypted_sessions(&pg, "tls-require") >= 1);
+    // A CA with `require` would go unused: refused rather than silently ignored.
+    let err = open(&format!(
+        "{{ type: postgres, host: 127.0.0.1, port: {}, ssl: {{ mode: require, ca: '{}' }}, {FAST} }}",
+        pg.port(),
+        certs.other_ca.display()
+    ))
+    .await
+    .expect_err("a CA that require would not use");
+    assert!(err.to_string().contains("a CA file is given"), "{err}");
+}
+
+/// Regression: the key/value form's `sslmode=require` was dropped and the connection went in
+/// plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_key_value_connection_string_sslmode_is_honoured() {
+    let Some((certs, pg)) = tls_server("tls_key_value_connection_string_sslmode_is_honoured")
+    else {
+        return;
+    };
+    let conn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require application_name=tls-kv",
+        pg.port()
+    );
+    let db = open(&format!(
+        "{{ type: postgres, connectionString: '{conn}', {FAST} }}"
+    ))
+    .await
+    .unwrap();
+    db.ping().await.unwrap();
+    assert!(encrypted_sessions(&pg, "tls-kv") >= 1);
+    // verify-full with the run's CA, in the same form.
+    let conn = format!(
+        "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full sslrootcert='{}' application_name=tls-kv-verify",
+        pg.port(),
+        certs.server.ca.display()
+    );
+    let db = open(&format!(
+        "{{ type: postgres, connectionString: \"{conn}\", {FAST} }}"
+    ))
+    .await
+    .unwrap();
+    db.ping().await.unwrap();
+    assert!(encrypted_sessions(&pg, "tls-kv-verify") >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,8 +169,11 @@ async fn tls_wrong_host_name_is_refused_under_verify_full() {
             .await
             .is_err()
     );
-    // Under `require` the same name is fine: nothing is verified.
-    let url = url.replace("verify-full", "require");
+    // Under `require` (which takes no CA) the same name is fine: nothing is verified.
+    let url = format!(
+        "postgresql://postgres@db.wrong-name.test:{}/postgres?hostaddr=127.0.0.1&sslmode=require",
+        pg.port()
+    );
     open(&format!("{{ type: postgres, url: '{url}', {FAST} }}"))
         .await
         .unwrap()

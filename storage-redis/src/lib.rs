@@ -48,14 +48,15 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use storage_core::config::{BackendSettings, BackendSpec, RedisSettings, RedisTarget, Role};
-use storage_core::redact::redact_url;
+use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::{
     BackendFactory, Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, escape_glob,
 };
 
-/// The type name this crate registers.
-pub const TYPE_NAME: &str = "redis";
+mod backend;
+pub mod config;
+
+pub use config::{RedisConfig, TYPE_NAME};
 
 /// Keys per `SCAN` step and per `UNLINK` batch.
 const BATCH: usize = 500;
@@ -179,58 +180,21 @@ fn encode(value: &Value) -> Result<String> {
         .map_err(|e| Error::invalid_value(format!("cannot encode value: {e}")))
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The connection URL for a spec (with its password, for the driver only).
-fn connection_url(settings: &RedisSettings) -> String {
-    match &settings.target {
-        RedisTarget::Url(u) => u.expose().to_string(),
-        RedisTarget::Host {
-            host,
-            port,
-            password,
-            database,
-        } => {
-            let scheme = if settings.tls { "rediss" } else { "redis" };
-            let auth = password
-                .as_ref()
-                .map(|p| format!(":{}@", percent_encode(p.expose())))
-                .unwrap_or_default();
-            format!("{scheme}://{auth}{host}:{port}/{database}")
-        }
-    }
-}
-
-/// Builds the redis-rs client: plain, or TLS with the system roots or a given CA.
-fn client(settings: &RedisSettings, spec: &BackendSpec) -> Result<Client> {
-    let url = connection_url(settings);
-    if url.starts_with("rediss://") {
+/// Builds the redis-rs client: plain, or TLS with the system roots or the given CA.
+fn client(settings: &RedisConfig, spec: &BackendSpec) -> Result<Client> {
+    if settings.tls() {
         // redis-rs builds its rustls config from the process-wide provider. Install ring (the
         // provider this workspace compiles) unless the application already chose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let shown = redact_url(&url);
-    let bad = |e: RedisError| {
-        Error::config(format!(
-            "{}: invalid Redis connection {shown}: {e}",
-            spec.path
-        ))
-    };
+    let bad =
+        |e: RedisError| Error::config(format!("{}: invalid Redis connection: {e}", spec.path));
     match &settings.ca {
-        Some(ca) if url.starts_with("rediss://") => {
+        Some(ca) => {
             let pem = std::fs::read(ca)
                 .map_err(|e| Error::config(format!("cannot read CA file {}: {e}", ca.display())))?;
             Client::build_with_tls(
-                url.as_str(),
+                settings.info.clone(),
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem),
@@ -238,7 +202,7 @@ fn client(settings: &RedisSettings, spec: &BackendSpec) -> Result<Client> {
             )
             .map_err(bad)
         }
-        _ => Client::open(url.as_str()).map_err(bad),
+        None => Client::open(settings.info.clone()).map_err(bad),
     }
 }
 
@@ -266,12 +230,7 @@ impl fmt::Debug for RedisBackend {
 impl RedisBackend {
     /// Builds the pool and checks that the server answers.
     pub async fn open(spec: &BackendSpec) -> Result<RedisBackend> {
-        let BackendSettings::Redis(settings) = &spec.settings else {
-            return Err(Error::config(format!(
-                "{} is not a redis backend",
-                spec.type_name
-            )));
-        };
+        let settings = spec.settings::<RedisConfig>()?;
         let manager = Manager {
             client: client(settings, spec)?,
             config: AsyncConnectionConfig::new()
@@ -472,204 +431,6 @@ impl RedisBackend {
     }
 }
 
-#[async_trait]
-impl Store for RedisBackend {
-    fn backend(&self) -> &str {
-        TYPE_NAME
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Value>> {
-        let raw: Option<Vec<u8>> = self
-            .query(
-                true,
-                redis::cmd("GET").arg(self.key(key)),
-                "reading the key",
-            )
-            .await
-            .map_err(wrong_type(key, Error::holds_list))?;
-        raw.map(|b| decode(key, &b)).transpose()
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        let n: u64 = self
-            .query(
-                true,
-                redis::cmd("UNLINK").arg(self.key(key)),
-                "deleting the key",
-            )
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
-        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let raw: Vec<Option<Vec<u8>>> = self
-            .query(true, redis::cmd("MGET").arg(&full), "reading the keys")
-            .await?;
-        keys.iter()
-            .zip(raw)
-            .map(|(k, v)| v.map(|b| decode(k, &b)).transpose())
-            .collect()
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool> {
-        let n: u64 = self
-            .query(
-                true,
-                redis::cmd("EXISTS").arg(self.key(key)),
-                "checking the key",
-            )
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn kind(&self, key: &str) -> Result<KeyKind> {
-        let t: String = self
-            .query(
-                true,
-                redis::cmd("TYPE").arg(self.key(key)),
-                "reading the type",
-            )
-            .await?;
-        match t.as_str() {
-            "none" => Ok(KeyKind::None),
-            "string" => Ok(KeyKind::Value),
-            "list" => Ok(KeyKind::List),
-            other => Err(Error::other(format!(
-                "key {key:?} holds a Redis {other}, which this library does not write"
-            ))),
-        }
-    }
-
-    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
-        Ok(self
-            .scan(pattern)
-            .await?
-            .into_iter()
-            .map(|k| k[self.prefix.len()..].to_string())
-            .collect())
-    }
-
-    async fn clear(&self) -> Result<()> {
-        let keys = self.scan(None).await?;
-        for chunk in keys.chunks(BATCH) {
-            self.query::<u64>(
-                true,
-                redis::cmd("UNLINK").arg(chunk),
-                "clearing the namespace",
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.query::<()>(true, &redis::cmd("PING"), "ping").await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Cache for RedisBackend {
-    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(encode(value)?);
-        if let Some(t) = ttl {
-            cmd.arg("PX").arg(t.as_millis() as u64);
-        }
-        self.query::<()>(true, &cmd, "storing the value").await
-    }
-
-    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        let encoded = entries
-            .iter()
-            .map(|e| Ok((e.key.clone(), encode(&e.value)?, e.ttl)))
-            .collect::<Result<Vec<_>>>()?;
-        self.mset_pipe(encoded, false).await
-    }
-
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        let ms: i64 = self
-            .query(
-                true,
-                redis::cmd("PTTL").arg(self.key(key)),
-                "reading the TTL",
-            )
-            .await?;
-        Ok(match ms {
-            -2 => KeyTtl::Missing,
-            -1 => KeyTtl::Persistent,
-            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.max(1) as u64)),
-        })
-    }
-}
-
-#[async_trait]
-impl Database for RedisBackend {
-    async fn set(&self, key: &str, value: &Value) -> Result<()> {
-        Cache::set(self, key, value, None).await
-    }
-
-    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        let encoded = entries
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
-            .collect::<Result<Vec<_>>>()?;
-        self.mset_pipe(encoded, true).await
-    }
-
-    async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        // Never re-sent: a lost reply may hide an RPUSH the server applied.
-        self.query::<u64>(
-            false,
-            redis::cmd("RPUSH").arg(self.key(key)).arg(encode(value)?),
-            "appending",
-        )
-        .await
-        .map_err(wrong_type(key, Error::holds_value))?;
-        Ok(())
-    }
-
-    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        let mut cmd = redis::cmd("RPUSH");
-        cmd.arg(self.key(key));
-        for v in values {
-            cmd.arg(encode(v)?);
-        }
-        // One RPUSH: atomic, and never re-sent.
-        self.query::<u64>(false, &cmd, "appending")
-            .await
-            .map_err(wrong_type(key, Error::holds_value))?;
-        Ok(())
-    }
-
-    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
-        let raw: Vec<Vec<u8>> = self
-            .query(
-                true,
-                redis::cmd("LRANGE").arg(self.key(key)).arg(start).arg(end),
-                "reading the list",
-            )
-            .await
-            .map_err(wrong_type(key, Error::holds_value))?;
-        raw.iter().map(|b| decode(key, b)).collect()
-    }
-
-    async fn get_length(&self, key: &str) -> Result<u64> {
-        self.query(
-            true,
-            redis::cmd("LLEN").arg(self.key(key)),
-            "reading the list length",
-        )
-        .await
-        .map_err(wrong_type(key, Error::holds_value))
-    }
-}
-
 /// The factory for the registry.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RedisFactory;
@@ -684,14 +445,16 @@ impl BackendFactory for RedisFactory {
         vec![Role::Cache, Role::Database]
     }
 
-    fn options_schema(&self) -> Value {
-        serde_json::json!({
-            "type": "object",
-            "properties": {
-                "commandTimeout": { "type": "integer", "minimum": 1 },
-                "maxRetriesPerRequest": { "type": "integer", "minimum": 0 }
-            }
-        })
+    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
+        config::parse(block)
+    }
+
+    fn schema(&self) -> Value {
+        config::schema()
+    }
+
+    fn default_fallback(&self, role: Role) -> Vec<String> {
+        config::default_fallback(role)
     }
 
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {

@@ -101,3 +101,47 @@ async fn tls_redis_password_never_appears_in_errors() {
     let text = format!("{err} {err:?}");
     assert!(!text.contains("Red1s-Secret-pw"), "{text}");
 }
+
+/// Regression: `ssl: true` or `ssl: { ca }` with a `redis://` URL connected in plaintext. TLS
+/// asked for in any spelling is TLS, and the CA given is the one used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ssl_field_upgrades_a_plain_redis_url() {
+    let Some((certs, redis)) = tls_server("tls_ssl_field_upgrades_a_plain_redis_url") else {
+        return;
+    };
+    // `localhost` is the name in the server's certificate.
+    let plain = format!("redis://localhost:{}", redis.port());
+    let ca = certs.server.ca.display();
+    let db = open(&format!(
+        "{{ type: redis, url: '{plain}', ssl: {{ ca: '{ca}' }}, {FAST} }}"
+    ))
+    .await
+    .expect("ssl: { ca } with redis:// must speak TLS to a TLS-only server");
+    db.append("upgraded", &serde_json::json!(1)).await.unwrap();
+    assert_eq!(db.get_length("upgraded").await.unwrap(), 1);
+    // The CA given is the one trusted: an unrelated CA is refused.
+    let other = certs.other_ca.display();
+    assert!(
+        open(&format!(
+            "{{ type: redis, url: '{plain}', ssl: {{ ca: '{other}' }}, {FAST} }}"
+        ))
+        .await
+        .is_err()
+    );
+    // `ssl: true` trusts only the system's roots, which did not sign this server's certificate:
+    // refused, where plaintext would have been refused differently. `mode: require` encrypts
+    // without verifying, and works.
+    assert!(
+        open(&format!(
+            "{{ type: redis, url: '{plain}', ssl: true, {FAST} }}"
+        ))
+        .await
+        .is_err()
+    );
+    let db = open(&format!(
+        "{{ type: redis, url: '{plain}', ssl: {{ mode: require }}, {FAST} }}"
+    ))
+    .await
+    .expect("ssl: { mode: require } encrypts without verifying");
+    assert_eq!(db.get_length("upgraded").await.unwrap(), 1);
+}

@@ -4,14 +4,12 @@ use r2d2_sqlite::rusqlite::Connection;
 use serde_json::json;
 use std::path::Path;
 use storage_core::ErrorKind;
-use storage_core::config::{BackendSettings, BackendSpec, SqliteLocation, SqliteSettings};
+use storage_core::config::BackendSpec;
+use storage_sqlite::SqliteConfig;
 use storage_sqlite::{open_database, sql};
 
 fn spec(path: &Path) -> BackendSpec {
-    BackendSpec::new(
-        "sqlite",
-        BackendSettings::Sqlite(SqliteSettings::file(path)),
-    )
+    BackendSpec::new(SqliteConfig::file(path))
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -144,13 +142,7 @@ fn parent_directories_are_created_and_data_persists() {
 #[test]
 fn memory_database_is_shared_by_the_whole_pool() {
     rt().block_on(async {
-        let mut spec = BackendSpec::new(
-            "sqlite",
-            BackendSettings::Sqlite(SqliteSettings {
-                location: SqliteLocation::Memory,
-                ..SqliteSettings::file("unused")
-            }),
-        );
+        let mut spec = BackendSpec::new(SqliteConfig::memory());
         spec.common.pool_max = 4;
         let db = open_database(&spec).await.unwrap();
         let tasks: Vec<_> = (0..16)

@@ -10,16 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use storage_core::config::{BackendSettings, BackendSpec, SqliteSettings};
+use storage_core::config::BackendSpec;
+use storage_sqlite::SqliteConfig;
 use storage_sqlite::open_database;
 
 const CHILD: &str = "STORAGE_SQLITE_CHILD";
 
 fn spec(path: &Path) -> BackendSpec {
-    BackendSpec::new(
-        "sqlite",
-        BackendSettings::Sqlite(SqliteSettings::file(path)),
-    )
+    BackendSpec::new(SqliteConfig::file(path))
 }
 
 fn rt() -> tokio::runtime::Runtime {

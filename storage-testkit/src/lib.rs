@@ -1,4 +1,4 @@
-//! The conformance kit: every rule of `SEMANTICS.md`, as named cases that run against any
+//! The conformance kit: every rule of the contract (`docs/semantics.md`), as named cases that run against any
 //! backend.
 //!
 //! Each role has one async entry point, [`run_cache_suite`] and [`run_database_suite`]. Both

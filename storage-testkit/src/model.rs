@@ -1,7 +1,7 @@
 //! The reference model: a plain in-process keyspace that the random operation sequences are
 //! checked against.
 //!
-//! It is written from SEMANTICS.md alone and shares no code with any backend: its LRANGE
+//! It is written from the contract (`docs/semantics.md`) alone and shares no code with any backend: its LRANGE
 //! arithmetic and its glob matcher are separate, deliberately simple implementations.
 
 use serde_json::Value;

@@ -92,6 +92,9 @@ const fn entry(
     }
 }
 
+#[cfg(test)]
+mod tidy;
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -278,7 +281,7 @@ fn test(args: &[String]) -> ExitCode {
 
     eprintln!("xtask: cargo test --workspace --all-features");
     let status = cargo()
-        .args(["test", "--workspace", "--all-features"])
+        .args(["test", "--workspace", "--all-features", "--no-fail-fast"])
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .status();
     if !status.is_ok_and(|s| s.success()) {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use storage_core::config::{BackendSettings, BackendSpec, Role};
+use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::plugin::PluginRegistrar;
 use storage_core::{BackendFactory, Cache, CacheEntry, Database, KeyKind, KeyTtl, Result, Store};
 use storage_memory::{MemoryBackend, MemoryStore};
@@ -125,6 +125,49 @@ impl Database for TimedMemory {
     }
 }
 
+/// The block's own fields: only `options.panicOn`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginMemoryBlock {
+    #[serde(default)]
+    options: Option<PluginMemoryOptions>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PluginMemoryOptions {
+    /// An operation name (or `parse`) that panics, for the containment tests.
+    #[serde(default)]
+    panic_on: Option<String>,
+}
+
+/// The settings: which operation panics, if any.
+#[derive(Debug)]
+pub struct PluginMemoryConfig {
+    panic_on: Option<String>,
+}
+
+impl BackendConfig for PluginMemoryConfig {
+    fn type_name(&self) -> &str {
+        TYPE_NAME
+    }
+    fn describe(&self) -> String {
+        String::new()
+    }
+    /// Every plugin-memory backend in a process shares one store of exact namespaces.
+    fn identity(&self) -> Option<storage_core::config::ServerIdentity> {
+        Some(storage_core::config::ServerIdentity {
+            scheme: TYPE_NAME.to_string(),
+            endpoints: ["this process".to_string()].into(),
+            scope: String::new(),
+            prefixes_nest: false,
+        })
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// The factory.
 pub struct PluginMemoryFactory;
 
@@ -132,14 +175,7 @@ impl PluginMemoryFactory {
     async fn open(&self, spec: &BackendSpec) -> Result<TimedMemory> {
         // Opening uses tokio too.
         tokio::time::sleep(Duration::from_micros(1)).await;
-        let panic_on = match &spec.settings {
-            BackendSettings::Plugin(p) => p
-                .options
-                .get("panicOn")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        };
+        let panic_on = spec.settings::<PluginMemoryConfig>()?.panic_on.clone();
         Ok(TimedMemory {
             inner: store().handle(&spec.common.key_prefix)?,
             panic_on,
@@ -155,8 +191,25 @@ impl BackendFactory for PluginMemoryFactory {
     fn roles(&self) -> Vec<Role> {
         vec![Role::Cache, Role::Database]
     }
-    fn options_schema(&self) -> Value {
-        serde_json::json!({ "type": "object", "properties": { "panicOn": { "type": "string" } } })
+    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
+        let b: PluginMemoryBlock = block.typed()?;
+        let panic_on = b.options.and_then(|o| o.panic_on);
+        if panic_on.as_deref() == Some("parse") {
+            panic!("plugin-memory was asked to panic in parse");
+        }
+        Ok(Arc::new(PluginMemoryConfig { panic_on }))
+    }
+    fn schema(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "options": {
+                    "type": "object",
+                    "properties": { "panicOn": { "type": "string" } },
+                    "additionalProperties": false
+                }
+            }
+        })
     }
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
         Ok(Arc::new(self.open(spec).await?))

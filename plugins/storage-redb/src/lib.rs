@@ -1,7 +1,7 @@
 //! `redb`: an embedded, transactional database on [redb], shipped as a runtime plugin.
 //!
 //! This crate is a model for third-party plugin authors (see its README). It serves the
-//! database role, and the cache role with TTLs, and keeps all of SEMANTICS.md:
+//! database role, and the cache role with TTLs, and keeps the whole contract (`docs/semantics.md`):
 //!
 //! - **Keys** live in one table keyed by `(namespace, key)`, so namespaces are exact, and
 //!   `keys(pattern)` is a range scan over the pattern's literal prefix, filtered by
@@ -21,48 +21,27 @@
 
 use async_trait::async_trait;
 use redb::{Database as Redb, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Deserialize;
 use serde_json::Value;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use storage_core::config::{BackendSettings, BackendSpec, Role};
+use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::plugin::PluginRegistrar;
 use storage_core::{
     BackendFactory, Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match,
     literal_prefix, lrange_window, prefix_upper_bound,
 };
 
-/// The type name this plugin registers.
-pub const TYPE_NAME: &str = "redb";
+mod backend;
+pub mod config;
+
+pub use config::{DurabilityOption, RedbConfig, RedbOptions, TYPE_NAME};
 
 const KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("storage_keys");
 const ITEMS: TableDefinition<(&str, &str, u64), &str> = TableDefinition::new("storage_list_items");
 const RECLAIM_EVERY: u64 = 128;
-
-/// The plugin's options.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RedbOptions {
-    /// The database file (relative paths are relative to the config file).
-    pub path: String,
-    /// `immediate` (default: a commit is on disk when it returns) or `none`.
-    #[serde(default)]
-    pub durability: DurabilityOption,
-}
-
-/// Commit durability.
-#[derive(Debug, Default, Clone, Copy, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DurabilityOption {
-    /// Every commit is persisted before it returns.
-    #[default]
-    Immediate,
-    /// Commits are not persisted until a later immediate one (faster, loses data on a crash).
-    None,
-}
 
 /// A key's header: what it holds, its deadline (caches), and a list's length.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,34 +144,12 @@ pub struct RedbBackend {
 impl RedbBackend {
     /// Opens the file that `spec`'s options name.
     pub fn open(spec: &BackendSpec) -> Result<RedbBackend> {
-        let BackendSettings::Plugin(settings) = &spec.settings else {
-            return Err(Error::config(format!(
-                "{} is not a plugin backend",
-                spec.type_name
-            )));
-        };
-        let options: RedbOptions = serde_path_to_error::deserialize(Value::Object(
-            settings.options.clone(),
-        ))
-        .map_err(|e| {
-            let field = e.path().to_string();
-            let at = if field == "." {
-                String::new()
-            } else {
-                format!(".{field}")
-            };
-            Error::config(format!("{}.options{at}: {}", spec.path, e.inner()))
-        })?;
-        let path = Path::new(&options.path);
-        let path = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            settings.base_dir.join(path)
-        };
+        let settings = spec.settings::<RedbConfig>()?;
+        let path = settings.path.clone();
         Ok(RedbBackend {
             db: RwLock::new(Some(open_file(&path)?)),
             ns: spec.common.key_prefix.as_str().into(),
-            durability: options.durability,
+            durability: settings.durability,
             writes: AtomicU64::new(0),
         })
     }
@@ -395,267 +352,6 @@ fn deadline(now: i64, ttl: Option<Duration>) -> Option<i64> {
     ttl.map(|t| now.saturating_add(t.as_millis().min(i64::MAX as u128) as i64))
 }
 
-#[async_trait]
-impl Store for RedbBackend {
-    fn backend(&self) -> &str {
-        TYPE_NAME
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Value>> {
-        let key = key.to_string();
-        self.read(move |tx, ns| match live_header(tx, ns, &key, now_ms())? {
-            None => Ok(None),
-            Some(h) if h.list => Err(Error::holds_list(&key)),
-            Some(h) => decode_json(&key, &h.json).map(Some),
-        })
-        .await
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool> {
-        let key = key.to_string();
-        self.write(move |tx, ns, now| {
-            let old = {
-                let mut table = tx
-                    .open_table(KEYS)
-                    .map_err(|e| db_error(e, "opening the key table"))?;
-                let removed = table
-                    .remove((ns, key.as_str()))
-                    .map_err(|e| db_error(e, "deleting"))?;
-                match removed {
-                    Some(guard) => Some(Header::decode(guard.value())?),
-                    None => None,
-                }
-            };
-            match old {
-                None => Ok(false),
-                Some(h) => {
-                    if h.list {
-                        remove_items(tx, ns, &key, h.len)?;
-                    }
-                    Ok(h.live(now))
-                }
-            }
-        })
-        .await
-    }
-
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
-        let keys = keys.to_vec();
-        self.read(move |tx, ns| {
-            let now = now_ms();
-            keys.iter()
-                .map(|k| match live_header(tx, ns, k, now)? {
-                    Some(h) if !h.list => decode_json(k, &h.json).map(Some),
-                    _ => Ok(None),
-                })
-                .collect()
-        })
-        .await
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.kind(key).await? != KeyKind::None)
-    }
-
-    async fn kind(&self, key: &str) -> Result<KeyKind> {
-        let key = key.to_string();
-        self.read(move |tx, ns| {
-            Ok(match live_header(tx, ns, &key, now_ms())? {
-                None => KeyKind::None,
-                Some(h) if h.list => KeyKind::List,
-                Some(_) => KeyKind::Value,
-            })
-        })
-        .await
-    }
-
-    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
-        let pattern = pattern.map(str::to_string);
-        self.read(move |tx, ns| {
-            let now = now_ms();
-            let (prefix, _) = pattern.as_deref().map(literal_prefix).unwrap_or_default();
-            let upper = prefix_upper_bound(&prefix);
-            let table = tx
-                .open_table(KEYS)
-                .map_err(|e| db_error(e, "opening the key table"))?;
-            let mut out = Vec::new();
-            // The range of the literal prefix, within the namespace.
-            for row in table
-                .range((ns, prefix.as_str())..)
-                .map_err(|e| db_error(e, "scanning keys"))?
-            {
-                let (k, v) = row.map_err(|e| db_error(e, "scanning keys"))?;
-                let (row_ns, key) = k.value();
-                if row_ns != ns
-                    || upper.as_deref().is_some_and(|u| key >= u)
-                    || !key.starts_with(&prefix)
-                {
-                    break;
-                }
-                if Header::decode(v.value())?.live(now)
-                    && pattern.as_deref().is_none_or(|p| glob_match(p, key))
-                {
-                    out.push(key.to_string());
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn clear(&self) -> Result<()> {
-        self.write(|tx, ns, _| {
-            let mut keys = Vec::new();
-            {
-                let table = tx
-                    .open_table(KEYS)
-                    .map_err(|e| db_error(e, "opening the key table"))?;
-                for row in table
-                    .range((ns, "")..)
-                    .map_err(|e| db_error(e, "scanning"))?
-                {
-                    let (k, v) = row.map_err(|e| db_error(e, "scanning"))?;
-                    let (row_ns, key) = k.value();
-                    if row_ns != ns {
-                        break;
-                    }
-                    keys.push((key.to_string(), Header::decode(v.value())?));
-                }
-            }
-            let mut table = tx
-                .open_table(KEYS)
-                .map_err(|e| db_error(e, "opening the key table"))?;
-            for (key, h) in &keys {
-                table
-                    .remove((ns, key.as_str()))
-                    .map_err(|e| db_error(e, "clearing"))?;
-                if h.list {
-                    remove_items(tx, ns, key, h.len)?;
-                }
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.read(|tx, _| {
-            tx.open_table(KEYS).map_err(|e| db_error(e, "ping"))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.db.write().unwrap_or_else(|e| e.into_inner()).take();
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Cache for RedbBackend {
-    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        let (key, json) = (key.to_string(), encode(value)?.into_bytes());
-        self.write(move |tx, ns, now| put_value(tx, ns, &key, json, deadline(now, ttl)))
-            .await
-    }
-
-    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        let entries = entries
-            .iter()
-            .map(|e| Ok((e.key.clone(), encode(&e.value)?.into_bytes(), e.ttl)))
-            .collect::<Result<Vec<_>>>()?;
-        self.write(move |tx, ns, now| {
-            for (k, json, ttl) in entries {
-                put_value(tx, ns, &k, json, deadline(now, ttl))?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        let key = key.to_string();
-        self.read(move |tx, ns| {
-            let now = now_ms();
-            Ok(match live_header(tx, ns, &key, now)? {
-                None => KeyTtl::Missing,
-                Some(Header {
-                    expires_at: None, ..
-                }) => KeyTtl::Persistent,
-                Some(Header {
-                    expires_at: Some(at),
-                    ..
-                }) => KeyTtl::ExpiresIn(Duration::from_millis((at - now).max(1) as u64)),
-            })
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl Database for RedbBackend {
-    async fn set(&self, key: &str, value: &Value) -> Result<()> {
-        Cache::set(self, key, value, None).await
-    }
-
-    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        let entries: Vec<CacheEntry> = entries
-            .iter()
-            .map(|(k, v)| CacheEntry::new(k.clone(), v.clone(), None))
-            .collect();
-        Cache::mset(self, &entries).await
-    }
-
-    async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        self.append_many(key, std::slice::from_ref(value)).await
-    }
-
-    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        let key = key.to_string();
-        let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
-        self.write(move |tx, ns, now| append_texts(tx, ns, &key, now, &texts))
-            .await
-    }
-
-    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
-        let key = key.to_string();
-        self.read(move |tx, ns| {
-            let len = match live_header(tx, ns, &key, now_ms())? {
-                None => return Ok(Vec::new()),
-                Some(h) if h.list => h.len,
-                Some(_) => return Err(Error::holds_value(&key)),
-            };
-            let Some((first, last)) = lrange_window(len, start, end) else {
-                return Ok(Vec::new());
-            };
-            let items = tx
-                .open_table(ITEMS)
-                .map_err(|e| db_error(e, "opening the item table"))?;
-            let mut out = Vec::with_capacity((last - first + 1) as usize);
-            for row in items
-                .range((ns, key.as_str(), first)..=(ns, key.as_str(), last))
-                .map_err(|e| db_error(e, "reading the list"))?
-            {
-                let (_, v) = row.map_err(|e| db_error(e, "reading the list"))?;
-                out.push(decode_json(&key, v.value().as_bytes())?);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn get_length(&self, key: &str) -> Result<u64> {
-        let key = key.to_string();
-        self.read(move |tx, ns| match live_header(tx, ns, &key, now_ms())? {
-            None => Ok(0),
-            Some(h) if h.list => Ok(h.len),
-            Some(_) => Err(Error::holds_value(&key)),
-        })
-        .await
-    }
-}
-
 /// The factory.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RedbFactory;
@@ -670,8 +366,12 @@ impl BackendFactory for RedbFactory {
         vec![Role::Database, Role::Cache]
     }
 
-    fn options_schema(&self) -> Value {
-        serde_json::to_value(schemars::schema_for!(RedbOptions)).unwrap_or(Value::Null)
+    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
+        Ok(Arc::new(RedbConfig::parse(block)?))
+    }
+
+    fn schema(&self) -> Value {
+        serde_json::to_value(schemars::schema_for!(config::RedbBlock)).unwrap_or(Value::Null)
     }
 
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {

@@ -9,22 +9,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage_core::Database;
-use storage_core::config::{BackendSettings, BackendSpec, PluginSettings};
-use storage_redb::RedbFactory;
+use storage_core::config::BackendSpec;
+use storage_redb::{RedbConfig, RedbFactory};
 
 fn spec(path: &Path) -> BackendSpec {
-    let options = json!({ "path": path.to_str().unwrap() })
-        .as_object()
-        .unwrap()
-        .clone();
-    BackendSpec::new(
-        "redb",
-        BackendSettings::Plugin(PluginSettings {
-            block: json!({}),
-            options,
-            base_dir: "/".into(),
-        }),
-    )
+    BackendSpec::new(RedbConfig::new(path))
 }
 
 async fn open(path: &Path) -> Arc<dyn Database> {

@@ -4,20 +4,23 @@
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
-use storage_core::config::{BackendSettings, BackendSpec, PluginSettings};
+use storage_core::BackendFactory;
+use storage_core::config::{BackendSpec, BlockInput};
 use storage_redb::RedbFactory;
 use storage_testkit::{SuiteOptions, run_cache_suite, run_database_suite};
 
+/// Parses `options` the way the manager does at load, before anything opens.
+fn parse(dir: &Path, options: serde_json::Value) -> storage_core::Result<BackendSpec> {
+    let fields = json!({ "options": options }).as_object().unwrap().clone();
+    let mut block = BlockInput::new("storage.database", fields, dir);
+    let config = RedbFactory.parse(&mut block)?;
+    let mut spec = BackendSpec::from_arc(config);
+    spec.path = "storage.database".into();
+    Ok(spec)
+}
+
 fn spec(dir: &Path, options: serde_json::Value) -> BackendSpec {
-    let options = options.as_object().unwrap().clone();
-    BackendSpec::new(
-        "redb",
-        BackendSettings::Plugin(PluginSettings {
-            block: json!({ "type": "redb", "options": options.clone() }),
-            options,
-            base_dir: dir.to_path_buf(),
-        }),
-    )
+    parse(dir, options).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -53,38 +56,37 @@ async fn redb_cache_passes_the_kit() {
     report.assert_passed();
 }
 
-#[tokio::test]
-async fn options_are_validated_with_their_path() {
+#[test]
+fn options_are_validated_with_their_path_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let mut bad = spec(
+    let e = parse(
         dir.path(),
         json!({ "path": "x.redb", "durability": "sometimes" }),
-    );
-    bad.path = "storage.database".into();
-    let e = storage_core::open_database(&RedbFactory, &bad)
-        .await
-        .unwrap_err();
+    )
+    .unwrap_err();
     assert!(
-        e.to_string()
-            .contains("storage.database.options.durability"),
+        e.message()
+            .starts_with("storage.database.options.durability"),
         "{e}"
     );
-    let mut unknown = spec(dir.path(), json!({ "path": "x.redb", "paht": "y" }));
-    unknown.path = "storage.database".into();
-    let e = storage_core::open_database(&RedbFactory, &unknown)
-        .await
-        .unwrap_err();
+    let e = parse(dir.path(), json!({ "path": "x.redb", "paht": "y" })).unwrap_err();
     assert!(
-        e.to_string().contains("storage.database.options") && e.to_string().contains("paht"),
+        e.message()
+            .starts_with("storage.database.options.paht: unknown field"),
         "{e}"
     );
-    let missing = spec(dir.path(), json!({}));
-    let e = storage_core::open_database(&RedbFactory, &missing)
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("path"), "{e}");
+    let e = parse(dir.path(), json!({})).unwrap_err();
+    assert!(e.message().contains("path"), "{e}");
+    // Nothing was created: the options were refused before anything opened.
+    assert!(!dir.path().join("x.redb").exists());
+    // Relative paths are relative to the config file's directory.
+    let spec = spec(dir.path(), json!({ "path": "sub/y.redb" }));
+    assert_eq!(
+        spec.to_string(),
+        format!("redb ({})", dir.path().join("sub/y.redb").display())
+    );
     // The schema describes the options.
-    let schema = storage_core::BackendFactory::options_schema(&RedbFactory).to_string();
+    let schema = RedbFactory.schema().to_string();
     assert!(
         schema.contains("durability") && schema.contains("path"),
         "{schema}"

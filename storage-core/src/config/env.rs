@@ -51,7 +51,10 @@ fn expand_str(s: &str, path: &str, lookup: &dyn Fn(&str) -> Option<String>) -> R
             rest = tail;
         } else if let Some(braced) = after.strip_prefix('{') {
             let Some(close) = braced.find('}') else {
-                return Err(Error::config(format!("{path}: unclosed \"${{\" in {s:?}")));
+                // The value may be a password: say where, not what.
+                return Err(Error::config(format!(
+                    "{path}: unclosed \"${{\" (a `${{` without its `}}`; write `$$` for a literal `$`)"
+                )));
             };
             let name = &braced[..close];
             if name.is_empty()
@@ -59,7 +62,7 @@ fn expand_str(s: &str, path: &str, lookup: &dyn Fn(&str) -> Option<String>) -> R
                 || !name.chars().all(is_name_char)
             {
                 return Err(Error::config(format!(
-                    "{path}: \"${{{name}}}\" is not a valid environment variable reference"
+                    "{path}: a `${{...}}` reference must hold a variable name (letters, digits and `_`, not starting with a digit)"
                 )));
             }
             out.push_str(&var(name, path, lookup)?);
@@ -105,14 +108,14 @@ mod tests {
     #[test]
     fn expands() {
         let v = expand(json!({
-            "a": "$HOST", "b": "${PORT}", "c": "postgres://${HOST}:${PORT}/x",
+            "a": "$HOST", "b": "${PORT}", "c": "db://${HOST}:${PORT}/x",
             "d": "cost $$5", "e": "a $ b", "f": "$", "g": ["$PW"], "h": 7, "$HOST": "key",
             "i": "x$HOST-y"
         }))
         .unwrap();
         assert_eq!(v["a"], "db.local");
         assert_eq!(v["b"], "5432");
-        assert_eq!(v["c"], "postgres://db.local:5432/x");
+        assert_eq!(v["c"], "db://db.local:5432/x");
         assert_eq!(v["d"], "cost $5");
         assert_eq!(v["e"], "a $ b");
         assert_eq!(v["f"], "$");
@@ -131,6 +134,16 @@ mod tests {
         assert!(msg.contains("storage.database.password"), "{msg}");
         let e = expand(json!({"x": ["ok", "${NOPE2}"]})).unwrap_err();
         assert!(e.to_string().contains("storage.x[1]"), "{e}");
+    }
+
+    #[test]
+    fn unclosed_reference_does_not_echo_the_value() {
+        let e = expand(json!({"database": {"password": "pa${ss-hunter2"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("storage.database.password"), "{e}");
+        assert!(e.contains("unclosed"), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains("pa$"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use storage_core::{ErrorKind, KeyKind};
 
-/// Every class of value SEMANTICS.md names, by label.
+/// Every class of value the contract names, by label.
 pub(crate) fn value_classes() -> Vec<(&'static str, Value)> {
     vec![
         ("null", json!(null)),

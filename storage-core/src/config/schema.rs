@@ -1,0 +1,81 @@
+//! The JSON Schema of a `storage:` block, assembled from the registered factories: the common
+//! fields (here) merged with each backend's own (from its factory), one block per type.
+
+use super::Role;
+use super::common::CommonBlock;
+use crate::Registry;
+use serde_json::{Map, Value, json};
+
+/// The schema of a `storage:` block for the types in `registry`, built-ins and plugins alike.
+pub fn json_schema(registry: &Registry) -> Value {
+    let mut defs = Map::new();
+    let common = take_defs(
+        serde_json::to_value(schemars::schema_for!(CommonBlock)).unwrap_or(Value::Null),
+        &mut defs,
+    );
+    let mut per_role: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+    for name in registry.types() {
+        let Ok(factory) = registry.factory(&name) else {
+            continue;
+        };
+        let own = take_defs(factory.schema(), &mut defs);
+        let mut properties = common
+            .get("properties")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(own) = own.get("properties").and_then(Value::as_object) {
+            properties.extend(own.clone());
+        }
+        let names = factory.type_names();
+        properties.insert(
+            "type".into(),
+            json!({ "description": "The backend type name.", "enum": names }),
+        );
+        let mut block = json!({
+            "title": name,
+            "type": "object",
+            "properties": properties,
+            "required": ["type"],
+            "additionalProperties": false,
+        });
+        if let Some(d) = own.get("description") {
+            block["description"] = d.clone();
+        }
+        for role in factory.roles() {
+            let i = match role {
+                Role::Cache => 0,
+                Role::Database => 1,
+            };
+            per_role[i].push(block.clone());
+        }
+    }
+    let [cache, database] = per_role;
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "storage",
+        "description": "A `storage:` block. The fields of every backend are described in docs/configuration.md.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "cache": { "description": "The fast, ephemeral role.", "anyOf": cache },
+            "database": { "description": "The durable role, with lists.", "anyOf": database },
+            "plugins": {
+                "description": "Plugin libraries to load, relative to the config file.",
+                "type": "array",
+                "items": { "type": "string" }
+            }
+        },
+        "$defs": defs,
+    })
+}
+
+/// Moves a schema's `$defs` (and schemars' older `definitions`) into `defs`.
+fn take_defs(mut schema: Value, defs: &mut Map<String, Value>) -> Value {
+    for key in ["$defs", "definitions"] {
+        if let Some(Value::Object(d)) = schema.as_object_mut().and_then(|o| o.remove(key)) {
+            defs.extend(d);
+        }
+    }
+    schema
+}

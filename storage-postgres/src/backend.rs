@@ -1,0 +1,246 @@
+//! The `Store`, `Cache` and `Database` operations of [`PostgresBackend`], each one statement or one transaction on a pooled connection.
+//!
+//! Not the connection or the configuration: those are in the crate root and `config`.
+
+use super::*;
+
+#[async_trait]
+impl Store for PostgresBackend {
+    fn backend(&self) -> &str {
+        TYPE_NAME
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>> {
+        let row = self
+            .run(true, |conn, s| async move {
+                conn.query_opt(&s.get, &[&self.ns, &key])
+                    .await
+                    .map_err(|e| pg_error(e, "reading the key"))
+            })
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) if r.get::<_, i16>(0) == KIND_LIST => Err(Error::holds_list(key)),
+            Some(r) => decode(key, r.get::<_, Option<&str>>(1).unwrap_or("null")).map(Some),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let row = self
+            .run(true, |conn, s| async move {
+                conn.query_opt(&s.delete, &[&self.ns, &key])
+                    .await
+                    .map_err(|e| pg_error(e, "deleting the key"))
+            })
+            .await?;
+        Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
+        let rows = self
+            .run(true, |conn, s| async move {
+                conn.query(&s.mget, &[&self.ns, &keys])
+                    .await
+                    .map_err(|e| pg_error(e, "reading the keys"))
+            })
+            .await?;
+        // Rows come back in no order: place each value in the slots of its key. A key asked for
+        // more than once is cloned for all but its last slot.
+        let mut slots: std::collections::HashMap<&str, Vec<usize>> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            slots.entry(k.as_str()).or_default().push(i);
+        }
+        let mut out = vec![None; keys.len()];
+        for r in rows {
+            if r.get::<_, i16>(1) == KIND_LIST {
+                continue;
+            }
+            let key: &str = r.get(0);
+            let value = decode(key, r.get::<_, Option<&str>>(2).unwrap_or("null"))?;
+            if let Some((last, rest)) = slots.get(key).and_then(|s| s.split_last()) {
+                for &i in rest {
+                    out[i] = Some(value.clone());
+                }
+                out[*last] = Some(value);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.header(key).await?.is_some())
+    }
+
+    async fn kind(&self, key: &str) -> Result<KeyKind> {
+        Ok(match self.header(key).await? {
+            None => KeyKind::None,
+            Some((KIND_LIST, _)) => KeyKind::List,
+            Some(_) => KeyKind::Value,
+        })
+    }
+
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let (prefix, _) = pattern.map(literal_prefix).unwrap_or_default();
+        let upper = prefix_upper_bound(&prefix);
+        let rows = self
+            .run(true, |conn, s| {
+                let (prefix, upper) = (&prefix, &upper);
+                async move {
+                    let r = if prefix.is_empty() {
+                        conn.query(&s.keys_all, &[&self.ns]).await
+                    } else if let Some(upper) = upper {
+                        conn.query(&s.keys_range, &[&self.ns, prefix, upper]).await
+                    } else {
+                        conn.query(&s.keys_from, &[&self.ns, prefix]).await
+                    };
+                    r.map_err(|e| pg_error(e, "listing keys"))
+                }
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.get::<_, String>(0))
+            .take_while(|k| k.starts_with(&prefix))
+            .filter(|k| pattern.is_none_or(|p| glob_match(p, k)))
+            .collect())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.run(true, |conn, s| async move {
+            conn.query_one(&s.clear, &[&self.ns])
+                .await
+                .map_err(|e| pg_error(e, "clearing the namespace"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.run(true, |conn, _| async move {
+            conn.simple_query("")
+                .await
+                .map_err(|e| pg_error(e, "ping"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cache for PostgresBackend {
+    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        self.set_value(key, value, ttl).await
+    }
+
+    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|e| Ok((e.key.clone(), encode(&e.value)?, ttl_ms(e.ttl))))
+            .collect::<Result<Vec<_>>>()?;
+        self.set_many(encoded).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let row = self
+            .run(true, |conn, s| async move {
+                conn.query_opt(&s.ttl, &[&self.ns, &key])
+                    .await
+                    .map_err(|e| pg_error(e, "reading the TTL"))
+            })
+            .await?;
+        Ok(match row {
+            None => KeyTtl::Missing,
+            Some(r) => match r.get::<_, Option<i64>>(0) {
+                None => KeyTtl::Persistent,
+                Some(ms) => KeyTtl::ExpiresIn(Duration::from_millis(ms.max(1) as u64)),
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl Database for PostgresBackend {
+    async fn set(&self, key: &str, value: &Value) -> Result<()> {
+        self.set_value(key, value, None).await
+    }
+
+    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
+            .collect::<Result<Vec<_>>>()?;
+        self.set_many(encoded).await
+    }
+
+    async fn append(&self, key: &str, value: &Value) -> Result<()> {
+        let text = encode(value)?;
+        // Not idempotent: a lost acknowledgement may hide a committed append, so never retried.
+        let row = self
+            .run(false, |conn, s| {
+                let text = &text;
+                async move {
+                    conn.query_opt(&s.append, &[&self.ns, &key, text])
+                        .await
+                        .map_err(|e| pg_error(e, "appending"))
+                }
+            })
+            .await?;
+        match row {
+            Some(_) => Ok(()),
+            None => Err(Error::holds_value(key)),
+        }
+    }
+
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        // One statement, one transaction; not idempotent, so never retried.
+        let rows = self
+            .run(false, |conn, s| {
+                let texts = &texts;
+                async move {
+                    conn.query(&s.append_many, &[&self.ns, &key, texts])
+                        .await
+                        .map_err(|e| pg_error(e, "appending"))
+                }
+            })
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::holds_value(key));
+        }
+        Ok(())
+    }
+
+    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
+        let rows = self
+            .run(true, |conn, s| async move {
+                conn.query(&s.range, &[&self.ns, &key, &start, &end])
+                    .await
+                    .map_err(|e| pg_error(e, "reading the list"))
+            })
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        if first.get::<_, i16>(0) != KIND_LIST {
+            return Err(Error::holds_value(key));
+        }
+        rows.iter()
+            .filter_map(|r| r.get::<_, Option<&str>>(2))
+            .map(|text| decode(key, text))
+            .collect()
+    }
+
+    async fn get_length(&self, key: &str) -> Result<u64> {
+        match self.header(key).await? {
+            None => Ok(0),
+            Some((KIND_LIST, len)) => Ok(len as u64),
+            Some(_) => Err(Error::holds_value(key)),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The `postgresql` block: each defect the configuration issue named has a regression test
+//! here, named after what it guards.
+
+use super::*;
+use serde_json::{Value, json};
+use std::path::Path;
+
+fn parse(fields: Value) -> Result<PostgresConfig> {
+    let Value::Object(map) = fields else {
+        unreachable!()
+    };
+    PostgresConfig::parse(&BlockInput::new(
+        "storage.database",
+        map,
+        Path::new("/base"),
+    ))
+}
+
+fn err(fields: Value) -> String {
+    parse(fields)
+        .expect_err("must be rejected")
+        .message()
+        .to_string()
+}
+
+#[test]
+fn key_value_sslmode_is_honoured() {
+    let c = parse(json!({"connectionString": "host=h user=u dbname=d sslmode=require"})).unwrap();
+    assert_eq!(c.ssl.mode, SslMode::Require);
+    assert_eq!(
+        c.driver.get_ssl_mode(),
+        tokio_postgres::config::SslMode::Require
+    );
+    let c = parse(json!({"url": "host=h sslmode=verify-full sslrootcert=ca.pem"})).unwrap();
+    assert_eq!(c.ssl.mode, SslMode::VerifyFull);
+    assert_eq!(c.ssl.ca.as_deref(), Some(Path::new("/base/ca.pem")));
+    // And the URL form, as before.
+    let c = parse(json!({"url": "postgresql://u@h/d?sslmode=require"})).unwrap();
+    assert_eq!(c.ssl.mode, SslMode::Require);
+    let c = parse(json!({"url": "postgresql://u@h/d"})).unwrap();
+    assert_eq!(c.ssl.mode, SslMode::Disable);
+    assert_eq!(
+        c.driver.get_ssl_mode(),
+        tokio_postgres::config::SslMode::Disable
+    );
+}
+
+#[test]
+fn percent_escapes_in_sslrootcert_do_not_panic() {
+    let c =
+        parse(json!({"url": "postgresql://u@h/x?sslmode=verify-full&sslrootcert=%aé"})).unwrap();
+    assert_eq!(c.ssl.ca.as_deref(), Some(Path::new("/base/%aé")));
+    let e = err(json!({"url": "postgresql://u@h/x?sslrootcert=%C3%28"}));
+    assert!(e.starts_with("storage.database.url:"), "{e}");
+}
+
+#[test]
+fn passwords_never_reach_descriptions_or_debug() {
+    for (fields, secret) in [
+        (json!({"url": "postgresql://app:Pa/ss#1@h/app"}), "ss#1"),
+        (
+            json!({"url": "host=h user=app password = x9secret dbname=app"}),
+            "x9secret",
+        ),
+        (
+            json!({"host": "h", "user": "app", "password": 123456}),
+            "123456",
+        ),
+        (
+            json!({"url": "postgresql://h/app?user=app&password=qq7secret"}),
+            "qq7secret",
+        ),
+    ] {
+        let c = parse(fields.clone()).unwrap();
+        let shown = format!("{} {:?}", c.describe(), c);
+        assert!(!shown.contains(secret), "{fields}: {shown}");
+        assert!(
+            c.describe().starts_with("app@h:5432/app"),
+            "{}",
+            c.describe()
+        );
+    }
+    // tokio-postgres reads the password up to the last `@`: the host is `h`.
+    let c = parse(json!({"url": "postgresql://app:Pa/ss#1@h/app"})).unwrap();
+    assert_eq!(c.driver.get_password(), Some(&b"Pa/ss#1"[..]));
+    // Errors about the string do not quote it.
+    let e = err(json!({"url": "postgresql://app:hunter2@h:99999/app"}));
+    assert!(
+        e.starts_with("storage.database.url: invalid connection string"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = err(json!({"url": "host=h password='hunter2"}));
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn statement_timeout_combines_with_the_url_options() {
+    let c = parse(json!({
+        "url": "postgresql://u@h/d?options=-c%20search_path%3Dtenant_a",
+        "options": {"statement_timeout": 1500, "application_name": "agent"}
+    }))
+    .unwrap();
+    assert_eq!(
+        c.driver.get_options(),
+        Some("-c search_path=tenant_a -c statement_timeout=1500")
+    );
+    assert_eq!(c.driver.get_application_name(), Some("agent"));
+    let c = parse(json!({"host": "h", "options": {"statement_timeout": 10}})).unwrap();
+    assert_eq!(c.driver.get_options(), Some("-c statement_timeout=10"));
+}
+
+#[test]
+fn unknown_options_are_errors() {
+    let e = err(json!({"host": "h", "options": {"statement_timout": 10}}));
+    assert!(
+        e.starts_with("storage.database.options.statement_timout: unknown field"),
+        "{e}"
+    );
+    let e = err(json!({"host": "h", "hostt": "x"}));
+    assert!(
+        e.starts_with("storage.database.hostt: unknown field"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tls_sources_must_agree_and_a_ca_is_never_unused() {
+    let e = err(json!({"url": "postgresql://h/d?sslmode=require", "ssl": true}));
+    assert!(
+        e.contains("`ssl` (verify-full) and `sslmode in `url`` (require) disagree"),
+        "{e}"
+    );
+    let e = err(json!({"url": "postgresql://h/d?sslmode=require&sslrootcert=ca.pem"}));
+    assert!(
+        e.contains("a CA file is given but the TLS mode is require"),
+        "{e}"
+    );
+    let c = parse(json!({"host": "h", "ssl": {"ca": "certs/ca.pem"}})).unwrap();
+    assert_eq!(c.ssl.mode, SslMode::VerifyFull);
+    assert_eq!(c.ssl.ca.as_deref(), Some(Path::new("/base/certs/ca.pem")));
+    let c = parse(
+        json!({"host": "h", "options": {"ssl": {"mode": "require"}}, "ssl": {"mode": "require"}}),
+    )
+    .unwrap();
+    assert_eq!(c.ssl.mode, SslMode::Require);
+    let e = err(json!({"host": "h", "ssl": {"mode": "verify-ca"}}));
+    assert!(
+        e.starts_with("storage.database.ssl.mode: unknown mode"),
+        "{e}"
+    );
+    let e = err(json!({"host": "h", "ssl": {"mode": "require", "cert": "x"}}));
+    assert!(e.starts_with("storage.database.ssl"), "{e}");
+}
+
+#[test]
+fn url_and_host_fields_and_synonyms() {
+    let e = err(json!({"url": "postgresql://h/d", "port": 5}));
+    assert!(e.contains("`url` and `port` given together"), "{e}");
+    let e = err(json!({"url": "postgresql://h/d", "connectionString": "postgresql://g/d"}));
+    assert!(e.contains("synonyms and disagree"), "{e}");
+    let e = err(json!({"host": "h", "user": "a", "username": "b"}));
+    assert!(e.contains("`user` (\"a\") and `username` (\"b\")"), "{e}");
+    let e = err(json!({"database": "d"}));
+    assert!(
+        e.contains("one of `url`, `connectionString` or `host` is required"),
+        "{e}"
+    );
+    let e = err(json!({"host": "h", "port": 70000}));
+    assert!(
+        e.starts_with("storage.database.port: 70000 is not a port number"),
+        "{e}"
+    );
+    let e = err(json!({"host": "h", "schema": "1bad"}));
+    assert!(e.starts_with("storage.database.schema"), "{e}");
+    let c = parse(json!({"host": "h", "port": "6543", "database": "d", "username": "u", "schema": "tenant_a"}))
+        .unwrap();
+    assert_eq!(c.describe(), "u@h:6543/d");
+    assert_eq!(c.schema.as_deref(), Some("tenant_a"));
+}
+
+#[test]
+fn identity_is_normalised_by_the_driver() {
+    let id = |v: Value| parse(v).unwrap().identity().unwrap();
+    let a = id(json!({"url": "postgresql://u@localhost/app"}));
+    for same in [
+        json!({"url": "postgres://other@127.0.0.1:5432/app"}),
+        json!({"host": "127.0.0.1", "database": "app"}),
+        json!({"url": "host=localhost port=5432 dbname=app"}),
+    ] {
+        assert!(a.overlaps(&id(same.clone())), "{same}: {a:?}");
+    }
+    for different in [
+        json!({"url": "postgresql://u@localhost/other"}),
+        json!({"url": "postgresql://u@localhost:5433/app"}),
+        json!({"url": "postgresql://u@localhost/app", "schema": "s"}),
+    ] {
+        assert!(!a.overlaps(&id(different.clone())), "{different}");
+    }
+    // libpq's default database is the user name.
+    let a = id(json!({"url": "postgresql://app@127.0.0.1"}));
+    assert!(a.overlaps(&id(json!({"host": "127.0.0.1", "database": "app"}))));
+}

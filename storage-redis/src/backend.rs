@@ -1,0 +1,203 @@
+//! The `Store`, `Cache` and `Database` operations of [`RedisBackend`], each one command, pipeline or `MULTI`/`EXEC`.
+//!
+//! Not the connection or the configuration: those are in the crate root and `config`.
+
+use super::*;
+
+#[async_trait]
+impl Store for RedisBackend {
+    fn backend(&self) -> &str {
+        TYPE_NAME
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>> {
+        let raw: Option<Vec<u8>> = self
+            .query(
+                true,
+                redis::cmd("GET").arg(self.key(key)),
+                "reading the key",
+            )
+            .await
+            .map_err(wrong_type(key, Error::holds_list))?;
+        raw.map(|b| decode(key, &b)).transpose()
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let n: u64 = self
+            .query(
+                true,
+                redis::cmd("UNLINK").arg(self.key(key)),
+                "deleting the key",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
+        let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let raw: Vec<Option<Vec<u8>>> = self
+            .query(true, redis::cmd("MGET").arg(&full), "reading the keys")
+            .await?;
+        keys.iter()
+            .zip(raw)
+            .map(|(k, v)| v.map(|b| decode(k, &b)).transpose())
+            .collect()
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let n: u64 = self
+            .query(
+                true,
+                redis::cmd("EXISTS").arg(self.key(key)),
+                "checking the key",
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn kind(&self, key: &str) -> Result<KeyKind> {
+        let t: String = self
+            .query(
+                true,
+                redis::cmd("TYPE").arg(self.key(key)),
+                "reading the type",
+            )
+            .await?;
+        match t.as_str() {
+            "none" => Ok(KeyKind::None),
+            "string" => Ok(KeyKind::Value),
+            "list" => Ok(KeyKind::List),
+            other => Err(Error::other(format!(
+                "key {key:?} holds a Redis {other}, which this library does not write"
+            ))),
+        }
+    }
+
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        Ok(self
+            .scan(pattern)
+            .await?
+            .into_iter()
+            .map(|k| k[self.prefix.len()..].to_string())
+            .collect())
+    }
+
+    async fn clear(&self) -> Result<()> {
+        let keys = self.scan(None).await?;
+        for chunk in keys.chunks(BATCH) {
+            self.query::<u64>(
+                true,
+                redis::cmd("UNLINK").arg(chunk),
+                "clearing the namespace",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.query::<()>(true, &redis::cmd("PING"), "ping").await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cache for RedisBackend {
+    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(encode(value)?);
+        if let Some(t) = ttl {
+            cmd.arg("PX").arg(t.as_millis() as u64);
+        }
+        self.query::<()>(true, &cmd, "storing the value").await
+    }
+
+    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|e| Ok((e.key.clone(), encode(&e.value)?, e.ttl)))
+            .collect::<Result<Vec<_>>>()?;
+        self.mset_pipe(encoded, false).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let ms: i64 = self
+            .query(
+                true,
+                redis::cmd("PTTL").arg(self.key(key)),
+                "reading the TTL",
+            )
+            .await?;
+        Ok(match ms {
+            -2 => KeyTtl::Missing,
+            -1 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.max(1) as u64)),
+        })
+    }
+}
+
+#[async_trait]
+impl Database for RedisBackend {
+    async fn set(&self, key: &str, value: &Value) -> Result<()> {
+        Cache::set(self, key, value, None).await
+    }
+
+    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
+            .collect::<Result<Vec<_>>>()?;
+        self.mset_pipe(encoded, true).await
+    }
+
+    async fn append(&self, key: &str, value: &Value) -> Result<()> {
+        // Never re-sent: a lost reply may hide an RPUSH the server applied.
+        self.query::<u64>(
+            false,
+            redis::cmd("RPUSH").arg(self.key(key)).arg(encode(value)?),
+            "appending",
+        )
+        .await
+        .map_err(wrong_type(key, Error::holds_value))?;
+        Ok(())
+    }
+
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(self.key(key));
+        for v in values {
+            cmd.arg(encode(v)?);
+        }
+        // One RPUSH: atomic, and never re-sent.
+        self.query::<u64>(false, &cmd, "appending")
+            .await
+            .map_err(wrong_type(key, Error::holds_value))?;
+        Ok(())
+    }
+
+    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
+        let raw: Vec<Vec<u8>> = self
+            .query(
+                true,
+                redis::cmd("LRANGE").arg(self.key(key)).arg(start).arg(end),
+                "reading the list",
+            )
+            .await
+            .map_err(wrong_type(key, Error::holds_value))?;
+        raw.iter().map(|b| decode(key, b)).collect()
+    }
+
+    async fn get_length(&self, key: &str) -> Result<u64> {
+        self.query(
+            true,
+            redis::cmd("LLEN").arg(self.key(key)),
+            "reading the list length",
+        )
+        .await
+        .map_err(wrong_type(key, Error::holds_value))
+    }
+}

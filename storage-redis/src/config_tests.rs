@@ -1,0 +1,140 @@
+//! The `redis` block: each defect the configuration issue named has a regression test here.
+
+use super::*;
+use serde_json::{Value, json};
+use std::path::Path;
+
+fn parse_full(fields: Value) -> Result<(RedisConfig, storage_core::config::CommonSettings)> {
+    let Value::Object(map) = fields else {
+        unreachable!()
+    };
+    let mut block = BlockInput::new("storage.cache", map, Path::new("/base"));
+    let c = RedisConfig::parse(&mut block)?;
+    Ok((c, block.common().clone()))
+}
+
+fn parse(fields: Value) -> Result<RedisConfig> {
+    parse_full(fields).map(|(c, _)| c)
+}
+
+fn err(fields: Value) -> String {
+    parse(fields)
+        .expect_err("must be rejected")
+        .message()
+        .to_string()
+}
+
+fn tls_of(c: &RedisConfig) -> Option<bool> {
+    match c.info.addr() {
+        ConnectionAddr::TcpTls { insecure, .. } => Some(*insecure),
+        _ => None,
+    }
+}
+
+/// Regression: `ssl: true` (or `{ ca }`) with a `redis://` URL connected in plaintext.
+#[test]
+fn ssl_with_a_plain_url_is_tls() {
+    let c = parse(json!({"url": "redis://h:6379", "ssl": true})).unwrap();
+    assert_eq!(tls_of(&c), Some(false), "verified TLS");
+    let c = parse(json!({"url": "redis://h:6379", "ssl": {"ca": "ca.pem"}})).unwrap();
+    assert_eq!(tls_of(&c), Some(false));
+    assert_eq!(c.ca.as_deref(), Some(Path::new("/base/ca.pem")));
+    let c = parse(json!({"host": "h", "ssl": {"ca": "/etc/ca.pem"}})).unwrap();
+    assert_eq!(tls_of(&c), Some(false));
+    assert_eq!(c.ca.as_deref(), Some(Path::new("/etc/ca.pem")));
+    let c = parse(json!({"url": "rediss://h:6379"})).unwrap();
+    assert_eq!(tls_of(&c), Some(false));
+    let c = parse(json!({"url": "redis://h", "ssl": {"mode": "require"}})).unwrap();
+    assert_eq!(tls_of(&c), Some(true), "encrypt without verifying");
+    let c = parse(json!({"url": "redis://h"})).unwrap();
+    assert_eq!(tls_of(&c), None);
+    let e = err(json!({"url": "rediss://h", "ssl": false}));
+    assert!(e.starts_with("storage.cache.ssl: TLS is turned off"), "{e}");
+    let e = err(json!({"url": "unix:///tmp/r.sock", "ssl": true}));
+    assert!(e.contains("Unix socket"), "{e}");
+    let e = err(json!({"url": "redis://h", "ssl": {"mode": "require", "ca": "ca.pem"}}));
+    assert!(e.contains("a CA file is given"), "{e}");
+    let e = err(json!({"url": "redis://h", "ssl": {"mode": "prefer"}}));
+    assert!(e.starts_with("storage.cache.ssl.mode: unknown mode"), "{e}");
+}
+
+#[test]
+fn passwords_never_reach_descriptions_or_errors() {
+    // Read as a URL, `/` ends the authority: refused, and not echoed.
+    let e = err(json!({"url": "redis://:ab/cd@h:6379"}));
+    assert!(e.contains("percent-encode"), "{e}");
+    assert!(!e.contains("ab/cd") && !e.contains("cd@"), "{e}");
+    let c = parse(json!({"url": "redis://:ab%2Fcd@h:6379"})).unwrap();
+    assert_eq!(c.info.redis_settings().password(), Some("ab/cd"));
+    let shown = format!("{} {:?}", c.describe(), c);
+    assert!(
+        !shown.contains("ab/cd") && !shown.contains("ab%2F"),
+        "{shown}"
+    );
+    // A URL without a scheme is refused without being echoed.
+    let e = err(json!({"url": ":hunter2@h:6379"}));
+    assert!(
+        e.starts_with("storage.cache.url: expected a redis://"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+    let e = err(json!({"url": "redis://:hunter2@h:6379/notadb"}));
+    assert!(!e.contains("hunter2"), "{e}");
+    let c = parse(json!({"host": "h", "password": 123456})).unwrap();
+    assert_eq!(c.info.redis_settings().password(), Some("123456"));
+    assert!(!format!("{} {c:?}", c.describe()).contains("123456"));
+    let e = err(json!({"host": "h", "password": true}));
+    assert!(
+        e.starts_with("storage.cache.password: expected a string"),
+        "{e}"
+    );
+}
+
+#[test]
+fn fields_synonyms_and_options() {
+    let (c, common) = parse_full(json!({
+        "host": "h", "port": "6380", "database": 2, "username": "app",
+        "retryDelayOnFailover": 250, "options": {"commandTimeout": 700, "maxRetriesPerRequest": 1}
+    }))
+    .unwrap();
+    assert_eq!(c.describe(), "h:6380/2");
+    assert_eq!(c.info.redis_settings().username(), Some("app"));
+    assert_eq!(c.max_retries_per_request, 1);
+    assert_eq!(common.retry_delay.as_millis(), 250);
+    assert_eq!(common.operation_timeout.as_millis(), 700);
+    // `url` wins over the host fields.
+    let c = parse(json!({"url": "redis://u:6379/3", "host": "h"})).unwrap();
+    assert_eq!(c.describe(), "u:6379/3");
+    let e = err(json!({"host": "h", "options": {"commandTimeot": 5}}));
+    assert!(
+        e.starts_with("storage.cache.options.commandTimeot: unknown field"),
+        "{e}"
+    );
+    let e = err(json!({"port": 6379}));
+    assert!(e.contains("one of `url` or `host` is required"), "{e}");
+    let e = err(json!({"host": "h", "port": 0}));
+    assert!(e.starts_with("storage.cache.port"), "{e}");
+}
+
+/// Regression: the shared-namespace guard compared raw strings, so one server spelled three
+/// ways was three servers to it.
+#[test]
+fn identity_is_normalised_by_the_driver() {
+    let id = |v: Value| parse(v).unwrap().identity().unwrap();
+    let a = id(json!({"url": "redis://localhost:6379"}));
+    for same in [
+        json!({"url": "redis://127.0.0.1:6379/0"}),
+        json!({"host": "127.0.0.1", "port": 6379}),
+        json!({"host": "localhost"}),
+        json!({"url": "rediss://:pw@localhost"}),
+    ] {
+        assert!(a.overlaps(&id(same.clone())), "{same}: {a:?}");
+    }
+    for different in [
+        json!({"url": "redis://localhost:6379/1"}),
+        json!({"url": "redis://localhost:6380"}),
+    ] {
+        assert!(!a.overlaps(&id(different.clone())), "{different}");
+    }
+    assert!(a.prefixes_nest);
+}

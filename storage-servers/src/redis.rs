@@ -1,0 +1,159 @@
+//! A throwaway Redis server without persistence, plain or TLS-only, stopped when dropped.
+
+use super::*;
+
+/// How to start Redis.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// Serve TLS only (`--tls-port`, `--port 0`) with these files.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A private Redis server, without persistence.
+#[derive(Debug)]
+pub struct Redis {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    options: RedisOptions,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts a server on a free port.
+    pub fn start(options: &RedisOptions) -> io::Result<Redis> {
+        let bin = find_redis_server()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "redis-server not found"))?;
+        let dir = temp_dir("redis")?;
+        let mut redis = Redis {
+            bin,
+            dir,
+            port: 0,
+            options: options.clone(),
+            child: None,
+        };
+        redis.start_on_free_port()?;
+        Ok(redis)
+    }
+
+    fn launch_redis(&mut self) -> io::Result<()> {
+        let log_path = self.dir.join("redis.log");
+        let log = fs::File::create(&log_path)?;
+        let mut cmd = guarded(&self.bin, None);
+        cmd.args([
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&self.dir)
+        .current_dir(&self.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
+        match &self.options.tls {
+            None => {
+                cmd.args(["--port", &self.port.to_string()]);
+            }
+            Some(tls) => {
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        self.child = Some(cmd.spawn()?);
+        let (tls, port) = (self.options.tls.is_some(), self.port);
+        await_ready(
+            &mut self.child,
+            "redis-server",
+            &log_path,
+            Duration::from_secs(30),
+            libc::SIGTERM,
+            || {
+                if tls {
+                    fs::read_to_string(&log_path)
+                        .is_ok_and(|l| l.contains("Ready to accept connections"))
+                } else {
+                    ping(port)
+                }
+            },
+        )
+    }
+
+    /// `redis://127.0.0.1:<port>` (`rediss://` with TLS).
+    pub fn url(&self) -> String {
+        let scheme = if self.options.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, libc::SIGTERM, Duration::from_secs(10));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, libc::SIGKILL, Duration::from_secs(10));
+        }
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.relaunch()
+    }
+}
+
+impl Launch for Redis {
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+    }
+    fn launch(&mut self) -> io::Result<()> {
+        self.launch_redis()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends `PING` to a plain Redis port and waits briefly for `+PONG`.
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}

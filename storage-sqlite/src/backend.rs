@@ -1,0 +1,240 @@
+//! The `Store`, `Cache` and `Database` operations of [`SqliteBackend`]: each runs on a blocking thread in one SQLite transaction.
+//!
+//! Not the connection or the configuration: those are in the crate root and `config`.
+
+use super::*;
+
+#[async_trait]
+impl Store for SqliteBackend {
+    fn backend(&self) -> &str {
+        TYPE_NAME
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>> {
+        let key = key.to_string();
+        self.with_conn(move |conn, ns| match get_row(conn, ns, &key, now_ms())? {
+            None => Ok(None),
+            Some((KIND_LIST, _)) => Err(Error::holds_list(&key)),
+            Some((_, text)) => decode(&key, text.as_deref().unwrap_or("null")).map(Some),
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let key = key.to_string();
+        self.write(move |tx, ns| {
+            let row: Option<(i64, Option<i64>)> = tx
+                .prepare_cached(sql::DELETE_ROW)
+                .and_then(|mut s| {
+                    s.query_row((ns, &key), |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(|e| sql_error(e, "deleting the key"))?;
+            match row {
+                None => Ok(false),
+                Some((kind, expires)) => {
+                    if kind == KIND_LIST {
+                        tx.prepare_cached(sql::DELETE_ITEMS)
+                            .and_then(|mut s| s.execute((ns, &key)))
+                            .map_err(|e| sql_error(e, "deleting the list"))?;
+                    }
+                    Ok(expires.is_none_or(|at| at > now_ms()))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
+        let keys = keys.to_vec();
+        self.read(move |tx, ns| {
+            let now = now_ms();
+            keys.iter()
+                .map(|key| match get_row(tx, ns, key, now)? {
+                    Some((KIND_VALUE, text)) => {
+                        decode(key, text.as_deref().unwrap_or("null")).map(Some)
+                    }
+                    _ => Ok(None),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.kind(key).await? != KeyKind::None)
+    }
+
+    async fn kind(&self, key: &str) -> Result<KeyKind> {
+        let key = key.to_string();
+        self.with_conn(move |conn, ns| {
+            Ok(match header(conn, ns, &key, now_ms())? {
+                None => KeyKind::None,
+                Some((KIND_LIST, _)) => KeyKind::List,
+                Some(_) => KeyKind::Value,
+            })
+        })
+        .await
+    }
+
+    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let pattern = pattern.map(str::to_string);
+        self.with_conn(move |conn, ns| {
+            let now = now_ms();
+            let map = |e| sql_error(e, "listing keys");
+            let (prefix, _) = pattern.as_deref().map(literal_prefix).unwrap_or_default();
+            let mut out = Vec::new();
+            let mut keep = |key: String| {
+                if pattern.as_deref().is_none_or(|p| glob_match(p, &key)) {
+                    out.push(key);
+                }
+            };
+            if prefix.is_empty() {
+                let mut stmt = conn.prepare_cached(sql::KEYS_ALL).map_err(map)?;
+                let mut rows = stmt.query((ns, now)).map_err(map)?;
+                while let Some(row) = rows.next().map_err(map)? {
+                    keep(row.get(0).map_err(map)?);
+                }
+            } else if let Some(upper) = prefix_upper_bound(&prefix) {
+                let mut stmt = conn.prepare_cached(sql::KEYS_RANGE).map_err(map)?;
+                let mut rows = stmt.query((ns, now, &prefix, &upper)).map_err(map)?;
+                while let Some(row) = rows.next().map_err(map)? {
+                    keep(row.get(0).map_err(map)?);
+                }
+            } else {
+                let mut stmt = conn.prepare_cached(sql::KEYS_FROM).map_err(map)?;
+                let mut rows = stmt.query((ns, now, &prefix)).map_err(map)?;
+                while let Some(row) = rows.next().map_err(map)? {
+                    let key: String = row.get(0).map_err(map)?;
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    keep(key);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.write(|tx, ns| {
+            for stmt in [sql::CLEAR_ITEMS, sql::CLEAR_KEYS] {
+                tx.prepare_cached(stmt)
+                    .and_then(|mut s| s.execute([ns]))
+                    .map_err(|e| sql_error(e, "clearing the namespace"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.with_conn(|conn, _| {
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| sql_error(e, "ping"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        // Dropping the pool closes its connections once in-flight operations return theirs.
+        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Cache for SqliteBackend {
+    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        self.set_value(key, value, ttl).await
+    }
+
+    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|e| Ok((e.key.clone(), encode(&e.value)?, e.ttl)))
+            .collect::<Result<Vec<_>>>()?;
+        self.set_many(encoded).await
+    }
+
+    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        let key = key.to_string();
+        self.with_conn(move |conn, ns| {
+            let now = now_ms();
+            let row: Option<Option<i64>> = conn
+                .prepare_cached(sql::EXPIRY)
+                .and_then(|mut s| s.query_row((ns, &key, now), |r| r.get(0)).optional())
+                .map_err(|e| sql_error(e, "reading the TTL"))?;
+            Ok(match row {
+                None => KeyTtl::Missing,
+                Some(None) => KeyTtl::Persistent,
+                Some(Some(at)) => {
+                    KeyTtl::ExpiresIn(Duration::from_millis((at - now).max(1) as u64))
+                }
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Database for SqliteBackend {
+    async fn set(&self, key: &str, value: &Value) -> Result<()> {
+        self.set_value(key, value, None).await
+    }
+
+    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
+        let encoded = entries
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
+            .collect::<Result<Vec<_>>>()?;
+        self.set_many(encoded).await
+    }
+
+    async fn append(&self, key: &str, value: &Value) -> Result<()> {
+        self.append_texts(key, vec![encode(value)?]).await
+    }
+
+    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
+        let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        self.append_texts(key, texts).await
+    }
+
+    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
+        let key = key.to_string();
+        self.read(move |tx, ns| {
+            let len = match header(tx, ns, &key, now_ms())? {
+                None => return Ok(Vec::new()),
+                Some((KIND_LIST, len)) => len,
+                Some(_) => return Err(Error::holds_value(&key)),
+            };
+            let Some((first, last)) = lrange_window(len as u64, start, end) else {
+                return Ok(Vec::new());
+            };
+            let map = |e| sql_error(e, "reading the list");
+            let mut stmt = tx.prepare_cached(sql::RANGE).map_err(map)?;
+            let mut rows = stmt
+                .query((ns, &key, first as i64, last as i64))
+                .map_err(map)?;
+            let mut out = Vec::with_capacity((last - first + 1) as usize);
+            while let Some(row) = rows.next().map_err(map)? {
+                let text: String = row.get(0).map_err(map)?;
+                out.push(decode(&key, &text)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get_length(&self, key: &str) -> Result<u64> {
+        let key = key.to_string();
+        self.with_conn(move |conn, ns| match header(conn, ns, &key, now_ms())? {
+            None => Ok(0),
+            Some((KIND_LIST, len)) => Ok(len as u64),
+            Some(_) => Err(Error::holds_value(&key)),
+        })
+        .await
+    }
+}

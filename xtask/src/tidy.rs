@@ -1,0 +1,152 @@
+//! Invariants of the source tree, checked by `cargo test -p xtask` (and so by every CI run):
+//! storage-core names no built-in backend, every Rust file opens with a `//!` doc, source files
+//! stay small enough to read in one sitting, and nothing in the repository points outside it.
+//!
+//! Not a linter for style: `cargo fmt` and `cargo clippy` do that.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Every file under `dir` whose name ends with one of `exts`, skipping build output and VCS data.
+fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(
+                    name.as_str(),
+                    "target" | ".git" | ".storage" | "node_modules"
+                ) {
+                    stack.push(path);
+                }
+            } else if exts.iter().any(|e| name.ends_with(e)) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn rel(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// The names (and alias stems) of the built-in backends, as a config spells them.
+const BUILT_IN_NAMES: [&str; 4] = ["sqlite", "postgres", "redis", "in-memory"];
+
+#[test]
+fn storage_core_names_no_built_in_backend() {
+    let mut found = Vec::new();
+    for file in files(&root().join("storage-core/src"), &[".rs"]) {
+        let text = fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for name in BUILT_IN_NAMES {
+                if line.contains(name) {
+                    found.push(format!("{}:{}: {name}: {}", rel(&file), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "storage-core must not name a built-in backend (each backend crate owns its config):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn every_rust_file_opens_with_a_module_doc() {
+    let missing: Vec<String> = files(&root(), &[".rs"])
+        .into_iter()
+        .filter(|f| !fs::read_to_string(f).unwrap().starts_with("//!"))
+        .map(|f| rel(&f))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` doc:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// A source file longer than this is split by concern.
+const MAX_SOURCE_LINES: usize = 520;
+
+#[test]
+fn source_files_stay_readable_in_one_sitting() {
+    let mut long = Vec::new();
+    for file in files(&root(), &[".rs"]) {
+        let path = rel(&file);
+        let name = file.file_name().unwrap().to_string_lossy();
+        // Tests and the conformance kit's cases are lists of cases, not code to navigate.
+        let is_test = path.contains("/tests/")
+            || path.starts_with("storage-testkit/src/cases/")
+            || name == "tests.rs"
+            || name.ends_with("_tests.rs");
+        let lines = fs::read_to_string(&file).unwrap().lines().count();
+        if !is_test && lines > MAX_SOURCE_LINES {
+            long.push(format!("{path}: {lines} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "source files over {MAX_SOURCE_LINES} lines:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn nothing_points_outside_the_repository() {
+    // The specification this project was built from lives outside it; its docs are `docs/`.
+    let outside = [
+        "../shared",
+        "SEMANTICS.md",
+        "CONFIG.md",
+        "seed/storage-system",
+    ];
+    let mut found = Vec::new();
+    for file in files(&root(), &[".rs", ".md", ".toml", ".yml", ".yaml"]) {
+        if file.ends_with("xtask/src/tidy.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if let Some(hit) = outside.iter().find(|o| line.contains(*o)) {
+                found.push(format!("{}:{}: {hit}", rel(&file), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "references to files outside the repository:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_docs_the_code_cites_exist() {
+    for doc in [
+        "docs/semantics.md",
+        "docs/configuration.md",
+        "ARCHITECTURE.md",
+        "README.md",
+    ] {
+        assert!(root().join(doc).is_file(), "{doc} is missing");
+    }
+}
