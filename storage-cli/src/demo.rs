@@ -8,6 +8,9 @@ use storage_manager::{CacheAside, StorageManager};
 
 const SESSION_TTL: Duration = Duration::from_secs(3600);
 
+/// The demo's own namespaces start with this; the application's are never written.
+pub const NAMESPACE: &str = "storage-demo:";
+
 /// Latency samples per kind of operation.
 #[derive(Default)]
 struct Timings(BTreeMap<&'static str, Vec<Duration>>);
@@ -44,6 +47,11 @@ impl Timings {
 pub async fn run(manager: &StorageManager) -> Result<()> {
     let backends = manager.connect().await?;
     println!("storage demo");
+    let config = manager.config();
+    println!(
+        "  namespaces: keyPrefix {:?} (cache) and {:?} (database), the demo's own",
+        config.cache.primary.common.key_prefix, config.database.primary.common.key_prefix
+    );
     for status in &backends.status {
         let note = status.degraded_note();
         println!(

@@ -47,10 +47,18 @@ enum RoleArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the design's patterns: sessions, chat history, cache-aside reads.
+    /// Runs the design's patterns: sessions, chat history, cache-aside reads. It writes under
+    /// namespaces of its own (keyPrefix `storage-demo:cache:` and `storage-demo:db:`), never
+    /// the application's, and refuses where those would overlap the application's.
     Demo,
-    /// Connects every role through its fallback chain and reports it.
-    Health,
+    /// Connects every role through its fallback chain and reports it. Exit code: 0 when every
+    /// role is served by its primary backend, 1 when a fallback serves a role (degraded), 2
+    /// when a role is not served or does not answer.
+    Health {
+        /// Print the status as JSON, for machines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints the JSON Schema of the config.
     Schema,
     /// Stores a JSON value.
@@ -123,6 +131,22 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         Failure(e)
     }
+}
+
+/// One role's health for `storage health --json` (no password: the same text as the lines).
+fn health_json(h: &storage_manager::RoleHealth) -> Value {
+    serde_json::json!({
+        "role": h.status.role.as_str(),
+        "serving": h.status.serving,
+        "serving_detail": h.status.serving_detail,
+        "ok": h.ok,
+        "degraded": h.status.degraded(),
+        "latency_ms": h.latency.as_secs_f64() * 1000.0,
+        "error": h.error,
+        "failed": h.status.failed.iter().map(|f| serde_json::json!({
+            "backend": f.backend, "path": f.path, "reason": f.reason, "attempts": f.attempts,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn parse_json(text: &str) -> Result<Value, Failure> {
@@ -208,26 +232,36 @@ async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::from(code))
         }
         Command::Demo => {
-            let m = manager(cli)?;
+            let m = manager(cli)?.in_own_namespace(demo::NAMESPACE)?;
             let result = demo::run(&m).await;
             m.disconnect().await?;
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Health => {
+        Command::Health { json } => {
             let m = manager(cli)?;
             let report = m.health_check().await;
-            let mut all_ok = true;
-            for role in &report {
-                println!("{role}");
-                all_ok &= role.ok;
-            }
             let _ = m.disconnect().await;
-            Ok(if all_ok {
-                ExitCode::SUCCESS
+            let code = if report.iter().any(|r| !r.ok || r.status.serving.is_none()) {
+                2
+            } else if report.iter().any(|r| r.status.degraded()) {
+                1
             } else {
-                ExitCode::from(2)
-            })
+                0
+            };
+            if *json {
+                let roles: Vec<Value> = report.iter().map(health_json).collect();
+                let state = ["ok", "degraded", "failed"][usize::from(code)];
+                println!(
+                    "{}",
+                    serde_json::json!({ "status": state, "exit_code": code, "roles": roles })
+                );
+            } else {
+                for role in &report {
+                    println!("{role}");
+                }
+            }
+            Ok(ExitCode::from(code))
         }
         _ => {
             // Data commands never write silently into a fallback store.
@@ -323,7 +357,7 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
             println!("{}", m.connect_database().await?.0.get_length(key).await?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo | Command::Health | Command::Schema | Command::Migrate { .. } => {
+        Command::Demo | Command::Health { .. } | Command::Schema | Command::Migrate { .. } => {
             unreachable!("handled in run")
         }
     }

@@ -157,7 +157,8 @@ fn health_degrades_and_fallback_off_fails_without_passwords() {
         dir.path(),
         &["--config", degraded.to_str().unwrap(), "health"],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
+    // Degraded: a fallback serves, so the exit code tells a monitor.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("degraded"), "{out}");
     assert!(
@@ -215,7 +216,7 @@ fn unreachable_postgres_health_is_degraded_to_sqlite_and_never_shows_the_passwor
     std::fs::write(&cfg, format!("storage:\n  database:\n    {block}\n")).unwrap();
     let o = storage(dir.path(), &["--config", cfg.to_str().unwrap(), "health"]);
     let all = format!("{}{}", stdout(&o), stderr(&o));
-    assert_eq!(o.status.code(), Some(0), "{all}");
+    assert_eq!(o.status.code(), Some(1), "{all}");
     assert!(
         stdout(&o)
             .lines()
@@ -311,4 +312,111 @@ fn schema_with_a_plugin_config_includes_the_plugins_options() {
     // Without the config, only the built-ins.
     let o = storage(dir.path(), &["schema"]);
     assert!(!stdout(&o).contains("plugin-memory"));
+}
+
+/// `storage health`: 0 when every role is served by its primary, 1 when a fallback serves, 2
+/// when a role is not served; `--json` says the same for machines.
+#[test]
+fn health_exit_codes_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = storage(dir.path(), &["health", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["roles"][1]["serving"], "sqlite");
+    assert_eq!(v["roles"][1]["degraded"], false);
+
+    std::fs::create_dir_all(dir.path().join("blocked.db")).unwrap();
+    let degraded = dir.path().join("degraded.yml");
+    std::fs::write(
+        &degraded,
+        "storage:\n  database: { type: sqlite, path: blocked.db, maxRetries: 0 }\n",
+    )
+    .unwrap();
+    let o = storage(
+        dir.path(),
+        &["--config", degraded.to_str().unwrap(), "health", "--json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["roles"][1]["serving"], "in-memory");
+    assert_eq!(v["roles"][1]["failed"][0]["path"], "storage.database");
+
+    let off = dir.path().join("off.yml");
+    std::fs::write(
+        &off,
+        "storage:\n  database: { type: sqlite, path: blocked.db, maxRetries: 0, fallback: [] }\n",
+    )
+    .unwrap();
+    let o = storage(
+        dir.path(),
+        &["--config", off.to_str().unwrap(), "health", "--json"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "failed");
+    assert!(v["roles"][1]["serving"].is_null());
+}
+
+/// Regression: `storage demo --config app.yml` wrote its keys and history into the
+/// application's namespace. It uses namespaces of its own now, and says which.
+#[test]
+fn demo_never_writes_into_the_applications_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.yml");
+    std::fs::write(
+        &app,
+        "storage:\n  database: { type: sqlite, path: app.db }\n",
+    )
+    .unwrap();
+    storage(
+        dir.path(),
+        &["--config", app.to_str().unwrap(), "set", "mine", "1"],
+    );
+    let o = storage(dir.path(), &["--config", app.to_str().unwrap(), "demo"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("\"storage-demo:db:\" (database)"),
+        "{}",
+        stdout(&o)
+    );
+    // The application's namespace holds only what the application wrote.
+    let o = storage(dir.path(), &["--config", app.to_str().unwrap(), "keys"]);
+    assert_eq!(stdout(&o).trim(), "mine");
+}
+
+/// On Redis, namespaces are string prefixes: an application with an empty keyPrefix would see
+/// the demo's keys (and its `clear` delete them), so the demo refuses.
+#[test]
+fn demo_refuses_where_its_namespace_would_nest_in_the_applications() {
+    let (_guard, url) = match std::env::var("STORAGE_TEST_REDIS_URL") {
+        Ok(url) => (None, url),
+        Err(_) if storage_servers::find_redis_server().is_some() => {
+            let r = storage_servers::Redis::start(&Default::default()).unwrap();
+            let url = r.url();
+            (Some(r), url)
+        }
+        Err(_) => {
+            return storage_servers::skip_or_fail(
+                "demo_refuses_where_its_namespace_would_nest",
+                "redis-server not found",
+            );
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.yml");
+    std::fs::write(
+        &app,
+        format!("storage:\n  cache: {{ type: redis, url: '{url}', keyPrefix: '' }}\n"),
+    )
+    .unwrap();
+    let o = storage(dir.path(), &["--config", app.to_str().unwrap(), "demo"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("refusing to write under keyPrefix \"storage-demo:cache:\""),
+        "{err}"
+    );
+    assert!(err.contains("storage.cache"), "{err}");
 }

@@ -25,19 +25,42 @@ impl Op {
 }
 
 struct Queue {
+    /// Queued operations. `stop` is set, and every push happens, under this lock, so no
+    /// operation can be queued after a shutdown has taken its report.
     ops: Mutex<VecDeque<Op>>,
     /// Free slots: the queue is bounded.
     space: Semaphore,
     wake: Notify,
     stop: AtomicBool,
     idle: Notify,
+    /// Operations the database refused for good, kept until retried or acknowledged.
+    failed: Mutex<VecDeque<(Op, String)>>,
+    /// How many refused operations are kept; when full, the worker waits for the application.
+    failed_capacity: usize,
+    failed_space: Notify,
+}
+
+/// A write-behind operation the database refused for a reason a retry cannot fix (a read-only
+/// server, a constraint): kept, with its error, until [`CacheAside::retry_failed`] or
+/// [`CacheAside::acknowledge_failed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedWrite {
+    /// The key.
+    pub key: String,
+    /// `set` or `delete`.
+    pub op: &'static str,
+    /// Why the database refused it (no password).
+    pub error: String,
 }
 
 /// What [`CacheAside::shutdown`] could not write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteBehindReport {
-    /// Keys whose queued set or delete never reached the database, in queue order.
+    /// Keys whose set or delete never reached the database: the refused ones first, then the
+    /// queue, each in order.
     pub unwritten: Vec<String>,
+    /// The refused ones, with their errors.
+    pub failed: Vec<FailedWrite>,
 }
 
 /// Cache-aside reads, write-through and write-behind writes over a cache and a database.
@@ -56,6 +79,9 @@ pub struct CacheAside {
     queue: Arc<Queue>,
     enqueue_timeout: Duration,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Keeps the queue's order and the cache's in step: a write-behind call enqueues and then
+    /// writes the cache under it, so the cache never ends with an older value than the queue.
+    order: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for CacheAside {
@@ -83,8 +109,11 @@ impl CacheAside {
             wake: Notify::new(),
             stop: AtomicBool::new(false),
             idle: Notify::new(),
+            failed: Mutex::new(VecDeque::new()),
+            failed_capacity: capacity.max(1),
+            failed_space: Notify::new(),
         });
-        let worker = tokio::spawn(drain(queue.clone(), database.clone()));
+        let worker = tokio::spawn(drain(queue.clone(), database.clone(), cache.clone()));
         CacheAside {
             cache,
             database,
@@ -95,7 +124,54 @@ impl CacheAside {
             queue,
             enqueue_timeout: Duration::from_secs(10),
             worker: Mutex::new(Some(worker)),
+            order: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// How long a write-behind call waits for queue space (default 10 s).
+    pub fn with_enqueue_timeout(mut self, timeout: Duration) -> Self {
+        self.enqueue_timeout = timeout;
+        self
+    }
+
+    /// The write-behind operations the database refused, oldest first, with their errors.
+    pub fn failed_writes(&self) -> Vec<FailedWrite> {
+        lock(&self.queue.failed)
+            .iter()
+            .map(|(op, e)| failed_write(op, e))
+            .collect()
+    }
+
+    /// Queues every refused operation again, oldest first, and returns how many. Fails (and
+    /// keeps them) once shut down.
+    pub async fn retry_failed(&self) -> Result<usize> {
+        let ops: Vec<Op> = lock(&self.queue.failed)
+            .drain(..)
+            .map(|(op, _)| op)
+            .collect();
+        self.queue.failed_space.notify_waiters();
+        let n = ops.len();
+        for (i, op) in ops.iter().enumerate() {
+            if let Err(e) = self.enqueue(op.clone()).await {
+                // Put back what was not queued, in order, so nothing is lost.
+                let mut failed = lock(&self.queue.failed);
+                for op in ops[i..].iter().rev() {
+                    failed.push_front((op.clone(), e.to_string()));
+                }
+                return Err(e);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Forgets the refused operations (the application has dealt with them) and returns them.
+    pub fn acknowledge_failed(&self) -> Vec<FailedWrite> {
+        let out = lock(&self.queue.failed)
+            .drain(..)
+            .map(|(op, e)| failed_write(&op, &e))
+            .collect();
+        self.queue.failed_space.notify_waiters();
+        out
     }
 
     /// The counters so far.
@@ -104,12 +180,8 @@ impl CacheAside {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             cache_errors: self.cache_errors.load(Ordering::Relaxed),
-            write_behind_pending: self
-                .queue
-                .ops
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len() as u64,
+            write_behind_pending: lock(&self.queue.ops).len() as u64,
+            write_behind_failed: lock(&self.queue.failed).len() as u64,
         }
     }
 
@@ -158,67 +230,79 @@ impl CacheAside {
         Ok(existed)
     }
 
-    /// Write-behind set: the cache now, the database soon. Waits for queue space up to a limit.
+    /// Write-behind set: queued for the database, then written to the cache. Waits for queue
+    /// space up to a limit; if the queue does not accept the write, the cache is not touched and
+    /// the caller gets the error, so no reader sees a value the database will never receive.
     pub async fn set_behind(&self, key: &str, value: &Value) -> Result<()> {
         storage_core::validate_key(key)?;
         storage_core::validate_value(value)?;
+        let _order = self.order.lock().await;
+        self.enqueue(Op::Set(key.to_string(), value.clone()))
+            .await?;
         if let Err(e) = self.cache.set(key, value, self.ttl).await {
             self.cache_failed("set", key, &e);
+            let _ = self.cache.delete(key).await;
         }
-        self.enqueue(Op::Set(key.to_string(), value.clone())).await
+        Ok(())
     }
 
-    /// Write-behind delete.
+    /// Write-behind delete: queued, then removed from the cache.
     pub async fn delete_behind(&self, key: &str) -> Result<()> {
         storage_core::validate_key(key)?;
+        let _order = self.order.lock().await;
+        self.enqueue(Op::Delete(key.to_string())).await?;
         if let Err(e) = self.cache.delete(key).await {
             self.cache_failed("delete", key, &e);
         }
-        self.enqueue(Op::Delete(key.to_string())).await
+        Ok(())
     }
 
     async fn enqueue(&self, op: Op) -> Result<()> {
+        let shut = || Error::unsupported("write-behind is shut down");
         if self.queue.stop.load(Ordering::Acquire) {
-            return Err(Error::unsupported("write-behind is shut down"));
+            return Err(shut());
         }
         let permit = tokio::time::timeout(self.enqueue_timeout, self.queue.space.acquire())
             .await
             .map_err(|_| Error::timeout("write-behind queue stayed full"))?
-            .map_err(|_| Error::unsupported("write-behind is shut down"))?;
+            .map_err(|_| shut())?;
+        {
+            let mut ops = lock(&self.queue.ops);
+            // Checked again under the lock shutdown takes to stop the queue: an operation is
+            // either in the queue before the report is taken, or refused.
+            if self.queue.stop.load(Ordering::Acquire) {
+                return Err(shut());
+            }
+            ops.push_back(op);
+        }
         // The slot is returned by the worker once the operation is written.
         permit.forget();
-        self.queue
-            .ops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(op);
         self.queue.wake.notify_one();
         Ok(())
     }
 
-    /// Flushes the write-behind queue for up to `timeout`, then stops it. Returns the keys that
-    /// were not written. Later write-behind calls fail.
+    /// Stops accepting write-behind calls, flushes the queue for up to `timeout`, and returns
+    /// what was not written: the refused operations and whatever is still queued. Later
+    /// write-behind calls fail.
     pub async fn shutdown(&self, timeout: Duration) -> WriteBehindReport {
+        // Under the queue's lock, so that no enqueue lands after this point.
+        {
+            let _ops = lock(&self.queue.ops);
+            self.queue.stop.store(true, Ordering::Release);
+        }
+        self.queue.space.close();
+        self.queue.wake.notify_one();
         let flushed = tokio::time::timeout(timeout, async {
             loop {
                 let idle = self.queue.idle.notified();
-                if self
-                    .queue
-                    .ops
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_empty()
-                {
+                if lock(&self.queue.ops).is_empty() {
                     return;
                 }
                 idle.await;
             }
         })
         .await;
-        self.queue.stop.store(true, Ordering::Release);
-        self.queue.space.close();
-        self.queue.wake.notify_one();
-        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let worker = lock(&self.worker).take();
         if let Some(worker) = worker {
             if flushed.is_err() {
                 // The operation in flight may or may not land; it stays in the report.
@@ -226,28 +310,39 @@ impl CacheAside {
             }
             let _ = worker.await;
         }
-        let unwritten = self
-            .queue
-            .ops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let failed: Vec<FailedWrite> = self.failed_writes();
+        let unwritten = failed
             .iter()
-            .map(|op| op.key().to_string())
+            .map(|f| f.key.clone())
+            .chain(lock(&self.queue.ops).iter().map(|op| op.key().to_string()))
             .collect();
-        WriteBehindReport { unwritten }
+        WriteBehindReport { unwritten, failed }
     }
 }
 
-/// Writes queued operations in order, retrying transient failures until shutdown.
-async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>) {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn failed_write(op: &Op, error: &str) -> FailedWrite {
+    FailedWrite {
+        key: op.key().to_string(),
+        op: match op {
+            Op::Set(..) => "set",
+            Op::Delete(_) => "delete",
+        },
+        error: error.to_string(),
+    }
+}
+
+/// Writes queued operations in order, retrying transient failures until shutdown. An
+/// operation refused for good moves to the failed list (and out of the cache); when that list
+/// is full the worker waits for the application to retry or acknowledge, so the queue fills and
+/// callers get errors instead of writes being dropped.
+async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>, cache: Arc<dyn Cache>) {
     let mut failures = 0u32;
     loop {
-        let next = queue
-            .ops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .front()
-            .cloned();
+        let next = lock(&queue.ops).front().cloned();
         let Some(op) = next else {
             queue.idle.notify_waiters();
             if queue.stop.load(Ordering::Acquire) {
@@ -261,26 +356,45 @@ async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>) {
             Op::Delete(k) => database.delete(k).await.map(|_| ()),
         };
         match result {
+            // Retried until it lands, or until shutdown's timeout aborts the worker.
             Err(e) if e.is_transient() => {
-                if queue.stop.load(Ordering::Acquire) {
-                    return;
-                }
                 failures += 1;
                 let delay = crate::backoff(Duration::from_millis(50), failures.min(6));
                 tracing::warn!(key = op.key(), error = %e, ?delay, "write-behind failed; will retry");
                 tokio::time::sleep(delay).await;
             }
-            other => {
-                if let Err(e) = other {
-                    // Not transient: retrying cannot help. Keep it in the log, not the queue.
-                    tracing::error!(key = op.key(), error = %e, "write-behind operation dropped");
+            Err(e) => {
+                tracing::error!(key = op.key(), error = %e, "write-behind operation refused; kept until retried or acknowledged");
+                // The cache must not keep a value the database refused.
+                if let Op::Set(k, _) = &op {
+                    let _ = cache.delete(k).await;
+                }
+                loop {
+                    let space = queue.failed_space.notified();
+                    {
+                        let mut failed = lock(&queue.failed);
+                        if failed.len() < queue.failed_capacity {
+                            failed.push_back((
+                                op.clone(),
+                                storage_core::redact::redact(&e.to_string()),
+                            ));
+                            break;
+                        }
+                    }
+                    if queue.stop.load(Ordering::Acquire) {
+                        // Shutting down with the failed list full: the op stays queued and
+                        // so in the report.
+                        return;
+                    }
+                    space.await;
                 }
                 failures = 0;
-                queue
-                    .ops
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .pop_front();
+                lock(&queue.ops).pop_front();
+                queue.space.add_permits(1);
+            }
+            Ok(()) => {
+                failures = 0;
+                lock(&queue.ops).pop_front();
                 queue.space.add_permits(1);
             }
         }

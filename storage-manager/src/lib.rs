@@ -33,7 +33,7 @@ mod plugins;
 mod registry;
 mod status;
 
-pub use cache_aside::{CacheAside, WriteBehindReport};
+pub use cache_aside::{CacheAside, FailedWrite, WriteBehindReport};
 pub use plugins::load_plugin;
 pub use registry::builtin_registry;
 pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};
@@ -116,6 +116,46 @@ impl StorageManager {
     /// The registry its backends come from, plugins included.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The same configuration with every backend under a namespace of its own:
+    /// `{prefix}cache:` for the cache role and `{prefix}db:` for the database, for tools (the
+    /// demo) that must never write into the application's namespaces. Refused, naming both, if
+    /// a new namespace would see keys of one of the configuration's own (on a server whose
+    /// namespaces are string prefixes, an empty keyPrefix sees everything).
+    pub fn in_own_namespace(mut self, prefix: &str) -> Result<Self> {
+        let original = self.config.clone();
+        for role in [Role::Cache, Role::Database] {
+            let ns = format!(
+                "{prefix}{}:",
+                if role == Role::Cache { "cache" } else { "db" }
+            );
+            let chain = self.config.role_mut(role);
+            for spec in std::iter::once(&mut chain.primary).chain(chain.fallback.iter_mut()) {
+                spec.common.key_prefix = ns.clone();
+            }
+        }
+        for theirs in original.cache.chain().chain(original.database.chain()) {
+            for ours in self
+                .config
+                .cache
+                .chain()
+                .chain(self.config.database.chain())
+            {
+                if let Some(clash) = namespaces_clash(theirs, ours) {
+                    return Err(Error::config(format!(
+                        "refusing to write under keyPrefix {:?} on {ours}: the application's {} (keyPrefix {:?}) reaches the same data and the namespaces {}; give the application a keyPrefix that is not a prefix of {:?}",
+                        ours.common.key_prefix,
+                        theirs.path,
+                        theirs.common.key_prefix,
+                        clash.verb(),
+                        ours.common.key_prefix
+                    )));
+                }
+            }
+        }
+        self.validate_config()?;
+        Ok(self)
     }
 
     /// Turns fallback off for both roles (the CLI's data commands never write into a fallback).

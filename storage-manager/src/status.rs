@@ -63,6 +63,8 @@ pub struct CacheStats {
     pub cache_errors: u64,
     /// Write-behind operations not yet written.
     pub write_behind_pending: u64,
+    /// Write-behind operations the database refused, kept until retried or acknowledged.
+    pub write_behind_failed: u64,
 }
 
 impl CacheStats {

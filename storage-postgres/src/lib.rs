@@ -101,7 +101,12 @@ fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
         if *code == SqlState::INVALID_CATALOG_NAME {
             return Error::config(format!("{what}: the database does not exist")).with_source(e);
         }
-        return Error::other(what.to_string()).with_source(e);
+        // The server's own words and SQLSTATE say why (a constraint, a read-only server).
+        let said = e
+            .as_db_error()
+            .map(|d| format!("{what}: {} (SQLSTATE {})", d.message(), code.code()))
+            .unwrap_or_else(|| what.to_string());
+        return Error::other(said).with_source(e);
     }
     // No SQLSTATE: the connection failed or closed (transient), or the client side refused
     // something (not transient).
