@@ -77,6 +77,8 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+const AUTHENTICATION_FAILED: &str = "authentication failed (check the user and password)";
+
 /// The error of every storage operation.
 ///
 /// Its message names the backend and the operation (`kv get: wrong type: ...`) once a
@@ -164,6 +166,18 @@ impl Error {
             ),
             None => "no pooled connection within the acquire timeout".to_string(),
         })
+    }
+
+    /// The server refused the credentials: a [`ErrorKind::Configuration`] error that retrying
+    /// or falling back cannot fix, so the manager neither retries it nor walks the fallback
+    /// chain past it ([`Error::is_authentication`]). The message never holds the credentials.
+    pub fn authentication(what: &str) -> Self {
+        Self::config(format!("{what}: {AUTHENTICATION_FAILED}"))
+    }
+
+    /// Whether this error is [`Error::authentication`]'s.
+    pub fn is_authentication(&self) -> bool {
+        self.kind == ErrorKind::Configuration && self.message.ends_with(AUTHENTICATION_FAILED)
     }
 
     /// Attaches the underlying cause.

@@ -15,7 +15,8 @@
 //!   `keyPrefix` (at most 256 bytes) is its namespace: callers never see it, never reach past it,
 //!   and `clear` removes only it.
 //! - A value is any [`serde_json::Value`] nested at most 64 deep, and comes back exactly
-//!   (integers stay integers, floats bit for bit, `-0.0` included), apart from member order.
+//!   (integers stay integers, floats bit for bit, `-0.0` included), object members in the
+//!   order they were stored.
 //! - A key holds a value or a list, never both: `set` replaces a list, `get` of a list and
 //!   `append` to a value are wrong-type errors, and `mget` gives `None` for a list.
 //! - `get_range` is Redis `LRANGE` ([`lrange_window`]); `append` and tail reads never scan or

@@ -49,6 +49,23 @@ pub const CORE_FEATURES: &str = "\0";
 /// The exact serde_json version the workspace pins with `=` (a test keeps the two equal).
 pub const SERDE_JSON_VERSION: &str = "1.0.154\0";
 
+/// [`serde_json_features`] bit: objects keep their members in insertion order.
+pub const SERDE_JSON_PRESERVE_ORDER: u32 = 1;
+
+/// The serde_json features this build has, as bits, measured at run time in the library that
+/// calls it (feature unification happens per build, so a plugin built elsewhere may differ).
+pub extern "C" fn serde_json_features() -> u32 {
+    let mut map = serde_json::Map::new();
+    map.insert("b".into(), serde_json::Value::Null);
+    map.insert("a".into(), serde_json::Value::Null);
+    let ordered = map.keys().next().is_some_and(|k| k == "b");
+    if ordered {
+        SERDE_JSON_PRESERVE_ORDER
+    } else {
+        0
+    }
+}
+
 /// The size and alignment of one type that crosses the boundary.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +154,8 @@ pub struct PluginDeclaration {
     pub core_features: *const c_char,
     /// [`SERDE_JSON_VERSION`].
     pub serde_json_version: *const c_char,
+    /// [`serde_json_features`], as the plugin's build computes it.
+    pub serde_json_features: extern "C" fn() -> u32,
     /// [`LAYOUTS`].
     pub layouts: *const TypeLayout,
     /// Their number.
@@ -176,6 +195,7 @@ macro_rules! declare_plugin {
                 core_features: $crate::plugin::CORE_FEATURES.as_ptr() as *const ::std::ffi::c_char,
                 serde_json_version: $crate::plugin::SERDE_JSON_VERSION.as_ptr()
                     as *const ::std::ffi::c_char,
+                serde_json_features: $crate::plugin::serde_json_features,
                 layouts: $crate::plugin::LAYOUTS.0.as_ptr(),
                 layouts_len: $crate::plugin::LAYOUTS.0.len(),
                 register: __storage_plugin_register,
@@ -200,6 +220,11 @@ mod tests {
             .and_then(|r| r.split('"').next())
             .expect("pinned with =");
         assert_eq!(format!("{pinned}\0"), SERDE_JSON_VERSION);
+    }
+
+    #[test]
+    fn this_build_keeps_object_member_order() {
+        assert_eq!(serde_json_features(), SERDE_JSON_PRESERVE_ORDER);
     }
 
     #[test]

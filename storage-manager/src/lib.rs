@@ -441,6 +441,14 @@ where
                     },
                 ));
             }
+            Err((e, _)) if e.is_authentication() => {
+                // Wrong credentials are a configuration mistake: falling back would hide it.
+                return Err(Error::config(format!(
+                    "{role}: {spec} at {}: {}",
+                    spec.path,
+                    storage_core::redact::redact(e.message())
+                )));
+            }
             Err((e, attempts)) => {
                 tracing::warn!(role = role.as_str(), backend = %spec, error = %e, "storage backend failed to connect");
                 failed.push(FailedCandidate {

@@ -68,6 +68,17 @@ unsafe fn check(decl: &PluginDeclaration, path: &Path) -> Result<()> {
             return Err(mismatch(field, &theirs, host_str(host)));
         }
     }
+    let (theirs, ours) = ((decl.serde_json_features)(), plugin::serde_json_features());
+    if theirs != ours {
+        let name = |bits: u32| {
+            if bits & plugin::SERDE_JSON_PRESERVE_ORDER != 0 {
+                "preserve_order".to_string()
+            } else {
+                "no preserve_order".to_string()
+            }
+        };
+        return Err(mismatch("serde_json features", &name(theirs), &name(ours)));
+    }
     let ours = &plugin::LAYOUTS.0;
     if decl.layouts_len != ours.len() || decl.layouts.is_null() {
         return Err(mismatch(

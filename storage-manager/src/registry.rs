@@ -1,7 +1,7 @@
 //! The registry of built-in backends that this build's features select.
 
 use std::sync::Arc;
-use storage_core::{Registry, Role};
+use storage_core::Registry;
 
 /// A registry holding every built-in backend compiled in: `in-memory` and `sqlite` by default,
 /// `postgresql` and `redis` with their features. A role left out of a config gets `in-memory`
@@ -24,10 +24,9 @@ pub fn builtin_registry() -> Registry {
     add(Arc::new(storage_redis::RedisFactory));
     let _ = &mut add;
     // The embedded default: a memory cache and a SQLite database, when compiled in.
-    for (role, name) in [(Role::Cache, "in-memory"), (Role::Database, "sqlite")] {
-        if registry.factory(name).is_ok() {
-            registry.set_role_default(role, name);
-        }
-    }
+    #[cfg(feature = "memory")]
+    registry.set_role_default(storage_core::Role::Cache, storage_memory::TYPE_NAME);
+    #[cfg(feature = "sqlite")]
+    registry.set_role_default(storage_core::Role::Database, storage_sqlite::TYPE_NAME);
     registry
 }

@@ -351,3 +351,35 @@ fn schema_covers_every_built_in_block() {
         .unwrap();
     assert_eq!(db.len(), 4, "in-memory, postgresql, redis and sqlite");
 }
+
+/// Every YAML example in docs/configuration.md loads (those that load plugins are read, and
+/// their plugin-free part resolved).
+#[test]
+fn every_example_in_the_configuration_docs_loads() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let vars = HashMap::from([
+        (
+            "POSTGRES_CONNECTION_STRING",
+            "postgresql://app:pw@db.local/app",
+        ),
+        ("DATABASE_PASSWORD", "pw"),
+        ("DB_HOST", "db.local"),
+    ]);
+    let lookup = move |name: &str| vars.get(name).map(|v| v.to_string());
+    let mut examples = 0;
+    for block in doc.split("```yaml\n").skip(1) {
+        let yaml = block.split("```").next().unwrap();
+        let source = ConfigSource::from_yaml_str_with_env(yaml, Path::new("/base"), &lookup)
+            .unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        if source.plugins().is_empty() {
+            source
+                .resolve(&builtin_registry())
+                .unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        }
+        examples += 1;
+    }
+    assert!(examples >= 6, "found {examples} examples");
+}

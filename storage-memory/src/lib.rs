@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
-use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role, ServerIdentity};
+use storage_core::config::{BackendSpec, Role};
 use storage_core::{
     BackendFactory, Cache, CacheEntry, Checked, Database, Error, KeyKind, KeyTtl, Result, Store,
     glob_match, literal_prefix, lrange_window, validate_key_prefix,
@@ -408,63 +408,8 @@ impl Database for MemoryBackend {
     }
 }
 
-/// The factory for the registry. Each backend it opens gets a store of its own.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct MemoryFactory;
-
-/// The settings of an `in-memory` backend: none beyond the common fields. Each backend the
-/// factory opens has a store of its own, so its data is reachable from nowhere else.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemoryConfig;
-
-impl BackendConfig for MemoryConfig {
-    fn type_name(&self) -> &str {
-        TYPE_NAME
-    }
-    fn describe(&self) -> String {
-        String::new()
-    }
-    /// None: the store is private to the backend that opened it.
-    fn identity(&self) -> Option<ServerIdentity> {
-        None
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
-#[async_trait]
-impl BackendFactory for MemoryFactory {
-    fn type_names(&self) -> Vec<String> {
-        vec![TYPE_NAME.to_string(), "memory".to_string()]
-    }
-
-    fn roles(&self) -> Vec<Role> {
-        vec![Role::Cache, Role::Database]
-    }
-
-    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-        if let Some(field) = block.fields().keys().next() {
-            return Err(block.error(
-                field,
-                format!("unknown field `{field}`; in-memory takes only the common fields"),
-            ));
-        }
-        Ok(Arc::new(MemoryConfig))
-    }
-
-    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-        Ok(Arc::new(
-            MemoryStore::new().handle(&spec.common.key_prefix)?,
-        ))
-    }
-
-    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(
-            MemoryStore::new().handle(&spec.common.key_prefix)?,
-        ))
-    }
-}
+mod factory;
+pub use factory::{MemoryConfig, MemoryFactory};
 
 #[cfg(test)]
 mod tests;

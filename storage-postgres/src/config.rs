@@ -24,7 +24,7 @@ use storage_core::config::{
     BackendConfig, BlockInput, CommonSettings, NumOrEnv, Secret, ServerIdentity, SslField, num,
 };
 use storage_core::{Result, Role};
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, TargetSessionAttrs};
 
 /// The type name this crate registers.
 pub const TYPE_NAME: &str = "postgresql";
@@ -47,6 +47,14 @@ pub struct PostgresBlock {
     /// The server host.
     #[serde(default)]
     pub host: Option<String>,
+    /// Several servers (`host:port` or `host`, with `port` as the default port), for a
+    /// primary with standbys; the writable one is chosen (see `targetSessionAttrs`).
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    /// `read-write` (the default with several hosts: new connections land on the primary) or
+    /// `any`.
+    #[serde(default)]
+    pub target_session_attrs: Option<SessionAttrs>,
     /// The server port (default 5432).
     #[serde(default, deserialize_with = "num::opt")]
     #[schemars(with = "Option<NumOrEnv>")]
@@ -73,6 +81,16 @@ pub struct PostgresBlock {
     /// Driver settings.
     #[serde(default)]
     pub options: Option<PostgresOptions>,
+}
+
+/// `targetSessionAttrs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionAttrs {
+    /// Only a server that accepts writes (the primary).
+    ReadWrite,
+    /// Any server that answers.
+    Any,
 }
 
 /// `options` of a `postgresql` block.
@@ -135,8 +153,12 @@ impl PostgresConfig {
             }
             (a, c) => a.as_ref().or(c.as_ref()),
         };
+        if b.host.is_some() && b.hosts.is_some() {
+            return Err(block.error("", "`host` and `hosts` given together; use one"));
+        }
         let discrete = [
             ("host", b.host.is_some()),
+            ("hosts", b.hosts.is_some()),
             ("port", b.port.is_some()),
             ("database", b.database.is_some()),
             ("user", user.is_some()),
@@ -145,7 +167,8 @@ impl PostgresConfig {
         .into_iter()
         .find_map(|(n, set)| set.then_some(n));
 
-        let (mut driver, url_tls) = match (url, &b.host) {
+        let host = b.host.clone().map(|h| vec![h]).or(b.hosts.clone());
+        let (mut driver, url_tls) = match (url, &host) {
             (Some(url), _) => {
                 if let Some(first) = discrete {
                     return Err(block.error(
@@ -163,16 +186,32 @@ impl PostgresConfig {
                 })?;
                 (driver, tls)
             }
-            (None, Some(host)) => {
+            (None, Some(hosts)) => {
                 let mut c = tokio_postgres::Config::new();
-                c.host(host);
-                c.port(match b.port {
+                let default_port = match b.port {
                     None => DEFAULT_PORT,
                     Some(p) => u16::try_from(p)
                         .ok()
                         .filter(|p| *p != 0)
                         .ok_or_else(|| block.error("port", format!("{p} is not a port number")))?,
-                });
+                };
+                if hosts.is_empty() {
+                    return Err(block.error("hosts", "must name at least one host"));
+                }
+                for (i, entry) in hosts.iter().enumerate() {
+                    let field = if b.hosts.is_some() {
+                        format!("hosts[{i}]")
+                    } else {
+                        "host".into()
+                    };
+                    let (h, p) = if b.hosts.is_some() {
+                        host_and_port(entry).map_err(|e| block.error(&field, e))?
+                    } else {
+                        (entry.clone(), None)
+                    };
+                    c.host(&h);
+                    c.port(p.unwrap_or(default_port));
+                }
                 if let Some(d) = &b.database {
                     c.dbname(d);
                 }
@@ -196,8 +235,21 @@ impl PostgresConfig {
         if driver.get_user().is_none() {
             driver.user("postgres");
         }
+        // With several hosts, new connections go to the writable one unless told otherwise.
+        match b.target_session_attrs {
+            Some(SessionAttrs::ReadWrite) => {
+                driver.target_session_attrs(TargetSessionAttrs::ReadWrite);
+            }
+            Some(SessionAttrs::Any) => {
+                driver.target_session_attrs(TargetSessionAttrs::Any);
+            }
+            None if driver.get_hosts().len() > 1 => {
+                driver.target_session_attrs(TargetSessionAttrs::ReadWrite);
+            }
+            None => {}
+        }
 
-        let ssl = settle_ssl(block, &b, url_field, url_tls)?;
+        let ssl = crate::tls::settle(block, &b, url_field, url_tls)?;
         let schema = match b.schema {
             None => None,
             Some(s) => {
@@ -278,96 +330,6 @@ impl PostgresConfig {
     }
 }
 
-/// `ssl`, `options.ssl` and the connection string's parameters: every one given must agree.
-fn settle_ssl(
-    block: &BlockInput<'_>,
-    b: &PostgresBlock,
-    url_field: &str,
-    url_tls: TlsParams,
-) -> Result<SslSettings> {
-    let mut sources: Vec<(String, SslSettings)> = Vec::new();
-    let field = |v: &SslField, name: &str| -> Result<SslSettings> {
-        Ok(match v {
-            SslField::Flag(false) => SslSettings::disabled(),
-            SslField::Flag(true) => SslSettings {
-                mode: SslMode::VerifyFull,
-                ca: None,
-            },
-            SslField::Detailed(d) => SslSettings {
-                mode: match &d.mode {
-                    None => SslMode::VerifyFull,
-                    Some(m) => SslMode::parse(m).ok_or_else(|| {
-                        block.error(
-                            &format!("{name}.mode"),
-                            format!("unknown mode {m:?}; expected disable, prefer, require or verify-full"),
-                        )
-                    })?,
-                },
-                ca: d.ca.as_ref().map(|p| block.resolve_path(p)),
-            },
-        })
-    };
-    if let Some(v) = &b.ssl {
-        sources.push(("ssl".into(), field(v, "ssl")?));
-    }
-    if let Some(v) = b.options.as_ref().and_then(|o| o.ssl.as_ref()) {
-        sources.push(("options.ssl".into(), field(v, "options.ssl")?));
-    }
-    let url_mode = match &url_tls.sslmode {
-        None => None,
-        Some(m) => Some(SslMode::parse(m).ok_or_else(|| {
-            block.error(
-                url_field,
-                format!("unknown sslmode {m:?}; expected disable, prefer, require or verify-full"),
-            )
-        })?),
-    };
-    let url_ca = url_tls.sslrootcert.as_ref().map(|p| block.resolve_path(p));
-    match (url_mode, url_ca) {
-        (None, None) => {}
-        // A root certificate alone is taken as verify-full, so that a CA given is never unused.
-        (None, Some(ca)) => sources.push((
-            format!("sslrootcert in `{url_field}`"),
-            SslSettings {
-                mode: SslMode::VerifyFull,
-                ca: Some(ca),
-            },
-        )),
-        (Some(mode), ca) => sources.push((
-            format!("sslmode in `{url_field}`"),
-            SslSettings { mode, ca },
-        )),
-    }
-    if let [(first_name, first), rest @ ..] = sources.as_slice() {
-        for (name, other) in rest {
-            if other != first {
-                return Err(block.error(
-                    "",
-                    format!(
-                        "`{first_name}` ({}) and `{name}` ({}) disagree",
-                        first.mode.name(),
-                        other.mode.name()
-                    ),
-                ));
-            }
-        }
-    }
-    let ssl = sources
-        .into_iter()
-        .next()
-        .map_or_else(SslSettings::disabled, |(_, s)| s);
-    if ssl.ca.is_some() && ssl.mode != SslMode::VerifyFull {
-        return Err(block.error(
-            "",
-            format!(
-                "a CA file is given but the TLS mode is {}; a CA is only used by verify-full",
-                ssl.mode.name()
-            ),
-        ));
-    }
-    Ok(ssl)
-}
-
 impl BackendConfig for PostgresConfig {
     fn type_name(&self) -> &str {
         TYPE_NAME
@@ -426,6 +388,29 @@ impl BackendConfig for PostgresConfig {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// `host:port`, `[v6]:port` or `host` from a `hosts` entry.
+fn host_and_port(entry: &str) -> std::result::Result<(String, Option<u16>), String> {
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{p:?} is not a port number"))
+    };
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("an unclosed `[`")?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), Some(port(p)?))),
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            None => Err(format!("unexpected {after:?} after the address")),
+        };
+    }
+    match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Ok((h.to_string(), Some(port(p)?))),
+        _ if entry.is_empty() => Err("an empty host".into()),
+        _ => Ok((entry.to_string(), None)),
     }
 }
 

@@ -201,3 +201,51 @@ fn identity_is_normalised_by_the_driver() {
     let a = id(json!({"url": "postgresql://app@127.0.0.1"}));
     assert!(a.overlaps(&id(json!({"host": "127.0.0.1", "database": "app"}))));
 }
+
+#[test]
+fn several_hosts_choose_the_writable_one() {
+    use tokio_postgres::config::TargetSessionAttrs;
+    for fields in [
+        json!({"url": "postgresql://app@h1:5432,h2:5433/db"}),
+        json!({"url": "host=h1,h2 port=5432,5433 user=app dbname=db"}),
+        json!({"hosts": ["h1:5432", "h2:5433"], "user": "app", "database": "db"}),
+    ] {
+        let c = parse(fields.clone()).unwrap();
+        assert_eq!(c.describe(), "app@h1:5432,h2:5433/db", "{fields}");
+        assert_eq!(
+            c.driver.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite,
+            "{fields}"
+        );
+    }
+    let c = parse(json!({"hosts": ["h1", "[::1]:7"], "port": 6000, "targetSessionAttrs": "any"}))
+        .unwrap();
+    assert_eq!(c.describe(), "postgres@h1:6000,[::1]:7/postgres");
+    assert_eq!(c.driver.get_target_session_attrs(), TargetSessionAttrs::Any);
+    let one = parse(json!({"host": "h"})).unwrap();
+    assert_eq!(
+        one.driver.get_target_session_attrs(),
+        TargetSessionAttrs::Any
+    );
+    let e = err(json!({"hosts": ["h1:x"]}));
+    assert!(
+        e.starts_with("storage.database.hosts[0]: \"x\" is not a port number"),
+        "{e}"
+    );
+    let e = err(json!({"hosts": ["h1"], "host": "h"}));
+    assert!(e.contains("`host` and `hosts`"), "{e}");
+    let e = err(json!({"hosts": ["h1"], "url": "postgresql://h/d"}));
+    assert!(e.contains("`url` and `hosts` given together"), "{e}");
+    let e = err(json!({"hosts": ["h1"], "targetSessionAttrs": "primary"}));
+    assert!(e.starts_with("storage.database.targetSessionAttrs"), "{e}");
+    // Identity covers every host: a role on the standby's address is the same data.
+    let a = parse(json!({"hosts": ["127.0.0.1:5432", "127.0.0.1:5433"]}))
+        .unwrap()
+        .identity()
+        .unwrap();
+    let b = parse(json!({"url": "postgresql://postgres@127.0.0.1:5433/postgres"}))
+        .unwrap()
+        .identity()
+        .unwrap();
+    assert!(a.overlaps(&b));
+}

@@ -40,8 +40,10 @@
 mod backend;
 pub mod config;
 pub mod conninfo;
+mod pool;
 mod schema;
 pub mod sql;
+use pool::{LastError, PgManager, breaks_connection};
 use schema::{Statements, migrate};
 mod tls;
 
@@ -70,15 +72,19 @@ const RECLAIM_EVERY: u64 = 128;
 /// Retries of an idempotent operation after a transient error.
 const RETRIES: u32 = 2;
 
-type Pool = bb8::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+type Pool = bb8::Pool<PgManager>;
 
 /// Maps a driver error to the contract's kinds; transient ones are those a retry may fix.
 fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
     if let Some(code) = e.code() {
+        // A failover shows as a shutting-down server or a read-only one (the old primary, now
+        // a standby): transient, and the connection is discarded, so the retry reaches the
+        // new primary.
         let transient = [
             SqlState::T_R_SERIALIZATION_FAILURE,
             SqlState::T_R_DEADLOCK_DETECTED,
             SqlState::ADMIN_SHUTDOWN,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
             SqlState::CRASH_SHUTDOWN,
             SqlState::CANNOT_CONNECT_NOW,
             SqlState::TOO_MANY_CONNECTIONS,
@@ -96,7 +102,7 @@ fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
         if *code == SqlState::INVALID_PASSWORD
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
-            return Error::config(format!("{what}: authentication failed")).with_source(e);
+            return Error::authentication(what).with_source(e);
         }
         if *code == SqlState::INVALID_CATALOG_NAME {
             return Error::config(format!("{what}: the database does not exist")).with_source(e);
@@ -115,33 +121,6 @@ fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
         Error::connection(what.to_string()).with_source(e)
     } else {
         Error::other(what.to_string()).with_source(e)
-    }
-}
-
-/// Keeps the pool's last connection error, so that a checkout timeout can say why.
-#[derive(Debug, Clone, Default)]
-struct LastError(Arc<Mutex<Option<String>>>);
-
-impl bb8::ErrorSink<tokio_postgres::Error> for LastError {
-    fn sink(&self, e: tokio_postgres::Error) {
-        let text = pg_error(e, "connecting").to_string();
-        tracing::debug!(error = %text, "postgresql connection failed");
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
-    }
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {
-        Box::new(self.clone())
-    }
-}
-
-impl LastError {
-    fn pool_error(&self, e: bb8::RunError<tokio_postgres::Error>) -> Error {
-        match e {
-            bb8::RunError::User(e) => pg_error(e, "connecting"),
-            bb8::RunError::TimedOut => {
-                let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Error::checkout_timeout(last.as_deref())
-            }
-        }
     }
 }
 
@@ -171,6 +150,8 @@ pub struct PostgresBackend {
     operation_timeout: Duration,
     writes: AtomicU64,
     last_error: LastError,
+    /// For cancel requests.
+    tls: MakeRustlsConnect,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -188,16 +169,13 @@ impl PostgresBackend {
         let settings = spec.settings::<PostgresConfig>()?;
         let cfg = settings.driver_config(&spec.common);
         let tls = tls::connector(&settings.ssl)?;
-        let manager = PostgresConnectionManager::new(cfg, tls);
+        let manager = PgManager::new(cfg, tls.clone(), spec.common.connect_timeout);
         let describe = spec.to_string();
         // The first connection is made directly, so that a refusal (a closed port, a bad
         // certificate, a wrong password) is reported as itself, at once, not as a pool timeout.
         let connect_limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
         let first = async {
-            let mut client = manager
-                .connect()
-                .await
-                .map_err(|e| pg_error(e, "connecting"))?;
+            let mut client = manager.connect().await?;
             migrate(&mut client, settings.schema.as_deref(), &describe).await?;
             Ok::<_, Error>(client)
         };
@@ -215,9 +193,12 @@ impl PostgresBackend {
             .connection_timeout(spec.common.acquire_timeout)
             .idle_timeout(Some(spec.common.idle_timeout))
             .error_sink(Box::new(last_error.clone()))
-            // A checkout must stay cheap: no ping per checkout. A connection that broke is
-            // dropped when it is returned (`has_broken`), and the operation's error is transient.
-            .test_on_check_out(false)
+            // The check on checkout is free for a connection in use (a flag and `is_closed`);
+            // only one idle for a while costs a round trip (see `pool`).
+            .test_on_check_out(true)
+            // A failed connect is reported to the operation at once (a refused server fails in
+            // the connect timeout), not retried until the acquire timeout.
+            .retry_connection(false)
             .build_unchecked(manager);
         let _ = pool.add(first);
         let backend = PostgresBackend {
@@ -228,6 +209,7 @@ impl PostgresBackend {
             operation_timeout: spec.common.operation_timeout,
             writes: AtomicU64::new(0),
             last_error,
+            tls,
         };
         Ok(backend)
     }
@@ -241,45 +223,69 @@ impl PostgresBackend {
     }
 
     /// Runs `op` on a pooled connection under the operation timeout. An idempotent operation is
-    /// retried after a transient error; a non-idempotent one (append) never is.
+    /// retried after a transient error; a non-idempotent one (append) never is. A connection
+    /// whose operation timed out or failed on I/O is marked broken and never lent again, and a
+    /// timed-out statement is cancelled on the server, so it holds no lock afterwards.
     async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T>
     where
-        F: Fn(
-            bb8::PooledConnection<'static, PostgresConnectionManager<MakeRustlsConnect>>,
-            Arc<Statements>,
-        ) -> Fut,
+        F: Fn(bb8::PooledConnection<'static, PgManager>, Arc<Statements>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let pool = self.pool()?;
-        let attempt = async {
-            let mut tries = 0;
-            loop {
-                let result = match pool.get_owned().await {
-                    Ok(conn) => op(conn, self.stmts.clone()).await,
-                    Err(e) => Err(self.last_error.pool_error(e)),
-                };
-                match result {
-                    Err(e)
-                        if idempotent
-                            && e.kind() == storage_core::ErrorKind::Connection
-                            && tries < RETRIES =>
-                    {
-                        tries += 1;
-                        tracing::debug!(error = %e, tries, "retrying an idempotent operation");
-                        tokio::time::sleep(Duration::from_millis(20 * u64::from(tries))).await;
-                    }
-                    other => return other,
+        let deadline = tokio::time::Instant::now() + self.operation_timeout;
+        let mut tries = 0;
+        loop {
+            let result = match tokio::time::timeout_at(deadline, self.last_error.checkout(&pool))
+                .await
+            {
+                // Nothing was sent: nothing happened.
+                Err(_) => {
+                    return Err(Error::timeout(format!(
+                        "no connection within the operation timeout ({:?}); nothing was sent",
+                        self.operation_timeout
+                    )));
                 }
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(conn)) => {
+                    let broken = conn.broken.clone();
+                    let cancel = conn.client.cancel_token();
+                    match tokio::time::timeout_at(deadline, op(conn, self.stmts.clone())).await {
+                        Ok(result) => {
+                            if let Err(e) = &result
+                                && breaks_connection(e)
+                            {
+                                broken.store(true, Ordering::Relaxed);
+                            }
+                            result
+                        }
+                        Err(_) => {
+                            broken.store(true, Ordering::Relaxed);
+                            let tls = self.tls.clone();
+                            tokio::spawn(async move {
+                                let limit = Duration::from_secs(5);
+                                let _ = tokio::time::timeout(limit, cancel.cancel_query(tls)).await;
+                            });
+                            return Err(Error::timeout(format!(
+                                "no answer within {:?}; the statement was cancelled on the server, but it may have completed first: the outcome is unknown",
+                                self.operation_timeout
+                            )));
+                        }
+                    }
+                }
+            };
+            match result {
+                Err(e)
+                    if idempotent
+                        && e.kind() == storage_core::ErrorKind::Connection
+                        && tries < RETRIES =>
+                {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "retrying an idempotent operation");
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(tries))).await;
+                }
+                other => return other,
             }
-        };
-        tokio::time::timeout(self.operation_timeout, attempt)
-            .await
-            .map_err(|_| {
-                Error::timeout(format!(
-                    "operation took longer than {:?}",
-                    self.operation_timeout
-                ))
-            })?
+        }
     }
 
     fn reclaim_due(&self) -> bool {

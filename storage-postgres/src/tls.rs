@@ -1,6 +1,10 @@
-//! TLS for PostgreSQL over rustls: `require` encrypts without verifying, `verify-full` checks
-//! the chain and the host name against the system roots or a given CA.
+//! TLS for PostgreSQL: which mode the block asks for (`ssl`, `options.ssl` and the connection
+//! string's `sslmode`/`sslrootcert`, which must agree), and the rustls setup for it: `require`
+//! encrypts without verifying, `verify-full` checks the chain and the host name against the
+//! system roots or a given CA.
 
+use crate::config::PostgresBlock;
+use crate::conninfo::TlsParams;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
@@ -8,6 +12,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use storage_core::config::{BlockInput, SslField};
 use storage_core::{Error, Result};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -64,6 +69,96 @@ impl SslSettings {
             ca: None,
         }
     }
+}
+
+/// `ssl`, `options.ssl` and the connection string's parameters: every one given must agree.
+pub(crate) fn settle(
+    block: &BlockInput<'_>,
+    b: &PostgresBlock,
+    url_field: &str,
+    url_tls: TlsParams,
+) -> Result<SslSettings> {
+    let mut sources: Vec<(String, SslSettings)> = Vec::new();
+    let field = |v: &SslField, name: &str| -> Result<SslSettings> {
+        Ok(match v {
+            SslField::Flag(false) => SslSettings::disabled(),
+            SslField::Flag(true) => SslSettings {
+                mode: SslMode::VerifyFull,
+                ca: None,
+            },
+            SslField::Detailed(d) => SslSettings {
+                mode: match &d.mode {
+                    None => SslMode::VerifyFull,
+                    Some(m) => SslMode::parse(m).ok_or_else(|| {
+                        block.error(
+                            &format!("{name}.mode"),
+                            format!("unknown mode {m:?}; expected disable, prefer, require or verify-full"),
+                        )
+                    })?,
+                },
+                ca: d.ca.as_ref().map(|p| block.resolve_path(p)),
+            },
+        })
+    };
+    if let Some(v) = &b.ssl {
+        sources.push(("ssl".into(), field(v, "ssl")?));
+    }
+    if let Some(v) = b.options.as_ref().and_then(|o| o.ssl.as_ref()) {
+        sources.push(("options.ssl".into(), field(v, "options.ssl")?));
+    }
+    let url_mode = match &url_tls.sslmode {
+        None => None,
+        Some(m) => Some(SslMode::parse(m).ok_or_else(|| {
+            block.error(
+                url_field,
+                format!("unknown sslmode {m:?}; expected disable, prefer, require or verify-full"),
+            )
+        })?),
+    };
+    let url_ca = url_tls.sslrootcert.as_ref().map(|p| block.resolve_path(p));
+    match (url_mode, url_ca) {
+        (None, None) => {}
+        // A root certificate alone is taken as verify-full, so that a CA given is never unused.
+        (None, Some(ca)) => sources.push((
+            format!("sslrootcert in `{url_field}`"),
+            SslSettings {
+                mode: SslMode::VerifyFull,
+                ca: Some(ca),
+            },
+        )),
+        (Some(mode), ca) => sources.push((
+            format!("sslmode in `{url_field}`"),
+            SslSettings { mode, ca },
+        )),
+    }
+    if let [(first_name, first), rest @ ..] = sources.as_slice() {
+        for (name, other) in rest {
+            if other != first {
+                return Err(block.error(
+                    "",
+                    format!(
+                        "`{first_name}` ({}) and `{name}` ({}) disagree",
+                        first.mode.name(),
+                        other.mode.name()
+                    ),
+                ));
+            }
+        }
+    }
+    let ssl = sources
+        .into_iter()
+        .next()
+        .map_or_else(SslSettings::disabled, |(_, s)| s);
+    if ssl.ca.is_some() && ssl.mode != SslMode::VerifyFull {
+        return Err(block.error(
+            "",
+            format!(
+                "a CA file is given but the TLS mode is {}; a CA is only used by verify-full",
+                ssl.mode.name()
+            ),
+        ));
+    }
+    Ok(ssl)
 }
 
 fn provider() -> Arc<CryptoProvider> {

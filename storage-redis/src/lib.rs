@@ -55,49 +55,14 @@ use storage_core::{
 
 mod backend;
 pub mod config;
+mod pool;
 
 pub use config::{RedisConfig, TYPE_NAME};
+pub use pool::{Conn, Manager};
+use pool::{IDLE_CHECK, LastError, Pool};
 
 /// Keys per `SCAN` step and per `UNLINK` batch.
 const BATCH: usize = 500;
-
-/// A pooled connection and whether an I/O error has broken it.
-pub struct Conn {
-    inner: MultiplexedConnection,
-    broken: Arc<AtomicBool>,
-}
-
-/// Builds connections with the configured timeouts; never pings on checkout.
-pub struct Manager {
-    client: Client,
-    config: AsyncConnectionConfig,
-}
-
-impl bb8::ManageConnection for Manager {
-    type Connection = Conn;
-    type Error = RedisError;
-
-    async fn connect(&self) -> std::result::Result<Conn, RedisError> {
-        let inner = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        Ok(Conn {
-            inner,
-            broken: Arc::new(AtomicBool::new(false)),
-        })
-    }
-
-    async fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), RedisError> {
-        redis::cmd("PING").query_async::<()>(&mut conn.inner).await
-    }
-
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken.load(Ordering::Relaxed)
-    }
-}
-
-type Pool = bb8::Pool<Manager>;
 
 /// Replaces a generic wrong-type error with the contract's message for `key`.
 fn wrong_type(key: &str, message: fn(&str) -> Error) -> impl FnOnce(Error) -> Error + '_ {
@@ -114,10 +79,20 @@ fn is_wrong_type(e: &RedisError) -> bool {
     e.code() == Some("WRONGTYPE")
 }
 
-/// Maps a redis-rs error; connection-level failures are transient.
+/// Maps a redis-rs error; connection-level failures are transient, a refused password is a
+/// configuration error (retrying or falling back cannot fix it).
 fn redis_error(e: RedisError, what: &str) -> Error {
-    if e.is_timeout() {
-        Error::timeout(format!("{what}: the server did not answer in time")).with_source(e)
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.code() == Some("NOAUTH")
+        || e.code() == Some("WRONGPASS")
+    {
+        Error::authentication(what)
+    } else if e.is_timeout() {
+        // Redis cannot cancel a command: it may have run.
+        Error::timeout(format!(
+            "{what}: the server did not answer in time; the command may have been applied: the outcome is unknown"
+        ))
+        .with_source(e)
     } else if e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -129,40 +104,8 @@ fn redis_error(e: RedisError, what: &str) -> Error {
         || e.code() == Some("MASTERDOWN")
     {
         Error::connection(format!("{what}: server busy ({e})"))
-    } else if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || e.code() == Some("NOAUTH")
-        || e.code() == Some("WRONGPASS")
-    {
-        Error::config(format!("{what}: authentication failed"))
     } else {
         Error::other(format!("{what}: {e}"))
-    }
-}
-
-/// Keeps the pool's last connection error, so that a checkout timeout can say why.
-#[derive(Debug, Clone, Default)]
-struct LastError(Arc<std::sync::Mutex<Option<String>>>);
-
-impl bb8::ErrorSink<RedisError> for LastError {
-    fn sink(&self, e: RedisError) {
-        let text = redis_error(e, "connecting").to_string();
-        tracing::debug!(error = %text, "redis connection failed");
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
-    }
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<RedisError>> {
-        Box::new(self.clone())
-    }
-}
-
-impl LastError {
-    fn pool_error(&self, e: bb8::RunError<RedisError>) -> Error {
-        match e {
-            bb8::RunError::User(e) => redis_error(e, "connecting"),
-            bb8::RunError::TimedOut => {
-                let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Error::checkout_timeout(last.as_deref())
-            }
-        }
     }
 }
 
@@ -214,6 +157,7 @@ pub struct RedisBackend {
     match_prefix: String,
     describe: String,
     operation_timeout: Duration,
+    connect_timeout: Duration,
     retries: u32,
     last_error: LastError,
 }
@@ -256,7 +200,11 @@ impl RedisBackend {
             .connection_timeout(spec.common.acquire_timeout)
             .idle_timeout(Some(spec.common.idle_timeout))
             .error_sink(Box::new(last_error.clone()))
+            // Checked in `with_conn` instead: a flag always, a PING only after idling.
             .test_on_check_out(false)
+            // A failed connect is reported at once (a refused server fails within the connect
+            // timeout), not retried until the acquire timeout.
+            .retry_connection(false)
             .build_unchecked(manager);
         let _ = pool.add(first);
         let backend = RedisBackend {
@@ -265,6 +213,7 @@ impl RedisBackend {
             match_prefix: escape_glob(&spec.common.key_prefix),
             describe,
             operation_timeout: spec.common.operation_timeout,
+            connect_timeout: spec.common.connect_timeout,
             retries: settings.max_retries_per_request,
             last_error,
         };
@@ -299,18 +248,42 @@ impl RedisBackend {
                 // it instead of queueing for exclusive checkouts.
                 let checkout = async {
                     loop {
-                        let conn = pool.get().await?;
+                        let conn = self.last_error.checkout(&pool).await?;
                         // A connection an earlier command found broken is discarded when its
                         // guard drops here (`has_broken`); take the next one.
-                        if !conn.broken.load(Ordering::Relaxed) {
-                            break Ok((conn.inner.clone(), conn.broken.clone()));
+                        if conn.broken.load(Ordering::Relaxed) {
+                            continue;
                         }
+                        let idle = conn
+                            .last_used
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .elapsed();
+                        if idle > IDLE_CHECK {
+                            let mut probe = conn.inner.clone();
+                            let cmd = redis::cmd("PING");
+                            let ping = cmd.query_async::<()>(&mut probe);
+                            if !matches!(
+                                tokio::time::timeout(self.connect_timeout, ping).await,
+                                Ok(Ok(()))
+                            ) {
+                                conn.broken.store(true, Ordering::Relaxed);
+                                continue;
+                            }
+                        }
+                        break Ok((
+                            conn.inner.clone(),
+                            conn.broken.clone(),
+                            conn.last_used.clone(),
+                        ));
                     }
                 }
                 .await;
                 let result = match checkout {
-                    Ok((inner, broken)) => {
+                    Ok((inner, broken, last_used)) => {
                         let out = f(inner).await;
+                        *last_used.lock().unwrap_or_else(|e| e.into_inner()) =
+                            std::time::Instant::now();
                         if let Err(e) = &out
                             && (e.is_io_error()
                                 || e.is_connection_dropped()
@@ -327,7 +300,7 @@ impl RedisBackend {
                             }
                         })
                     }
-                    Err(e) => Err(self.last_error.pool_error(e)),
+                    Err(e) => Err(e),
                 };
                 match result {
                     Err(e)
@@ -346,7 +319,7 @@ impl RedisBackend {
             .await
             .map_err(|_| {
                 Error::timeout(format!(
-                    "{what}: no answer within {:?}",
+                    "{what}: no answer within {:?}; a command already sent may have been applied: the outcome is unknown",
                     self.operation_timeout
                 ))
             })?

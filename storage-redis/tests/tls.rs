@@ -14,6 +14,7 @@ fn tls_server(test: &str) -> Option<(TestCerts, Redis)> {
     let certs = TestCerts::generate().unwrap();
     let redis = Redis::start(&RedisOptions {
         tls: Some(certs.server.clone()),
+        ..Default::default()
     })
     .unwrap();
     Some((certs, redis))

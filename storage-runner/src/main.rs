@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! storage-runner --role cache|database (--block JSON | --config FILE) [--filter TEXT]
+//!                [--fault-block BLOCK --upstream HOST:PORT]
 //! ```
+//!
+//! With `--fault-block` (the same backend's block, with `{addr}` where the server's address
+//! goes) and `--upstream` (the server's address), the kit's fault cases run too, each through a
+//! fault proxy in front of the server; they count in the matrix line like every other case.
 //!
 //! `--block` is one backend block, as in a config file's `storage.<role>` (JSON or YAML);
 //! `--config` reads the role's primary backend from a config file (whose `plugins:` are loaded).
@@ -13,16 +18,21 @@
 //! matrix: <type> <cache|database> passed=<N> failed=<N> skipped=<N>
 //! ```
 //!
-//! A backend that cannot be reached prints `skipped=<all cases>`. The exit code is 1 when any
-//! case failed or the arguments are wrong, 0 otherwise; skips are for the caller to judge.
+//! A backend that cannot be reached (a connection error or timeout at the first ping) prints
+//! `skipped=<all cases>`, unless `STORAGE_TEST_REQUIRE_ALL=1`, where it is a failure; any other
+//! failure to build or ping it is a failure. Every backend, in-memory included, is built through
+//! the registry from its block. The counts are checked against the kit's cases for the role, and
+//! a `--filter` that matches no case is an error. The exit code is 1 when any case failed or the
+//! arguments are wrong, 0 otherwise.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use storage_core::config::{BackendSpec, ConfigSource, Role};
-use storage_core::{Cache, Database, ErrorKind, Registry, Result};
+use storage_core::{ErrorKind, Registry, Result};
 use storage_testkit::{Report, SuiteOptions};
 
+mod faults;
 mod registry;
 
 struct Args {
@@ -30,12 +40,15 @@ struct Args {
     block: Option<String>,
     config: Option<PathBuf>,
     filter: Option<String>,
+    fault_block: Option<String>,
+    upstream: Option<std::net::SocketAddr>,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut role = None;
     let (mut block, mut config, mut filter) = (None, None, None);
+    let (mut fault_block, mut upstream) = (None, None);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -51,6 +64,15 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--block" => block = Some(value("--block")?),
             "--config" => config = Some(PathBuf::from(value("--config")?)),
             "--filter" => filter = Some(value("--filter")?),
+            "--fault-block" => fault_block = Some(value("--fault-block")?),
+            "--upstream" => {
+                let v = value("--upstream")?;
+                let addr = std::net::ToSocketAddrs::to_socket_addrs(v.as_str())
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or(format!("--upstream: {v:?} is not a host:port"))?;
+                upstream = Some(addr);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -58,11 +80,16 @@ fn parse_args() -> std::result::Result<Args, String> {
     if block.is_some() == config.is_some() {
         return Err("give exactly one of --block or --config".into());
     }
+    if fault_block.is_some() != upstream.is_some() {
+        return Err("--fault-block and --upstream go together".into());
+    }
     Ok(Args {
         role,
         block,
         config,
         filter,
+        fault_block,
+        upstream,
     })
 }
 
@@ -113,10 +140,6 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let total = match args.role {
-        Role::Cache => storage_testkit::cache_case_names().len(),
-        Role::Database => storage_testkit::database_case_names().len(),
-    };
     let line = |passed: usize, failed: usize, skipped: usize| {
         println!(
             "matrix: {} {} passed={passed} failed={failed} skipped={skipped}",
@@ -128,104 +151,104 @@ async fn main() -> ExitCode {
     options.filter = args.filter.clone();
     options.prefix = format!("{}{}", spec.common.key_prefix, options.prefix);
 
-    // Reachability first: an unreachable server is a skip, not forty failures.
+    let names: Vec<&str> = match args.role {
+        Role::Cache => storage_testkit::cache_case_names(),
+        Role::Database => storage_testkit::database_case_names(),
+    }
+    .into_iter()
+    .chain(if args.fault_block.is_some() {
+        storage_testkit::fault_case_names(args.role)
+    } else {
+        Vec::new()
+    })
+    .filter(|n| args.filter.as_deref().is_none_or(|f| n.contains(f)))
+    .collect();
+    if names.is_empty() {
+        eprintln!("storage-runner: --filter matches no case");
+        return ExitCode::from(2);
+    }
+    let total = names.len();
+    let require_all =
+        std::env::var("STORAGE_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1" || v == "true");
+
+    // Reachability first: an unreachable server is a skip (when skips are allowed), not forty
+    // failures; anything else that stops the backend is a failure.
+    let probe_spec = with_prefix(&spec, &format!("{}probe:", spec.common.key_prefix));
     let probe = match args.role {
         Role::Cache => registry
-            .open_cache(&with_prefix(
-                &spec,
-                &format!("{}probe:", spec.common.key_prefix),
-            ))
+            .open_cache(&probe_spec)
             .await
             .map(|c| c as Arc<dyn storage_core::Store>),
         Role::Database => registry
-            .open_database(&with_prefix(
-                &spec,
-                &format!("{}probe:", spec.common.key_prefix),
-            ))
+            .open_database(&probe_spec)
             .await
             .map(|d| d as Arc<dyn storage_core::Store>),
     };
-    match probe {
+    let probe = match probe {
         Ok(store) => {
-            let reachable = store.ping().await;
+            let pinged = store.ping().await;
             let _ = store.close().await;
-            if let Err(e) = reachable {
-                println!("  backend unreachable: {e}");
-                line(0, 0, total);
-                return ExitCode::SUCCESS;
-            }
+            pinged
         }
-        Err(e) if matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) => {
+        Err(e) => Err(e),
+    };
+    if let Err(e) = probe {
+        let unreachable = matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout);
+        if unreachable && !require_all {
             println!("  backend unreachable: {e}");
             line(0, 0, total);
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
-            println!("  backend cannot be built: {e}");
-            line(0, total, 0);
-            return ExitCode::FAILURE;
-        }
+        println!("  backend cannot be used: {e}");
+        line(0, total, 0);
+        return ExitCode::FAILURE;
     }
 
-    let report: Report = if spec.type_name == storage_memory::TYPE_NAME {
-        // The memory factory gives each backend a store of its own; the kit needs every case's
-        // backends on one store, so the runner shares one store the factory's way.
-        let store = storage_memory::MemoryStore::new();
-        match args.role {
-            Role::Cache => {
-                let s = spec.clone();
-                storage_testkit::run_cache_suite(
-                    Arc::new(move |p: String| {
-                        let r: Result<Arc<dyn Cache>> =
-                            store.cache(&with_prefix(&s, &p).common.key_prefix);
-                        async move { r }
-                    }),
-                    &options,
-                )
-                .await
-            }
-            Role::Database => {
-                let s = spec.clone();
-                storage_testkit::run_database_suite(
-                    Arc::new(move |p: String| {
-                        let r: Result<Arc<dyn Database>> =
-                            store.database(&with_prefix(&s, &p).common.key_prefix);
-                        async move { r }
-                    }),
-                    &options,
-                )
-                .await
-            }
+    let report: Report = match args.role {
+        Role::Cache => {
+            let (reg, s) = (registry.clone(), spec.clone());
+            storage_testkit::run_cache_suite(
+                Arc::new(move |p: String| {
+                    let (reg, spec) = (reg.clone(), with_prefix(&s, &p));
+                    async move { reg.open_cache(&spec).await }
+                }),
+                &options,
+            )
+            .await
         }
-    } else {
-        match args.role {
-            Role::Cache => {
-                let (reg, s) = (registry.clone(), spec.clone());
-                storage_testkit::run_cache_suite(
-                    Arc::new(move |p: String| {
-                        let (reg, spec) = (reg.clone(), with_prefix(&s, &p));
-                        async move { reg.open_cache(&spec).await }
-                    }),
-                    &options,
-                )
-                .await
-            }
-            Role::Database => {
-                let (reg, s) = (registry.clone(), spec.clone());
-                storage_testkit::run_database_suite(
-                    Arc::new(move |p: String| {
-                        let (reg, spec) = (reg.clone(), with_prefix(&s, &p));
-                        async move { reg.open_database(&spec).await }
-                    }),
-                    &options,
-                )
-                .await
-            }
+        Role::Database => {
+            let (reg, s) = (registry.clone(), spec.clone());
+            storage_testkit::run_database_suite(
+                Arc::new(move |p: String| {
+                    let (reg, spec) = (reg.clone(), with_prefix(&s, &p));
+                    async move { reg.open_database(&spec).await }
+                }),
+                &options,
+            )
+            .await
         }
     };
     println!("{report}");
-    line(report.passed(), report.failed(), 0);
-    if report.failed() > 0 {
+    let (mut passed, mut failed) = (report.passed(), report.failed());
+    if let (Some(template), Some(upstream)) = (&args.fault_block, args.upstream) {
+        let fault_report = faults::run(
+            args.role,
+            template.clone(),
+            upstream,
+            registry.clone(),
+            &options,
+        )
+        .await;
+        println!("{fault_report}");
+        passed += fault_report.passed();
+        failed += fault_report.failed();
+    }
+    if passed + failed != total {
+        println!("  the kit ran {} cases, expected {total}", passed + failed);
+        failed = total - passed.min(total);
+    }
+    line(passed, failed, 0);
+    if failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

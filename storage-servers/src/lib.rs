@@ -7,7 +7,8 @@
 //! process is killed. A start that loses its port to another process is retried on a new port.
 //! As root, PostgreSQL runs as the `postgres` user, since initdb and postgres refuse root.
 //!
-//! It has no dependency beyond libc, so that xtask builds fast. It is not a general process
+//! It has no dependency beyond libc, so that xtask builds fast; the fault proxy (`FaultProxy`,
+//! feature `proxy`) adds tokio. It is not a general process
 //! supervisor.
 //!
 //! ```no_run
@@ -23,11 +24,15 @@
 #[cfg(feature = "tls")]
 mod certs;
 mod postgres;
+#[cfg(feature = "proxy")]
+mod proxy;
 mod redis;
 
 #[cfg(feature = "tls")]
 pub use certs::TestCerts;
 pub use postgres::{Postgres, PostgresOptions, TlsFiles};
+#[cfg(feature = "proxy")]
+pub use proxy::{Fault, FaultProxy};
 pub use redis::{Redis, RedisOptions};
 
 use std::fs;

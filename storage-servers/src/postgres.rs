@@ -21,6 +21,9 @@ pub struct PostgresOptions {
     pub max_connections: u32,
     /// Serve TLS (`ssl=on`) with these files.
     pub tls: Option<TlsFiles>,
+    /// A commit waits until a standby has it (`synchronous_standby_names = '*'`,
+    /// `synchronous_commit = on`); otherwise commits do not wait even for the local disk.
+    pub synchronous_standby: bool,
 }
 
 impl Default for PostgresOptions {
@@ -28,6 +31,7 @@ impl Default for PostgresOptions {
         PostgresOptions {
             max_connections: 400,
             tls: None,
+            synchronous_standby: false,
         }
     }
 }
@@ -154,15 +158,24 @@ impl Postgres {
                 "-c",
                 &format!("max_connections={}", self.options.max_connections),
             ])
-            // A throwaway server: durability is not what is tested against it.
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
+            // A throwaway server: durability is not what is tested against it, except that
+            // a synchronous standby makes every commit wait for the standby.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(if self.options.synchronous_standby {
+                [
+                    "-c",
+                    "synchronous_commit=on",
+                    "-c",
+                    "synchronous_standby_names=*",
+                ]
+            } else {
+                [
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "synchronous_standby_names=",
+                ]
+            })
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
@@ -221,6 +234,69 @@ impl Postgres {
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             stop_child(&mut child, libc::SIGKILL, Duration::from_secs(10));
+        }
+    }
+
+    /// A streaming standby of `primary` (`pg_basebackup -R -X stream`) on a free port, with the
+    /// same options but no synchronous standby of its own.
+    pub fn start_standby(primary: &Postgres) -> io::Result<Postgres> {
+        let dir = temp_dir("pg-standby")?;
+        let mut standby = Postgres {
+            bin: primary.bin.clone(),
+            dir,
+            port: 0,
+            options: PostgresOptions {
+                synchronous_standby: false,
+                ..primary.options.clone()
+            },
+            child: None,
+        };
+        if is_root() {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&standby.dir)
+                .status()?;
+        }
+        let err = standby.dir.join("basebackup.err");
+        let status = guarded(&standby.bin.join("pg_basebackup"), standby.user())
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(standby.data())
+            .args(["-R", "-X", "stream", "--no-sync"])
+            .current_dir(&standby.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(fs::File::create(&err)?))
+            .status()?;
+        if !status.success() {
+            return Err(io::Error::other(format!(
+                "pg_basebackup failed: {}",
+                tail(&err)
+            )));
+        }
+        standby.start_on_free_port()?;
+        Ok(standby)
+    }
+
+    /// Promotes a standby to primary and waits until it accepts writes.
+    pub fn promote(&self) -> io::Result<()> {
+        let status = guarded(&self.bin.join("pg_ctl"), self.user())
+            .args(["promote", "-w", "-D"])
+            .arg(self.data())
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other("pg_ctl promote failed"))
         }
     }
 

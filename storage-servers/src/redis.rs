@@ -7,6 +7,8 @@ use super::*;
 pub struct RedisOptions {
     /// Serve TLS only (`--tls-port`, `--port 0`) with these files.
     pub tls: Option<TlsFiles>,
+    /// Require this password (`--requirepass`).
+    pub password: Option<String>,
 }
 
 /// A private Redis server, without persistence.
@@ -56,6 +58,9 @@ impl Redis {
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
+        if let Some(pw) = &self.options.password {
+            cmd.args(["--requirepass", pw]);
+        }
         match &self.options.tls {
             None => {
                 cmd.args(["--port", &self.port.to_string()]);
@@ -73,6 +78,7 @@ impl Redis {
         }
         self.child = Some(cmd.spawn()?);
         let (tls, port) = (self.options.tls.is_some(), self.port);
+        let password = self.options.password.clone();
         await_ready(
             &mut self.child,
             "redis-server",
@@ -84,7 +90,7 @@ impl Redis {
                     fs::read_to_string(&log_path)
                         .is_ok_and(|l| l.contains("Ready to accept connections"))
                 } else {
-                    ping(port)
+                    ping(port, password.as_deref())
                 }
             },
         )
@@ -142,8 +148,9 @@ impl Drop for Redis {
     }
 }
 
-/// Sends `PING` to a plain Redis port and waits briefly for `+PONG`.
-fn ping(port: u16) -> bool {
+/// Sends `PING` (after `AUTH` when a password is set) to a plain Redis port and waits briefly
+/// for `+PONG`.
+fn ping(port: u16, password: Option<&str>) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_millis(200),
@@ -151,6 +158,16 @@ fn ping(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if let Some(pw) = password {
+        let auth = format!("AUTH {pw}\r\n");
+        let mut ok = [0u8; 5];
+        if s.write_all(auth.as_bytes()).is_err()
+            || s.read_exact(&mut ok).is_err()
+            || &ok != b"+OK\r\n"
+        {
+            return false;
+        }
+    }
     if s.write_all(b"PING\r\n").is_err() {
         return false;
     }

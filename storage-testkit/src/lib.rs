@@ -11,6 +11,9 @@
 //! with any backend, not even storage-core's glob matcher or LRANGE arithmetic. It does not
 //! depend on any built-in backend, so a plugin author can run it from their own crate's tests.
 //!
+//! [`faults`] adds the cases for backends behind a network: a dead, stalled, slow or lossy
+//! server, through a fault proxy.
+//!
 //! It is not a benchmark, and it does not test configuration parsing or fallback.
 //!
 //! ```
@@ -35,7 +38,12 @@
 
 mod cases;
 mod check;
+pub mod faults;
 pub mod model;
+
+pub use faults::{
+    FaultOpener, FaultTarget, FaultTimeouts, Opened, fault_case_names, run_fault_suite,
+};
 
 use std::fmt;
 use std::future::Future;

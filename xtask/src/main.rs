@@ -35,15 +35,26 @@ impl Served {
             Served::Redis(r) => r.url(),
         }
     }
+
+    fn addr(&self) -> String {
+        let port = match self {
+            Served::Postgres(p) => p.port(),
+            Served::Redis(r) => r.port(),
+        };
+        format!("127.0.0.1:{port}")
+    }
 }
 
 /// One line of the matrix: a label for the log, the role, the server, and the backend block
-/// (`{url}` is replaced by the server's URL, `{tmp}` by a fresh temp dir).
+/// (`{url}` is replaced by the server's URL, `{tmp}` by a fresh temp dir). A network backend
+/// also has a fault block, the same backend with `{addr}` where the server's address goes:
+/// the runner puts the kit's fault proxy there and runs the fault cases too.
 struct Entry {
     label: &'static str,
     role: &'static str,
     server: Server,
     block: &'static str,
+    fault: Option<&'static str>,
 }
 
 const SQLITE: &str = "{type: sqlite, path: '{tmp}/kit.db'}";
@@ -55,23 +66,70 @@ const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&s
 const PLUGIN_MEMORY: &str = "storage:\n  plugins: ['{plugins}/libplugin_memory.so']\n  cache: {type: plugin-memory}\n  database: {type: plugin-memory}\n";
 const REDB: &str = "storage:\n  plugins: ['{plugins}/libstorage_redb.so']\n  cache: {type: redb, options: {path: cache.redb}}\n  database: {type: redb, options: {path: kit.redb}}\n";
 const REDIS_TLS: &str = "{type: redis, url: '{url}', ssl: {ca: '{ca}'}}";
+const POSTGRES_FAULT: &str = "{type: postgresql, url: 'postgresql://postgres@{addr}/postgres'}";
+const REDIS_FAULT: &str = "{type: redis, url: 'redis://{addr}'}";
+const POSTGRES_TLS_FAULT: &str = "{type: postgresql, url: 'postgresql://postgres@{addr}/postgres?sslmode=verify-full&sslrootcert={ca}'}";
+const REDIS_TLS_FAULT: &str = "{type: redis, url: 'rediss://{addr}', ssl: {ca: '{ca}'}}";
 
 const MATRIX: &[Entry] = &[
-    entry("in-memory", "cache", Server::None, "{type: in-memory}"),
-    entry("in-memory", "database", Server::None, "{type: in-memory}"),
+    entry(
+        "in-memory",
+        "cache",
+        Server::None,
+        "{type: in-memory, store: kit}",
+    ),
+    entry(
+        "in-memory",
+        "database",
+        Server::None,
+        "{type: in-memory, store: kit}",
+    ),
     entry("sqlite", "cache", Server::None, SQLITE),
     entry("sqlite", "database", Server::None, SQLITE),
-    entry("postgresql", "database", Server::Postgres, POSTGRES),
-    entry("postgresql", "cache", Server::Postgres, POSTGRES),
-    entry("redis", "cache", Server::Redis, REDIS),
-    entry("redis", "database", Server::Redis, REDIS),
-    entry(
+    faulty(
+        "postgresql",
+        "database",
+        Server::Postgres,
+        POSTGRES,
+        POSTGRES_FAULT,
+    ),
+    faulty(
+        "postgresql",
+        "cache",
+        Server::Postgres,
+        POSTGRES,
+        POSTGRES_FAULT,
+    ),
+    faulty("redis", "cache", Server::Redis, REDIS, REDIS_FAULT),
+    faulty("redis", "database", Server::Redis, REDIS, REDIS_FAULT),
+    faulty(
         "postgresql over TLS",
         "database",
         Server::PostgresTls,
         POSTGRES_TLS,
+        POSTGRES_TLS_FAULT,
     ),
-    entry("redis over TLS", "cache", Server::RedisTls, REDIS_TLS),
+    faulty(
+        "postgresql over TLS",
+        "cache",
+        Server::PostgresTls,
+        POSTGRES_TLS,
+        POSTGRES_TLS_FAULT,
+    ),
+    faulty(
+        "redis over TLS",
+        "cache",
+        Server::RedisTls,
+        REDIS_TLS,
+        REDIS_TLS_FAULT,
+    ),
+    faulty(
+        "redis over TLS",
+        "database",
+        Server::RedisTls,
+        REDIS_TLS,
+        REDIS_TLS_FAULT,
+    ),
     entry("plugin-memory", "cache", Server::None, PLUGIN_MEMORY),
     entry("plugin-memory", "database", Server::None, PLUGIN_MEMORY),
     entry("redb", "database", Server::None, REDB),
@@ -89,6 +147,23 @@ const fn entry(
         role,
         server,
         block,
+        fault: None,
+    }
+}
+
+const fn faulty(
+    label: &'static str,
+    role: &'static str,
+    server: Server,
+    block: &'static str,
+    fault: &'static str,
+) -> Entry {
+    Entry {
+        label,
+        role,
+        server,
+        block,
+        fault: Some(fault),
     }
 }
 
@@ -250,7 +325,11 @@ fn test(args: &[String]) -> ExitCode {
         let tls = tls_files
             .clone()
             .ok_or_else(|| std::io::Error::other("no test certificates"))?;
-        Redis::start(&RedisOptions { tls: Some(tls) }).map(Served::Redis)
+        Redis::start(&RedisOptions {
+            tls: Some(tls),
+            ..Default::default()
+        })
+        .map(Served::Redis)
     });
 
     let mut envs: Vec<(&str, String)> = Vec::new();
@@ -298,12 +377,16 @@ fn test(args: &[String]) -> ExitCode {
     } else {
         let mut lines = Vec::new();
         for entry in MATRIX {
+            let served = match entry.server {
+                Server::None => None,
+                Server::Postgres => postgres.as_ref(),
+                Server::Redis => redis.as_ref(),
+                Server::PostgresTls => postgres_tls.as_ref(),
+                Server::RedisTls => redis_tls.as_ref(),
+            };
             let url = match entry.server {
                 Server::None => Some(String::new()),
-                Server::Postgres => postgres.as_ref().map(Served::url),
-                Server::Redis => redis.as_ref().map(Served::url),
-                Server::PostgresTls => postgres_tls.as_ref().map(Served::url),
-                Server::RedisTls => redis_tls.as_ref().map(Served::url),
+                _ => served.map(Served::url),
             };
             let Some(url) = url else {
                 let line = format!(
@@ -342,6 +425,11 @@ fn test(args: &[String]) -> ExitCode {
                 runner_cmd.arg("--config").arg(config);
             } else {
                 runner_cmd.args(["--block", &block]);
+            }
+            if let (Some(fault), Some(served)) = (entry.fault, served) {
+                runner_cmd
+                    .args(["--fault-block", &fault.replace("{ca}", &ca)])
+                    .args(["--upstream", &served.addr()]);
             }
             let out = runner_cmd
                 .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))

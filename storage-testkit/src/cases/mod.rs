@@ -2,6 +2,7 @@
 
 mod cache;
 mod common;
+mod contract;
 mod database;
 mod sequences;
 
@@ -40,6 +41,7 @@ pub(crate) fn cache_cases() -> Vec<Case> {
         cache::ttl_query_missing_and_persistent,
         cache::mset_entries_carry_their_own_ttl,
         cache::expired_keys_do_not_count_as_existing,
+        contract::cache_mset_last_entry_wins_with_its_ttl,
         sequences::model_random_cache_operations,
     ]);
     all
@@ -66,6 +68,10 @@ pub(crate) fn database_cases() -> Vec<Case> {
         database::concurrent_appends_lose_nothing,
         database::concurrent_set_and_append_keep_one_kind,
         database::clear_namespace_with_lists_beside_another,
+        contract::appends_follow_commit_order_across_instances,
+        contract::mset_is_atomic_to_readers,
+        contract::mset_over_a_list_leaves_no_items,
+        contract::set_and_delete_never_fail_under_contention,
         sequences::model_random_database_operations,
     ]);
     all
@@ -108,6 +114,9 @@ fn common_cases() -> Vec<Case> {
         common::ping_is_cheap_and_writes_nothing,
         common::concurrent_sets_all_land,
         common::close_is_idempotent,
+        contract::object_member_order_is_kept,
+        contract::oversized_value_fails_cleanly_then_works,
+        contract::glob_edge_rows,
     ]
 }
 

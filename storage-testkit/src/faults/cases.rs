@@ -1,0 +1,223 @@
+//! The fault cases themselves: each breaks the traffic one way and checks the contract.
+
+use super::*;
+
+pub(super) async fn refused(cx: Arc<Cx>) -> Check {
+    cx.every_operation("warm").await;
+    cx.proxy.set(Fault::Refuse);
+    let each = bound(cx.limits.connect);
+    fails_within(cx.every_operation("refused"), each, ErrorKind::Connection).await?;
+    cx.recovers().await
+}
+
+pub(super) async fn black_hole(cx: Arc<Cx>) -> Check {
+    cx.every_operation("warm").await;
+    cx.proxy.set(Fault::BlackHole);
+    let each = bound(cx.limits.operation);
+    // On the open connections, then on new ones (the first round broke the old ones).
+    fails_within(cx.every_operation("stalled"), each, ErrorKind::Timeout).await?;
+    fails_within(
+        cx.every_operation("stalled-again"),
+        each,
+        ErrorKind::Timeout,
+    )
+    .await?;
+    cx.recovers().await?;
+    // Every pool slot is usable again: twice the pool's size at once.
+    let n = cx.limits.pool_max * 2;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let b = cx.backend.clone();
+        tasks.push(tokio::spawn(async move {
+            b.set(&format!("fault:slot:{i}"), &json!(i)).await
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())?.map_err(|e| {
+            format!("after the black hole cleared, a pool slot did not come back: {e}")
+        })?;
+    }
+    Ok(())
+}
+
+/// Counts `item` in the list at `key`, reading through a fault-free path.
+async fn occurrences(
+    d: &Arc<dyn Database>,
+    key: &str,
+    item: &Value,
+) -> std::result::Result<usize, String> {
+    let all = d.get_range(key, 0, -1).await.map_err(|e| e.to_string())?;
+    Ok(all.iter().filter(|v| *v == item).count())
+}
+
+pub(super) async fn lost_reply_append(cx: Arc<Cx>) -> Check {
+    let d = cx.backend.db().cloned().ok_or("database only")?;
+    for (i, many) in [(0, false), (1, true), (2, false)] {
+        let key = format!("fault:lost:{i}");
+        d.append(&key, &json!("before"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let item = json!({"lost": i});
+        cx.proxy.set(Fault::DropAfterNextRequest);
+        let r = if many {
+            d.append_many(&key, std::slice::from_ref(&item)).await
+        } else {
+            d.append(&key, &item).await
+        };
+        cx.recovers().await?;
+        let n = occurrences(&d, &key, &item).await?;
+        if n > 1 {
+            return Err(format!(
+                "the lost reply made the write land {n} times ({r:?})"
+            ));
+        }
+        if r.is_ok() && n == 0 {
+            return Err("append returned Ok but the item is not in the list".into());
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn lost_reply_set_delete(cx: Arc<Cx>) -> Check {
+    let key = "fault:lost:value";
+    cx.backend
+        .set(key, &json!("old"))
+        .await
+        .map_err(|e| e.to_string())?;
+    cx.proxy.set(Fault::DropAfterNextRequest);
+    let r = cx.backend.set(key, &json!("new")).await;
+    cx.recovers().await?;
+    let now = cx
+        .backend
+        .store()
+        .get(key)
+        .await
+        .map_err(|e| e.to_string())?;
+    match (&r, now) {
+        (Ok(()), Some(v)) if v == json!("new") => {}
+        (Err(_), Some(v)) if v == json!("new") || v == json!("old") => {}
+        (r, now) => return Err(format!("set ended {r:?}, the key holds {now:?}")),
+    }
+    cx.proxy.set(Fault::DropAfterNextRequest);
+    let r = cx.backend.store().delete(key).await;
+    cx.recovers().await?;
+    let now = cx
+        .backend
+        .store()
+        .get(key)
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.is_ok() && now.is_some() {
+        return Err("delete returned Ok but the key is still there".into());
+    }
+    Ok(())
+}
+
+pub(super) async fn exhausted(cx: Arc<Cx>) -> Check {
+    cx.every_operation("warm").await;
+    cx.proxy.set(Fault::Delay(Duration::from_millis(300)));
+    let limit = bound(cx.limits.acquire + cx.limits.operation);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let b = cx.backend.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = b.set(&format!("fault:busy:{i}"), &json!(i)).await;
+            (r, t.elapsed())
+        }));
+    }
+    for t in tasks {
+        let (r, took) = t.await.map_err(|e| e.to_string())?;
+        if took > limit {
+            return Err(format!(
+                "an operation took {took:?} on an exhausted pool (limit {limit:?})"
+            ));
+        }
+        if let Err(e) = r
+            && e.kind() != ErrorKind::Timeout
+        {
+            return Err(format!("expected success or a timeout, got {e}"));
+        }
+    }
+    if started.elapsed() > limit * 2 {
+        return Err(format!("64 operations took {:?}", started.elapsed()));
+    }
+    cx.recovers().await
+}
+
+pub(super) async fn timed_out_append(cx: Arc<Cx>) -> Check {
+    let d = cx.backend.db().cloned().ok_or("database only")?;
+    let key = "fault:slow";
+    d.append(key, &json!("before"))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Slower each way than the operation timeout: the request reaches the server late, after
+    // the caller gave up.
+    cx.proxy.set(Fault::Delay(
+        cx.limits.operation + Duration::from_millis(500),
+    ));
+    let item = json!("slow");
+    let started = Instant::now();
+    let r = d.append(key, &item).await;
+    let took = started.elapsed();
+    let e = match r {
+        Err(e) if e.kind() == ErrorKind::Timeout => e,
+        other => return Err(format!("expected a timeout, got {other:?}")),
+    };
+    if took > bound(cx.limits.operation) {
+        return Err(format!("the timeout came after {took:?}"));
+    }
+    cx.recovers().await?;
+    // Let the delayed request land, if it was going to.
+    tokio::time::sleep(cx.limits.operation + Duration::from_millis(1500)).await;
+    let n = occurrences(&d, key, &item).await?;
+    if n > 1 {
+        return Err(format!("a timed-out append landed {n} times"));
+    }
+    if n == 1 && !e.message().contains("outcome is unknown") {
+        return Err(format!(
+            "the append landed after a timeout that did not say its outcome was unknown: {e}"
+        ));
+    }
+    // Nothing holds the key's lock: a write to it goes through.
+    d.append(key, &json!("after"))
+        .await
+        .map_err(|e| format!("the key stayed locked: {e}"))
+}
+
+pub(super) async fn idle_restart(cx: Arc<Cx>) -> Check {
+    // Each kind of operation is the first one after a restart, `append` included.
+    let kinds: &[&str] = match cx.backend {
+        Opened::Database(_) => &["append", "append_many", "set", "get", "delete", "keys"],
+        Opened::Cache(_) => &["set", "get", "delete", "keys"],
+    };
+    for (round, kind) in kinds.iter().enumerate() {
+        // Several connections in the pool.
+        let mut warm = Vec::new();
+        for i in 0..cx.limits.pool_max {
+            let b = cx.backend.clone();
+            warm.push(tokio::spawn(async move {
+                b.set(&format!("fault:warm:{i}"), &json!(i)).await
+            }));
+        }
+        for w in warm {
+            let _ = w.await;
+        }
+        // The server restarts while the client is idle: every open connection is cut.
+        cx.proxy.reset();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let key = format!("fault:restart:{round}");
+        let b = &cx.backend;
+        let r = match (*kind, b.db()) {
+            ("append", Some(d)) => d.append(&key, &json!(round)).await,
+            ("append_many", Some(d)) => d.append_many(&key, &[json!(round)]).await,
+            ("set", _) => b.set(&key, &json!(round)).await,
+            ("get", _) => b.store().get(&key).await.map(|_| ()),
+            ("delete", _) => b.store().delete(&key).await.map(|_| ()),
+            _ => b.store().keys(Some("fault:*")).await.map(|_| ()),
+        };
+        r.map_err(|e| format!("the first {kind} after the server came back failed: {e}"))?;
+    }
+    Ok(())
+}
