@@ -20,12 +20,16 @@ enum Server {
     Redis,
     PostgresTls,
     RedisTls,
+    /// A primary with a synchronous streaming standby, reached through a two-host URL.
+    PostgresHa,
 }
 
 /// A running shared server.
 enum Served {
     Postgres(Postgres),
     Redis(Redis),
+    /// Primary, standby.
+    PostgresPair(Postgres, Postgres),
 }
 
 impl Served {
@@ -33,12 +37,17 @@ impl Served {
         match self {
             Served::Postgres(p) => p.url(),
             Served::Redis(r) => r.url(),
+            Served::PostgresPair(p, s) => format!(
+                "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/postgres",
+                p.port(),
+                s.port()
+            ),
         }
     }
 
     fn addr(&self) -> String {
         let port = match self {
-            Served::Postgres(p) => p.port(),
+            Served::Postgres(p) | Served::PostgresPair(p, _) => p.port(),
             Served::Redis(r) => r.port(),
         };
         format!("127.0.0.1:{port}")
@@ -130,6 +139,7 @@ const MATRIX: &[Entry] = &[
         REDIS_TLS,
         REDIS_TLS_FAULT,
     ),
+    entry("postgresql-ha", "database", Server::PostgresHa, POSTGRES),
     entry("plugin-memory", "cache", Server::None, PLUGIN_MEMORY),
     entry("plugin-memory", "database", Server::None, PLUGIN_MEMORY),
     entry("redb", "database", Server::None, REDB),
@@ -321,6 +331,18 @@ fn test(args: &[String]) -> ExitCode {
         })
         .map(Served::Postgres)
     });
+    let postgres_ha = start(
+        "PostgreSQL primary with a synchronous standby",
+        needs(Server::PostgresHa),
+        &|| {
+            let primary = Postgres::start(&PostgresOptions {
+                synchronous_standby: true,
+                ..Default::default()
+            })?;
+            let standby = Postgres::start_standby(&primary)?;
+            Ok(Served::PostgresPair(primary, standby))
+        },
+    );
     let redis_tls = start("Redis with TLS", needs(Server::RedisTls), &|| {
         let tls = tls_files
             .clone()
@@ -382,6 +404,7 @@ fn test(args: &[String]) -> ExitCode {
                 Server::Postgres => postgres.as_ref(),
                 Server::Redis => redis.as_ref(),
                 Server::PostgresTls => postgres_tls.as_ref(),
+                Server::PostgresHa => postgres_ha.as_ref(),
                 Server::RedisTls => redis_tls.as_ref(),
             };
             let url = match entry.server {
@@ -491,7 +514,7 @@ fn test(args: &[String]) -> ExitCode {
         }
     }
 
-    drop((redis, postgres, redis_tls, postgres_tls, certs));
+    drop((redis, postgres, redis_tls, postgres_tls, postgres_ha, certs));
     if failures.is_empty() {
         println!("xtask test: all passed");
         ExitCode::SUCCESS
