@@ -1,7 +1,10 @@
 //! `storage migrate` between real backends, checked by an independent read.
 
+mod support;
+use support::{migrate, write_config};
+
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use storage_core::Database;
@@ -44,16 +47,6 @@ fn list_item(l: usize, i: usize) -> Value {
 /// Canonical text: distinguishes 1 from 1.0 and 0.0 from -0.0.
 fn text(v: &Value) -> String {
     serde_json::to_string(v).unwrap()
-}
-
-fn write_config(dir: &Path, name: &str, block: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!("storage:\n  cache: {{ type: in-memory }}\n  database: {block}\n"),
-    )
-    .unwrap();
-    path
 }
 
 async fn database(config: &Path) -> Arc<dyn Database> {
@@ -107,18 +100,6 @@ async fn check(config: &Path) {
             assert_eq!(text(item), text(&list_item(l, i)), "{key}[{i}]");
         }
     }
-}
-
-fn migrate(from: &Path, to: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_storage"))
-        .arg("migrate")
-        .arg("--from")
-        .arg(from)
-        .arg("--to")
-        .arg(to)
-        .args(extra)
-        .output()
-        .unwrap()
 }
 
 fn ok(o: &Output) -> String {

@@ -1,34 +1,13 @@
 //! `storage migrate` refuses a source and a target that can see each other's keys, before it
 //! reads or writes anything, however the two are spelled; the source stays intact.
 
+mod support;
+use support::{migrate, write_config};
+
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use storage_manager::StorageManager;
 use storage_servers::{Postgres, Redis, find_postgres_bin, find_redis_server, skip_or_fail};
-
-fn write_config(dir: &Path, name: &str, block: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!("storage:\n  cache: {{ type: in-memory }}\n  database: {block}\n"),
-    )
-    .unwrap();
-    path
-}
-
-fn migrate(from: &Path, to: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_storage"))
-        .arg("migrate")
-        .arg("--from")
-        .arg(from)
-        .arg("--to")
-        .arg(to)
-        .args(extra)
-        .output()
-        .unwrap()
-}
 
 async fn seed(config: &Path) {
     let m = StorageManager::from_file(config)

@@ -635,7 +635,12 @@ pub async fn glob_pattern_table(cx: Cx) -> CaseResult {
     for k in GLOB_KEYS.iter().chain(["hel", "hl"].iter()) {
         s.set(k, &json!(1)).await.ctx(format!("set {k:?}"))?;
     }
-    for (pattern, want) in GLOB_TABLE {
+    keys_match_rows(&s, GLOB_TABLE).await
+}
+
+/// Checks `keys(pattern)` against the wanted keys for every row.
+pub(crate) async fn keys_match_rows(s: &super::Subject, rows: &[(&str, &[&str])]) -> CaseResult {
+    for (pattern, want) in rows {
         let got: BTreeSet<String> = s
             .keys(Some(pattern))
             .await

@@ -230,17 +230,7 @@ pub async fn glob_edge_rows(cx: Cx) -> CaseResult {
         ("😀", &["😀"]),
         ("*😀*", &["😀"]),
     ];
-    for (pattern, want) in rows {
-        let got: BTreeSet<String> = s
-            .keys(Some(pattern))
-            .await
-            .ctx(format!("keys({pattern:?})"))?
-            .into_iter()
-            .collect();
-        let want: BTreeSet<String> = want.iter().map(|k| k.to_string()).collect();
-        ensure_eq!(got, want, "keys({pattern:?})");
-    }
-    Ok(())
+    super::common::keys_match_rows(&s, rows).await
 }
 
 /// Under contention, `set` and `delete` never fail with WrongType (they replace or remove

@@ -1,0 +1,169 @@
+//! The conformance matrix: every backend × role the runner is started for, the server each
+//! needs, its block, and (for network backends) the block the fault cases use.
+
+use storage_servers::{Postgres, Redis};
+
+/// A server a matrix entry needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    None,
+    Postgres,
+    Redis,
+    PostgresTls,
+    RedisTls,
+    /// A primary with a synchronous streaming standby, reached through a two-host URL.
+    PostgresHa,
+}
+
+/// A running shared server.
+pub enum Served {
+    Postgres(Postgres),
+    Redis(Redis),
+    /// Primary, standby.
+    PostgresPair(Postgres, Postgres),
+}
+
+impl Served {
+    pub fn url(&self) -> String {
+        match self {
+            Served::Postgres(p) => p.url(),
+            Served::Redis(r) => r.url(),
+            Served::PostgresPair(p, s) => format!(
+                "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/postgres",
+                p.port(),
+                s.port()
+            ),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        let port = match self {
+            Served::Postgres(p) | Served::PostgresPair(p, _) => p.port(),
+            Served::Redis(r) => r.port(),
+        };
+        format!("127.0.0.1:{port}")
+    }
+}
+
+/// One line of the matrix: a label for the log, the role, the server, and the backend block
+/// (`{url}` is replaced by the server's URL, `{tmp}` by a fresh temp dir). A network backend
+/// also has a fault block, the same backend with `{addr}` where the server's address goes:
+/// the runner puts the kit's fault proxy there and runs the fault cases too.
+pub struct Entry {
+    pub label: &'static str,
+    pub role: &'static str,
+    pub server: Server,
+    pub block: &'static str,
+    pub fault: Option<&'static str>,
+}
+
+const SQLITE: &str = "{type: sqlite, path: '{tmp}/kit.db'}";
+const POSTGRES: &str = "{type: postgresql, url: '{url}'}";
+const REDIS: &str = "{type: redis, url: '{url}'}";
+const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&sslrootcert={ca}', options: {application_name: matrix-tls}}";
+/// Plugin entries are whole config files (written to the run's temp dir), so that the runner
+/// loads the library the way an application would.
+const PLUGIN_MEMORY: &str = "storage:\n  plugins: ['{plugins}/libplugin_memory.so']\n  cache: {type: plugin-memory}\n  database: {type: plugin-memory}\n";
+const REDB: &str = "storage:\n  plugins: ['{plugins}/libstorage_redb.so']\n  cache: {type: redb, options: {path: cache.redb}}\n  database: {type: redb, options: {path: kit.redb}}\n";
+const REDIS_TLS: &str = "{type: redis, url: '{url}', ssl: {ca: '{ca}'}}";
+const POSTGRES_FAULT: &str = "{type: postgresql, url: 'postgresql://postgres@{addr}/postgres'}";
+const REDIS_FAULT: &str = "{type: redis, url: 'redis://{addr}'}";
+const POSTGRES_TLS_FAULT: &str = "{type: postgresql, url: 'postgresql://postgres@{addr}/postgres?sslmode=verify-full&sslrootcert={ca}'}";
+const REDIS_TLS_FAULT: &str = "{type: redis, url: 'rediss://{addr}', ssl: {ca: '{ca}'}}";
+
+pub const MATRIX: &[Entry] = &[
+    entry(
+        "in-memory",
+        "cache",
+        Server::None,
+        "{type: in-memory, store: kit}",
+    ),
+    entry(
+        "in-memory",
+        "database",
+        Server::None,
+        "{type: in-memory, store: kit}",
+    ),
+    entry("sqlite", "cache", Server::None, SQLITE),
+    entry("sqlite", "database", Server::None, SQLITE),
+    faulty(
+        "postgresql",
+        "database",
+        Server::Postgres,
+        POSTGRES,
+        POSTGRES_FAULT,
+    ),
+    faulty(
+        "postgresql",
+        "cache",
+        Server::Postgres,
+        POSTGRES,
+        POSTGRES_FAULT,
+    ),
+    faulty("redis", "cache", Server::Redis, REDIS, REDIS_FAULT),
+    faulty("redis", "database", Server::Redis, REDIS, REDIS_FAULT),
+    faulty(
+        "postgresql over TLS",
+        "database",
+        Server::PostgresTls,
+        POSTGRES_TLS,
+        POSTGRES_TLS_FAULT,
+    ),
+    faulty(
+        "postgresql over TLS",
+        "cache",
+        Server::PostgresTls,
+        POSTGRES_TLS,
+        POSTGRES_TLS_FAULT,
+    ),
+    faulty(
+        "redis over TLS",
+        "cache",
+        Server::RedisTls,
+        REDIS_TLS,
+        REDIS_TLS_FAULT,
+    ),
+    faulty(
+        "redis over TLS",
+        "database",
+        Server::RedisTls,
+        REDIS_TLS,
+        REDIS_TLS_FAULT,
+    ),
+    entry("postgresql-ha", "database", Server::PostgresHa, POSTGRES),
+    entry("plugin-memory", "cache", Server::None, PLUGIN_MEMORY),
+    entry("plugin-memory", "database", Server::None, PLUGIN_MEMORY),
+    entry("redb", "database", Server::None, REDB),
+    entry("redb", "cache", Server::None, REDB),
+];
+
+const fn entry(
+    label: &'static str,
+    role: &'static str,
+    server: Server,
+    block: &'static str,
+) -> Entry {
+    Entry {
+        label,
+        role,
+        server,
+        block,
+        fault: None,
+    }
+}
+
+const fn faulty(
+    label: &'static str,
+    role: &'static str,
+    server: Server,
+    block: &'static str,
+    fault: &'static str,
+) -> Entry {
+    Entry {
+        label,
+        role,
+        server,
+        block,
+        fault: Some(fault),
+    }
+}
