@@ -105,6 +105,15 @@ enum Command {
     },
     /// Prints a list's length.
     Len { key: String },
+    /// Keeps list items START..=END and drops the rest, as Redis LTRIM (`trim k -100 -1` keeps
+    /// the last 100); an empty window deletes the list.
+    Trim {
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        start: i64,
+        #[arg(allow_hyphen_values = true)]
+        end: i64,
+    },
     /// Copies one role's data from one config's backend to another's, then verifies it.
     Migrate {
         /// The source config.
@@ -355,6 +364,14 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
         }
         Command::Len { key } => {
             println!("{}", m.connect_database().await?.0.get_length(key).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trim { key, start, end } => {
+            m.connect_database()
+                .await?
+                .0
+                .trim(key, *start, *end)
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo | Command::Health { .. } | Command::Schema | Command::Migrate { .. } => {

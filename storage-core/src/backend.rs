@@ -134,6 +134,17 @@ pub trait Database: Store {
 
     /// The number of items in the list at `key`; 0 when missing.
     async fn get_length(&self, key: &str) -> Result<u64>;
+
+    /// Redis `LTRIM`: keeps the items `get_range(key, start, end)` would return and drops the
+    /// rest; an empty window deletes the key; a missing key stays missing; a value is a
+    /// wrong-type error. Built-in backends do it in O(removed), from either end, so a long chat
+    /// history is bounded without being rewritten. The default refuses (`Unsupported`).
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        let _ = (start, end);
+        Err(Error::unsupported(format!(
+            "this backend cannot trim lists (key {key:?})"
+        )))
+    }
 }
 
 fn decode<T: DeserializeOwned>(key: &str, value: Value) -> Result<T> {

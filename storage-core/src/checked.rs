@@ -230,4 +230,9 @@ impl<B: Database + ?Sized> Database for Checked<B> {
         self.check_key("get_length", key)?;
         self.run("get_length", self.inner.get_length(key)).await
     }
+
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        self.check_key("trim", key)?;
+        self.run("trim", self.inner.trim(key, start, end)).await
+    }
 }

@@ -31,7 +31,7 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ pub const TYPE_NAME: &str = "in-memory";
 #[derive(Debug, Clone)]
 enum Slot {
     Value(Value),
-    List(Vec<Value>),
+    List(VecDeque<Value>),
 }
 
 #[derive(Debug)]
@@ -208,7 +208,7 @@ impl MemoryBackend {
         Ok(())
     }
 
-    fn list_of<'a>(entry: Option<&'a Entry>, key: &str) -> Result<Option<&'a Vec<Value>>> {
+    fn list_of<'a>(entry: Option<&'a Entry>, key: &str) -> Result<Option<&'a VecDeque<Value>>> {
         match entry.map(|e| &e.slot) {
             None => Ok(None),
             Some(Slot::List(items)) => Ok(Some(items)),
@@ -371,7 +371,7 @@ impl Database for MemoryBackend {
         let mut state = self.store.write();
         let now = Instant::now();
         if state.live(&self.ns, key, now).is_none() {
-            state.put(&self.ns, key, Slot::List(Vec::new()), None, now);
+            state.put(&self.ns, key, Slot::List(VecDeque::new()), None, now);
         }
         let entry = state
             .ns_mut(&self.ns)
@@ -379,11 +379,39 @@ impl Database for MemoryBackend {
             .expect("live or just created");
         match &mut entry.slot {
             Slot::List(items) => {
-                items.extend_from_slice(values);
+                items.extend(values.iter().cloned());
                 Ok(())
             }
             Slot::Value(_) => Err(Error::holds_value(key)),
         }
+    }
+
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        self.open()?;
+        let mut state = self.store.write();
+        let now = Instant::now();
+        let len = match Self::list_of(state.live(&self.ns, key, now), key)? {
+            None => return Ok(()),
+            Some(items) => items.len() as u64,
+        };
+        match lrange_window(len, start, end) {
+            None => {
+                state.ns_mut(&self.ns).remove(key);
+            }
+            Some((first, last)) => {
+                if let Some(Entry {
+                    slot: Slot::List(items),
+                    ..
+                }) = state.ns_mut(&self.ns).get_mut(key)
+                {
+                    // Both ends in O(removed): a VecDeque drops from the front without moving
+                    // the rest.
+                    items.truncate(last as usize + 1);
+                    items.drain(..first as usize);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
@@ -393,7 +421,10 @@ impl Database for MemoryBackend {
             return Ok(Vec::new());
         };
         Ok(match lrange_window(items.len() as u64, start, end) {
-            Some((first, last)) => items[first as usize..=last as usize].to_vec(),
+            Some((first, last)) => items
+                .range(first as usize..=last as usize)
+                .cloned()
+                .collect(),
             None => Vec::new(),
         })
     }

@@ -238,4 +238,8 @@ impl<B: Database + ?Sized + 'static> Database for Bridged<B> {
         let key = key.to_string();
         forward!(self, |b| b.get_length(&key))
     }
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        let key = key.to_string();
+        forward!(self, |b| b.trim(&key, start, end))
+    }
 }

@@ -236,6 +236,50 @@ impl Database for PostgresBackend {
             .collect()
     }
 
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        // Not idempotent (a window from one end shrinks the list again): never retried.
+        self.run(false, |mut conn, s| async move {
+            let map = |what: &'static str| move |e| pg_error(e, what);
+            let tx = conn.transaction().await.map_err(map("starting the trim"))?;
+            let Some(row) = tx
+                .query_opt(&s.lock_list, &[&self.ns, &key])
+                .await
+                .map_err(map("locking the list"))?
+            else {
+                return Ok(());
+            };
+            let (kind, len, head): (i16, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            if kind != KIND_LIST {
+                return Err(Error::holds_value(key));
+            }
+            match storage_core::lrange_window(len as u64, start, end) {
+                None => {
+                    tx.execute(&s.delete_items, &[&self.ns, &key])
+                        .await
+                        .map_err(map("dropping the list"))?;
+                    tx.execute(&s.delete_key, &[&self.ns, &key])
+                        .await
+                        .map_err(map("dropping the list"))?;
+                }
+                Some((first, last)) => {
+                    // Two index ranges of the primary key, one from each end: O(removed).
+                    let (new_head, new_last) = (head + first as i64, head + last as i64);
+                    tx.execute(&s.trim_items, &[&self.ns, &key, &new_head, &new_last])
+                        .await
+                        .map_err(map("dropping trimmed items"))?;
+                    tx.execute(
+                        &s.set_window,
+                        &[&self.ns, &key, &new_head, &(new_last - new_head + 1)],
+                    )
+                    .await
+                    .map_err(map("updating the list header"))?;
+                }
+            }
+            tx.commit().await.map_err(map("committing the trim"))
+        })
+        .await
+    }
+
     async fn get_length(&self, key: &str) -> Result<u64> {
         match self.header(key).await? {
             None => Ok(0),

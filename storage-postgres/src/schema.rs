@@ -21,6 +21,10 @@ pub(crate) struct Statements {
     pub(crate) keys_from: String,
     pub(crate) clear: String,
     pub(crate) reclaim: String,
+    pub(crate) lock_list: String,
+    pub(crate) trim_items: String,
+    pub(crate) set_window: String,
+    pub(crate) delete_key: String,
 }
 
 /// Quotes an identifier that config validation already restricted to `[A-Za-z0-9_$]`.
@@ -59,6 +63,10 @@ impl Statements {
             keys_from: fill(sql::KEYS_FROM),
             clear: fill(sql::CLEAR),
             reclaim: fill(sql::RECLAIM),
+            lock_list: fill(sql::LOCK_LIST),
+            trim_items: fill(sql::TRIM_ITEMS),
+            set_window: fill(sql::SET_WINDOW),
+            delete_key: fill(sql::DELETE_KEY),
         }
     }
 }
@@ -124,6 +132,11 @@ pub(crate) async fn migrate(
         tx.batch_execute(&ddl)
             .await
             .map_err(|e| pg_error(e, "migrating to version 1"))?;
+    }
+    if version < 2 {
+        tx.batch_execute(&sql::MIGRATION_2.replace("{kv}", &kv))
+            .await
+            .map_err(|e| pg_error(e, "migrating to version 2"))?;
     }
     tx.execute(
             &format!("INSERT INTO {meta} (id, version) VALUES (true, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version"),

@@ -8,7 +8,7 @@
 pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Creates the tables (version 1). `{schema_create}` creates the schema when one is configured.
 pub const MIGRATION_1: &str = r#"
@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS {items} (
 );
 "#;
 
+/// Version 2: a list's first sequence number, so that trimming its head removes only the
+/// removed items (a list's items are seq list_head .. list_head+list_len-1).
+pub const MIGRATION_2: &str =
+    "ALTER TABLE {kv} ADD COLUMN IF NOT EXISTS list_head bigint NOT NULL DEFAULT 0";
+
 /// A live row's kind and value.
 pub const GET: &str = "SELECT kind, value FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
 
@@ -48,10 +53,10 @@ pub const TTL: &str = "SELECT expires_at - {now} FROM {kv} WHERE ns = $1 AND key
 /// concurrent append commits after this statement's snapshot are harmless orphans (every read is
 /// bounded by the header's length, and a new list overwrites them).
 pub const SET: &str = "WITH up AS (
-    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
-    VALUES ($1, $2, 0, $3, {now} + $4, 0)
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, list_head)
+    VALUES ($1, $2, 0, $3, {now} + $4, 0, 0)
     ON CONFLICT (ns, key) DO UPDATE
-    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0
+    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0, list_head = 0
     RETURNING 1
 ), gone AS (
     DELETE FROM {items} WHERE ns = $1 AND key = $2 RETURNING 1
@@ -68,10 +73,10 @@ pub const MSET: &str = "WITH input AS (
 ), lists AS (
     SELECT key FROM {kv} WHERE ns = $1 AND key = ANY($2::text[]) AND kind = 1
 ), up AS (
-    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
-    SELECT $1, key, 0, value, {now} + ttl, 0 FROM input ORDER BY key
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, list_head)
+    SELECT $1, key, 0, value, {now} + ttl, 0, 0 FROM input ORDER BY key
     ON CONFLICT (ns, key) DO UPDATE
-    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0
+    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0, list_head = 0
     RETURNING 1
 )
 SELECT key FROM lists";
@@ -94,12 +99,13 @@ pub const APPEND: &str = "WITH h AS (
     VALUES ($1, $2, 1, NULL, NULL, 1)
     ON CONFLICT (ns, key) DO UPDATE
     SET list_len = CASE WHEN kv.kind = 1 THEN kv.list_len + 1 ELSE 1 END,
+        list_head = CASE WHEN kv.kind = 1 THEN kv.list_head ELSE 0 END,
         kind = 1, value = NULL, expires_at = NULL
     WHERE kv.kind = 1 OR (kv.expires_at IS NOT NULL AND kv.expires_at <= {now})
-    RETURNING list_len
+    RETURNING list_len, list_head
 )
 INSERT INTO {items} AS li (ns, key, seq, value)
-SELECT $1, $2, list_len - 1, $3 FROM h
+SELECT $1, $2, list_head + list_len - 1, $3 FROM h
 ON CONFLICT (ns, key, seq) DO UPDATE SET value = EXCLUDED.value
 RETURNING seq";
 
@@ -110,12 +116,13 @@ pub const APPEND_MANY: &str = "WITH h AS (
     VALUES ($1, $2, 1, NULL, NULL, cardinality($3::text[]))
     ON CONFLICT (ns, key) DO UPDATE
     SET list_len = CASE WHEN kv.kind = 1 THEN kv.list_len ELSE 0 END + cardinality($3::text[]),
+        list_head = CASE WHEN kv.kind = 1 THEN kv.list_head ELSE 0 END,
         kind = 1, value = NULL, expires_at = NULL
     WHERE kv.kind = 1 OR (kv.expires_at IS NOT NULL AND kv.expires_at <= {now})
-    RETURNING list_len
+    RETURNING list_len, list_head
 )
 INSERT INTO {items} AS li (ns, key, seq, value)
-SELECT $1, $2, h.list_len - cardinality($3::text[]) + t.ord - 1, t.value
+SELECT $1, $2, h.list_head + h.list_len - cardinality($3::text[]) + t.ord - 1, t.value
 FROM h, unnest($3::text[]) WITH ORDINALITY AS t(value, ord)
 ON CONFLICT (ns, key, seq) DO UPDATE SET value = EXCLUDED.value
 RETURNING seq";
@@ -123,7 +130,7 @@ RETURNING seq";
 /// Header and LRANGE window (`$3` start, `$4` end) in one statement, so one snapshot: the first
 /// row carries the kind and length, and item values follow in order.
 pub const RANGE: &str = "WITH h AS (
-    SELECT kind, list_len,
+    SELECT kind, list_len, list_head,
            GREATEST(CASE WHEN $3::bigint < 0 THEN list_len + $3::bigint ELSE $3::bigint END, 0) AS first,
            LEAST(CASE WHEN $4::bigint < 0 THEN list_len + $4::bigint ELSE $4::bigint END, list_len - 1) AS last
     FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})
@@ -131,10 +138,25 @@ pub const RANGE: &str = "WITH h AS (
 SELECT h.kind, h.list_len, i.value
 FROM h LEFT JOIN LATERAL (
     SELECT seq, value FROM {items}
-    WHERE ns = $1 AND key = $2 AND h.kind = 1 AND seq BETWEEN h.first AND h.last
+    WHERE ns = $1 AND key = $2 AND h.kind = 1
+      AND seq BETWEEN h.list_head + h.first AND h.list_head + h.last
     ORDER BY seq
 ) i ON true
 ORDER BY i.seq";
+
+/// A live list's length and head, locking its row for a trim.
+pub const LOCK_LIST: &str = "SELECT kind, list_len, list_head FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now}) FOR UPDATE";
+
+/// Drops a list's items outside sequence numbers `$3 ..= $4` (an index range from each end).
+pub const TRIM_ITEMS: &str =
+    "DELETE FROM {items} WHERE ns = $1 AND key = $2 AND (seq < $3 OR seq > $4)";
+
+/// Sets a list's head `$3` and length `$4` after a trim.
+pub const SET_WINDOW: &str =
+    "UPDATE {kv} SET list_head = $3, list_len = $4 WHERE ns = $1 AND key = $2";
+
+/// Removes a key's header row (its items are removed by [`DELETE_ITEMS`]).
+pub const DELETE_KEY: &str = "DELETE FROM {kv} WHERE ns = $1 AND key = $2";
 
 /// Live keys of a namespace.
 pub const KEYS_ALL: &str =

@@ -200,4 +200,16 @@ impl Database for RedisBackend {
         .await
         .map_err(wrong_type(key, Error::holds_value))
     }
+
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        // LTRIM is the contract's trim. Not idempotent (a window counted from one end shrinks
+        // the list again), so never retried.
+        self.query::<()>(
+            false,
+            redis::cmd("LTRIM").arg(self.key(key)).arg(start).arg(end),
+            "trimming the list",
+        )
+        .await
+        .map_err(wrong_type(key, Error::holds_value))
+    }
 }

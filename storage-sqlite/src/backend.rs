@@ -70,7 +70,7 @@ impl Store for SqliteBackend {
         self.with_conn(move |conn, ns| {
             Ok(match header(conn, ns, &key, now_ms())? {
                 None => KeyKind::None,
-                Some((KIND_LIST, _)) => KeyKind::List,
+                Some((KIND_LIST, _, _)) => KeyKind::List,
                 Some(_) => KeyKind::Value,
             })
         })
@@ -205,9 +205,9 @@ impl Database for SqliteBackend {
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         let key = key.to_string();
         self.read(move |tx, ns| {
-            let len = match header(tx, ns, &key, now_ms())? {
+            let (len, head) = match header(tx, ns, &key, now_ms())? {
                 None => return Ok(Vec::new()),
-                Some((KIND_LIST, len)) => len,
+                Some((KIND_LIST, len, head)) => (len, head),
                 Some(_) => return Err(Error::holds_value(&key)),
             };
             let Some((first, last)) = lrange_window(len as u64, start, end) else {
@@ -216,7 +216,7 @@ impl Database for SqliteBackend {
             let map = |e| sql_error(e, "reading the list");
             let mut stmt = tx.prepare_cached(sql::RANGE).map_err(map)?;
             let mut rows = stmt
-                .query((ns, &key, first as i64, last as i64))
+                .query((ns, &key, head + first as i64, head + last as i64))
                 .map_err(map)?;
             let mut out = Vec::with_capacity((last - first + 1) as usize);
             while let Some(row) = rows.next().map_err(map)? {
@@ -228,11 +228,46 @@ impl Database for SqliteBackend {
         .await
     }
 
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        let key = key.to_string();
+        self.write(move |tx, ns| {
+            let (len, head) = match header(tx, ns, &key, now_ms())? {
+                None => return Ok(()),
+                Some((KIND_LIST, len, head)) => (len, head),
+                Some(_) => return Err(Error::holds_value(&key)),
+            };
+            let map = |e| sql_error(e, "trimming the list");
+            let Some((first, last)) = lrange_window(len as u64, start, end) else {
+                // Nothing kept: the key goes.
+                tx.prepare_cached(sql::DELETE_ITEMS)
+                    .and_then(|mut s| s.execute((ns, &key)))
+                    .map_err(map)?;
+                tx.prepare_cached(sql::DELETE_KEY)
+                    .and_then(|mut s| s.execute((ns, &key)))
+                    .map_err(map)?;
+                return Ok(());
+            };
+            // Index range deletes from both ends: O(removed).
+            let (new_head, new_last) = (head + first as i64, head + last as i64);
+            tx.prepare_cached(sql::TRIM_HEAD)
+                .and_then(|mut s| s.execute((ns, &key, new_head)))
+                .map_err(map)?;
+            tx.prepare_cached(sql::TRIM_TAIL)
+                .and_then(|mut s| s.execute((ns, &key, new_last)))
+                .map_err(map)?;
+            tx.prepare_cached(sql::SET_WINDOW)
+                .and_then(|mut s| s.execute((ns, &key, new_head, new_last - new_head + 1)))
+                .map_err(map)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn get_length(&self, key: &str) -> Result<u64> {
         let key = key.to_string();
         self.with_conn(move |conn, ns| match header(conn, ns, &key, now_ms())? {
             None => Ok(0),
-            Some((KIND_LIST, len)) => Ok(len as u64),
+            Some((KIND_LIST, len, _)) => Ok(len as u64),
             Some(_) => Err(Error::holds_value(&key)),
         })
         .await

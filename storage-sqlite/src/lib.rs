@@ -306,11 +306,11 @@ impl SqliteBackend {
             let now = now_ms();
             // The header row holds the length, so the next sequence number is one index lookup.
             let first = match header(tx, ns, &key, now)? {
-                Some((KIND_LIST, len)) => {
+                Some((KIND_LIST, len, head)) => {
                     tx.prepare_cached(sql::BUMP_LIST)
                         .and_then(|mut s| s.execute((ns, &key, n)))
                         .map_err(|e| sql_error(e, "growing the list"))?;
-                    len
+                    head + len
                 }
                 Some(_) => return Err(Error::holds_value(&key)),
                 None => {
@@ -409,10 +409,11 @@ fn put_value(
 }
 
 /// The live row's kind and list length, if any.
-fn header(tx: &Connection, ns: &str, key: &str, now: i64) -> Result<Option<(i64, i64)>> {
+/// A live key's kind, list length and list head (the sequence number of its first item).
+fn header(tx: &Connection, ns: &str, key: &str, now: i64) -> Result<Option<(i64, i64, i64)>> {
     tx.prepare_cached(sql::HEADER)
         .and_then(|mut s| {
-            s.query_row((ns, key, now), |r| Ok((r.get(0)?, r.get(1)?)))
+            s.query_row((ns, key, now), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
         })
         .map_err(|e| sql_error(e, "reading the key"))

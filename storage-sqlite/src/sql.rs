@@ -6,19 +6,19 @@
 /// A live row's kind and value.
 pub const GET: &str = "SELECT kind, value FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
 /// A live row's kind and list length.
-pub const HEADER: &str = "SELECT kind, list_len FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+pub const HEADER: &str = "SELECT kind, list_len, list_head FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
 /// A live row's deadline.
 pub const EXPIRY: &str = "SELECT expires_at FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
 /// Stores a value, replacing a value or a list header.
-pub const UPSERT_VALUE: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len) VALUES (?1, ?2, 0, ?3, ?4, 0) \
-     ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = excluded.value, expires_at = excluded.expires_at, list_len = 0";
+pub const UPSERT_VALUE: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len, list_head) VALUES (?1, ?2, 0, ?3, ?4, 0, 0) \
+     ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = excluded.value, expires_at = excluded.expires_at, list_len = 0, list_head = 0";
 /// Removes a key's row, saying what it was.
 pub const DELETE_ROW: &str = "DELETE FROM kv WHERE ns = ?1 AND key = ?2 RETURNING kind, expires_at";
 /// Removes a list's items.
 pub const DELETE_ITEMS: &str = "DELETE FROM list_items WHERE ns = ?1 AND key = ?2";
 /// Starts a list of `?3` items (the first append).
-pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len) VALUES (?1, ?2, 1, NULL, NULL, ?3) \
-     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = ?3";
+pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len, list_head) VALUES (?1, ?2, 1, NULL, NULL, ?3, 0) \
+     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = ?3, list_head = 0";
 /// Grows a list by `?3` items.
 pub const BUMP_LIST: &str = "UPDATE kv SET list_len = list_len + ?3 WHERE ns = ?1 AND key = ?2";
 /// Adds an item at sequence `?3`.
@@ -26,6 +26,16 @@ pub const INSERT_ITEM: &str =
     "INSERT INTO list_items (ns, key, seq, value) VALUES (?1, ?2, ?3, ?4)";
 /// Reads items `?3 ..= ?4` in order.
 pub const RANGE: &str = "SELECT value FROM list_items WHERE ns = ?1 AND key = ?2 AND seq BETWEEN ?3 AND ?4 ORDER BY seq";
+/// Drops a list's items before sequence `?3` (its new head).
+pub const TRIM_HEAD: &str = "DELETE FROM list_items WHERE ns = ?1 AND key = ?2 AND seq < ?3";
+/// Drops a list's items after sequence `?3` (its new last item).
+pub const TRIM_TAIL: &str = "DELETE FROM list_items WHERE ns = ?1 AND key = ?2 AND seq > ?3";
+/// Sets a list's head `?3` and length `?4` after a trim.
+pub const SET_WINDOW: &str =
+    "UPDATE kv SET list_head = ?3, list_len = ?4 WHERE ns = ?1 AND key = ?2";
+/// Removes a key's header row.
+pub const DELETE_KEY: &str = "DELETE FROM kv WHERE ns = ?1 AND key = ?2";
+
 /// Every live key of a namespace.
 pub const KEYS_ALL: &str =
     "SELECT key FROM kv WHERE ns = ?1 AND (expires_at IS NULL OR expires_at > ?2)";

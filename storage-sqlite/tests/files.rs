@@ -215,9 +215,53 @@ fn statements_use_index_searches_not_scans() {
         ),
         ("append's sequence", sql::HEADER, vec![&"", &"h", &0i64]),
         ("get", sql::GET, vec![&"", &"k5", &0i64]),
+        ("trim's head", sql::TRIM_HEAD, vec![&"", &"h", &400i64]),
+        ("trim's tail", sql::TRIM_TAIL, vec![&"", &"h", &100i64]),
     ] {
         let detail = plan(&conn, stmt, &params);
         assert!(detail.contains("SEARCH"), "{name}: {detail}");
         assert!(!detail.contains("SCAN"), "{name}: {detail}");
     }
+}
+
+/// A file written by schema version 1 (before lists had a head) is migrated on open: its
+/// lists read and append as before, and can be trimmed.
+#[test]
+fn version_1_files_migrate_and_their_lists_trim() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE kv (ns TEXT NOT NULL, key TEXT NOT NULL, kind INTEGER NOT NULL, value TEXT,
+                 expires_at INTEGER, list_len INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, key)) WITHOUT ROWID;
+             CREATE INDEX kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;
+             CREATE TABLE list_items (ns TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+                 value TEXT NOT NULL, PRIMARY KEY (ns, key, seq)) WITHOUT ROWID;
+             INSERT INTO kv VALUES ('', 'h', 1, NULL, NULL, 3);
+             INSERT INTO list_items VALUES ('', 'h', 0, '\"a\"'), ('', 'h', 1, '\"b\"'), ('', 'h', 2, '\"c\"');
+             PRAGMA application_id = {}; PRAGMA user_version = 1;",
+            storage_sqlite::APPLICATION_ID
+        ))
+        .unwrap();
+    }
+    rt().block_on(async {
+        let db = open_database(&spec(&path)).await.unwrap();
+        assert_eq!(
+            db.get_range("h", 0, -1).await.unwrap(),
+            vec![json!("a"), json!("b"), json!("c")]
+        );
+        db.trim("h", 1, -1).await.unwrap();
+        db.append("h", &json!("d")).await.unwrap();
+        assert_eq!(
+            db.get_range("h", 0, -1).await.unwrap(),
+            vec![json!("b"), json!("c"), json!("d")]
+        );
+        db.close().await.unwrap();
+    });
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, i64::from(storage_sqlite::SCHEMA_VERSION));
 }

@@ -38,6 +38,12 @@ pub fn range(items: &[Value], start: i64, end: i64) -> Vec<Value> {
     items[first as usize..=last as usize].to_vec()
 }
 
+/// Redis LTRIM: the items LRANGE would return; `None` when none remain (the key goes).
+pub fn trim(items: &[Value], start: i64, end: i64) -> Option<Vec<Value>> {
+    let kept = range(items, start, end);
+    (!kept.is_empty()).then_some(kept)
+}
+
 /// Glob matching by backtracking over bytes: `*`, `?` (one byte), `[...]` sets with `^`
 /// negation and ranges (ends swapped when reversed, compared as signed bytes), and `\` escapes.
 pub fn glob(pattern: &[u8], text: &[u8]) -> bool {

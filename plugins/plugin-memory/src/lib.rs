@@ -123,6 +123,10 @@ impl Database for TimedMemory {
         self.enter("get_length").await;
         self.inner.get_length(key).await
     }
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        self.enter("trim").await;
+        self.inner.trim(key, start, end).await
+    }
 }
 
 /// The block's own fields: only `options.panicOn`.

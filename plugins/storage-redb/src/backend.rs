@@ -39,7 +39,7 @@ impl Store for RedbBackend {
                 None => Ok(false),
                 Some(h) => {
                     if h.list {
-                        remove_items(tx, ns, &key, h.len)?;
+                        remove_items(tx, ns, &key, h.head()..h.head() + h.len)?;
                     }
                     Ok(h.live(now))
                 }
@@ -139,7 +139,7 @@ impl Store for RedbBackend {
                     .remove((ns, key.as_str()))
                     .map_err(|e| db_error(e, "clearing"))?;
                 if h.list {
-                    remove_items(tx, ns, key, h.len)?;
+                    remove_items(tx, ns, key, h.head()..h.head() + h.len)?;
                 }
             }
             Ok(())
@@ -230,14 +230,15 @@ impl Database for RedbBackend {
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         let key = key.to_string();
         self.read(move |tx, ns| {
-            let len = match live_header(tx, ns, &key, now_ms())? {
+            let (len, head) = match live_header(tx, ns, &key, now_ms())? {
                 None => return Ok(Vec::new()),
-                Some(h) if h.list => h.len,
+                Some(h) if h.list => (h.len, h.head()),
                 Some(_) => return Err(Error::holds_value(&key)),
             };
             let Some((first, last)) = lrange_window(len, start, end) else {
                 return Ok(Vec::new());
             };
+            let (first, last) = (head + first, head + last);
             let items = tx
                 .open_table(ITEMS)
                 .map_err(|e| db_error(e, "opening the item table"))?;
@@ -250,6 +251,50 @@ impl Database for RedbBackend {
                 out.push(decode_json(&key, v.value().as_bytes())?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
+        let key = key.to_string();
+        self.write(move |tx, ns, now| {
+            let header = {
+                let table = tx
+                    .open_table(KEYS)
+                    .map_err(|e| db_error(e, "opening the key table"))?;
+                header_of(&table, ns, &key)?.filter(|h| h.live(now))
+            };
+            let (len, head) = match header {
+                None => return Ok(()),
+                Some(h) if h.list => (h.len, h.head()),
+                Some(_) => return Err(Error::holds_value(&key)),
+            };
+            let window = lrange_window(len, start, end);
+            // Only the removed items are touched, from either end.
+            match window {
+                None => remove_items(tx, ns, &key, head..head + len)?,
+                Some((first, last)) => {
+                    remove_items(tx, ns, &key, head..head + first)?;
+                    remove_items(tx, ns, &key, head + last + 1..head + len)?;
+                }
+            }
+            let mut table = tx
+                .open_table(KEYS)
+                .map_err(|e| db_error(e, "opening the key table"))?;
+            match window {
+                None => {
+                    table
+                        .remove((ns, key.as_str()))
+                        .map_err(|e| db_error(e, "dropping the list"))?;
+                }
+                Some((first, last)) => {
+                    let kept = Header::list(last - first + 1, head + first);
+                    table
+                        .insert((ns, key.as_str()), kept.encode().as_slice())
+                        .map_err(|e| db_error(e, "updating the list header"))?;
+                }
+            }
+            Ok(())
         })
         .await
     }

@@ -79,6 +79,28 @@ impl Header {
     fn live(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|at| at > now)
     }
+
+    /// A list's first sequence number (its items are `head .. head + len`). A list header keeps
+    /// it where a value keeps its JSON; headers written before trimming existed have none: 0.
+    fn head(&self) -> u64 {
+        match <[u8; 8]>::try_from(self.json.as_slice()) {
+            Ok(bytes) if self.list => u64::from_le_bytes(bytes),
+            _ => 0,
+        }
+    }
+
+    fn list(len: u64, head: u64) -> Header {
+        Header {
+            list: true,
+            expires_at: None,
+            len,
+            json: if head == 0 {
+                Vec::new()
+            } else {
+                head.to_le_bytes().to_vec()
+            },
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -237,11 +259,16 @@ fn live_header(
     Ok(header_of(&table, ns, key)?.filter(|h| h.live(now)))
 }
 
-fn remove_items(tx: &redb::WriteTransaction, ns: &str, key: &str, len: u64) -> Result<()> {
+fn remove_items(
+    tx: &redb::WriteTransaction,
+    ns: &str,
+    key: &str,
+    seqs: std::ops::Range<u64>,
+) -> Result<()> {
     let mut items = tx
         .open_table(ITEMS)
         .map_err(|e| db_error(e, "opening the item table"))?;
-    for seq in 0..len {
+    for seq in seqs {
         items
             .remove((ns, key, seq))
             .map_err(|e| db_error(e, "removing list items"))?;
@@ -264,7 +291,7 @@ fn put_value(
         header_of(&table, ns, key)?
     };
     if let Some(h) = old.filter(|h| h.list) {
-        remove_items(tx, ns, key, h.len)?;
+        remove_items(tx, ns, key, h.head()..h.head() + h.len)?;
     }
     let mut table = tx
         .open_table(KEYS)
@@ -317,17 +344,13 @@ fn append_texts(
     let mut table = tx
         .open_table(KEYS)
         .map_err(|e| db_error(e, "opening the key table"))?;
-    let start = match header_of(&table, ns, key)?.filter(|h| h.live(now)) {
-        Some(h) if h.list => h.len,
+    let (head, len) = match header_of(&table, ns, key)?.filter(|h| h.live(now)) {
+        Some(h) if h.list => (h.head(), h.len),
         Some(_) => return Err(Error::holds_value(key)),
-        None => 0,
+        None => (0, 0),
     };
-    let header = Header {
-        list: true,
-        expires_at: None,
-        len: start + texts.len() as u64,
-        json: Vec::new(),
-    };
+    let start = head + len;
+    let header = Header::list(len + texts.len() as u64, head);
     table
         .insert((ns, key), header.encode().as_slice())
         .map_err(|e| db_error(e, "growing the list"))?;

@@ -260,3 +260,127 @@ pub async fn set_and_delete_never_fail_under_contention(cx: Cx) -> CaseResult {
     }
     Ok(())
 }
+
+/// `trim` is Redis `LTRIM`, against the kit's own model, on a fresh list per window.
+pub async fn trim_table(cx: Cx) -> CaseResult {
+    let d = cx.db().await?;
+    let items: Vec<Value> = (0..10).map(|i| json!(i)).collect();
+    let windows: &[(i64, i64)] = &[
+        (0, -1),
+        (2, 5),
+        (-3, -1),
+        (0, 0),
+        (9, 9),
+        (5, 100),
+        (-100, 2),
+        (-100, -20),
+        (7, 3),
+        (10, 20),
+        (i64::MIN, i64::MAX),
+        (0, -11),
+    ];
+    for (i, (start, end)) in windows.iter().enumerate() {
+        let key = format!("trim{i}");
+        d.append_many(&key, &items).await.ctx("append_many")?;
+        d.trim(&key, *start, *end)
+            .await
+            .ctx(format!("trim({start}, {end})"))?;
+        match crate::model::trim(&items, *start, *end) {
+            Some(want) => {
+                let n = want.len() as u64;
+                ensure_eq!(
+                    d.get_range(&key, 0, -1).await.ctx("range")?,
+                    want,
+                    "trim({start}, {end})"
+                );
+                ensure_eq!(d.get_length(&key).await.ctx("len")?, n, "length");
+            }
+            None => ensure_eq!(
+                d.kind(&key).await.ctx("kind")?,
+                storage_core::KeyKind::None,
+                "trim({start}, {end}) keeps nothing: the key goes"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// A trimmed head stays trimmed across appends, reads and further trims.
+pub async fn trim_head_then_append_and_read(cx: Cx) -> CaseResult {
+    let d = cx.db().await?;
+    let key = "history";
+    let mut model: Vec<Value> = (0..3000).map(|i| json!(i)).collect();
+    for chunk in model.chunks(1000) {
+        d.append_many(key, chunk).await.ctx("append_many")?;
+    }
+    for (start, end, appended) in [(2000, -1, 5), (-500, -1, 1), (3, 9, 2), (0, -2, 3)] {
+        d.trim(key, start, end)
+            .await
+            .ctx(format!("trim({start}, {end})"))?;
+        model = crate::model::trim(&model, start, end).unwrap_or_default();
+        for a in 0..appended {
+            let v = json!(format!("new-{start}-{a}"));
+            d.append(key, &v).await.ctx("append after trim")?;
+            model.push(v);
+        }
+        ensure_eq!(
+            d.get_length(key).await.ctx("len")?,
+            model.len() as u64,
+            "length"
+        );
+        ensure_eq!(
+            d.get_range(key, -3, -1).await.ctx("tail")?,
+            crate::model::range(&model, -3, -1),
+            "tail after trim({start}, {end})"
+        );
+        ensure_eq!(
+            d.get_range(key, 0, 1).await.ctx("head")?,
+            crate::model::range(&model, 0, 1),
+            "head after trim({start}, {end})"
+        );
+    }
+    ensure_eq!(
+        d.get_range(key, 0, -1).await.ctx("all")?,
+        model,
+        "whole list"
+    );
+    Ok(())
+}
+
+/// Trimming a missing key does nothing; trimming a value is a wrong-type error and leaves it.
+pub async fn trim_missing_and_wrong_type(cx: Cx) -> CaseResult {
+    let d = cx.db().await?;
+    d.trim("missing", 0, 1).await.ctx("trim a missing key")?;
+    ensure_eq!(
+        d.kind("missing").await.ctx("kind")?,
+        storage_core::KeyKind::None,
+        "still missing"
+    );
+    d.set("v", &json!("x")).await.ctx("set")?;
+    crate::check::expect_err(
+        d.trim("v", 0, 0).await,
+        ErrorKind::WrongType,
+        "trim of a value",
+    )?;
+    ensure_eq!(
+        d.get("v").await.ctx("get")?,
+        Some(json!("x")),
+        "value untouched"
+    );
+    // A list set over after a trim starts from scratch.
+    d.append_many("l", &[json!(1), json!(2), json!(3)])
+        .await
+        .ctx("append")?;
+    d.trim("l", 1, -1).await.ctx("trim")?;
+    d.set("l", &json!("value now"))
+        .await
+        .ctx("set over the list")?;
+    d.delete("l").await.ctx("delete")?;
+    d.append("l", &json!("fresh")).await.ctx("append again")?;
+    ensure_eq!(
+        d.get_range("l", 0, -1).await.ctx("range")?,
+        vec![json!("fresh")],
+        "fresh list"
+    );
+    Ok(())
+}

@@ -72,6 +72,9 @@ pub(crate) fn database_cases() -> Vec<Case> {
         contract::mset_is_atomic_to_readers,
         contract::mset_over_a_list_leaves_no_items,
         contract::set_and_delete_never_fail_under_contention,
+        contract::trim_table,
+        contract::trim_head_then_append_and_read,
+        contract::trim_missing_and_wrong_type,
         sequences::model_random_database_operations,
     ]);
     all
