@@ -237,3 +237,22 @@ fn closed_backend_refuses() {
         assert!(db.get("k").await.is_err());
     });
 }
+
+/// A cache that only writes TTL'd keys stays bounded: 10,000 expired entries are gone after the
+/// next write, without anyone reading them.
+#[test]
+fn expired_entries_are_reclaimed_without_reads() {
+    rt().block_on(async {
+        let store = MemoryStore::new();
+        let cache = store.cache("ttl:").unwrap();
+        let ttl = Some(std::time::Duration::from_millis(50));
+        let batch: Vec<CacheEntry> = (0..10_000)
+            .map(|i| CacheEntry::new(format!("k{i}"), json!(i), ttl))
+            .collect();
+        cache.mset(&batch).await.unwrap();
+        assert_eq!(store.entry_count(), 10_000);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        cache.set("later", &json!(1), ttl).await.unwrap();
+        assert_eq!(store.entry_count(), 1, "expired entries left in the map");
+    });
+}

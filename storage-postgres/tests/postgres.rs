@@ -332,3 +332,46 @@ async fn newer_schema_version_is_refused() {
         .await
         .unwrap();
 }
+
+/// A cache that only writes TTL'd keys stays bounded: 10,000 rows with a 50 ms TTL are gone
+/// from the table once later writes run, without anyone reading them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_rows_are_reclaimed_without_reads() {
+    let Some((_guard, url)) = server("expired_rows_are_reclaimed_without_reads") else {
+        return;
+    };
+    let schema = format!("ttl_{}", std::process::id());
+    let yaml = format!(
+        "cache: {{ type: postgresql, url: '{url}', schema: {schema} }}\ndatabase: {{ type: postgresql, url: '{url}', schema: {schema}, keyPrefix: 'db:' }}"
+    );
+    let mut registry = Registry::new();
+    registry
+        .register(Arc::new(storage_postgres::PostgresFactory))
+        .unwrap();
+    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
+        .unwrap()
+        .resolve(&registry)
+        .unwrap();
+    let cache = registry.open_cache(&config.cache.primary).await.unwrap();
+    let ttl = Some(std::time::Duration::from_millis(50));
+    let batch: Vec<storage_core::CacheEntry> = (0..10_000)
+        .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
+        .collect();
+    cache.mset(&batch).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    // Later writes of other TTL'd keys reclaim (every 128th write sweeps).
+    for i in 0..256 {
+        cache
+            .set(&format!("later{i}"), &json!(i), ttl)
+            .await
+            .unwrap();
+    }
+    let out = std::process::Command::new(find_postgres_bin().unwrap().join("psql"))
+        .args(["-X", "-tA", "-d", &url, "-c"])
+        .arg(format!("SELECT count(*) FROM {schema}.storage_kv"))
+        .output()
+        .unwrap();
+    let rows: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(rows <= 256, "{rows} rows left of 10,256 written");
+    cache.close().await.unwrap();
+}

@@ -293,3 +293,46 @@ async fn foreign_data_gives_clear_errors() {
     let e = db.mget(&["text".into()]).await.unwrap_err();
     assert!(e.to_string().contains("not JSON"), "{e}");
 }
+
+/// Redis reclaims expired keys itself: 10,000 keys with a 50 ms TTL leave the server without
+/// anyone reading them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_keys_are_reclaimed_without_reads() {
+    let Some(server) = private("expired_keys_are_reclaimed_without_reads") else {
+        return;
+    };
+    let yaml = format!(
+        "cache: {{ type: redis, url: '{}' }}\ndatabase: {{ type: in-memory }}",
+        server.url()
+    );
+    let mut registry = Registry::new();
+    registry
+        .register(Arc::new(storage_redis::RedisFactory))
+        .unwrap();
+    registry
+        .register(Arc::new(storage_memory::MemoryFactory))
+        .unwrap();
+    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
+        .unwrap()
+        .resolve(&registry)
+        .unwrap();
+    let cache = registry.open_cache(&config.cache.primary).await.unwrap();
+    let ttl = Some(Duration::from_millis(50));
+    let batch: Vec<storage_core::CacheEntry> = (0..10_000)
+        .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
+        .collect();
+    cache.mset(&batch).await.unwrap();
+    let mut conn = raw(&server.url()).await;
+    let started = Instant::now();
+    loop {
+        let n: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{n} keys still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

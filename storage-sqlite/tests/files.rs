@@ -265,3 +265,33 @@ fn version_1_files_migrate_and_their_lists_trim() {
         .unwrap();
     assert_eq!(version, i64::from(storage_sqlite::SCHEMA_VERSION));
 }
+
+/// A cache that only writes TTL'd keys stays bounded: 10,000 rows with a 50 ms TTL are gone
+/// from the file once later writes run, without anyone reading them.
+#[test]
+fn expired_rows_are_reclaimed_without_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ttl.db");
+    rt().block_on(async {
+        let cache = storage_sqlite::open_cache(&spec(&path)).await.unwrap();
+        let ttl = Some(std::time::Duration::from_millis(50));
+        let batch: Vec<storage_core::CacheEntry> = (0..10_000)
+            .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
+            .collect();
+        cache.mset(&batch).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // Later writes of other TTL'd keys reclaim (every 128th write sweeps).
+        for i in 0..256 {
+            cache
+                .set(&format!("later{i}"), &json!(i), ttl)
+                .await
+                .unwrap();
+        }
+        cache.close().await.unwrap();
+    });
+    let conn = Connection::open(&path).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM kv", [], |r| r.get(0))
+        .unwrap();
+    assert!(rows <= 256, "{rows} rows left of 10,256 written");
+}

@@ -92,3 +92,41 @@ fn options_are_validated_with_their_path_at_load() {
         "{schema}"
     );
 }
+
+/// A cache that only writes TTL'd keys stays bounded: 10,000 entries with a 50 ms TTL are gone
+/// from the file once later writes run, without anyone reading them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_entries_are_reclaimed_without_reads() {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(
+        dir.path(),
+        json!({ "path": "ttl.redb", "durability": "none" }),
+    );
+    let cache = storage_core::open_cache(&RedbFactory, &spec).await.unwrap();
+    let ttl = Some(std::time::Duration::from_millis(50));
+    let batch: Vec<storage_core::CacheEntry> = (0..10_000)
+        .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
+        .collect();
+    cache.mset(&batch).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    // Later writes of other TTL'd keys reclaim (every 128th write sweeps).
+    for i in 0..256 {
+        cache
+            .set(&format!("later{i}"), &json!(i), ttl)
+            .await
+            .unwrap();
+    }
+    cache.close().await.unwrap();
+    drop(cache);
+    let db = redb::Database::open(dir.path().join("ttl.redb")).unwrap();
+    let table: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("storage_keys");
+    let rows = db
+        .begin_read()
+        .unwrap()
+        .open_table(table)
+        .unwrap()
+        .len()
+        .unwrap();
+    assert!(rows <= 256, "{rows} entries left of 10,256 written");
+}
