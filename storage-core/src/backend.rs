@@ -71,6 +71,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn delete(&self, key: &str) -> Result<bool>;
 
     /// One slot per key, in order: `None` where missing, expired, or holding a list.
+    ///
+    /// Through [`crate::Checked`] (every backend the registry builds), `keys` is never empty
+    /// and every key is valid; the same holds for the batches of `mset` and `append_many`.
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>>;
 
     /// Whether `key` holds anything, either kind.

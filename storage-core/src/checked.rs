@@ -236,3 +236,7 @@ impl<B: Database + ?Sized> Database for Checked<B> {
         self.run("trim", self.inner.trim(key, start, end)).await
     }
 }
+
+#[cfg(test)]
+#[path = "checked_tests.rs"]
+mod tests;
