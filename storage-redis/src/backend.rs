@@ -100,7 +100,7 @@ impl Store for RedisBackend {
     }
 
     async fn close(&self) -> Result<()> {
-        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.links.write().unwrap_or_else(|e| e.into_inner()).take();
         Ok(())
     }
 }
@@ -119,7 +119,7 @@ impl Cache for RedisBackend {
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
         let encoded = entries
             .iter()
-            .map(|e| Ok((e.key.clone(), encode(&e.value)?, e.ttl)))
+            .map(|e| Ok((e.key.clone(), (encode(&e.value)?, e.ttl))))
             .collect::<Result<Vec<_>>>()?;
         self.mset_pipe(encoded, false).await
     }
@@ -149,7 +149,7 @@ impl Database for RedisBackend {
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         let encoded = entries
             .iter()
-            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
+            .map(|(k, v)| Ok((k.clone(), (encode(v)?, None))))
             .collect::<Result<Vec<_>>>()?;
         self.mset_pipe(encoded, true).await
     }

@@ -9,6 +9,10 @@
 //!   contradiction, refused.
 //! - `retryDelayOnFailover` is a synonym of `retryDelayMillis`, `options.commandTimeout` of
 //!   `operationTimeoutMillis`.
+//! - `cluster: true` speaks to a Redis Cluster: `url` (or the host fields) names one seed
+//!   node, or `nodes` lists several; TLS and credentials apply to every node. On a cluster the
+//!   database role keeps a namespace in one hash slot, so it needs a non-empty `keyPrefix`
+//!   (see the crate docs).
 //! - The description and the identity come from the parsed `ConnectionInfo`, never from the
 //!   string the user wrote.
 
@@ -64,6 +68,14 @@ pub struct RedisBlock {
     #[serde(default, deserialize_with = "num::opt")]
     #[schemars(with = "Option<NumOrEnv>")]
     pub retry_delay_on_failover: Option<u64>,
+    /// `true` for a Redis Cluster: `url` or the host fields name a seed node, or `nodes`
+    /// lists several. Slots, redirections and topology changes are followed by the client.
+    #[serde(default)]
+    pub cluster: Option<bool>,
+    /// Seed nodes of a cluster (`redis://host:port` or `rediss://`), instead of `url`. All
+    /// share one TLS mode and one set of credentials.
+    #[serde(default)]
+    pub nodes: Option<Vec<Secret>>,
     /// Client settings.
     #[serde(default)]
     pub options: Option<RedisOptions>,
@@ -92,6 +104,8 @@ pub struct RedisConfig {
     pub ca: Option<PathBuf>,
     /// `options.maxRetriesPerRequest`.
     pub max_retries_per_request: u32,
+    /// For a cluster, its seed nodes (`info` is the first); `None` for one server.
+    pub cluster: Option<Vec<ConnectionInfo>>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -100,6 +114,7 @@ impl fmt::Debug for RedisConfig {
             .field("server", &self.describe())
             .field("ca", &self.ca)
             .field("max_retries_per_request", &self.max_retries_per_request)
+            .field("cluster", &self.cluster.is_some())
             .finish()
     }
 }
@@ -107,27 +122,41 @@ impl fmt::Debug for RedisConfig {
 impl RedisConfig {
     /// Parses a block's own fields, applying its synonyms of common fields to `block`.
     pub fn parse(block: &mut BlockInput<'_>) -> Result<RedisConfig> {
-        let b: RedisBlock = block.typed()?;
+        let mut b: RedisBlock = block.typed()?;
         if let Some(ms) = b.retry_delay_on_failover {
             block.synonym(CommonField::RetryDelay, "retryDelayOnFailover", ms)?;
         }
-        let options = b.options.unwrap_or_default();
+        let options = b.options.take().unwrap_or_default();
         if let Some(ms) = options.command_timeout {
             block.synonym(CommonField::OperationTimeout, "options.commandTimeout", ms)?;
         }
-        let mut info = match (&b.url, &b.host) {
-            (Some(url), _) => {
-                // redis-rs's own parser; its errors never quote the URL, and neither do ours.
-                let parsed = redis::parse_redis_url(url.expose()).ok_or_else(|| {
-                    block.error(
-                        "url",
-                        "expected a redis://, rediss:// or unix:// URL (percent-encode `/`, `@`, `#` or `?` in a password)",
-                    )
-                })?;
-                parsed
-                    .into_connection_info()
-                    .map_err(|e| block.error("url", format!("invalid Redis URL: {e}")))?
+        let cluster = b.cluster.unwrap_or(false);
+        if b.nodes.is_some() && !cluster {
+            return Err(block.error(
+                "nodes",
+                "seed nodes are for a Redis Cluster; add `cluster: true` or give one `url`",
+            ));
+        }
+        if b.nodes.is_some() && (b.url.is_some() || b.host.is_some()) {
+            return Err(block.error(
+                "nodes",
+                "give the seed nodes either as `nodes` or as one `url`/`host`, not both",
+            ));
+        }
+        let nodes = match &b.nodes {
+            Some(nodes) if nodes.is_empty() => {
+                return Err(block.error("nodes", "lists no node; give at least one seed node"));
             }
+            Some(nodes) => nodes
+                .iter()
+                .enumerate()
+                .map(|(i, url)| parse_url(block, &format!("nodes[{i}]"), url))
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let mut info = match (&b.url, &b.host) {
+            _ if !nodes.is_empty() => nodes[0].clone(),
+            (Some(url), _) => parse_url(block, "url", url)?,
             (None, Some(host)) => {
                 let port = match b.port {
                     None => DEFAULT_PORT,
@@ -190,41 +219,18 @@ impl RedisConfig {
         if ca.is_some() && insecure {
             return Err(block.error("ssl", "a CA file is given but the mode is require, which does not verify; use verify-full"));
         }
-        if want_tls {
-            let addr = match info.addr().clone() {
-                ConnectionAddr::Tcp(host, port) => ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure,
-                    tls_params: None,
-                },
-                ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure: url_insecure,
-                    ..
-                } => ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure: insecure || url_insecure,
-                    tls_params: None,
-                },
-                _ => {
-                    return Err(block.error("ssl", "TLS cannot be used over a Unix socket"));
-                }
-            };
-            info = info.set_addr(addr);
+        if cluster {
+            return cluster_config(block, &b, info, nodes, (want_tls, insecure, ca), options);
         }
-        let max_retries_per_request = match options.max_retries_per_request {
-            None => 3,
-            Some(v) => u32::try_from(v).map_err(|_| {
-                block.error("options.maxRetriesPerRequest", format!("{v} is too large"))
-            })?,
-        };
+        if want_tls {
+            info = with_tls(block, info, insecure)?;
+        }
+        let max_retries_per_request = retries(block, &options)?;
         Ok(RedisConfig {
             info,
             ca,
             max_retries_per_request,
+            cluster: None,
         })
     }
 
@@ -234,13 +240,143 @@ impl RedisConfig {
     }
 }
 
+/// One Redis URL, by redis-rs's own parser; its errors never quote the URL, and neither do ours.
+fn parse_url(block: &BlockInput<'_>, field: &str, url: &Secret) -> Result<ConnectionInfo> {
+    let parsed = redis::parse_redis_url(url.expose()).ok_or_else(|| {
+        block.error(
+            field,
+            "expected a redis://, rediss:// or unix:// URL (percent-encode `/`, `@`, `#` or `?` in a password)",
+        )
+    })?;
+    parsed
+        .into_connection_info()
+        .map_err(|e| block.error(field, format!("invalid Redis URL: {e}")))
+}
+
+fn retries(block: &BlockInput<'_>, options: &RedisOptions) -> Result<u32> {
+    match options.max_retries_per_request {
+        None => Ok(3),
+        Some(v) => u32::try_from(v)
+            .map_err(|_| block.error("options.maxRetriesPerRequest", format!("{v} is too large"))),
+    }
+}
+
+/// The settings of a cluster: every seed node with the block's TLS, one database (0), and
+/// for the database role a prefix that can be a hash tag.
+fn cluster_config(
+    block: &BlockInput<'_>,
+    b: &RedisBlock,
+    first: ConnectionInfo,
+    nodes: Vec<ConnectionInfo>,
+    (want_tls, insecure, ca): (bool, bool, Option<PathBuf>),
+    options: RedisOptions,
+) -> Result<RedisConfig> {
+    let field = if b.nodes.is_some() { "nodes" } else { "url" };
+    let seeds = if nodes.is_empty() { vec![first] } else { nodes };
+    let mut out = Vec::with_capacity(seeds.len());
+    for (i, node) in seeds.into_iter().enumerate() {
+        let at = if b.nodes.is_some() {
+            format!("nodes[{i}]")
+        } else {
+            field.to_string()
+        };
+        if node.redis_settings().db() != 0 {
+            return Err(block.error(&at, "a Redis Cluster has only database 0"));
+        }
+        let node_tls = matches!(node.addr(), ConnectionAddr::TcpTls { .. });
+        if node_tls && !want_tls {
+            return Err(block.error(&at, "this node is rediss:// but TLS is turned off or the other nodes are plain; one TLS mode for every node"));
+        }
+        let node = if want_tls {
+            with_tls(block, node, insecure)?
+        } else {
+            node
+        };
+        if matches!(node.addr(), ConnectionAddr::Unix(_)) {
+            return Err(block.error(
+                &at,
+                "a Redis Cluster is reached over TCP, not a Unix socket",
+            ));
+        }
+        if let Some(first) = out.first().map(|n: &ConnectionInfo| n.redis_settings())
+            && (first.username() != node.redis_settings().username()
+                || first.password() != node.redis_settings().password())
+        {
+            return Err(block.error(&at, "every seed node takes the same username and password"));
+        }
+        out.push(node);
+    }
+    if b.database.is_some_and(|d| d != 0) {
+        return Err(block.error("database", "a Redis Cluster has only database 0"));
+    }
+    if block.role() == Some(Role::Database) {
+        let prefix = &block.common().key_prefix;
+        if prefix.is_empty() {
+            return Err(block.error("keyPrefix", "is empty; on a Redis Cluster the database role keeps its namespace in one hash slot (the keyPrefix as a hash tag, `{prefix}key`), so that `mset` stays one transaction and lists keep their order: give it a keyPrefix"));
+        }
+        if prefix.starts_with('}') {
+            return Err(block.error("keyPrefix", "starts with `}`, which makes an empty hash tag on a Redis Cluster and spreads the namespace over slots"));
+        }
+    }
+    Ok(RedisConfig {
+        info: out[0].clone(),
+        ca,
+        max_retries_per_request: retries(block, &options)?,
+        cluster: Some(out),
+    })
+}
+
+/// `info` with its address turned to TLS (`insecure`: encrypt without verifying).
+fn with_tls(
+    block: &BlockInput<'_>,
+    info: ConnectionInfo,
+    insecure: bool,
+) -> Result<ConnectionInfo> {
+    let addr = match info.addr().clone() {
+        ConnectionAddr::Tcp(host, port) => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            tls_params: None,
+        },
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: url_insecure,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: insecure || url_insecure,
+            tls_params: None,
+        },
+        _ => return Err(block.error("ssl", "TLS cannot be used over a Unix socket")),
+    };
+    Ok(info.set_addr(addr))
+}
+
 impl BackendConfig for RedisConfig {
     fn type_name(&self) -> &str {
         TYPE_NAME
     }
 
-    /// `host:port/db` (or the socket path), plus `tls` when it is on.
+    /// `host:port/db` (or the socket path), plus `tls` when it is on; for a cluster,
+    /// `cluster` and its seed nodes.
     fn describe(&self) -> String {
+        if let Some(nodes) = &self.cluster {
+            let seeds: Vec<String> = nodes
+                .iter()
+                .filter_map(|n| match n.addr() {
+                    ConnectionAddr::Tcp(h, p)
+                    | ConnectionAddr::TcpTls {
+                        host: h, port: p, ..
+                    } => Some(host_port(h, *p)),
+                    _ => None,
+                })
+                .collect();
+            let tls = if self.tls() { " tls" } else { "" };
+            return format!("cluster {}{tls}", seeds.join(","));
+        }
         let db = self.info.redis_settings().db();
         match self.info.addr() {
             ConnectionAddr::Tcp(h, p) => format!("{}/{db}", host_port(h, *p)),
@@ -253,22 +389,30 @@ impl BackendConfig for RedisConfig {
     }
 
     /// The host resolved to `ip:port` pairs (or the socket path) and the database number: two
-    /// spellings of one server and database are one identity.
+    /// spellings of one server and database are one identity. A cluster is known by its seed
+    /// nodes (any shared seed is the same cluster); two lists naming disjoint nodes of one
+    /// cluster are not recognised as one, as that takes a connection.
     fn identity(&self) -> Option<ServerIdentity> {
         let mut endpoints = std::collections::BTreeSet::new();
-        match self.info.addr() {
-            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-                match (host.as_str(), *port).to_socket_addrs() {
-                    Ok(addrs) => endpoints.extend(addrs.map(|a| a.to_string())),
-                    Err(_) => {
-                        endpoints.insert(format!("{}:{port}", host.to_ascii_lowercase()));
+        for info in self
+            .cluster
+            .as_deref()
+            .unwrap_or(std::slice::from_ref(&self.info))
+        {
+            match info.addr() {
+                ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                    match (host.as_str(), *port).to_socket_addrs() {
+                        Ok(addrs) => endpoints.extend(addrs.map(|a| a.to_string())),
+                        Err(_) => {
+                            endpoints.insert(format!("{}:{port}", host.to_ascii_lowercase()));
+                        }
                     }
                 }
+                ConnectionAddr::Unix(path) => {
+                    endpoints.insert(path.display().to_string());
+                }
+                _ => return None,
             }
-            ConnectionAddr::Unix(path) => {
-                endpoints.insert(path.display().to_string());
-            }
-            _ => return None,
         }
         Some(ServerIdentity {
             scheme: TYPE_NAME.to_string(),

@@ -19,6 +19,15 @@
 //!   de-duplicate, and never call `KEYS`; `clear` removes only this namespace, in batches, with
 //!   `UNLINK`, never `FLUSHDB`.
 //! - **Namespaces** are string prefixes: two namespaces on one server must not nest.
+//! - **Redis Cluster** (`cluster: true`): redis-rs's cluster client routes every command by
+//!   its key's slot, follows `MOVED`/`ASK` and refreshes the topology after a failover. The
+//!   database role keeps a namespace in one hash slot (keys are `{prefix}key`, the prefix a
+//!   hash tag), so `mset` stays one `MULTI`/`EXEC`, `keys`/`clear` scan one node and lists
+//!   keep their order; different namespaces spread over the cluster. The cache role spreads
+//!   keys over slots: `mget` gathers from every slot in order, `mset` is one atomic
+//!   pipeline per slot (the batch as a whole is not atomic), and `keys`/`clear` `SCAN` every
+//!   primary. An `RPUSH` or `LTRIM` is re-sent only when the cluster's answer (a redirection,
+//!   `TRYAGAIN`, `CLUSTERDOWN`, a refused connection) proves it did not run.
 //!
 //! ```no_run
 //! # async fn demo() -> storage_core::Result<()> {
@@ -45,6 +54,7 @@ use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -54,9 +64,12 @@ use storage_core::{
 };
 
 mod backend;
+mod cluster;
+mod command;
 pub mod config;
 mod pool;
 
+pub use cluster::{ClusterLinks, Link};
 pub use config::{RedisConfig, TYPE_NAME};
 pub use pool::{Conn, Manager};
 use pool::{IDLE_CHECK, LastError, Pool};
@@ -99,14 +112,23 @@ fn redis_error(e: RedisError, what: &str) -> Error {
         || e.is_unrecoverable_error()
     {
         Error::connection(format!("{what}: {e}"))
-    } else if e.code() == Some("LOADING")
-        || e.code() == Some("TRYAGAIN")
-        || e.code() == Some("MASTERDOWN")
-    {
+    } else if matches!(
+        e.code(),
+        Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY")
+    ) {
+        Error::connection(format!(
+            "{what}: the cluster is moving a slot or failing over ({e})"
+        ))
+    } else if matches!(e.code(), Some("LOADING" | "MASTERDOWN")) {
         Error::connection(format!("{what}: server busy ({e})"))
     } else {
         Error::other(format!("{what}: {e}"))
     }
+}
+
+/// Whether `redis_error` would call `e` transient (a connection or busy-server error).
+fn redis_error_is_transient(e: &RedisError) -> bool {
+    redis_error(e.clone(), "").kind() == storage_core::ErrorKind::Connection
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
@@ -149,10 +171,22 @@ fn client(settings: &RedisConfig, spec: &BackendSpec) -> Result<Client> {
     }
 }
 
-/// A namespace on one Redis server; serves both roles.
+/// How a backend reaches its server: a pool of connections to one server, or a cluster's
+/// connections.
+#[derive(Clone)]
+enum Links {
+    Node(Pool),
+    Cluster(ClusterLinks),
+}
+
+/// A namespace on one Redis server or a Redis Cluster; serves both roles.
 pub struct RedisBackend {
-    pool: RwLock<Option<Pool>>,
+    links: RwLock<Option<Links>>,
+    /// The full-key prefix: the `keyPrefix`, or `{keyPrefix}` when `hash_tagged`.
     prefix: String,
+    is_cluster: bool,
+    /// The database role on a cluster: the prefix is a hash tag, one slot per namespace.
+    hash_tagged: bool,
     /// The prefix with glob characters escaped, for `SCAN MATCH`.
     match_prefix: String,
     describe: String,
@@ -172,9 +206,36 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
-    /// Builds the pool and checks that the server answers.
-    pub async fn open(spec: &BackendSpec) -> Result<RedisBackend> {
+    /// Connects for `role` and checks that the server (or the cluster) answers.
+    pub async fn open(spec: &BackendSpec, role: Role) -> Result<RedisBackend> {
         let settings = spec.settings::<RedisConfig>()?;
+        if let Some(nodes) = &settings.cluster {
+            let hash_tagged = role == Role::Database;
+            if hash_tagged && spec.common.key_prefix.is_empty() {
+                return Err(Error::config(format!(
+                    "{}.keyPrefix: the database role on a Redis Cluster needs a keyPrefix (its namespace is one hash slot)",
+                    spec.path
+                )));
+            }
+            let links = cluster::connect(nodes, settings, spec).await?;
+            let prefix = if hash_tagged {
+                format!("{{{}}}", spec.common.key_prefix)
+            } else {
+                spec.common.key_prefix.clone()
+            };
+            return Ok(RedisBackend {
+                links: RwLock::new(Some(Links::Cluster(links))),
+                match_prefix: escape_glob(&prefix),
+                prefix,
+                is_cluster: true,
+                hash_tagged,
+                describe: spec.to_string(),
+                operation_timeout: spec.common.operation_timeout,
+                connect_timeout: spec.common.connect_timeout,
+                retries: settings.max_retries_per_request,
+                last_error: LastError::default(),
+            });
+        }
         let manager = Manager {
             client: client(settings, spec)?,
             config: AsyncConnectionConfig::new()
@@ -208,8 +269,10 @@ impl RedisBackend {
             .build_unchecked(manager);
         let _ = pool.add(first);
         let backend = RedisBackend {
-            pool: RwLock::new(Some(pool)),
+            links: RwLock::new(Some(Links::Node(pool))),
             prefix: spec.common.key_prefix.clone(),
+            is_cluster: false,
+            hash_tagged: false,
             match_prefix: escape_glob(&spec.common.key_prefix),
             describe,
             operation_timeout: spec.common.operation_timeout,
@@ -224,183 +287,68 @@ impl RedisBackend {
         format!("{}{key}", self.prefix)
     }
 
-    fn pool(&self) -> Result<Pool> {
-        self.pool
+    fn links(&self) -> Result<Links> {
+        self.links
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(|| Error::connection("backend is closed"))
     }
 
-    /// Runs `f` on a pooled connection under the operation timeout, marking the connection
-    /// broken on an I/O error and retrying idempotent work after transient errors.
-    async fn with_conn<T, F, Fut>(&self, idempotent: bool, what: &str, f: F) -> Result<T>
-    where
-        F: Fn(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
-    {
-        let pool = self.pool()?;
-        let attempt = async {
-            let mut tries = 0;
-            loop {
-                // A multiplexed connection serves many callers at once: take one from the pool
-                // and give it back before the command, so that concurrent callers pipeline on
-                // it instead of queueing for exclusive checkouts.
-                let checkout = async {
-                    loop {
-                        let conn = self.last_error.checkout(&pool).await?;
-                        // A connection an earlier command found broken is discarded when its
-                        // guard drops here (`has_broken`); take the next one.
-                        if conn.broken.load(Ordering::Relaxed) {
-                            continue;
-                        }
-                        let idle = conn
-                            .last_used
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .elapsed();
-                        if idle > IDLE_CHECK {
-                            let mut probe = conn.inner.clone();
-                            let cmd = redis::cmd("PING");
-                            let ping = cmd.query_async::<()>(&mut probe);
-                            if !matches!(
-                                tokio::time::timeout(self.connect_timeout, ping).await,
-                                Ok(Ok(()))
-                            ) {
-                                conn.broken.store(true, Ordering::Relaxed);
-                                continue;
-                            }
-                        }
-                        break Ok((
-                            conn.inner.clone(),
-                            conn.broken.clone(),
-                            conn.last_used.clone(),
-                        ));
-                    }
-                }
-                .await;
-                let result = match checkout {
-                    Ok((inner, broken, last_used)) => {
-                        let out = f(inner).await;
-                        *last_used.lock().unwrap_or_else(|e| e.into_inner()) =
-                            std::time::Instant::now();
-                        if let Err(e) = &out
-                            && (e.is_io_error()
-                                || e.is_connection_dropped()
-                                || e.is_unrecoverable_error()
-                                || e.is_timeout())
-                        {
-                            broken.store(true, Ordering::Relaxed);
-                        }
-                        out.map_err(|e| {
-                            if is_wrong_type(&e) {
-                                Error::wrong_type(format!("{what}: the key holds the other kind"))
-                            } else {
-                                redis_error(e, what)
-                            }
-                        })
-                    }
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Err(e)
-                        if idempotent
-                            && e.kind() == storage_core::ErrorKind::Connection
-                            && tries < self.retries =>
-                    {
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(25 * u64::from(tries))).await;
-                    }
-                    other => return other,
-                }
-            }
-        };
-        tokio::time::timeout(self.operation_timeout, attempt)
-            .await
-            .map_err(|_| {
-                Error::timeout(format!(
-                    "{what}: no answer within {:?}; a command already sent may have been applied: the outcome is unknown",
-                    self.operation_timeout
-                ))
-            })?
-    }
-
-    async fn query<T: redis::FromRedisValue + Send>(
-        &self,
-        idempotent: bool,
-        cmd: &Cmd,
-        what: &str,
-    ) -> Result<T> {
-        self.with_conn(idempotent, what, |mut c| async move {
-            cmd.query_async::<T>(&mut c).await
-        })
-        .await
-    }
-
-    async fn pipeline<T: redis::FromRedisValue + Send>(
-        &self,
-        pipe: &Pipeline,
-        what: &str,
-    ) -> Result<T> {
-        self.with_conn(true, what, |mut c| async move {
-            pipe.query_async::<T>(&mut c).await
-        })
-        .await
-    }
-
-    /// Every full key of this namespace matching `pattern`, by `SCAN`, without duplicates.
+    /// Every full key of this namespace matching `pattern`, by `SCAN` (on every primary of a
+    /// cluster whose namespace spans slots), without duplicates.
     async fn scan(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         let matcher = format!("{}{}", self.match_prefix, pattern.unwrap_or("*"));
-        let mut cursor: u64 = 0;
         let mut seen = HashSet::new();
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = self
-                .query(
-                    true,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&matcher)
-                        .arg("COUNT")
-                        .arg(BATCH),
-                    "scanning keys",
-                )
-                .await?;
-            for raw in batch {
-                match String::from_utf8(raw) {
-                    Ok(k) if k.starts_with(&self.prefix) => {
-                        seen.insert(k);
+        for route in self.scan_targets().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch) = self.scan_step(route.as_ref(), cursor, &matcher).await?;
+                for raw in batch {
+                    match String::from_utf8(raw) {
+                        Ok(k) if k.starts_with(&self.prefix) => {
+                            seen.insert(k);
+                        }
+                        // A key that is not UTF-8 was not written by this library.
+                        _ => {
+                            tracing::warn!(backend = TYPE_NAME, "skipping a key that is not UTF-8")
+                        }
                     }
-                    // A key that is not UTF-8 was not written by this library.
-                    _ => tracing::warn!(backend = TYPE_NAME, "skipping a key that is not UTF-8"),
                 }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         Ok(seen.into_iter().collect())
     }
 
+    /// One pipeline (`MULTI`/`EXEC` when `atomic`); on a cluster whose namespace spans slots,
+    /// one atomic pipeline per slot.
     async fn mset_pipe(
         &self,
-        entries: Vec<(String, String, Option<Duration>)>,
+        entries: Vec<(String, (String, Option<Duration>))>,
         atomic: bool,
     ) -> Result<()> {
-        let mut pipe = redis::pipe();
-        if atomic {
-            pipe.atomic();
-        }
-        for (k, v, ttl) in &entries {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(self.key(k)).arg(v);
-            if let Some(t) = ttl {
-                cmd.arg("PX").arg(t.as_millis() as u64);
+        let groups = self.slot_groups(entries);
+        let atomic = atomic || groups.len() > 1;
+        for group in groups {
+            let mut pipe = redis::pipe();
+            if atomic {
+                pipe.atomic();
             }
-            pipe.add_command(cmd).ignore();
+            for (k, (v, ttl)) in &group {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(self.key(k)).arg(v);
+                if let Some(t) = ttl {
+                    cmd.arg("PX").arg(t.as_millis() as u64);
+                }
+                pipe.add_command(cmd).ignore();
+            }
+            self.pipeline::<()>(&pipe, "storing the batch").await?;
         }
-        self.pipeline::<()>(&pipe, "storing the batch").await
+        Ok(())
     }
 }
 
@@ -431,10 +379,10 @@ impl BackendFactory for RedisFactory {
     }
 
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-        Ok(Arc::new(RedisBackend::open(spec).await?))
+        Ok(Arc::new(RedisBackend::open(spec, Role::Cache).await?))
     }
 
     async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(RedisBackend::open(spec).await?))
+        Ok(Arc::new(RedisBackend::open(spec, Role::Database).await?))
     }
 }

@@ -27,6 +27,7 @@ mod postgres;
 #[cfg(feature = "proxy")]
 mod proxy;
 mod redis;
+mod redis_cluster;
 
 #[cfg(feature = "tls")]
 pub use certs::TestCerts;
@@ -34,6 +35,7 @@ pub use postgres::{Postgres, PostgresOptions, TlsFiles};
 #[cfg(feature = "proxy")]
 pub use proxy::{Fault, FaultProxy};
 pub use redis::{Redis, RedisOptions};
+pub use redis_cluster::RedisCluster;
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -72,6 +74,29 @@ pub fn is_root() -> bool {
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A port for a Redis Cluster node: 55535 or lower, with the port + 10000 (its cluster bus)
+/// free as well. The kernel's ephemeral ports run higher, so this walks a range of its own
+/// from a start that differs between processes and calls.
+pub fn free_cluster_port() -> io::Result<u16> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919) + NEXT.fetch_add(97, Ordering::Relaxed);
+    let (low, span) = (20_000u32, 35_000u32);
+    for i in 0..span {
+        let port = (low + (seed + i) % span) as u16;
+        let bus = port + 10_000;
+        if let (Ok(_a), Ok(_b)) = (
+            TcpListener::bind(("127.0.0.1", port)),
+            TcpListener::bind(("127.0.0.1", bus)),
+        ) {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free cluster port",
+    ))
 }
 
 /// A fresh directory under /tmp, readable by other users (the postgres user must pass through).
@@ -232,12 +257,15 @@ fn lost_port(log: &str) -> bool {
 trait Launch {
     fn set_port(&mut self, port: u16);
     fn launch(&mut self) -> io::Result<()>;
+    fn pick_port(&self) -> io::Result<u16> {
+        free_port()
+    }
 
     /// Launches on a free port, retrying on a new one when another process takes it first.
     fn start_on_free_port(&mut self) -> io::Result<()> {
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
-            self.set_port(free_port()?);
+            self.set_port(self.pick_port()?);
             match self.launch() {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),

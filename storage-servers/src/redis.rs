@@ -9,6 +9,9 @@ pub struct RedisOptions {
     pub tls: Option<TlsFiles>,
     /// Require this password (`--requirepass`).
     pub password: Option<String>,
+    /// Run as a Redis Cluster node (`--cluster-enabled`) with this node timeout; the port is
+    /// then 55535 or lower, as the cluster bus listens on the port + 10000.
+    pub cluster_node_timeout: Option<Duration>,
 }
 
 /// A private Redis server, without persistence.
@@ -18,7 +21,7 @@ pub struct Redis {
     dir: PathBuf,
     port: u16,
     options: RedisOptions,
-    child: Option<Child>,
+    pub(crate) child: Option<Child>,
 }
 
 impl Redis {
@@ -59,7 +62,20 @@ impl Redis {
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
         if let Some(pw) = &self.options.password {
-            cmd.args(["--requirepass", pw]);
+            cmd.args(["--requirepass", pw, "--masterauth", pw]);
+        }
+        if let Some(timeout) = self.options.cluster_node_timeout {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                &timeout.as_millis().to_string(),
+            ]);
+            if self.options.tls.is_some() {
+                cmd.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+            }
         }
         match &self.options.tls {
             None => {
@@ -111,6 +127,13 @@ impl Redis {
         self.port
     }
 
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Stops the server.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -135,6 +158,13 @@ impl Redis {
 impl Launch for Redis {
     fn set_port(&mut self, port: u16) {
         self.port = port;
+    }
+    fn pick_port(&self) -> io::Result<u16> {
+        if self.options.cluster_node_timeout.is_some() {
+            free_cluster_port()
+        } else {
+            free_port()
+        }
     }
     fn launch(&mut self) -> io::Result<()> {
         self.launch_redis()

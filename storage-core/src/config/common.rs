@@ -6,6 +6,7 @@
 //! the backend's, handed to its factory as a [`BlockInput`]. A backend never sees the common
 //! fields and storage-core never sees a backend's.
 
+use super::Role;
 use super::fields::{NumOrEnv, PoolBlock, num, typed};
 use crate::error::{Error, Result};
 use crate::limits::validate_key_prefix;
@@ -270,6 +271,7 @@ pub struct BlockInput<'a> {
     base_dir: &'a Path,
     common: CommonSettings,
     given: [bool; 2],
+    role: Option<Role>,
 }
 
 impl fmt::Debug for BlockInput<'_> {
@@ -292,7 +294,19 @@ impl<'a> BlockInput<'a> {
             base_dir,
             common: CommonSettings::default(),
             given: [false; 2],
+            role: None,
         }
+    }
+
+    /// Marks the block as serving `role` (the resolver does it for every block it parses).
+    pub fn set_role(&mut self, role: Role) {
+        self.role = Some(role);
+    }
+
+    /// The role the block serves, primary or fallback; `None` when it is parsed outside a
+    /// configuration (a factory's own tests). For settings that only one role allows.
+    pub fn role(&self) -> Option<Role> {
+        self.role
     }
 
     pub(crate) fn with_common(mut self, common: CommonSettings, b: &CommonBlock) -> Self {

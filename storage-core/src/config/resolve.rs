@@ -48,7 +48,7 @@ impl Cx<'_> {
             },
             Some(b) => b.clone(),
         };
-        let (primary, declared) = self.backend(&block, &path, None, false)?;
+        let (primary, declared) = self.backend(role, &block, &path, None, false)?;
         let fallback = match declared {
             Some(entries) => entries
                 .iter()
@@ -58,7 +58,7 @@ impl Cx<'_> {
                         Value::String(name) => serde_json::json!({ "type": name }),
                         other => other.clone(),
                     };
-                    self.fallback_entry(&entry, &format!("{path}.fallback[{i}]"), &primary)
+                    self.fallback_entry(role, &entry, &format!("{path}.fallback[{i}]"), &primary)
                 })
                 .collect::<Result<Vec<_>>>()?,
             None => {
@@ -71,7 +71,12 @@ impl Cx<'_> {
                     .enumerate()
                     .map(|(i, name)| {
                         let entry = serde_json::json!({ "type": name });
-                        self.fallback_entry(&entry, &format!("{path}.fallback[{i}]"), &primary)
+                        self.fallback_entry(
+                            role,
+                            &entry,
+                            &format!("{path}.fallback[{i}]"),
+                            &primary,
+                        )
                     })
                     .collect::<Result<Vec<_>>>()?
             }
@@ -81,11 +86,12 @@ impl Cx<'_> {
 
     fn fallback_entry(
         &self,
+        role: Role,
         entry: &Value,
         path: &str,
         primary: &BackendSpec,
     ) -> Result<BackendSpec> {
-        self.backend(entry, path, Some(&primary.common.key_prefix), true)
+        self.backend(role, entry, path, Some(&primary.common.key_prefix), true)
             .map(|(spec, _)| spec)
     }
 
@@ -101,6 +107,7 @@ impl Cx<'_> {
     /// Types one block. Returns the spec and its declared `fallback` list, if any.
     fn backend(
         &self,
+        role: Role,
         block: &Value,
         path: &str,
         inherited_prefix: Option<&str>,
@@ -142,6 +149,7 @@ impl Cx<'_> {
         let common = common_settings(&common_block, path, inherited_prefix)?;
         let mut input =
             BlockInput::new(path, own, self.base_dir).with_common(common, &common_block);
+        input.set_role(role);
         let config = factory.parse(&mut input)?;
         if !factory.type_names().iter().any(|n| n == config.type_name()) {
             return Err(Error::config(format!(
