@@ -3,10 +3,12 @@
 //! that the ratio measures only the project's own layer. Run it through `cargo xtask bench`.
 //!
 //! ```text
-//! storage-bench [--quick] [--postgres URL] [--redis URL] [--out FILE]
+//! storage-bench [--quick] [--postgres URL] [--redis URL] [--redis-cluster URL] [--out FILE]
 //! ```
 
 mod baselines;
+mod cluster;
+mod limits;
 
 use baselines::{MemoryBaseline, PostgresBaseline, RedisBaseline, SqliteBaseline};
 use serde_json::{Value, json};
@@ -319,74 +321,6 @@ async fn bench_backend<B: Subject>(
     }
 }
 
-fn redis_benchmark(url: &str, rows: &mut Vec<Row>) {
-    let port = url
-        .rsplit(':')
-        .next()
-        .unwrap_or("6379")
-        .trim_end_matches('/')
-        .to_string();
-    let out = std::process::Command::new("redis-benchmark")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-c",
-            "50",
-            "-P",
-            "1",
-            "-n",
-            "200000",
-            "-d",
-            "200",
-            "-t",
-            "set,get",
-            "--csv",
-        ])
-        .output();
-    let Ok(out) = out else {
-        eprintln!("bench: redis-benchmark is not installed; its rows are left out");
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
-        let cells: Vec<String> = line
-            .split(',')
-            .map(|c| c.trim_matches('"').to_string())
-            .collect();
-        if cells.len() < 2 {
-            continue;
-        }
-        let op = match cells[0].as_str() {
-            "SET" => "set",
-            "GET" => "get",
-            _ => continue,
-        };
-        let rps: f64 = cells[1].parse().unwrap_or(0.0);
-        let p50 = cells
-            .get(4)
-            .and_then(|c| c.parse::<f64>().ok())
-            .map(|ms| ms * 1000.0);
-        let p99 = cells
-            .get(6)
-            .and_then(|c| c.parse::<f64>().ok())
-            .map(|ms| ms * 1000.0);
-        rows.push(Row {
-            backend: "redis-benchmark".into(),
-            op,
-            concurrency: Some(50),
-            list_len: None,
-            project: Some(Stats {
-                ops_per_sec: rps,
-                p50_us: p50.unwrap_or(f64::NAN),
-                p99_us: p99.unwrap_or(f64::NAN),
-            }),
-            baseline: None,
-        });
-        eprintln!("bench: redis-benchmark {op} c=50 {rps:.0} requests/s");
-    }
-}
-
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
         "| backend | op | c | list | ops/s | p50 µs | p99 µs | baseline ops/s | ratio |\n|---|---|---|---|---|---|---|---|---|\n",
@@ -501,9 +435,14 @@ async fn main() {
             &mut rows,
         )
         .await;
-        redis_benchmark(&url, &mut rows);
+        limits::redis_benchmark(&url, &mut rows);
     } else {
         eprintln!("bench: no --redis URL; redis is left out");
+    }
+    if let Some(url) = value_of("--redis-cluster") {
+        cluster::bench(&url, ops_scale, &mut rows).await;
+    } else {
+        eprintln!("bench: no --redis-cluster URL; the Redis Cluster is left out");
     }
 
     if let Some(parent) = out.parent() {

@@ -9,7 +9,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use storage_core::Database;
 use storage_manager::StorageManager;
-use storage_servers::{Postgres, Redis, find_postgres_bin, find_redis_server, skip_or_fail};
+use storage_servers::{
+    Postgres, Redis, RedisCluster, find_postgres_bin, find_redis_server, skip_or_fail,
+};
 
 const KEYS: usize = 100_000;
 const LISTS: usize = 10;
@@ -209,6 +211,68 @@ async fn redis_to_sqlite_and_back() {
         database(&redis).await.keys(None).await.unwrap().len(),
         KEYS + LISTS
     );
+}
+
+/// From one Redis server to a Redis Cluster: the cluster's database keys take the
+/// namespace as a hash tag (`{prefix}key`), a layout change that only a migration makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_to_redis_cluster() {
+    if find_redis_server().is_none() {
+        return skip_or_fail("redis_to_redis_cluster", "redis-server not found");
+    }
+    let server = Redis::start(&Default::default()).unwrap();
+    let cluster = RedisCluster::start(&Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let single = write_config(
+        dir.path(),
+        "single.yml",
+        &format!(
+            "{{ type: redis, url: '{}', keyPrefix: 'app:' }}",
+            server.url()
+        ),
+    );
+    let sharded = write_config(
+        dir.path(),
+        "cluster.yml",
+        &format!(
+            "{{ type: redis, cluster: true, nodes: {:?}, keyPrefix: 'app:' }}",
+            cluster.urls()
+        ),
+    );
+    seed(&single).await;
+    ok(&migrate(&single, &sharded, &[]));
+    check(&sharded).await;
+    let mut conn = redis::Client::open(cluster.url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("{app:}key:000001")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let in_slot: u64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query_async(&mut cluster_conn(&cluster).await)
+        .await
+        .unwrap();
+    assert_eq!(in_slot, (KEYS + LISTS) as u64, "the namespace is one slot");
+}
+
+/// A connection to the node that serves `{app:}`'s slot (COUNTKEYSINSLOT answers for the
+/// node it is sent to).
+async fn cluster_conn(cluster: &RedisCluster) -> redis::aio::MultiplexedConnection {
+    let owner = cluster
+        .primary_of("{app:}x")
+        .expect("a primary for the slot");
+    redis::Client::open(cluster.node(owner).url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use storage_servers::{Postgres, PostgresOptions, Redis, RedisOptions, TestCerts};
+use storage_servers::{Postgres, PostgresOptions, Redis, RedisCluster, RedisOptions, TestCerts};
 
 mod matrix;
 use matrix::{MATRIX, Served, Server};
@@ -76,6 +76,9 @@ fn bench(args: &[String]) -> ExitCode {
     let redis = Redis::start(&Default::default())
         .map_err(|e| loud_skip("Redis", &e.to_string()))
         .ok();
+    let cluster = RedisCluster::start(&Default::default())
+        .map_err(|e| loud_skip("Redis Cluster", &e.to_string()))
+        .ok();
     eprintln!("xtask: cargo build --release -p storage-bench");
     let built = cargo()
         .args(["build", "--release", "-p", "storage-bench"])
@@ -99,8 +102,11 @@ fn bench(args: &[String]) -> ExitCode {
     if let Some(r) = &redis {
         cmd.args(["--redis", &r.url()]);
     }
+    if let Some(c) = &cluster {
+        cmd.args(["--redis-cluster", &c.url()]);
+    }
     let status = cmd.status();
-    drop((postgres, redis));
+    drop((postgres, redis, cluster));
     if status.is_ok_and(|s| s.success()) {
         ExitCode::SUCCESS
     } else {
@@ -191,6 +197,9 @@ fn test(args: &[String]) -> ExitCode {
         })
         .map(Served::Redis)
     });
+    let redis_cluster = start("Redis Cluster", needs(Server::RedisCluster), &|| {
+        RedisCluster::start(&Default::default()).map(Served::RedisCluster)
+    });
 
     let mut envs: Vec<(&str, String)> = Vec::new();
     if let Some(pg) = &postgres {
@@ -244,6 +253,7 @@ fn test(args: &[String]) -> ExitCode {
                 Server::PostgresTls => postgres_tls.as_ref(),
                 Server::PostgresHa => postgres_ha.as_ref(),
                 Server::RedisTls => redis_tls.as_ref(),
+                Server::RedisCluster => redis_cluster.as_ref(),
             };
             let url = match entry.server {
                 Server::None => Some(String::new()),

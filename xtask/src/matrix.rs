@@ -1,7 +1,7 @@
 //! The conformance matrix: every backend × role the runner is started for, the server each
 //! needs, its block, and (for network backends) the block the fault cases use.
 
-use storage_servers::{Postgres, Redis};
+use storage_servers::{Postgres, Redis, RedisCluster};
 
 /// A server a matrix entry needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum Server {
     RedisTls,
     /// A primary with a synchronous streaming standby, reached through a two-host URL.
     PostgresHa,
+    /// Six Redis nodes in cluster mode: three primaries, three replicas.
+    RedisCluster,
 }
 
 /// A running shared server.
@@ -21,6 +23,7 @@ pub enum Served {
     Redis(Redis),
     /// Primary, standby.
     PostgresPair(Postgres, Postgres),
+    RedisCluster(RedisCluster),
 }
 
 impl Served {
@@ -28,6 +31,7 @@ impl Served {
         match self {
             Served::Postgres(p) => p.url(),
             Served::Redis(r) => r.url(),
+            Served::RedisCluster(c) => c.url(),
             Served::PostgresPair(p, s) => format!(
                 "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/postgres",
                 p.port(),
@@ -40,6 +44,7 @@ impl Served {
         let port = match self {
             Served::Postgres(p) | Served::PostgresPair(p, _) => p.port(),
             Served::Redis(r) => r.port(),
+            Served::RedisCluster(c) => c.node(0).port(),
         };
         format!("127.0.0.1:{port}")
     }
@@ -65,6 +70,10 @@ const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&s
 /// loads the library the way an application would.
 const PLUGIN_MEMORY: &str = "storage:\n  plugins: ['{plugins}/libplugin_memory.so']\n  cache: {type: plugin-memory}\n  database: {type: plugin-memory}\n";
 const REDB: &str = "storage:\n  plugins: ['{plugins}/libstorage_redb.so']\n  cache: {type: redb, options: {path: cache.redb}}\n  database: {type: redb, options: {path: kit.redb}}\n";
+/// The cluster has no fault block: its client learns every node's address from the cluster
+/// itself, so a proxy in front of one address is not in its path. Its failover test in
+/// storage-redis kills a primary instead.
+const REDIS_CLUSTER: &str = "{type: redis, cluster: true, url: '{url}', keyPrefix: 'kit:'}";
 const REDIS_TLS: &str = "{type: redis, url: '{url}', ssl: {ca: '{ca}'}}";
 const POSTGRES_FAULT: &str = "{type: postgresql, url: 'postgresql://postgres@{addr}/postgres'}";
 const REDIS_FAULT: &str = "{type: redis, url: 'redis://{addr}'}";
@@ -131,6 +140,18 @@ pub const MATRIX: &[Entry] = &[
         REDIS_TLS_FAULT,
     ),
     entry("postgresql-ha", "database", Server::PostgresHa, POSTGRES),
+    entry(
+        "redis-cluster",
+        "cache",
+        Server::RedisCluster,
+        REDIS_CLUSTER,
+    ),
+    entry(
+        "redis-cluster",
+        "database",
+        Server::RedisCluster,
+        REDIS_CLUSTER,
+    ),
     entry("plugin-memory", "cache", Server::None, PLUGIN_MEMORY),
     entry("plugin-memory", "database", Server::None, PLUGIN_MEMORY),
     entry("redb", "database", Server::None, REDB),
