@@ -325,7 +325,7 @@ impl RedisBackend {
     }
 
     /// One pipeline (`MULTI`/`EXEC` when `atomic`); on a cluster whose namespace spans slots,
-    /// one atomic pipeline per slot.
+    /// one atomic pipeline per slot, all sent at once.
     async fn mset_pipe(
         &self,
         entries: Vec<(String, (String, Option<Duration>))>,
@@ -333,21 +333,30 @@ impl RedisBackend {
     ) -> Result<()> {
         let groups = self.slot_groups(entries);
         let atomic = atomic || groups.len() > 1;
-        for group in groups {
-            let mut pipe = redis::pipe();
-            if atomic {
-                pipe.atomic();
-            }
-            for (k, (v, ttl)) in &group {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(self.key(k)).arg(v);
-                if let Some(t) = ttl {
-                    cmd.arg("PX").arg(t.as_millis() as u64);
+        let pipes: Vec<Pipeline> = groups
+            .iter()
+            .map(|group| {
+                let mut pipe = redis::pipe();
+                if atomic {
+                    pipe.atomic();
                 }
-                pipe.add_command(cmd).ignore();
-            }
-            self.pipeline::<()>(&pipe, "storing the batch").await?;
-        }
+                for (k, (v, ttl)) in group {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(self.key(k)).arg(v);
+                    if let Some(t) = ttl {
+                        cmd.arg("PX").arg(t.as_millis() as u64);
+                    }
+                    pipe.add_command(cmd).ignore();
+                }
+                pipe
+            })
+            .collect();
+        futures::future::try_join_all(
+            pipes
+                .iter()
+                .map(|pipe| self.pipeline::<()>(pipe, "storing the batch")),
+        )
+        .await?;
         Ok(())
     }
 }
