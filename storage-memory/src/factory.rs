@@ -102,3 +102,7 @@ impl BackendFactory for MemoryFactory {
         Ok(Arc::new(store_for(spec)?.handle(&spec.common.key_prefix)?))
     }
 }
+
+#[cfg(test)]
+#[path = "factory_tests.rs"]
+mod tests;
