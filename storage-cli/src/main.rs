@@ -14,6 +14,7 @@
 
 mod demo;
 mod migrate;
+mod observed;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;

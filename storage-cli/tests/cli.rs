@@ -31,8 +31,25 @@ fn demo_twice_shows_persisted_history() {
         out.contains("chat history from earlier runs: 0 message(s)"),
         "{out}"
     );
-    assert!(out.contains("hit rate"), "{out}");
-    assert!(out.contains("latency by operation"), "{out}");
+    // The table and the hit rate come from the metrics the backends emit: one row per role,
+    // backend and operation, with the demo's exact counts.
+    assert!(
+        out.contains("latency by operation (db.client.operation.duration)"),
+        "{out}"
+    );
+    let row = |role: &str, backend: &str, op: &str, n: usize| {
+        out.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() > 3 && w[0] == role && w[1] == backend && w[2] == op && w[3] == format!("n={n}")
+        })
+    };
+    assert!(row("database", "sqlite", "append", 4), "{out}");
+    assert!(row("database", "sqlite", "get_range", 2), "{out}");
+    assert!(row("cache", "in-memory", "get", 23), "{out}");
+    assert!(
+        out.contains("cache-aside: 22 hits, 1 misses; hit rate 95.7%"),
+        "{out}"
+    );
     assert!(dir.path().join(".storage/storage.db").is_file());
     let second = storage(dir.path(), &["demo"]);
     assert!(second.status.success(), "{}", stderr(&second));

@@ -1,14 +1,16 @@
 //! The layer that gives every backend the same rules, errors and tracing.
 
 use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, Store};
+use crate::config::Role;
 use crate::error::{Error, Result};
 use crate::limits::{normalize_ttl, validate_key, validate_value};
+use crate::telemetry::OperationLabels;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Wraps any backend so that it keeps the contract's input rules.
@@ -26,14 +28,24 @@ use tracing::Instrument;
 /// ```
 pub struct Checked<B: ?Sized> {
     inner: Arc<B>,
+    labels: OperationLabels,
+}
+
+impl<B: Store + ?Sized> Checked<B> {
+    /// Wraps `inner`, whose role is not known (metrics label it `unknown`).
+    pub fn new(inner: Arc<B>) -> Self {
+        let labels = OperationLabels::new(inner.backend(), None);
+        Checked { inner, labels }
+    }
+
+    /// Wraps `inner`, serving `role`: its metrics and spans carry the role.
+    pub fn for_role(inner: Arc<B>, role: Role) -> Self {
+        let labels = OperationLabels::new(inner.backend(), Some(role.as_str()));
+        Checked { inner, labels }
+    }
 }
 
 impl<B: ?Sized> Checked<B> {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<B>) -> Self {
-        Checked { inner }
-    }
-
     /// The wrapped backend.
     pub fn inner(&self) -> &Arc<B> {
         &self.inner
@@ -47,18 +59,25 @@ impl<B: fmt::Debug + ?Sized> fmt::Debug for Checked<B> {
 }
 
 impl<B: Store + ?Sized> Checked<B> {
-    /// Runs `fut` in a span named after the operation, and names backend and op in its error.
+    /// Runs `fut` in a span named after the operation, records its duration
+    /// (`db.client.operation.duration`), and names backend and op in its error.
     async fn run<T>(&self, op: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T> {
         let backend = self.inner.backend();
-        let span = tracing::debug_span!("storage", backend = %backend, op);
-        match fut.instrument(span).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let e = e.at(backend.to_string(), op);
-                tracing::debug!(error = %e, "storage operation failed");
-                Err(e)
-            }
-        }
+        let span = tracing::debug_span!(
+            "db.client.operation",
+            db.system.name = %backend,
+            db.operation.name = op,
+            storage.role = %self.labels.role(),
+        );
+        let started = Instant::now();
+        let out = fut.instrument(span).await;
+        self.labels
+            .record(op, started.elapsed(), out.as_ref().err().map(Error::kind));
+        out.map_err(|e| {
+            let e = e.at(backend.to_string(), op);
+            tracing::debug!(error = %e, "storage operation failed");
+            e
+        })
     }
 
     fn check_key(&self, op: &'static str, key: &str) -> Result<()> {

@@ -51,6 +51,23 @@ impl ErrorKind {
         }
     }
 
+    /// A stable identifier (`invalid_key`, `connection`, `timeout`, ...), for metric labels
+    /// (`error.type`) and logs that machines read.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidKey => "invalid_key",
+            ErrorKind::InvalidValue => "invalid_value",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::WrongType => "wrong_type",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Configuration => "configuration",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Plugin => "plugin",
+            ErrorKind::Other => "other",
+        }
+    }
+
     /// Parses the name produced by [`ErrorKind::as_str`]; used to carry errors across the plugin boundary.
     pub fn from_name(name: &str) -> ErrorKind {
         const ALL: [ErrorKind; 10] = [

@@ -63,6 +63,7 @@ pub mod plugin;
 mod range;
 pub mod redact;
 mod registry;
+pub mod telemetry;
 
 pub use backend::{
     Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, Store, StoreExt,

@@ -86,7 +86,7 @@ pub async fn open_cache(
         .open_cache(spec)
         .await
         .map_err(|e| e.at(spec.type_name.clone(), "connect"))?;
-    Ok(Arc::new(Checked::new(raw)))
+    Ok(Arc::new(Checked::for_role(raw, Role::Cache)))
 }
 
 /// Opens a database through `factory`; see [`open_cache`].
@@ -100,7 +100,7 @@ pub async fn open_database(
         .open_database(spec)
         .await
         .map_err(|e| e.at(spec.type_name.clone(), "connect"))?;
-    Ok(Arc::new(Checked::new(raw)))
+    Ok(Arc::new(Checked::for_role(raw, Role::Database)))
 }
 
 /// Factories keyed by type name. storage-core registers none; each backend crate exports its

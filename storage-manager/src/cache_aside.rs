@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use storage_core::telemetry;
 use storage_core::{Cache, Database, Error, Result};
 use tokio::sync::{Notify, Semaphore};
 
@@ -195,12 +196,14 @@ impl CacheAside {
         match self.cache.get(key).await {
             Ok(Some(v)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(telemetry::CACHE_HITS).increment(1);
                 return Ok(Some(v));
             }
             Ok(None) => {}
             Err(e) => self.cache_failed("get", key, &e),
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(telemetry::CACHE_MISSES).increment(1);
         let value = self.database.get(key).await?;
         if let Some(v) = &value
             && let Err(e) = self.cache.set(key, v, self.ttl).await
@@ -274,6 +277,7 @@ impl CacheAside {
                 return Err(shut());
             }
             ops.push_back(op);
+            metrics::gauge!(telemetry::WRITE_BEHIND_DEPTH).set(ops.len() as f64);
         }
         // The slot is returned by the worker once the operation is written.
         permit.forget();
@@ -378,6 +382,7 @@ async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>, cache: Arc<dyn Ca
                                 op.clone(),
                                 storage_core::redact::redact(&e.to_string()),
                             ));
+                            metrics::counter!(telemetry::WRITE_BEHIND_FAILED).increment(1);
                             break;
                         }
                     }
@@ -389,12 +394,18 @@ async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>, cache: Arc<dyn Ca
                     space.await;
                 }
                 failures = 0;
-                lock(&queue.ops).pop_front();
+                let mut ops = lock(&queue.ops);
+                ops.pop_front();
+                metrics::gauge!(telemetry::WRITE_BEHIND_DEPTH).set(ops.len() as f64);
+                drop(ops);
                 queue.space.add_permits(1);
             }
             Ok(()) => {
                 failures = 0;
-                lock(&queue.ops).pop_front();
+                let mut ops = lock(&queue.ops);
+                ops.pop_front();
+                metrics::gauge!(telemetry::WRITE_BEHIND_DEPTH).set(ops.len() as f64);
+                drop(ops);
                 queue.space.add_permits(1);
             }
         }

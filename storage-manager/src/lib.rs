@@ -42,7 +42,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storage_core::config::{BackendSpec, ConfigSource, Role, RoleConfig, StorageConfig};
-use storage_core::{Cache, Database, Error, Registry, Result, Store};
+use storage_core::{Cache, Database, Error, Registry, Result, Store, telemetry};
 use tracing::Instrument;
 
 /// Connected backends for both roles.
@@ -386,6 +386,23 @@ pub fn backoff(base: Duration, n: u32) -> Duration {
     exp.mul_f64(0.5 + 0.5 * jitter_fraction())
 }
 
+/// Reports which backend serves `role` and whether it is degraded (gauge
+/// `storage.role.degraded`), and counts a walk that did not end on the primary.
+fn record_role(role: Role, serving: &str, degraded: bool) {
+    let role = role.as_str();
+    // The gauge is per serving backend: the one that served before is set back to 0 by a
+    // later walk only if it serves again, so a dashboard reads the latest walk's series.
+    metrics::gauge!(
+        telemetry::ROLE_DEGRADED,
+        telemetry::ROLE => role,
+        telemetry::SYSTEM => serving.to_string()
+    )
+    .set(if degraded { 1.0 } else { 0.0 });
+    if degraded {
+        metrics::counter!(telemetry::FALLBACK_WALKS, telemetry::ROLE => role).increment(1);
+    }
+}
+
 /// Walks a role's chain: each candidate gets its retries; the first that connects serves.
 async fn walk<B, F, Fut>(role: Role, chain: &RoleConfig, open: F) -> Result<(B, RoleStatus)>
 where
@@ -411,6 +428,12 @@ where
                     Ok(b) => return Ok(b),
                     // Only a transient failure is worth retrying; a bad file stays bad.
                     Err(e) if e.is_transient() && attempts <= spec.common.max_retries => {
+                        metrics::counter!(
+                            telemetry::CONNECT_RETRIES,
+                            telemetry::ROLE => role.as_str(),
+                            telemetry::SYSTEM => spec.type_name.clone()
+                        )
+                        .increment(1);
                         let delay = backoff(spec.common.retry_delay, attempts - 1);
                         tracing::debug!(error = %e, ?delay, attempts, "connect failed; retrying");
                         tokio::time::sleep(delay).await;
@@ -423,6 +446,7 @@ where
         .await;
         match outcome {
             Ok(backend) => {
+                record_role(role, &spec.type_name, !failed.is_empty());
                 if !failed.is_empty() {
                     tracing::warn!(
                         role = role.as_str(),
@@ -461,6 +485,7 @@ where
             }
         }
     }
+    record_role(role, "none", true);
     let list: Vec<String> = failed
         .iter()
         .map(|f| {

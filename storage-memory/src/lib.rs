@@ -157,12 +157,14 @@ impl MemoryStore {
 
     /// A checked cache handle for the namespace `key_prefix`.
     pub fn cache(&self, key_prefix: &str) -> Result<Arc<dyn Cache>> {
-        Ok(Arc::new(Checked::new(Arc::new(self.handle(key_prefix)?))))
+        let handle = Arc::new(self.handle(key_prefix)?);
+        Ok(Arc::new(Checked::for_role(handle, Role::Cache)))
     }
 
     /// A checked database handle for the namespace `key_prefix`.
     pub fn database(&self, key_prefix: &str) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(Checked::new(Arc::new(self.handle(key_prefix)?))))
+        let handle = Arc::new(self.handle(key_prefix)?);
+        Ok(Arc::new(Checked::for_role(handle, Role::Database)))
     }
 
     /// How many entries the store holds, expired ones not yet reclaimed included.

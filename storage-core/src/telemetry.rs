@@ -1,0 +1,181 @@
+//! The names of every metric and span attribute the project emits, and the helpers that emit
+//! them through the [`metrics`] facade.
+//!
+//! Names and attributes follow OpenTelemetry's semantic conventions for database clients
+//! (`db.client.operation.duration`, `db.system.name`, `db.operation.name`, `error.type`, the
+//! `db.client.connection.*` pool metrics); what those conventions do not cover (the role,
+//! cache-aside, write-behind, fallback) is under `storage.`. Without an installed recorder the
+//! facade drops everything: an operation then pays two clock reads and a few label copies.
+//!
+//! This module emits nothing by itself and installs no recorder or exporter: the application
+//! chooses one (for Prometheus, `metrics-exporter-prometheus`).
+//!
+//! ```
+//! use storage_core::telemetry;
+//! // Describe every series once, so an exporter can print help text and units.
+//! telemetry::describe();
+//! assert_eq!(telemetry::OPERATION_DURATION, "db.client.operation.duration");
+//! ```
+
+use crate::error::ErrorKind;
+use metrics::{Label, SharedString, Unit};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Histogram, seconds: the duration of each operation, as the application sees it (validation,
+/// retries and pool waits included). Labels: [`SYSTEM`], [`OPERATION`], [`ROLE`], and
+/// [`ERROR_TYPE`] on failure.
+pub const OPERATION_DURATION: &str = "db.client.operation.duration";
+/// Gauge: the connections of a pool, by [`CONNECTION_STATE`] (`idle` or `used`). Labels:
+/// [`SYSTEM`], [`POOL_NAME`], [`CONNECTION_STATE`].
+pub const CONNECTION_COUNT: &str = "db.client.connection.count";
+/// Gauge: the largest number of connections a pool may open. Labels: [`SYSTEM`], [`POOL_NAME`].
+pub const CONNECTION_MAX: &str = "db.client.connection.max";
+/// Counter: checkouts that had to wait for a connection. Labels: [`SYSTEM`], [`POOL_NAME`].
+pub const CONNECTION_WAITS: &str = "db.client.connection.waits";
+/// Counter: checkouts that gave up after the acquire timeout. Labels: [`SYSTEM`], [`POOL_NAME`].
+pub const CONNECTION_TIMEOUTS: &str = "db.client.connection.timeouts";
+
+/// Counter: cache-aside reads answered by the cache.
+pub const CACHE_HITS: &str = "storage.cache_aside.hits";
+/// Counter: cache-aside reads the cache could not answer (missing, or a cache error).
+pub const CACHE_MISSES: &str = "storage.cache_aside.misses";
+/// Gauge: writes queued by write-behind and not yet in the database.
+pub const WRITE_BEHIND_DEPTH: &str = "storage.write_behind.queue_depth";
+/// Counter: write-behind writes the database refused (kept and reported until retried).
+pub const WRITE_BEHIND_FAILED: &str = "storage.write_behind.failed_writes";
+
+/// Gauge, per role: 1 while the role is served by a fallback or by nothing, 0 while its
+/// primary serves. Labels: [`ROLE`], [`SYSTEM`] (the serving backend's type, or `none`).
+pub const ROLE_DEGRADED: &str = "storage.role.degraded";
+/// Counter: walks of a role's fallback chain (a connect that did not end on the primary).
+/// Labels: [`ROLE`].
+pub const FALLBACK_WALKS: &str = "storage.fallback.walks";
+/// Counter: connect attempts repeated after a transient failure. Labels: [`ROLE`], [`SYSTEM`].
+pub const CONNECT_RETRIES: &str = "storage.connect.retries";
+
+/// Label: the backend's type name as in configuration (`redis`, `sqlite`, a plugin's type).
+pub const SYSTEM: &str = "db.system.name";
+/// Label: the operation (`get`, `mset`, `append`, ...).
+pub const OPERATION: &str = "db.operation.name";
+/// Label: the error's kind (`connection`, `timeout`, ...), on failed operations only.
+pub const ERROR_TYPE: &str = "error.type";
+/// Label: `cache` or `database`.
+pub const ROLE: &str = "storage.role";
+/// Label: a pool's name: the backend's redacted description.
+pub const POOL_NAME: &str = "db.client.connection.pool.name";
+/// Label: `idle` or `used`.
+pub const CONNECTION_STATE: &str = "db.client.connection.state";
+
+/// Describes every series (help text and unit) to the installed recorder. Call it once after
+/// installing one; without a recorder it does nothing.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        OPERATION_DURATION,
+        Unit::Seconds,
+        "Duration of storage operations"
+    );
+    describe_gauge!(CONNECTION_COUNT, "Connections of a pool, by state");
+    describe_gauge!(
+        CONNECTION_MAX,
+        "Largest number of connections a pool may open"
+    );
+    describe_counter!(
+        CONNECTION_WAITS,
+        "Pool checkouts that waited for a connection"
+    );
+    describe_counter!(CONNECTION_TIMEOUTS, "Pool checkouts that timed out");
+    describe_counter!(CACHE_HITS, "Cache-aside reads answered by the cache");
+    describe_counter!(CACHE_MISSES, "Cache-aside reads the cache could not answer");
+    describe_gauge!(
+        WRITE_BEHIND_DEPTH,
+        "Write-behind writes not yet in the database"
+    );
+    describe_counter!(
+        WRITE_BEHIND_FAILED,
+        "Write-behind writes the database refused"
+    );
+    describe_gauge!(ROLE_DEGRADED, "1 while a role is not served by its primary");
+    describe_counter!(FALLBACK_WALKS, "Connects that did not end on the primary");
+    describe_counter!(
+        CONNECT_RETRIES,
+        "Connect attempts repeated after a transient failure"
+    );
+}
+
+/// The labels every operation of one backend shares, built once when it is wrapped.
+#[derive(Debug, Clone)]
+pub(crate) struct OperationLabels {
+    system: SharedString,
+    role: SharedString,
+}
+
+impl OperationLabels {
+    pub(crate) fn new(system: &str, role: Option<&str>) -> Self {
+        OperationLabels {
+            system: SharedString::from(Arc::<str>::from(system)),
+            role: SharedString::from(Arc::<str>::from(role.unwrap_or("unknown"))),
+        }
+    }
+
+    pub(crate) fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// Records one operation's duration, with its error kind when it failed.
+    pub(crate) fn record(&self, op: &'static str, took: Duration, error: Option<ErrorKind>) {
+        let mut labels = Vec::with_capacity(4);
+        labels.push(Label::new(SYSTEM, self.system.clone()));
+        labels.push(Label::new(ROLE, self.role.clone()));
+        labels.push(Label::from_static_parts(OPERATION, op));
+        if let Some(kind) = error {
+            labels.push(Label::from_static_parts(ERROR_TYPE, kind.code()));
+        }
+        metrics::histogram!(OPERATION_DURATION, labels).record(took.as_secs_f64());
+    }
+}
+
+/// A pool's state, as its backend reads it from bb8 or r2d2 after a checkout.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolState {
+    /// Connections carrying an operation.
+    pub used: u32,
+    /// Connections open and waiting.
+    pub idle: u32,
+    /// The pool's limit.
+    pub max: u32,
+}
+
+/// Reports a pool's connections (gauges [`CONNECTION_COUNT`] and [`CONNECTION_MAX`]) for the
+/// pool named `pool` of backend type `system`. Backends call it after each checkout.
+pub fn record_pool(system: &str, pool: &str, state: PoolState) {
+    let base = [
+        Label::new(SYSTEM, system.to_string()),
+        Label::new(POOL_NAME, pool.to_string()),
+    ];
+    let with_state = |s: &'static str| {
+        let mut l = base.to_vec();
+        l.push(Label::from_static_parts(CONNECTION_STATE, s));
+        l
+    };
+    metrics::gauge!(CONNECTION_COUNT, with_state("used")).set(f64::from(state.used));
+    metrics::gauge!(CONNECTION_COUNT, with_state("idle")).set(f64::from(state.idle));
+    metrics::gauge!(CONNECTION_MAX, base.to_vec()).set(f64::from(state.max));
+}
+
+/// Counts a checkout that waited ([`CONNECTION_WAITS`]) or timed out ([`CONNECTION_TIMEOUTS`]).
+pub fn record_checkout(system: &str, pool: &str, waited: bool, timed_out: bool) {
+    let labels = || {
+        vec![
+            Label::new(SYSTEM, system.to_string()),
+            Label::new(POOL_NAME, pool.to_string()),
+        ]
+    };
+    if waited {
+        metrics::counter!(CONNECTION_WAITS, labels()).increment(1);
+    }
+    if timed_out {
+        metrics::counter!(CONNECTION_TIMEOUTS, labels()).increment(1);
+    }
+}
