@@ -54,7 +54,7 @@ pub const FALLBACK_WALKS: &str = "storage.fallback.walks";
 /// Counter: connect attempts repeated after a transient failure. Labels: [`ROLE`], [`SYSTEM`].
 pub const CONNECT_RETRIES: &str = "storage.connect.retries";
 
-/// Label: the backend's type name as in configuration (`redis`, `sqlite`, a plugin's type).
+/// Label: the backend's type name as in configuration (a built-in type or a plugin's).
 pub const SYSTEM: &str = "db.system.name";
 /// Label: the operation (`get`, `mset`, `append`, ...).
 pub const OPERATION: &str = "db.operation.name";
@@ -136,7 +136,7 @@ impl OperationLabels {
     }
 }
 
-/// A pool's state, as its backend reads it from bb8 or r2d2 after a checkout.
+/// A pool's state, as its backend reads it from bb8 or r2d2.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolState {
     /// Connections carrying an operation.
@@ -145,37 +145,64 @@ pub struct PoolState {
     pub idle: u32,
     /// The pool's limit.
     pub max: u32,
+    /// Checkouts that had to wait for a connection, since the pool was built.
+    pub waited_total: u64,
+    /// Checkouts that timed out, since the pool was built.
+    pub timed_out_total: u64,
 }
 
-/// Reports a pool's connections (gauges [`CONNECTION_COUNT`] and [`CONNECTION_MAX`]) for the
-/// pool named `pool` of backend type `system`. Backends call it after each checkout.
-pub fn record_pool(system: &str, pool: &str, state: PoolState) {
-    let base = [
-        Label::new(SYSTEM, system.to_string()),
-        Label::new(POOL_NAME, pool.to_string()),
-    ];
-    let with_state = |s: &'static str| {
-        let mut l = base.to_vec();
-        l.push(Label::from_static_parts(CONNECTION_STATE, s));
-        l
-    };
-    metrics::gauge!(CONNECTION_COUNT, with_state("used")).set(f64::from(state.used));
-    metrics::gauge!(CONNECTION_COUNT, with_state("idle")).set(f64::from(state.idle));
-    metrics::gauge!(CONNECTION_MAX, base.to_vec()).set(f64::from(state.max));
+/// Reports one pool's state as the `db.client.connection.*` series, at most ten times a
+/// second whatever the rate of operations, so that a busy backend does not pay for it on
+/// every call.
+#[derive(Debug)]
+pub struct PoolReporter {
+    labels: [Label; 2],
+    started: std::time::Instant,
+    /// Milliseconds after `started` of the last report.
+    last: std::sync::atomic::AtomicU64,
 }
 
-/// Counts a checkout that waited ([`CONNECTION_WAITS`]) or timed out ([`CONNECTION_TIMEOUTS`]).
-pub fn record_checkout(system: &str, pool: &str, waited: bool, timed_out: bool) {
-    let labels = || {
-        vec![
-            Label::new(SYSTEM, system.to_string()),
-            Label::new(POOL_NAME, pool.to_string()),
-        ]
-    };
-    if waited {
-        metrics::counter!(CONNECTION_WAITS, labels()).increment(1);
+impl PoolReporter {
+    /// A reporter for the pool named `pool` (a redacted description) of backend type `system`.
+    pub fn new(system: &str, pool: &str) -> Self {
+        PoolReporter {
+            labels: [
+                Label::new(SYSTEM, system.to_string()),
+                Label::new(POOL_NAME, pool.to_string()),
+            ],
+            started: std::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
     }
-    if timed_out {
-        metrics::counter!(CONNECTION_TIMEOUTS, labels()).increment(1);
+
+    /// Reports `state()` unless a report was made less than 100 ms ago.
+    pub fn maybe_report(&self, state: impl FnOnce() -> PoolState) {
+        use std::sync::atomic::Ordering;
+        let now = self.started.elapsed().as_millis() as u64 + 100;
+        let last = self.last.load(Ordering::Relaxed);
+        if now < last + 100
+            || self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.report(state());
+    }
+
+    /// Reports `state` now.
+    pub fn report(&self, state: PoolState) {
+        let with_state = |s: &'static str| {
+            let mut l = self.labels.to_vec();
+            l.push(Label::from_static_parts(CONNECTION_STATE, s));
+            l
+        };
+        metrics::gauge!(CONNECTION_COUNT, with_state("used")).set(f64::from(state.used));
+        metrics::gauge!(CONNECTION_COUNT, with_state("idle")).set(f64::from(state.idle));
+        metrics::gauge!(CONNECTION_MAX, self.labels.to_vec()).set(f64::from(state.max));
+        metrics::counter!(CONNECTION_WAITS, self.labels.to_vec()).absolute(state.waited_total);
+        metrics::counter!(CONNECTION_TIMEOUTS, self.labels.to_vec())
+            .absolute(state.timed_out_total);
     }
 }

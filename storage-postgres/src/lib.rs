@@ -152,6 +152,8 @@ pub struct PostgresBackend {
     last_error: LastError,
     /// For cancel requests.
     tls: MakeRustlsConnect,
+    pool_metrics: storage_core::telemetry::PoolReporter,
+    pool_max: u32,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -210,6 +212,8 @@ impl PostgresBackend {
             writes: AtomicU64::new(0),
             last_error,
             tls,
+            pool_metrics: storage_core::telemetry::PoolReporter::new(TYPE_NAME, &spec.to_string()),
+            pool_max: spec.common.pool_max,
         };
         Ok(backend)
     }
@@ -235,9 +239,10 @@ impl PostgresBackend {
         let deadline = tokio::time::Instant::now() + self.operation_timeout;
         let mut tries = 0;
         loop {
-            let result = match tokio::time::timeout_at(deadline, self.last_error.checkout(&pool))
-                .await
-            {
+            let checkout = tokio::time::timeout_at(deadline, self.last_error.checkout(&pool)).await;
+            self.pool_metrics
+                .maybe_report(|| pool::state(&pool, self.pool_max));
+            let result = match checkout {
                 // Nothing was sent: nothing happened.
                 Err(_) => {
                     return Err(Error::timeout(format!(

@@ -175,3 +175,15 @@ pub(crate) fn breaks_connection(e: &Error) -> bool {
         storage_core::ErrorKind::Connection | storage_core::ErrorKind::Timeout
     )
 }
+
+/// The pool's state for the `db.client.connection.*` series.
+pub(crate) fn state(pool: &Pool, max: u32) -> storage_core::telemetry::PoolState {
+    let state = pool.state();
+    storage_core::telemetry::PoolState {
+        used: state.connections.saturating_sub(state.idle_connections),
+        idle: state.idle_connections,
+        max,
+        waited_total: state.statistics.get_waited,
+        timed_out_total: state.statistics.get_timed_out,
+    }
+}

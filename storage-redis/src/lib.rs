@@ -194,6 +194,8 @@ pub struct RedisBackend {
     connect_timeout: Duration,
     retries: u32,
     last_error: LastError,
+    pool_metrics: storage_core::telemetry::PoolReporter,
+    pool_max: u32,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -234,6 +236,11 @@ impl RedisBackend {
                 connect_timeout: spec.common.connect_timeout,
                 retries: settings.max_retries_per_request,
                 last_error: LastError::default(),
+                pool_metrics: storage_core::telemetry::PoolReporter::new(
+                    TYPE_NAME,
+                    &spec.to_string(),
+                ),
+                pool_max: 0,
             });
         }
         let manager = Manager {
@@ -279,6 +286,8 @@ impl RedisBackend {
             connect_timeout: spec.common.connect_timeout,
             retries: settings.max_retries_per_request,
             last_error,
+            pool_metrics: storage_core::telemetry::PoolReporter::new(TYPE_NAME, &spec.to_string()),
+            pool_max: spec.common.pool_max,
         };
         Ok(backend)
     }

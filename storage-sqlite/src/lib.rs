@@ -108,6 +108,31 @@ pub struct SqliteBackend {
     /// pool's own connections come and go.
     _anchor: Option<Mutex<Connection>>,
     writes: AtomicU64,
+    pool_metrics: Arc<PoolMetrics>,
+}
+
+/// The pool's `db.client.connection.*` series: r2d2 reports its connections; timed-out
+/// checkouts are counted here (r2d2 does not count them, nor the checkouts that waited).
+#[derive(Debug)]
+struct PoolMetrics {
+    reporter: storage_core::telemetry::PoolReporter,
+    max: u32,
+    timeouts: AtomicU64,
+}
+
+impl PoolMetrics {
+    fn report(&self, pool: &Pool) {
+        self.reporter.maybe_report(|| {
+            let state = pool.state();
+            storage_core::telemetry::PoolState {
+                used: state.connections.saturating_sub(state.idle_connections),
+                idle: state.idle_connections,
+                max: self.max,
+                waited_total: 0,
+                timed_out_total: self.timeouts.load(Ordering::Relaxed),
+            }
+        });
+    }
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -230,12 +255,18 @@ impl SqliteBackend {
             .build(manager)
             .map_err(|e| Error::connection(format!("building the pool for {location}: {e}")))?;
         let anchor = matches!(settings.location, SqliteLocation::Memory).then(|| Mutex::new(first));
+        let pool_metrics = Arc::new(PoolMetrics {
+            reporter: storage_core::telemetry::PoolReporter::new(TYPE_NAME, &location),
+            max: pool_max,
+            timeouts: AtomicU64::new(0),
+        });
         Ok(SqliteBackend {
             pool: RwLock::new(Some(pool)),
             ns,
             location,
             _anchor: anchor,
             writes: AtomicU64::new(0),
+            pool_metrics,
         })
     }
 
@@ -254,8 +285,14 @@ impl SqliteBackend {
     ) -> Result<T> {
         let pool = self.pool()?;
         let ns = self.ns.clone();
+        let metrics = self.pool_metrics.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| {
+            let conn = pool.get();
+            if conn.is_err() {
+                metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            metrics.report(&pool);
+            let mut conn = conn.map_err(|e| {
                 Error::timeout(format!(
                     "no pooled connection within the acquire timeout: {e}"
                 ))
