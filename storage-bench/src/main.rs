@@ -9,6 +9,7 @@
 mod baselines;
 mod cluster;
 mod limits;
+mod recorder;
 
 use baselines::{MemoryBaseline, PostgresBaseline, RedisBaseline, SqliteBaseline};
 use serde_json::{Value, json};
@@ -444,6 +445,9 @@ async fn main() {
     } else {
         eprintln!("bench: no --redis-cluster URL; the Redis Cluster is left out");
     }
+
+    // Last: it installs a process-wide recorder.
+    recorder::bench(ops_scale, &mut rows).await;
 
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent).expect("results directory");

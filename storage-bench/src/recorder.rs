@@ -1,0 +1,62 @@
+//! What the metrics cost: in-memory `get` and `set` at concurrency 1 through the project,
+//! first with no recorder installed (the facade drops every series), then with the Prometheus
+//! recorder installed in this process. Rows `in-memory (no recorder)` and `in-memory
+//! (recorder)`; the second's ratio is against the first. Runs last: a recorder cannot be
+//! uninstalled.
+
+use super::{Op, Project, Row, measure, open, payload};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
+    let db =
+        open("database: { type: in-memory, keyPrefix: 'rec:' }\ncache: { type: in-memory }").await;
+    let gets: Vec<(String, Value)> = (0..1000).map(|i| (format!("g:{i}"), payload(i))).collect();
+    db.mset(&gets).await.expect("preload");
+    let project = Arc::new(Project(db));
+    let total = ops_scale * 5;
+    let mut without = Vec::new();
+    for op in [Op::Get, Op::Set] {
+        measure(project.clone(), op, 1, total / 10 + 1).await;
+        without.push(measure(project.clone(), op, 1, total).await);
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .expect("install the Prometheus recorder");
+    storage_core::telemetry::describe();
+    for (op, base) in [Op::Get, Op::Set].into_iter().zip(without) {
+        measure(project.clone(), op, 1, total / 10 + 1).await;
+        let with = measure(project.clone(), op, 1, total).await;
+        eprintln!(
+            "bench: in-memory {:<4} c=1 without a recorder {:>10.0} ops/s, with one {:>10.0} ops/s ({:.2})",
+            op.name(),
+            base.ops_per_sec,
+            with.ops_per_sec,
+            with.ops_per_sec / base.ops_per_sec
+        );
+        rows.push(Row {
+            backend: "in-memory (no recorder)".into(),
+            op: op.name(),
+            concurrency: Some(1),
+            list_len: None,
+            project: Some(base),
+            baseline: None,
+        });
+        rows.push(Row {
+            backend: "in-memory (recorder)".into(),
+            op: op.name(),
+            concurrency: Some(1),
+            list_len: None,
+            project: Some(with),
+            baseline: Some(base),
+        });
+    }
+    // The recorder saw every operation: the series are there.
+    assert!(
+        handle
+            .render()
+            .contains("db_client_operation_duration{db_system_name=\"in-memory\""),
+        "the recorder did not see the operations"
+    );
+}
