@@ -326,3 +326,10 @@ async fn calls_pass_through_with_their_arguments_and_errors_name_backend_and_op(
     assert_eq!((e.backend(), e.op()), (Some("recorder"), Some("clear")));
     assert_eq!(checked.backend(), "recorder");
 }
+
+#[test]
+fn debug_shows_the_wrapped_backend() {
+    let (checked, inner) = layer(Recorder::default());
+    assert_eq!(format!("{checked:?}"), format!("{inner:?}"));
+    assert!(format!("{checked:?}").starts_with("Recorder"));
+}

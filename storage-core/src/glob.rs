@@ -239,6 +239,31 @@ mod tests {
         glob_match(p, s)
     }
 
+    /// Redis stops recursing past 1000 nested `*`s (checked against redis-server 7:
+    /// `KEYS` with `*a` × 1000 finds `a` × 1000; × 1001 finds nothing), and collapses a run of
+    /// `*`s into one, so a run of any length costs one level.
+    #[test]
+    fn nesting_limit_and_star_runs_as_in_redis() {
+        let a = |n: usize| "a".repeat(n);
+        let star_a = |n: usize| "*a".repeat(n);
+        assert!(m(&star_a(999), &a(999)));
+        assert!(m(&star_a(1000), &a(1000)));
+        assert!(!m(&star_a(1001), &a(1001)));
+        assert!(m(&format!("{}a", "*".repeat(2000)), "a"));
+        assert!(m(&format!("{}a", "*".repeat(2000)), "bba"));
+    }
+
+    /// Trailing stars after the string is used up match nothing more, and a pattern byte left
+    /// after them fails.
+    #[test]
+    fn trailing_stars_once_the_string_is_used_up() {
+        assert!(m("a**", "a"));
+        assert!(m("ab***", "ab"));
+        assert!(!m("a*x", "a"));
+        assert!(!m("a**x", "a"));
+        assert!(!m("a*[x]", "a"));
+    }
+
     #[test]
     fn basics() {
         let table: &[(&str, &str, bool)] = &[

@@ -61,18 +61,18 @@ pub fn value_depth(value: &Value) -> usize {
             return depth;
         }
         match v {
+            // A child is at least one level deeper, so the deepest child's depth is the
+            // container's; an empty container counts its own level.
             Value::Array(items) => items
                 .iter()
                 .map(|i| walk(i, depth + 1))
                 .max()
-                .unwrap_or(depth + 1)
-                .max(depth + 1),
+                .unwrap_or(depth + 1),
             Value::Object(members) => members
                 .values()
                 .map(|i| walk(i, depth + 1))
                 .max()
-                .unwrap_or(depth + 1)
-                .max(depth + 1),
+                .unwrap_or(depth + 1),
             _ => depth,
         }
     }
@@ -118,6 +118,35 @@ mod tests {
     use super::*;
     use crate::ErrorKind;
     use serde_json::json;
+
+    /// The limits as numbers, written out: a change to one is a change to the contract.
+    #[test]
+    fn the_limits_are_the_contracts_numbers() {
+        assert_eq!(MAX_KEY_BYTES, 1024);
+        assert_eq!(MAX_KEY_PREFIX_BYTES, 256);
+        assert_eq!(MAX_VALUE_DEPTH, 64);
+        assert_eq!(MAX_PORTABLE_VALUE_BYTES, 16_777_216);
+        assert_eq!(MAX_TTL_MILLIS, 9_007_199_254_740_991);
+    }
+
+    /// Empty containers count their own level, in arrays and in objects alike.
+    #[test]
+    fn empty_containers_count_a_level() {
+        let nest = |inner: Value, wrap: fn(Value) -> Value, levels: usize| {
+            (0..levels).fold(inner, |v, _| wrap(v))
+        };
+        let in_array: fn(Value) -> Value = |v| json!([v]);
+        let in_object: fn(Value) -> Value = |v| json!({ "k": v });
+        assert_eq!(value_depth(&json!([])), 1);
+        assert_eq!(value_depth(&json!({})), 1);
+        assert_eq!(value_depth(&nest(json!([]), in_array, 63)), 64);
+        assert_eq!(value_depth(&nest(json!({}), in_object, 63)), 64);
+        assert!(validate_value(&nest(json!([]), in_array, 63)).is_ok());
+        assert!(validate_value(&nest(json!([]), in_array, 64)).is_err());
+        assert!(validate_value(&nest(json!({}), in_object, 64)).is_err());
+        assert!(validate_value(&nest(json!(1), in_object, 65)).is_err());
+        assert_eq!(value_depth(&json!([1, [2, [3]], {"a": {"b": []}}])), 4);
+    }
 
     #[test]
     fn key_limits() {

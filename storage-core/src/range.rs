@@ -27,9 +27,7 @@ pub fn lrange_window(len: u64, start: i64, end: i64) -> Option<(u64, u64)> {
     if end < 0 {
         end += len;
     }
-    if start < 0 {
-        start = 0;
-    }
+    let start = start.max(0);
     if start > end || start >= len {
         return None;
     }
