@@ -63,31 +63,45 @@ enum Command {
     /// Prints the JSON Schema of the config.
     Schema,
     /// Stores a JSON value.
+    #[command(allow_negative_numbers = true)]
     Set {
+        /// The key (1 to 1024 bytes); one starting with `-` goes after `--`.
         key: String,
-        /// JSON text: '"hi"', 42, '{"a":1}'.
-        json: String,
+        /// JSON text: '"hi"', 42, -5, '{"a":1}'. Or give --value-file.
+        #[arg(required_unless_present = "value_file")]
+        json: Option<String>,
+        /// Read the JSON text from this file (`-` for standard input), for values too long
+        /// for an argument.
+        #[arg(long, value_name = "PATH", conflicts_with = "json")]
+        value_file: Option<PathBuf>,
         /// Expire after this many milliseconds (caches only).
         #[arg(long)]
         ttl: Option<u64>,
+        /// Which role's backend to write to.
         #[arg(long, value_enum, default_value = "database")]
         role: RoleArg,
     },
     /// Prints a key's JSON value; exits 1 if it is missing.
     Get {
+        /// The key; one starting with `-` goes after `--`.
         key: String,
+        /// Which role's backend to read.
         #[arg(long, value_enum, default_value = "database")]
         role: RoleArg,
     },
     /// Deletes a key; prints whether it existed.
     Delete {
+        /// The key; one starting with `-` goes after `--`.
         key: String,
+        /// Which role's backend to delete from.
         #[arg(long, value_enum, default_value = "database")]
         role: RoleArg,
     },
     /// Lists keys matching a Redis glob pattern.
     Keys {
+        /// A Redis glob (`chat:*`, `user:[0-9]*`); all keys when left out.
         pattern: Option<String>,
+        /// Which role's backend to list.
         #[arg(long, value_enum, default_value = "database")]
         role: RoleArg,
         /// One JSON array instead of one key per line.
@@ -95,23 +109,42 @@ enum Command {
         json: bool,
     },
     /// Appends a JSON value to a list (databases only).
-    Append { key: String, json: String },
+    #[command(allow_negative_numbers = true)]
+    Append {
+        /// The list's key; one starting with `-` goes after `--`.
+        key: String,
+        /// JSON text: '{"role":"user","content":"hi"}', -1. Or give --value-file.
+        #[arg(required_unless_present = "value_file")]
+        json: Option<String>,
+        /// Read the JSON text from this file (`-` for standard input).
+        #[arg(long, value_name = "PATH", conflicts_with = "json")]
+        value_file: Option<PathBuf>,
+    },
     /// Prints list items START..=END, one JSON value per line (negative indices count from the end).
     Range {
+        /// The list's key.
         key: String,
+        /// The first index (negative counts from the end: -1 is the last item).
         #[arg(allow_hyphen_values = true)]
         start: i64,
+        /// The last index, included.
         #[arg(allow_hyphen_values = true)]
         end: i64,
     },
     /// Prints a list's length.
-    Len { key: String },
+    Len {
+        /// The list's key.
+        key: String,
+    },
     /// Keeps list items START..=END and drops the rest, as Redis LTRIM (`trim k -100 -1` keeps
     /// the last 100); an empty window deletes the list.
     Trim {
+        /// The list's key.
         key: String,
+        /// The first index kept (negative counts from the end).
         #[arg(allow_hyphen_values = true)]
         start: i64,
+        /// The last index kept, included.
         #[arg(allow_hyphen_values = true)]
         end: i64,
     },
@@ -165,6 +198,50 @@ fn parse_json(text: &str) -> Result<Value, Failure> {
             "argument {text:?} is not JSON text: {e}"
         )))
     })
+}
+
+/// The value of `set` or `append`: the argument, or the file (`-`: standard input).
+fn value_arg(json: Option<&str>, file: Option<&std::path::Path>) -> Result<Value, Failure> {
+    let text = match (json, file) {
+        (Some(text), _) => return parse_json(text),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
+                Failure(Error::invalid_input(format!(
+                    "--value-file -: cannot read standard input: {e}"
+                )))
+            })?;
+            text
+        }
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| {
+            Failure(Error::invalid_input(format!(
+                "--value-file {}: {e}",
+                path.display()
+            )))
+        })?,
+        (None, None) => {
+            return Err(Failure(Error::invalid_input(
+                "give the value as JSON text or with --value-file",
+            )));
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        Failure(Error::invalid_input(format!(
+            "--value-file: not JSON text: {e}"
+        )))
+    })
+}
+
+/// A write to a role served by an in-memory store of this process is gone when the command
+/// exits: say so, instead of letting a later `get` miss silently.
+fn warn_if_per_process(status: &storage_manager::RoleStatus) {
+    let detail = status.serving_detail.as_deref().unwrap_or("");
+    if status.serving.as_deref() == Some("in-memory") && !detail.contains("store") {
+        eprintln!(
+            "storage: warning: the {} role is served by an in-memory store of this process; what this command writes is gone when it exits (configure a durable backend for the role)",
+            status.role
+        );
+    }
 }
 
 fn manager(cli: &Cli) -> Result<StorageManager, Error> {
@@ -295,13 +372,15 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
         Command::Set {
             key,
             json,
+            value_file,
             ttl,
             role,
         } => {
-            let value = parse_json(json)?;
+            let value = value_arg(json.as_deref(), value_file.as_deref())?;
             match role {
                 RoleArg::Cache => {
-                    let (cache, _) = m.connect_cache().await?;
+                    let (cache, status) = m.connect_cache().await?;
+                    warn_if_per_process(&status);
                     cache
                         .set(key, &value, ttl.map(Duration::from_millis))
                         .await?;
@@ -312,7 +391,8 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
                             "--ttl: databases have no TTL; use --role cache",
                         )));
                     }
-                    let (db, _) = m.connect_database().await?;
+                    let (db, status) = m.connect_database().await?;
+                    warn_if_per_process(&status);
                     db.set(key, &value).await?;
                 }
             }
@@ -346,9 +426,15 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Append { key, json } => {
-            let value = parse_json(json)?;
-            m.connect_database().await?.0.append(key, &value).await?;
+        Command::Append {
+            key,
+            json,
+            value_file,
+        } => {
+            let value = value_arg(json.as_deref(), value_file.as_deref())?;
+            let (db, status) = m.connect_database().await?;
+            warn_if_per_process(&status);
+            db.append(key, &value).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Range { key, start, end } => {

@@ -1,0 +1,106 @@
+//! How `set` and `append` take their values: negative numbers as arguments, keys after `--`,
+//! values from a file or standard input (longer than an argument may be), and the warning
+//! when a write goes to a role that lives only as long as the command.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn storage(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_storage"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("STORAGE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run storage");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = storage(dir, args, None);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn negative_numbers_and_dash_keys_are_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["set", "k", "-5"]);
+    assert_eq!(ok(d, &["get", "k"]), "-5\n");
+    ok(d, &["set", "f", "-0.25"]);
+    assert_eq!(ok(d, &["get", "f"]), "-0.25\n");
+    ok(d, &["append", "chat", "-1"]);
+    ok(d, &["append", "chat", "-2"]);
+    assert_eq!(ok(d, &["range", "chat", "0", "-1"]), "-1\n-2\n");
+    ok(d, &["set", "--", "-dash", "7"]);
+    assert_eq!(ok(d, &["get", "--", "-dash"]), "7\n");
+    // Without `--` a dash key is an unknown flag: a usage error, nothing written.
+    let o = storage(d, &["get", "-dash"], None);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn values_from_a_file_or_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 1 MiB of JSON: more than an argument is allowed to be on some systems.
+    let big = serde_json::Value::String("x".repeat(1 << 20));
+    std::fs::write(d.join("big.json"), big.to_string()).unwrap();
+    ok(d, &["set", "big", "--value-file", "big.json"]);
+    let back: serde_json::Value = serde_json::from_str(&ok(d, &["get", "big"])).unwrap();
+    assert_eq!(back, big);
+
+    let o = storage(
+        d,
+        &["append", "chat", "--value-file", "-"],
+        Some(br#"{"role":"user","content":"from stdin"}"#),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        ok(d, &["range", "chat", "0", "-1"]),
+        "{\"role\":\"user\",\"content\":\"from stdin\"}\n"
+    );
+
+    // Not JSON, a missing file, both forms at once, and neither: clear refusals.
+    std::fs::write(d.join("bad.json"), "{not json").unwrap();
+    for args in [
+        &["set", "k", "--value-file", "bad.json"][..],
+        &["set", "k", "--value-file", "missing.json"][..],
+        &["set", "k", "1", "--value-file", "big.json"][..],
+        &["set", "k"][..],
+    ] {
+        let o = storage(d, args, None);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(!String::from_utf8_lossy(&o.stderr).is_empty());
+    }
+    assert_eq!(storage(d, &["get", "k"], None).status.code(), Some(1));
+}
+
+#[test]
+fn a_write_to_a_per_process_store_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = storage(d, &["set", "k", "1", "--role", "cache"], None);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: the cache role is served by an in-memory store of this process"),
+        "{err}"
+    );
+    // The durable default database gets no warning.
+    let o = storage(d, &["set", "k", "1"], None);
+    assert!(String::from_utf8_lossy(&o.stderr).is_empty());
+}
