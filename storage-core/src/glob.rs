@@ -239,11 +239,11 @@ mod tests {
         glob_match(p, s)
     }
 
-    /// Redis stops recursing past 1000 nested `*`s (checked against redis-server 7:
+    /// Redis stops recursing past 1000 nested `*`s (checked against a Redis 7 server:
     /// `KEYS` with `*a` × 1000 finds `a` × 1000; × 1001 finds nothing), and collapses a run of
     /// `*`s into one, so a run of any length costs one level.
     #[test]
-    fn nesting_limit_and_star_runs_as_in_redis() {
+    fn nesting_limit_and_star_runs_as_in_the_server() {
         let a = |n: usize| "a".repeat(n);
         let star_a = |n: usize| "*a".repeat(n);
         assert!(m(&star_a(999), &a(999)));

@@ -79,6 +79,27 @@ pub use limits::{
 pub use range::lrange_window;
 pub use registry::{BackendFactory, Registry, open_cache, open_database};
 
+/// What an application needs in scope: the traits with their typed helpers, the error, the
+/// entry type of a cache batch, and `serde_json`'s `Value` and `json!`.
+///
+/// ```
+/// use storage_core::prelude::*;
+///
+/// async fn remember(db: &dyn Database) -> Result<()> {
+///     db.set_as("user:1", &json!({"name": "Ada"})).await?;
+///     let name: Option<Value> = db.get_as("user:1").await?;
+///     assert!(name.is_some());
+///     Ok(())
+/// }
+/// ```
+pub mod prelude {
+    pub use crate::{
+        Cache, CacheEntry, CacheExt, Database, DatabaseExt, Error, ErrorKind, KeyKind, KeyTtl,
+        Result, Store, StoreExt,
+    };
+    pub use serde_json::{Value, json};
+}
+
 /// Re-exported so that backends and plugins use the exact same `serde_json` and `async_trait`.
 pub use async_trait::async_trait;
 pub use serde_json;

@@ -38,10 +38,12 @@
 
 mod backend;
 pub mod config;
+mod open;
 mod schema;
 pub mod sql;
 
 pub use config::{SqliteConfig, SqliteLocation, SqliteSync, TYPE_NAME};
+pub use open::{open, open_in_memory, open_with};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use async_trait::async_trait;
@@ -158,6 +160,7 @@ impl SqliteBackend {
     /// Opens (creating if needed) the database that `spec` names, checks and migrates its
     /// schema, and builds the pool. Blocking work runs on a blocking thread.
     pub async fn open(spec: &BackendSpec) -> Result<SqliteBackend> {
+        open::require_runtime()?;
         let settings = spec.settings::<SqliteConfig>()?.clone();
         let ns: Arc<str> = spec.common.key_prefix.as_str().into();
         let pool_max = spec.common.pool_max;
