@@ -1,18 +1,10 @@
-//! Runs the `prometheus` example (built by `cargo test` with the other examples), scrapes its
+//! Runs the `prometheus` example, scrapes its
 //! endpoint over HTTP while it serves, and checks the series and their values against the
 //! workload it ran.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-/// `target/<profile>/examples/prometheus`, next to this test's own `deps` directory.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    profile_dir.join("examples").join("prometheus")
-}
 
 /// `name{labels} value` lines, keyed by the whole series text before the value.
 fn series(text: &str) -> BTreeMap<String, f64> {
@@ -27,15 +19,10 @@ fn series(text: &str) -> BTreeMap<String, f64> {
 
 #[test]
 fn the_example_serves_every_series_with_the_workloads_values() {
-    let bin = example();
-    assert!(
-        bin.is_file(),
-        "{} is missing: `cargo test` builds it with the examples (cargo build --examples --all-features)",
-        bin.display()
-    );
+    let bin = env!("CARGO_BIN_EXE_prometheus");
     let port = storage_servers::free_port().unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(&bin)
+    let mut child = Command::new(bin)
         .arg(&addr)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

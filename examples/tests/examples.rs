@@ -1,0 +1,72 @@
+//! Runs the chat-history and config-file examples as a user would, in temp dirs of their own,
+//! and checks what they print and keep.
+
+use std::process::{Command, Output};
+
+fn run(bin: &str, dir: &std::path::Path, args: &[&str]) -> String {
+    let out: Output = Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run the example");
+    assert!(
+        out.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn chat_history_persists_and_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_chat_history");
+    let out = run(bin, dir.path(), &["chat.db", "hello", "how are you?"]);
+    assert!(out.starts_with("4 turn(s) in chat.db"), "{out}");
+    assert!(
+        out.contains("[user] hello\n[assistant] You said 5 characters."),
+        "{out}"
+    );
+    // Eight more messages: sixteen more turns, of which the last ten are kept.
+    let more: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let mut args = vec!["chat.db"];
+    args.extend(more.iter().map(String::as_str));
+    let out = run(bin, dir.path(), &args);
+    assert!(out.starts_with("10 turn(s) in chat.db"), "{out}");
+    assert!(
+        !out.contains("hello"),
+        "the oldest turns were trimmed: {out}"
+    );
+    assert!(
+        out.trim_end()
+            .ends_with("[assistant] You said 2 characters."),
+        "{out}"
+    );
+    assert!(out.contains("[user] m3\n"), "{out}");
+}
+
+#[test]
+fn an_application_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_app_from_config");
+    let out = run(bin, dir.path(), &[]);
+    assert!(out.contains("cache: served by in-memory"), "{out}");
+    assert!(out.contains("database: served by sqlite"), "{out}");
+    assert!(
+        out.contains(r#"user:1 = {"name":"Ada","plan":"pro"}; cache-aside: 1 hit(s), 1 miss(es)"#),
+        "{out}"
+    );
+    assert!(dir.path().join(".storage/app.db").is_file());
+    // A config whose primary database cannot connect: the declared fallback serves, and the
+    // example says so.
+    std::fs::write(
+        dir.path().join("degraded.yml"),
+        "storage:\n  cache: { type: in-memory }\n  database: { type: sqlite, path: '/proc/none/app.db', fallback: [in-memory] }\n",
+    )
+    .unwrap();
+    let out = run(bin, dir.path(), &["degraded.yml"]);
+    assert!(
+        out.contains("database: served by in-memory (degraded)"),
+        "{out}"
+    );
+}
