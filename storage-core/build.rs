@@ -1,4 +1,8 @@
-//! Records the compiler version, which runtime plugins must share with the host.
+//! Records the compiler version and the plugin ABI fingerprint (see `abi_fingerprint.rs`),
+//! which runtime plugins must share with the host.
+
+#[path = "abi_fingerprint.rs"]
+mod abi_fingerprint;
 
 fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -11,4 +15,18 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=STORAGE_CORE_RUSTC_VERSION={version}");
     println!("cargo:rerun-if-env-changed=RUSTC");
+
+    let sources: Vec<String> = abi_fingerprint::BOUNDARY_FILES
+        .iter()
+        .map(|file| {
+            println!("cargo:rerun-if-changed={file}");
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {file}: {e}"))
+        })
+        .collect();
+    let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+    println!(
+        "cargo:rustc-env=STORAGE_CORE_ABI_FINGERPRINT={}",
+        abi_fingerprint::fingerprint(&sources)
+    );
+    println!("cargo:rerun-if-changed=abi_fingerprint.rs");
 }

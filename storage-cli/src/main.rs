@@ -261,7 +261,19 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    // `--version` names what a runtime plugin must match: ABI, fingerprint, compiler.
+    let version = format!(
+        "{}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        storage_core::plugin::abi_summary()
+    );
+    let matches = <Cli as clap::CommandFactory>::command()
+        .version(version)
+        .get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STORAGE_LOG")

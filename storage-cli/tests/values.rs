@@ -104,3 +104,19 @@ fn a_write_to_a_per_process_store_is_flagged() {
     let o = storage(d, &["set", "k", "1"], None);
     assert!(String::from_utf8_lossy(&o.stderr).is_empty());
 }
+
+#[test]
+fn version_names_what_a_plugin_must_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["--version"]);
+    let fingerprint = storage_core::plugin::ABI_FINGERPRINT.trim_end_matches('\0');
+    assert!(out.contains(&format!("fingerprint {fingerprint}")), "{out}");
+    assert!(out.contains("rustc "), "{out}");
+    assert!(
+        out.contains(&format!(
+            "plugin ABI {}",
+            storage_core::plugin::PLUGIN_ABI_VERSION
+        )),
+        "{out}"
+    );
+}

@@ -53,6 +53,10 @@
 
 #![warn(missing_docs)]
 
+// The build script's fingerprint code, for the tests that check it.
+#[cfg(test)]
+#[path = "../abi_fingerprint.rs"]
+mod abi_fingerprint;
 mod backend;
 mod checked;
 pub mod config;

@@ -3,9 +3,11 @@
 //!
 //! A plugin is a `cdylib` that depends on this crate and calls [`declare_plugin!`](crate::declare_plugin) once. The
 //! macro exports a static [`PluginDeclaration`] under the symbol `STORAGE_PLUGIN_DECLARATION`
-//! holding the plugin ABI version, the rustc version, this crate's version and features, the exact
-//! serde_json version, the size and alignment of every type that crosses the boundary, and a
-//! register function. The host (storage-manager's loader) compares each of these with its own
+//! holding the plugin ABI version, the rustc version, this crate's version and features, the
+//! ABI fingerprint (a hash of the boundary's definitions: the traits' method lists and
+//! signatures, the error and value types; see [`ABI_FINGERPRINT`]), the exact serde_json
+//! version, the size and alignment of every type that crosses the boundary, and a register
+//! function. The host (storage-manager's loader) compares each of these with its own
 //! and refuses the library, naming the field and both values, on any difference; only then does
 //! it call `register`.
 //!
@@ -32,7 +34,23 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 /// Bumped whenever [`PluginDeclaration`] or the register protocol changes.
-pub const PLUGIN_ABI_VERSION: u32 = 2;
+pub const PLUGIN_ABI_VERSION: u32 = 3;
+
+/// A hash of the definitions that cross the boundary (`backend.rs`, `error.rs`,
+/// `registry.rs`, `plugin.rs`, `config/spec.rs`, `config/common.rs`, comments and whitespace
+/// left out), computed when this crate is built. A plugin built against other definitions (a
+/// method added, a signature changed, an error kind added), even with the same crate version,
+/// has another fingerprint and is refused.
+pub const ABI_FINGERPRINT: &str = concat!(env!("STORAGE_CORE_ABI_FINGERPRINT"), "\0");
+
+/// What a plugin must match, for `--version` output: ABI version, fingerprint and rustc.
+pub fn abi_summary() -> String {
+    format!(
+        "plugin ABI {PLUGIN_ABI_VERSION}, fingerprint {}, {}",
+        ABI_FINGERPRINT.trim_end_matches('\0'),
+        RUSTC_VERSION.trim_end_matches('\0')
+    )
+}
 
 /// The symbol under which a plugin exports its declaration.
 pub const DECLARATION_SYMBOL: &[u8] = b"STORAGE_PLUGIN_DECLARATION\0";
@@ -152,6 +170,8 @@ pub struct PluginDeclaration {
     pub core_version: *const c_char,
     /// [`CORE_FEATURES`].
     pub core_features: *const c_char,
+    /// [`ABI_FINGERPRINT`].
+    pub abi_fingerprint: *const c_char,
     /// [`SERDE_JSON_VERSION`].
     pub serde_json_version: *const c_char,
     /// [`serde_json_features`], as the plugin's build computes it.
@@ -193,6 +213,8 @@ macro_rules! declare_plugin {
                 rustc_version: $crate::plugin::RUSTC_VERSION.as_ptr() as *const ::std::ffi::c_char,
                 core_version: $crate::plugin::CORE_VERSION.as_ptr() as *const ::std::ffi::c_char,
                 core_features: $crate::plugin::CORE_FEATURES.as_ptr() as *const ::std::ffi::c_char,
+                abi_fingerprint: $crate::plugin::ABI_FINGERPRINT.as_ptr()
+                    as *const ::std::ffi::c_char,
                 serde_json_version: $crate::plugin::SERDE_JSON_VERSION.as_ptr()
                     as *const ::std::ffi::c_char,
                 serde_json_features: $crate::plugin::serde_json_features,
@@ -206,6 +228,62 @@ macro_rules! declare_plugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::abi_fingerprint as abi;
+
+    fn boundary_sources() -> Vec<String> {
+        abi::BOUNDARY_FILES
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_boundary_definitions_hash() {
+        let sources = boundary_sources();
+        let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+        assert_eq!(format!("{}\0", abi::fingerprint(&refs)), ABI_FINGERPRINT);
+        assert!(
+            abi_summary().starts_with(&format!("plugin ABI {PLUGIN_ABI_VERSION}, fingerprint "))
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_follows_definitions_not_comments() {
+        let sources = boundary_sources();
+        let refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+        let ours = abi::fingerprint(&refs);
+        let with = |i: usize, text: String| {
+            let mut changed: Vec<String> = sources.clone();
+            changed[i] = text;
+            let refs: Vec<&str> = changed.iter().map(String::as_str).collect();
+            abi::fingerprint(&refs)
+        };
+        let backend = &sources[0];
+        // Documentation and layout do not change it.
+        let documented =
+            backend.replace("pub trait Store", "/// More words.\n\n   pub trait Store");
+        assert_eq!(with(0, documented), ours);
+        // A method added to a trait, a changed signature, an error kind added: they do.
+        let method = backend.replace(
+            "    async fn ping(&self) -> Result<()>;",
+            "    async fn ping(&self) -> Result<()>;\n    async fn flush(&self) -> Result<()>;",
+        );
+        assert_ne!(method, *backend, "the edit applies");
+        assert_ne!(with(0, method), ours);
+        let signature = backend.replace(
+            "async fn get_length(&self, key: &str) -> Result<u64>;",
+            "async fn get_length(&self, key: &str) -> Result<usize>;",
+        );
+        assert_ne!(signature, *backend, "the edit applies");
+        assert_ne!(with(0, signature), ours);
+        let error = sources[1].replace("    Other,", "    Other,\n    Throttled,");
+        assert_ne!(error, sources[1], "the edit applies");
+        assert_ne!(with(1, error), ours);
+    }
 
     #[test]
     fn serde_json_version_matches_the_workspace_pin() {

@@ -43,7 +43,7 @@ unsafe fn check(decl: &PluginDeclaration, path: &Path) -> Result<()> {
             path.display()
         ))
     };
-    let fields: [(&str, *const c_char, &'static str); 4] = [
+    let fields: [(&str, *const c_char, &'static str); 5] = [
         ("rustc version", decl.rustc_version, plugin::RUSTC_VERSION),
         (
             "storage-core version",
@@ -54,6 +54,11 @@ unsafe fn check(decl: &PluginDeclaration, path: &Path) -> Result<()> {
             "storage-core features",
             decl.core_features,
             plugin::CORE_FEATURES,
+        ),
+        (
+            "ABI fingerprint (the boundary's trait and type definitions)",
+            decl.abi_fingerprint,
+            plugin::ABI_FINGERPRINT,
         ),
         (
             "serde_json version",
@@ -170,4 +175,47 @@ pub fn load_plugin(path: &Path, registry: &mut Registry) -> Result<Vec<String>> 
         .unwrap_or_else(|e| e.into_inner())
         .push(library);
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn never(_: *mut plugin::PluginRegistrar) -> i32 {
+        1
+    }
+
+    /// This build's declaration with `fingerprint` in place of its own.
+    fn declaration(fingerprint: &'static std::ffi::CStr) -> PluginDeclaration {
+        PluginDeclaration {
+            abi_version: plugin::PLUGIN_ABI_VERSION,
+            rustc_version: plugin::RUSTC_VERSION.as_ptr() as *const c_char,
+            core_version: plugin::CORE_VERSION.as_ptr() as *const c_char,
+            core_features: plugin::CORE_FEATURES.as_ptr() as *const c_char,
+            abi_fingerprint: fingerprint.as_ptr(),
+            serde_json_version: plugin::SERDE_JSON_VERSION.as_ptr() as *const c_char,
+            serde_json_features: plugin::serde_json_features,
+            layouts: plugin::LAYOUTS.0.as_ptr(),
+            layouts_len: plugin::LAYOUTS.0.len(),
+            register: never,
+        }
+    }
+
+    /// A plugin built from other trait definitions (same crate version, same compiler) carries
+    /// another fingerprint: refused, naming both.
+    #[test]
+    fn a_plugin_built_against_other_definitions_is_refused() {
+        let ours = std::ffi::CStr::from_bytes_with_nul(plugin::ABI_FINGERPRINT.as_bytes()).unwrap();
+        // SAFETY: both declarations are this build's layout, with 'static strings.
+        unsafe { check(&declaration(ours), Path::new("same.so")) }.unwrap();
+        let e =
+            unsafe { check(&declaration(c"0123456789abcdef"), Path::new("other.so")) }.unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("other.so: ABI fingerprint"), "{msg}");
+        assert!(msg.contains("\"0123456789abcdef\""), "{msg}");
+        assert!(
+            msg.contains(plugin::ABI_FINGERPRINT.trim_end_matches('\0')),
+            "{msg}"
+        );
+    }
 }

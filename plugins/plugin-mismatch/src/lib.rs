@@ -16,6 +16,7 @@ pub static STORAGE_PLUGIN_DECLARATION: PluginDeclaration = PluginDeclaration {
     rustc_version: plugin::RUSTC_VERSION.as_ptr() as *const c_char,
     core_version: plugin::CORE_VERSION.as_ptr() as *const c_char,
     core_features: plugin::CORE_FEATURES.as_ptr() as *const c_char,
+    abi_fingerprint: plugin::ABI_FINGERPRINT.as_ptr() as *const c_char,
     serde_json_version: c"0.9.0".as_ptr(),
     serde_json_features: plugin::serde_json_features,
     layouts: plugin::LAYOUTS.0.as_ptr(),
