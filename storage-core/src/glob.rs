@@ -37,14 +37,17 @@ fn matchlen(pattern: &[u8], string: &[u8], skip_longer: &mut bool, nesting: u32)
     if nesting > MAX_NESTING {
         return false;
     }
-    // `p`/`s` index the current byte; `plen`/`slen` are the bytes left, as in the C code.
+    // `p`/`s` index the current byte; `plen`/`slen` are the bytes left, as in the C code. The
+    // invariant `p + plen == pattern.len()` holds until the pattern is used up, so
+    // `at(pattern, p)` is 0 when `plen == 0`: the C code's extra `plen > 0` tests next to it are
+    // left out.
     let (mut p, mut s) = (0usize, 0usize);
     let (mut plen, mut slen) = (pattern.len(), string.len());
 
     while plen > 0 && slen > 0 {
         match pattern[p] {
             b'*' => {
-                while plen > 0 && at(pattern, p + 1) == b'*' {
+                while at(pattern, p + 1) == b'*' {
                     p += 1;
                     plen -= 1;
                 }
@@ -89,21 +92,18 @@ fn matchlen(pattern: &[u8], string: &[u8], skip_longer: &mut bool, nesting: u32)
                         if pattern[p] == string[s] {
                             matched = true;
                         }
-                    } else if at(pattern, p) == b']' && plen > 0 {
+                    } else if at(pattern, p) == b']' {
                         break;
                     } else if plen == 0 {
-                        // Unclosed `[`: step back so that the shared advance below lands on the end.
-                        p -= 1;
+                        // Unclosed `[`: the shared advance below must land on the end, where
+                        // the loop stops (`p` is not read again).
                         plen += 1;
                         break;
                     } else if plen >= 3 && pattern[p + 1] == b'-' {
                         // C `char` is signed on x86-64: compare range ends as i8.
-                        let mut start = pattern[p] as i8 as i32;
-                        let mut end = pattern[p + 2] as i8 as i32;
+                        let (a, b) = (pattern[p] as i8 as i32, pattern[p + 2] as i8 as i32);
+                        let (start, end) = (a.min(b), a.max(b));
                         let c = string[s] as i8 as i32;
-                        if start > end {
-                            std::mem::swap(&mut start, &mut end);
-                        }
                         p += 2;
                         plen -= 2;
                         if c >= start && c <= end {
@@ -141,7 +141,7 @@ fn matchlen(pattern: &[u8], string: &[u8], skip_longer: &mut bool, nesting: u32)
         p += 1;
         plen -= 1;
         if slen == 0 {
-            while at(pattern, p) == b'*' && plen > 0 {
+            while at(pattern, p) == b'*' {
                 p += 1;
                 plen -= 1;
             }
