@@ -13,6 +13,7 @@ use std::process::{Command, ExitCode, Stdio};
 use storage_servers::{Postgres, PostgresOptions, Redis, RedisCluster, RedisOptions, TestCerts};
 
 mod matrix;
+mod package;
 use matrix::{MATRIX, Served, Server};
 
 #[cfg(test)]
@@ -235,6 +236,8 @@ fn test(args: &[String]) -> ExitCode {
     if !status.is_ok_and(|s| s.success()) {
         failures.push("cargo test --workspace --all-features failed".into());
     }
+
+    failures.extend(package::check());
 
     eprintln!("xtask: building the conformance runner");
     let built = cargo()
