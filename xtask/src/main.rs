@@ -225,6 +225,17 @@ fn test(args: &[String]) -> ExitCode {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
+    // The plugin template builds on its own, as a copied plugin would, into the same target
+    // directory; the matrix then loads it like any plugin.
+    eprintln!("xtask: cargo build --manifest-path plugins/template/Cargo.toml");
+    let template = cargo()
+        .args(["build", "--manifest-path"])
+        .arg(workspace_root().join("plugins/template/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status();
+    if !template.is_ok_and(|s| s.success()) {
+        failures.push("building the plugin template (plugins/template) failed".into());
+    }
     let plugin_dir = target.join("debug");
     envs.push(("STORAGE_TEST_PLUGIN_DIR", plugin_dir.display().to_string()));
 

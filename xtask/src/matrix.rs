@@ -74,6 +74,8 @@ const REDB: &str = "storage:\n  plugins: ['{plugins}/libstorage_redb.so']\n  cac
 /// itself, so a proxy in front of one address is not in its path. Its failover test in
 /// storage-redis kills a primary instead.
 const REDIS_CLUSTER: &str = "{type: redis, cluster: true, url: '{url}', keyPrefix: 'kit:'}";
+/// The plugin template, built outside the workspace (`plugins/template`).
+const TEMPLATE: &str = "storage:\n  plugins: ['{plugins}/libstorage_plugin_template.so']\n  cache: {type: template-memory}\n  database: {type: template-memory, options: {label: kit}}\n";
 const REDIS_TLS: &str = "{type: redis, url: '{url}', ssl: {ca: '{ca}'}}";
 const POSTGRES_FAULT: &str = "{type: postgresql, url: 'postgresql://postgres@{addr}/postgres'}";
 const REDIS_FAULT: &str = "{type: redis, url: 'redis://{addr}'}";
@@ -156,6 +158,8 @@ pub const MATRIX: &[Entry] = &[
     entry("plugin-memory", "database", Server::None, PLUGIN_MEMORY),
     entry("redb", "database", Server::None, REDB),
     entry("redb", "cache", Server::None, REDB),
+    entry("plugin template", "cache", Server::None, TEMPLATE),
+    entry("plugin template", "database", Server::None, TEMPLATE),
 ];
 
 const fn entry(
