@@ -32,9 +32,10 @@ use storage_manager::StorageManager;
     about = "Storage for AI-agent applications: cache and database from one config"
 )]
 struct Cli {
-    /// A config file (YAML or JSON; a `storage:` block or a whole agent.yml). Default: the
-    /// embedded SQLite + memory setup in the current directory.
-    #[arg(long, global = true)]
+    /// A config file (YAML or JSON; a `storage:` block or a whole agent.yml), before the
+    /// command (`storage --config app.yml health`). Default: the embedded SQLite + memory setup
+    /// in the current directory. Not for `migrate`, which takes `--from` and `--to`.
+    #[arg(long)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -274,6 +275,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if cli.config.is_some() && matches!(cli.command, Command::Migrate { .. }) {
+        eprintln!(
+            "storage: --config does not apply to migrate: give the two configs as --from and --to"
+        );
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STORAGE_LOG")

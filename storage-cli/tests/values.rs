@@ -120,3 +120,32 @@ fn version_names_what_a_plugin_must_match() {
         "{out}"
     );
 }
+
+#[test]
+fn config_goes_where_it_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("a.yml"),
+        "storage:\n  cache: { type: in-memory }\n  database: { type: sqlite, path: a.db }\n",
+    )
+    .unwrap();
+    let o = storage(
+        d,
+        &[
+            "--config", "a.yml", "migrate", "--from", "a.yml", "--to", "a.yml",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--config does not apply to migrate"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Not offered in the help of a command that ignores it.
+    let help = ok(d, &["migrate", "--help"]);
+    assert!(!help.contains("--config"), "{help}");
+    ok(d, &["--config", "a.yml", "set", "k", "1"]);
+    assert!(d.join("a.db").is_file());
+}
