@@ -71,8 +71,9 @@ impl<B: Store + ?Sized> Checked<B> {
         );
         let started = Instant::now();
         let out = fut.instrument(span).await;
-        self.labels
-            .record(op, started.elapsed(), out.as_ref().err().map(Error::kind));
+        let ended = Instant::now();
+        let error = out.as_ref().err().map(Error::kind);
+        self.labels.record(op, ended - started, ended, error);
         out.map_err(|e| {
             let e = e.at(backend.to_string(), op);
             tracing::debug!(error = %e, "storage operation failed");

@@ -19,11 +19,11 @@
 //!   order they were stored.
 //! - A key holds a value or a list, never both: `set` replaces a list, `get` of a list and
 //!   `append` to a value are wrong-type errors, and `mget` gives `None` for a list.
-//! - `get_range` is Redis `LRANGE` ([`lrange_window`]); `append` and tail reads never scan or
+//! - `get_range` is Redis `LRANGE` ([`raw::lrange_window`]); `append` and tail reads never scan or
 //!   rewrite a list; concurrent appends are all kept, in commit order.
-//! - `keys(pattern)` uses Redis's own glob matcher ([`glob_match`]).
+//! - `keys(pattern)` uses Redis's own glob matcher ([`raw::glob_match`]).
 //! - A TTL is rounded up to whole milliseconds; zero, or over 2^53-1 ms, is invalid
-//!   ([`normalize_ttl`]). An expired key is invisible to every operation.
+//!   ([`raw::normalize_ttl`]). An expired key is invisible to every operation.
 //! - Every failure is an [`Error`] with an [`ErrorKind`]; messages name the backend and the
 //!   operation and never a password. Nothing panics, and nothing waits past its timeout.
 //!
@@ -32,23 +32,29 @@
 //!
 //! # What is here
 //!
-//! - the traits ([`Store`], [`Cache`], [`Database`]) and typed helpers ([`StoreExt`], ...);
-//! - the error type;
-//! - the helpers that define the semantics ([`validate_key`], [`normalize_ttl`], [`glob_match`],
-//!   [`literal_prefix`], [`lrange_window`]), which every backend calls;
+//! For applications:
+//! - the traits ([`Store`], [`Cache`], [`Database`]) and typed helpers ([`StoreExt`], ...), all
+//!   in the [`prelude`];
+//! - the error type ([`Error`], [`ErrorKind`]);
 //! - the configuration ([`config`]) and the [`Registry`] of backend factories;
-//! - the runtime plugin declaration and [`declare_plugin!`] ([`plugin`]).
+//! - the metric names ([`telemetry`]).
+//!
+//! For backend and plugin authors, in [`raw`]: the helpers that define the semantics
+//! (`validate_key`, `normalize_ttl`, `glob_match`, `literal_prefix`, `lrange_window`, ...),
+//! which every backend calls, the [`Checked`] layer, and the limits; the runtime plugin
+//! declaration and [`declare_plugin!`] are in [`plugin`].
 //!
 //! # Example
 //!
 //! ```
-//! use storage_core::{glob_match, lrange_window, normalize_ttl, validate_key};
-//! use std::time::Duration;
+//! use storage_core::prelude::*;
 //!
-//! assert!(validate_key("session:42").is_ok());
-//! assert!(glob_match("session:*", "session:42"));
-//! assert_eq!(lrange_window(100, -20, -1), Some((80, 99)));
-//! assert_eq!(normalize_ttl(Duration::from_micros(10)).unwrap(), 1);
+//! /// Keeps a chat history: the last 100 turns.
+//! async fn remember(db: &dyn Database, chat: &str, turn: Value) -> Result<Vec<Value>> {
+//!     db.append(chat, &turn).await?;
+//!     db.trim(chat, -100, -1).await?;
+//!     db.get_range(chat, -20, -1).await
+//! }
 //! ```
 
 #![warn(missing_docs)]
@@ -75,13 +81,47 @@ pub use backend::{
 pub use checked::Checked;
 pub use config::Role;
 pub use error::{Error, ErrorKind, Result};
+// The backend authors' helpers, documented in `raw`; also reachable here, where the backend
+// crates of this workspace use them.
+#[doc(hidden)]
 pub use glob::{escape_glob, glob_match, glob_match_bytes, literal_prefix, prefix_upper_bound};
+#[doc(hidden)]
 pub use limits::{
     MAX_KEY_BYTES, MAX_KEY_PREFIX_BYTES, MAX_PORTABLE_VALUE_BYTES, MAX_TTL_MILLIS, MAX_VALUE_DEPTH,
     normalize_ttl, validate_key, validate_key_prefix, validate_value, value_depth,
 };
+#[doc(hidden)]
 pub use range::lrange_window;
-pub use registry::{BackendFactory, Registry, open_cache, open_database};
+pub use registry::{BackendFactory, Registry};
+#[doc(hidden)]
+pub use registry::{open_cache, open_database};
+
+/// For backend and plugin authors: the helpers that define the contract's semantics (every
+/// backend calls them rather than reimplementing them), the limits, the [`Checked`] layer and
+/// the checked openers the registry uses. An application does not need this module.
+///
+/// ```
+/// use storage_core::raw::{glob_match, lrange_window, normalize_ttl, validate_key};
+/// use std::time::Duration;
+///
+/// assert!(validate_key("session:42").is_ok());
+/// assert!(glob_match("session:*", "session:42"));
+/// assert_eq!(lrange_window(100, -20, -1), Some((80, 99)));
+/// assert_eq!(normalize_ttl(Duration::from_micros(10)).unwrap(), 1);
+/// ```
+pub mod raw {
+    pub use crate::checked::Checked;
+    pub use crate::glob::{
+        escape_glob, glob_match, glob_match_bytes, literal_prefix, prefix_upper_bound,
+    };
+    pub use crate::limits::{
+        MAX_KEY_BYTES, MAX_KEY_PREFIX_BYTES, MAX_PORTABLE_VALUE_BYTES, MAX_TTL_MILLIS,
+        MAX_VALUE_DEPTH, normalize_ttl, validate_key, validate_key_prefix, validate_value,
+        value_depth,
+    };
+    pub use crate::range::lrange_window;
+    pub use crate::registry::{open_cache, open_database};
+}
 
 /// What an application needs in scope: the traits with their typed helpers, the error, the
 /// entry type of a cache batch, and `serde_json`'s `Value` and `json!`.

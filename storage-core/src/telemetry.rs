@@ -20,7 +20,7 @@
 use crate::error::ErrorKind;
 use metrics::{Label, SharedString, Unit};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Histogram, seconds: the duration of each operation, as the application sees it (validation,
 /// retries and pool waits included). Labels: [`SYSTEM`], [`OPERATION`], [`ROLE`], and
@@ -104,18 +104,27 @@ pub fn describe() {
     );
 }
 
-/// The labels every operation of one backend shares, built once when it is wrapped.
-#[derive(Debug, Clone)]
+/// The labels every operation of one backend shares, built once when it is wrapped, and the
+/// histogram handle of each operation's successes, looked up again at most once a second (so
+/// that a recorder installed after the backend was opened is picked up). With no recorder, an
+/// operation costs a read lock and a no-op record, not a key built and hashed per call.
+#[derive(Debug)]
 pub(crate) struct OperationLabels {
     system: SharedString,
     role: SharedString,
+    handles:
+        std::sync::RwLock<std::collections::HashMap<&'static str, (metrics::Histogram, Instant)>>,
 }
+
+/// How long a cached histogram handle is used before it is looked up again.
+const HANDLE_REFRESH: Duration = Duration::from_secs(1);
 
 impl OperationLabels {
     pub(crate) fn new(system: &str, role: Option<&str>) -> Self {
         OperationLabels {
             system: SharedString::from(Arc::<str>::from(system)),
             role: SharedString::from(Arc::<str>::from(role.unwrap_or("unknown"))),
+            handles: Default::default(),
         }
     }
 
@@ -123,8 +132,7 @@ impl OperationLabels {
         &self.role
     }
 
-    /// Records one operation's duration, with its error kind when it failed.
-    pub(crate) fn record(&self, op: &'static str, took: Duration, error: Option<ErrorKind>) {
+    fn labels(&self, op: &'static str, error: Option<ErrorKind>) -> Vec<Label> {
         let mut labels = Vec::with_capacity(4);
         labels.push(Label::new(SYSTEM, self.system.clone()));
         labels.push(Label::new(ROLE, self.role.clone()));
@@ -132,7 +140,39 @@ impl OperationLabels {
         if let Some(kind) = error {
             labels.push(Label::from_static_parts(ERROR_TYPE, kind.code()));
         }
-        metrics::histogram!(OPERATION_DURATION, labels).record(took.as_secs_f64());
+        labels
+    }
+
+    /// Records one operation that ended at `now` after `took`, with its error kind when it
+    /// failed.
+    pub(crate) fn record(
+        &self,
+        op: &'static str,
+        took: Duration,
+        now: Instant,
+        error: Option<ErrorKind>,
+    ) {
+        let seconds = took.as_secs_f64();
+        if error.is_some() {
+            // Failures are rare: their series is looked up each time.
+            metrics::histogram!(OPERATION_DURATION, self.labels(op, error)).record(seconds);
+            return;
+        }
+        {
+            let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((handle, at)) = handles.get(op)
+                && now.saturating_duration_since(*at) < HANDLE_REFRESH
+            {
+                handle.record(seconds);
+                return;
+            }
+        }
+        let handle = metrics::histogram!(OPERATION_DURATION, self.labels(op, None));
+        handle.record(seconds);
+        self.handles
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(op, (handle, now));
     }
 }
 
