@@ -25,6 +25,9 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
         .install_recorder()
         .expect("install the Prometheus recorder");
     storage_core::telemetry::describe();
+    // A backend looks its histogram handles up again at most once a second: wait that long,
+    // so every measured operation reaches the recorder.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     for (op, base) in [Op::Get, Op::Set].into_iter().zip(without) {
         measure(project.clone(), op, 1, total / 10 + 1).await;
         let with = measure(project.clone(), op, 1, total).await;
