@@ -202,10 +202,11 @@ impl RedisBackend {
                     let cmd = cmd.clone();
                     let route = route.clone();
                     async move {
-                        let Link::Cluster(mut c) = link else {
-                            unreachable!("a route is only made for a cluster");
+                        // Routes are made only for a cluster; on one server, send plainly.
+                        let v = match link {
+                            Link::Cluster(mut c) => c.route_command(cmd, route).await?,
+                            Link::Node(mut c) => cmd.query_async(&mut c).await?,
                         };
-                        let v = c.route_command(cmd, route).await?;
                         Ok(redis::from_redis_value(v)?)
                     }
                 })
