@@ -12,8 +12,9 @@ impl Store for PostgresBackend {
 
     async fn get(&self, key: &str) -> Result<Option<Value>> {
         let row = self
-            .run(true, |conn, s| async move {
-                conn.query_opt(&s.get, &[&self.ns, &key])
+            .run(true, |mut conn, s| async move {
+                let statement = conn.cached(&s.get).await?;
+                conn.query_opt(&statement, &[&self.ns, &key])
                     .await
                     .map_err(|e| pg_error(e, "reading the key"))
             })
@@ -27,8 +28,9 @@ impl Store for PostgresBackend {
 
     async fn delete(&self, key: &str) -> Result<bool> {
         let row = self
-            .run(true, |conn, s| async move {
-                conn.query_opt(&s.delete, &[&self.ns, &key])
+            .run(true, |mut conn, s| async move {
+                let statement = conn.cached(&s.delete).await?;
+                conn.query_opt(&statement, &[&self.ns, &key])
                     .await
                     .map_err(|e| pg_error(e, "deleting the key"))
             })
@@ -38,8 +40,9 @@ impl Store for PostgresBackend {
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
         let rows = self
-            .run(true, |conn, s| async move {
-                conn.query(&s.mget, &[&self.ns, &keys])
+            .run(true, |mut conn, s| async move {
+                let statement = conn.cached(&s.mget).await?;
+                conn.query(&statement, &[&self.ns, &keys])
                     .await
                     .map_err(|e| pg_error(e, "reading the keys"))
             })
@@ -107,8 +110,9 @@ impl Store for PostgresBackend {
     }
 
     async fn clear(&self) -> Result<()> {
-        self.run(true, |conn, s| async move {
-            conn.query_one(&s.clear, &[&self.ns])
+        self.run(true, |mut conn, s| async move {
+            let statement = conn.cached(&s.clear).await?;
+            conn.query_one(&statement, &[&self.ns])
                 .await
                 .map_err(|e| pg_error(e, "clearing the namespace"))?;
             Ok(())
@@ -148,8 +152,9 @@ impl Cache for PostgresBackend {
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let row = self
-            .run(true, |conn, s| async move {
-                conn.query_opt(&s.ttl, &[&self.ns, &key])
+            .run(true, |mut conn, s| async move {
+                let statement = conn.cached(&s.ttl).await?;
+                conn.query_opt(&statement, &[&self.ns, &key])
                     .await
                     .map_err(|e| pg_error(e, "reading the TTL"))
             })
@@ -182,10 +187,11 @@ impl Database for PostgresBackend {
         let text = encode(value)?;
         // Not idempotent: a lost acknowledgement may hide a committed append, so never retried.
         let row = self
-            .run(false, |conn, s| {
+            .run(false, |mut conn, s| {
                 let text = &text;
                 async move {
-                    conn.query_opt(&s.append, &[&self.ns, &key, text])
+                    let statement = conn.cached(&s.append).await?;
+                    conn.query_opt(&statement, &[&self.ns, &key, text])
                         .await
                         .map_err(|e| pg_error(e, "appending"))
                 }
@@ -218,8 +224,9 @@ impl Database for PostgresBackend {
 
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         let rows = self
-            .run(true, |conn, s| async move {
-                conn.query(&s.range, &[&self.ns, &key, &start, &end])
+            .run(true, |mut conn, s| async move {
+                let statement = conn.cached(&s.range).await?;
+                conn.query(&statement, &[&self.ns, &key, &start, &end])
                     .await
                     .map_err(|e| pg_error(e, "reading the list"))
             })

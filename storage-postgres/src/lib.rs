@@ -325,10 +325,11 @@ impl PostgresBackend {
         if ttl.is_some() && self.reclaim_due() {
             self.reclaim().await;
         }
-        self.run(true, |conn, s| {
+        self.run(true, |mut conn, s| {
             let (text, key) = (&text, key);
             async move {
-                conn.query_one(&s.set, &[&self.ns, &key, text, &ttl])
+                let statement = conn.cached(&s.set).await?;
+                conn.query_one(&statement, &[&self.ns, &key, text, &ttl])
                     .await
                     .map_err(|e| pg_error(e, "storing the value"))?;
                 Ok(())

@@ -30,6 +30,26 @@ pub(crate) struct PgConn {
     /// Set by an operation that left the connection in an unknown state.
     pub(crate) broken: Arc<AtomicBool>,
     last_used: Instant,
+    /// Statements prepared on this connection, by their SQL text: a hot operation is parsed
+    /// and planned once per connection instead of once per call (tokio-postgres prepares SQL
+    /// text given as a string on every call, a round trip of its own).
+    statements: std::collections::HashMap<String, tokio_postgres::Statement>,
+}
+
+impl PgConn {
+    /// `sql` prepared on this connection, once.
+    pub(crate) async fn cached(&mut self, sql: &str) -> Result<tokio_postgres::Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self
+            .client
+            .prepare(sql)
+            .await
+            .map_err(|e| pg_error(e, "preparing a statement"))?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
 }
 
 impl std::ops::Deref for PgConn {
@@ -82,6 +102,7 @@ impl bb8::ManageConnection for PgManager {
             client,
             broken: Arc::new(AtomicBool::new(false)),
             last_used: Instant::now(),
+            statements: std::collections::HashMap::new(),
         })
     }
 
