@@ -15,6 +15,8 @@
 //! - **keys(pattern)** scans the `"C"`-collated primary key over the pattern's literal prefix
 //!   and filters with storage-core's Redis matcher (never LIKE).
 //! - **Schema**: versioned and migrated on connect under an advisory lock, in `schema` if given.
+//! - **Statements** of the single-statement operations are prepared once per pooled connection
+//!   and reused (SQL text is otherwise parsed and planned on every call).
 //! - **Time limits**: every operation has `operationTimeoutMillis`; a pool checkout waits at most
 //!   `acquireTimeoutMillis`. Transient errors (a dropped connection, admin shutdown, a
 //!   serialization failure) are retried for idempotent operations only; append never is.
