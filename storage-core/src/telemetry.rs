@@ -5,7 +5,8 @@
 //! (`db.client.operation.duration`, `db.system.name`, `db.operation.name`, `error.type`, the
 //! `db.client.connection.*` pool metrics); what those conventions do not cover (the role,
 //! cache-aside, write-behind, fallback) is under `storage.`. Without an installed recorder the
-//! facade drops everything: an operation then pays two clock reads and a few label copies.
+//! facade drops everything: an operation then pays two clock reads, a read lock and a no-op
+//! record on a cached handle.
 //!
 //! This module emits nothing by itself and installs no recorder or exporter: the application
 //! chooses one (for Prometheus, `metrics-exporter-prometheus`).
