@@ -177,15 +177,14 @@ impl OperationLabels {
     }
 }
 
-/// A pool's state, as its backend reads it from bb8 or r2d2.
+/// A pool's state, as its backend reads it from bb8 or r2d2 (both count open and idle
+/// connections; the ones in use are the difference).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolState {
-    /// Connections carrying an operation.
-    pub used: u32,
+    /// Connections open, in use or idle.
+    pub open: u32,
     /// Connections open and waiting.
     pub idle: u32,
-    /// The pool's limit.
-    pub max: u32,
     /// Checkouts that had to wait for a connection, since the pool was built.
     pub waited_total: u64,
     /// Checkouts that timed out, since the pool was built.
@@ -198,19 +197,22 @@ pub struct PoolState {
 #[derive(Debug)]
 pub struct PoolReporter {
     labels: [Label; 2],
+    max: u32,
     started: std::time::Instant,
     /// Milliseconds after `started` of the last report.
     last: std::sync::atomic::AtomicU64,
 }
 
 impl PoolReporter {
-    /// A reporter for the pool named `pool` (a redacted description) of backend type `system`.
-    pub fn new(system: &str, pool: &str) -> Self {
+    /// A reporter for the pool named `pool` (a redacted description) of backend type `system`,
+    /// which opens at most `max` connections.
+    pub fn new(system: &str, pool: &str, max: u32) -> Self {
         PoolReporter {
             labels: [
                 Label::new(SYSTEM, system.to_string()),
                 Label::new(POOL_NAME, pool.to_string()),
             ],
+            max,
             started: std::time::Instant::now(),
             last: std::sync::atomic::AtomicU64::new(0),
         }
@@ -239,9 +241,10 @@ impl PoolReporter {
             l.push(Label::from_static_parts(CONNECTION_STATE, s));
             l
         };
-        metrics::gauge!(CONNECTION_COUNT, with_state("used")).set(f64::from(state.used));
+        let used = state.open.saturating_sub(state.idle);
+        metrics::gauge!(CONNECTION_COUNT, with_state("used")).set(f64::from(used));
         metrics::gauge!(CONNECTION_COUNT, with_state("idle")).set(f64::from(state.idle));
-        metrics::gauge!(CONNECTION_MAX, self.labels.to_vec()).set(f64::from(state.max));
+        metrics::gauge!(CONNECTION_MAX, self.labels.to_vec()).set(f64::from(self.max));
         metrics::counter!(CONNECTION_WAITS, self.labels.to_vec()).absolute(state.waited_total);
         metrics::counter!(CONNECTION_TIMEOUTS, self.labels.to_vec())
             .absolute(state.timed_out_total);

@@ -155,7 +155,6 @@ pub struct PostgresBackend {
     /// For cancel requests.
     tls: MakeRustlsConnect,
     pool_metrics: storage_core::telemetry::PoolReporter,
-    pool_max: u32,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -220,8 +219,11 @@ impl PostgresBackend {
             writes: AtomicU64::new(0),
             last_error,
             tls,
-            pool_metrics: storage_core::telemetry::PoolReporter::new(TYPE_NAME, &spec.to_string()),
-            pool_max: spec.common.pool_max,
+            pool_metrics: storage_core::telemetry::PoolReporter::new(
+                TYPE_NAME,
+                &spec.to_string(),
+                spec.common.pool_max,
+            ),
         };
         Ok(backend)
     }
@@ -248,8 +250,7 @@ impl PostgresBackend {
         let mut tries = 0;
         loop {
             let checkout = tokio::time::timeout_at(deadline, self.last_error.checkout(&pool)).await;
-            self.pool_metrics
-                .maybe_report(|| pool::state(&pool, self.pool_max));
+            self.pool_metrics.maybe_report(|| pool::state(&pool));
             let result = match checkout {
                 // Nothing was sent: nothing happened.
                 Err(_) => {

@@ -24,8 +24,7 @@ impl RedisBackend {
                 // A multiplexed connection serves many callers at once: take one from the pool
                 // and give it back before the command, so that concurrent callers pipeline on
                 // it instead of queueing for exclusive checkouts.
-                self.pool_metrics
-                    .maybe_report(|| pool::state(&pool, self.pool_max));
+                self.pool_metrics.maybe_report(|| pool::state(&pool));
                 let checkout = async {
                     loop {
                         let conn = self.last_error.checkout(&pool).await?;

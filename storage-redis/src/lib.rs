@@ -195,7 +195,6 @@ pub struct RedisBackend {
     retries: u32,
     last_error: LastError,
     pool_metrics: storage_core::telemetry::PoolReporter,
-    pool_max: u32,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -242,11 +241,12 @@ impl RedisBackend {
                 connect_timeout: spec.common.connect_timeout,
                 retries: settings.max_retries_per_request,
                 last_error: LastError::default(),
+                // A cluster has no pool: nothing is reported.
                 pool_metrics: storage_core::telemetry::PoolReporter::new(
                     TYPE_NAME,
                     &spec.to_string(),
+                    0,
                 ),
-                pool_max: 0,
             });
         }
         let manager = Manager {
@@ -292,8 +292,11 @@ impl RedisBackend {
             connect_timeout: spec.common.connect_timeout,
             retries: settings.max_retries_per_request,
             last_error,
-            pool_metrics: storage_core::telemetry::PoolReporter::new(TYPE_NAME, &spec.to_string()),
-            pool_max: spec.common.pool_max,
+            pool_metrics: storage_core::telemetry::PoolReporter::new(
+                TYPE_NAME,
+                &spec.to_string(),
+                spec.common.pool_max,
+            ),
         };
         Ok(backend)
     }

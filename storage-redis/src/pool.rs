@@ -102,13 +102,13 @@ impl LastError {
     }
 }
 
-/// The pool's state for the `db.client.connection.*` series.
-pub(crate) fn state(pool: &Pool, max: u32) -> storage_core::telemetry::PoolState {
+/// The pool's state for the `db.client.connection.*` series (a function per crate: storage-core
+/// knows no pool library).
+pub(crate) fn state(pool: &Pool) -> storage_core::telemetry::PoolState {
     let state = pool.state();
     storage_core::telemetry::PoolState {
-        used: state.connections.saturating_sub(state.idle_connections),
+        open: state.connections,
         idle: state.idle_connections,
-        max,
         waited_total: state.statistics.get_waited,
         timed_out_total: state.statistics.get_timed_out,
     }

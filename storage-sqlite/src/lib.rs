@@ -118,7 +118,6 @@ pub struct SqliteBackend {
 #[derive(Debug)]
 struct PoolMetrics {
     reporter: storage_core::telemetry::PoolReporter,
-    max: u32,
     timeouts: AtomicU64,
 }
 
@@ -127,9 +126,8 @@ impl PoolMetrics {
         self.reporter.maybe_report(|| {
             let state = pool.state();
             storage_core::telemetry::PoolState {
-                used: state.connections.saturating_sub(state.idle_connections),
+                open: state.connections,
                 idle: state.idle_connections,
-                max: self.max,
                 waited_total: 0,
                 timed_out_total: self.timeouts.load(Ordering::Relaxed),
             }
@@ -259,8 +257,7 @@ impl SqliteBackend {
             .map_err(|e| Error::connection(format!("building the pool for {location}: {e}")))?;
         let anchor = matches!(settings.location, SqliteLocation::Memory).then(|| Mutex::new(first));
         let pool_metrics = Arc::new(PoolMetrics {
-            reporter: storage_core::telemetry::PoolReporter::new(TYPE_NAME, &location),
-            max: pool_max,
+            reporter: storage_core::telemetry::PoolReporter::new(TYPE_NAME, &location, pool_max),
             timeouts: AtomicU64::new(0),
         });
         Ok(SqliteBackend {
