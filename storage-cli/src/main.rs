@@ -233,11 +233,11 @@ fn value_arg(json: Option<&str>, file: Option<&std::path::Path>) -> Result<Value
     })
 }
 
-/// A write to a role served by an in-memory store of this process is gone when the command
-/// exits: say so, instead of letting a later `get` miss silently.
+/// A write to a role served by an in-memory store is gone when the command exits (a named
+/// `store:` is shared within one process only): say so, instead of letting a later `get` miss
+/// silently.
 fn warn_if_per_process(status: &storage_manager::RoleStatus) {
-    let detail = status.serving_detail.as_deref().unwrap_or("");
-    if status.serving.as_deref() == Some("in-memory") && !detail.contains("store") {
+    if status.serving.as_deref() == Some("in-memory") {
         eprintln!(
             "storage: warning: the {} role is served by an in-memory store of this process; what this command writes is gone when it exits (configure a durable backend for the role)",
             status.role

@@ -149,3 +149,22 @@ fn config_goes_where_it_applies() {
     ok(d, &["--config", "a.yml", "set", "k", "1"]);
     assert!(d.join("a.db").is_file());
 }
+
+#[test]
+fn a_named_memory_store_is_per_process_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("m.yml"),
+        "storage:\n  cache: { type: in-memory, store: shared, keyPrefix: 'c:' }\n  database: { type: in-memory, store: shared, keyPrefix: 'd:' }\n",
+    )
+    .unwrap();
+    let o = storage(d, &["--config", "m.yml", "set", "k", "1"], None);
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("warning: the database role is served by an in-memory store"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
