@@ -1,8 +1,11 @@
-//! Records the compiler version and the plugin ABI fingerprint (see `abi_fingerprint.rs`),
-//! which runtime plugins must share with the host.
+//! Records the compiler version, the plugin ABI fingerprint (see `abi_fingerprint.rs`) and
+//! the linked serde_json version (see `serde_json_version.rs`), which runtime plugins must
+//! share with the host.
 
 #[path = "abi_fingerprint.rs"]
 mod abi_fingerprint;
+#[path = "serde_json_version.rs"]
+mod serde_json_version;
 
 fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -29,4 +32,14 @@ fn main() {
         abi_fingerprint::fingerprint(&sources)
     );
     println!("cargo:rerun-if-changed=abi_fingerprint.rs");
+
+    let serde_json = serde_json_version::detect().unwrap_or_else(|| {
+        println!(
+            "cargo:warning=the serde_json version could not be read from its source path \
+             (remapped paths?); runtime plugins will be refused by this build"
+        );
+        "unknown".into()
+    });
+    println!("cargo:rustc-env=STORAGE_CORE_SERDE_JSON_VERSION={serde_json}");
+    println!("cargo:rerun-if-changed=serde_json_version.rs");
 }

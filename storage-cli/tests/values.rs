@@ -112,6 +112,8 @@ fn version_names_what_a_plugin_must_match() {
     let fingerprint = storage_core::plugin::ABI_FINGERPRINT.trim_end_matches('\0');
     assert!(out.contains(&format!("fingerprint {fingerprint}")), "{out}");
     assert!(out.contains("rustc "), "{out}");
+    let serde_json = storage_core::plugin::SERDE_JSON_VERSION.trim_end_matches('\0');
+    assert!(out.contains(&format!("serde_json {serde_json}")), "{out}");
     assert!(
         out.contains(&format!(
             "plugin ABI {}",

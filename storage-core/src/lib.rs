@@ -59,7 +59,7 @@
 
 #![warn(missing_docs)]
 
-// The build script's fingerprint code, for the tests that check it.
+// The build script's fingerprint and version code, for the tests that check them.
 #[cfg(test)]
 #[path = "../abi_fingerprint.rs"]
 mod abi_fingerprint;
@@ -73,6 +73,9 @@ pub mod plugin;
 mod range;
 pub mod redact;
 mod registry;
+#[cfg(test)]
+#[path = "../serde_json_version.rs"]
+mod serde_json_version;
 pub mod telemetry;
 
 pub use backend::{

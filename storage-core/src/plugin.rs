@@ -43,11 +43,13 @@ pub const PLUGIN_ABI_VERSION: u32 = 3;
 /// has another fingerprint and is refused.
 pub const ABI_FINGERPRINT: &str = concat!(env!("STORAGE_CORE_ABI_FINGERPRINT"), "\0");
 
-/// What a plugin must match, for `--version` output: ABI version, fingerprint and rustc.
+/// What a plugin must match, for `--version` output: ABI version, fingerprint, serde_json
+/// release and rustc.
 pub fn abi_summary() -> String {
     format!(
-        "plugin ABI {PLUGIN_ABI_VERSION}, fingerprint {}, {}",
+        "plugin ABI {PLUGIN_ABI_VERSION}, fingerprint {}, serde_json {}, {}",
         ABI_FINGERPRINT.trim_end_matches('\0'),
+        SERDE_JSON_VERSION.trim_end_matches('\0'),
         RUSTC_VERSION.trim_end_matches('\0')
     )
 }
@@ -64,11 +66,17 @@ pub const CORE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 /// This crate's enabled features (it has none yet).
 pub const CORE_FEATURES: &str = "\0";
 
-/// The exact serde_json version the workspace pins with `=` (a test keeps the two equal).
-pub const SERDE_JSON_VERSION: &str = "1.0.154\0";
+/// The exact serde_json release this build links, read by the build script (`unknown` when it
+/// could not be read; the loader never matches that). Downstream crates may depend on any
+/// serde_json 1.x; only a plugin and its host must agree on the release.
+pub const SERDE_JSON_VERSION: &str = concat!(env!("STORAGE_CORE_SERDE_JSON_VERSION"), "\0");
 
 /// [`serde_json_features`] bit: objects keep their members in insertion order.
 pub const SERDE_JSON_PRESERVE_ORDER: u32 = 1;
+
+/// [`serde_json_features`] bit: numbers keep their text (`arbitrary_precision`), which
+/// changes how a number is laid out.
+pub const SERDE_JSON_ARBITRARY_PRECISION: u32 = 2;
 
 /// The serde_json features this build has, as bits, measured at run time in the library that
 /// calls it (feature unification happens per build, so a plugin built elsewhere may differ).
@@ -76,12 +84,15 @@ pub extern "C" fn serde_json_features() -> u32 {
     let mut map = serde_json::Map::new();
     map.insert("b".into(), serde_json::Value::Null);
     map.insert("a".into(), serde_json::Value::Null);
-    let ordered = map.keys().next().is_some_and(|k| k == "b");
-    if ordered {
-        SERDE_JSON_PRESERVE_ORDER
-    } else {
-        0
+    let mut bits = 0;
+    if map.keys().next().is_some_and(|k| k == "b") {
+        bits |= SERDE_JSON_PRESERVE_ORDER;
     }
+    // Out of f64's range: only a build that keeps the text can hold it.
+    if serde_json::from_str::<serde_json::Value>("1e400").is_ok() {
+        bits |= SERDE_JSON_ARBITRARY_PRECISION;
+    }
+    bits
 }
 
 /// The size and alignment of one type that crosses the boundary.
@@ -286,18 +297,16 @@ mod tests {
     }
 
     #[test]
-    fn serde_json_version_matches_the_workspace_pin() {
-        let manifest = include_str!("../../Cargo.toml");
-        let line = manifest
-            .lines()
-            .find(|l| l.starts_with("serde_json"))
-            .expect("serde_json in [workspace.dependencies]");
-        let pinned = line
-            .split("\"=")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .expect("pinned with =");
-        assert_eq!(format!("{pinned}\0"), SERDE_JSON_VERSION);
+    fn serde_json_version_is_the_locked_release() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+            .expect("the workspace lockfile");
+        let locked = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"serde_json\"\n"))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("serde_json in Cargo.lock");
+        assert_eq!(SERDE_JSON_VERSION, format!("{locked}\0"));
     }
 
     #[test]

@@ -69,18 +69,29 @@ unsafe fn check(decl: &PluginDeclaration, path: &Path) -> Result<()> {
     for (field, ptr, host) in fields {
         // SAFETY: the declaration's strings are 'static in the library.
         let theirs = unsafe { plugin_str(ptr) };
-        if theirs != host_str(host) {
+        // An `unknown` (a build that could not read it) matches nothing, itself included.
+        if theirs != host_str(host) || theirs == "unknown" {
             return Err(mismatch(field, &theirs, host_str(host)));
         }
     }
     let (theirs, ours) = ((decl.serde_json_features)(), plugin::serde_json_features());
     if theirs != ours {
         let name = |bits: u32| {
-            if bits & plugin::SERDE_JSON_PRESERVE_ORDER != 0 {
-                "preserve_order".to_string()
-            } else {
-                "no preserve_order".to_string()
+            let mut names = Vec::new();
+            for (bit, feature) in [
+                (plugin::SERDE_JSON_PRESERVE_ORDER, "preserve_order"),
+                (
+                    plugin::SERDE_JSON_ARBITRARY_PRECISION,
+                    "arbitrary_precision",
+                ),
+            ] {
+                names.push(if bits & bit != 0 {
+                    feature.to_string()
+                } else {
+                    format!("no {feature}")
+                });
             }
+            names.join(", ")
         };
         return Err(mismatch("serde_json features", &name(theirs), &name(ours)));
     }
@@ -217,5 +228,27 @@ mod tests {
             msg.contains(plugin::ABI_FINGERPRINT.trim_end_matches('\0')),
             "{msg}"
         );
+    }
+
+    /// Another serde_json release, or one the plugin's build could not read, is refused, naming
+    /// both; the host's own release passes.
+    #[test]
+    fn a_plugin_with_another_serde_json_release_is_refused() {
+        let ours = std::ffi::CStr::from_bytes_with_nul(plugin::ABI_FINGERPRINT.as_bytes()).unwrap();
+        for (theirs, file) in [(c"1.0.140", "older.so"), (c"unknown", "unknown.so")] {
+            let mut decl = declaration(ours);
+            decl.serde_json_version = theirs.as_ptr();
+            // SAFETY: this build's layout, with 'static strings.
+            let e = unsafe { check(&decl, Path::new(file)) }.unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("{file}: serde_json version")),
+                "{msg}"
+            );
+            assert!(
+                msg.contains(&format!("{:?}", theirs.to_str().unwrap())),
+                "{msg}"
+            );
+        }
     }
 }

@@ -236,6 +236,7 @@ fn test(args: &[String]) -> ExitCode {
     if !template.is_ok_and(|s| s.success()) {
         failures.push("building the plugin template (plugins/template) failed".into());
     }
+    failures.extend(package::downstream(&target));
     let plugin_dir = target.join("debug");
     envs.push(("STORAGE_TEST_PLUGIN_DIR", plugin_dir.display().to_string()));
 
