@@ -3,7 +3,7 @@
 //! (keys spread over every primary, so `mget100` gathers from many slots) as
 //! `redis-cluster-cache`. Through the project only: there is no raw-driver baseline here.
 
-use super::{Op, Project, Row, Subject, measure, open, payload};
+use super::{Op, Project, Row, Subject, measure_median, open, payload};
 use serde_json::Value;
 use std::sync::Arc;
 use storage_core::{Cache, Error, Result};
@@ -90,8 +90,7 @@ async fn run<S: Subject>(
         Op::Mget100 | Op::Mset100 => (ops_scale / 10).max(c * 4),
         _ => ops_scale.max(c * 20),
     };
-    measure(subject.clone(), op, c, total / 10 + 1).await;
-    let p = measure(subject, op, c, total).await;
+    let p = measure_median(subject, op, c, total).await;
     eprintln!(
         "bench: {name:<19} {:<13} c={c:<3} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs",
         op.name(),

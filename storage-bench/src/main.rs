@@ -3,20 +3,23 @@
 //! that the ratio measures only the project's own layer. Run it through `cargo xtask bench`.
 //!
 //! ```text
-//! storage-bench [--quick] [--postgres URL] [--redis URL] [--redis-cluster URL] [--out FILE]
+//! storage-bench [--quick] [--postgres URL] [--pgbench PATH] [--redis URL] [--redis-cluster URL]
+//!               [--out FILE]
 //! ```
 
 mod baselines;
 mod cluster;
+mod harness;
 mod limits;
+mod peer;
 mod recorder;
 
 use baselines::{MemoryBaseline, PostgresBaseline, RedisBaseline, SqliteBaseline};
+use harness::{RUNS, Row, Stats, measure, measure_median, table};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 use storage_core::config::ConfigSource;
 use storage_core::{Database, Result};
 
@@ -48,8 +51,10 @@ impl Subject for Project {
     async fn get(&self, key: String) -> Result<()> {
         self.0.get(&key).await.map(drop)
     }
+    // The harness hands over a value it will not use again, as the baselines' maps take
+    // theirs: the owned form is what an application in that position calls.
     async fn set(&self, key: String, value: Value) -> Result<()> {
-        self.0.set(&key, &value).await
+        self.0.set_owned(&key, value).await
     }
     async fn mget(&self, keys: Vec<String>) -> Result<()> {
         self.0.mget(&keys).await.map(drop)
@@ -81,13 +86,6 @@ pub fn payload(i: usize) -> Value {
         "ts": 1_795_000_000_000u64 + i as u64,
         "n": i
     })
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Stats {
-    ops_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -151,68 +149,6 @@ async fn run_op<S: Subject>(s: &S, op: Op, i: usize) -> Result<()> {
         Op::Tail20(n) => s.tail20(list_key(n)).await,
         Op::TrimHead(n) => s.trim_head(list_key(n)).await,
         Op::KeysPrefix => s.keys_prefix().await,
-    }
-}
-
-/// Runs `total` operations from `concurrency` tasks; latency per operation.
-async fn measure<S: Subject>(subject: Arc<S>, op: Op, concurrency: usize, total: usize) -> Stats {
-    let per_task = total.div_ceil(concurrency);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..concurrency {
-        let s = subject.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per_task);
-            for k in 0..per_task {
-                let begun = Instant::now();
-                run_op(s.as_ref(), op, t * per_task + k)
-                    .await
-                    .expect("benchmark operation");
-                lat.push(begun.elapsed().as_nanos() as u64);
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("benchmark task"));
-    }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
-    Stats {
-        ops_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
-        p50_us: pct(0.5),
-        p99_us: pct(0.99),
-    }
-}
-
-struct Row {
-    backend: String,
-    op: &'static str,
-    concurrency: Option<usize>,
-    list_len: Option<u64>,
-    project: Option<Stats>,
-    baseline: Option<Stats>,
-}
-
-impl Row {
-    fn json(&self) -> Value {
-        let p = self.project;
-        json!({
-            "backend": self.backend,
-            "op": self.op,
-            "concurrency": self.concurrency,
-            "list_len": self.list_len,
-            "ops_per_sec": p.map(|s| s.ops_per_sec),
-            "p50_us": p.map(|s| s.p50_us),
-            "p99_us": p.map(|s| s.p99_us),
-            "baseline_ops_per_sec": self.baseline.map(|s| s.ops_per_sec),
-            "ratio": match (p, self.baseline) {
-                (Some(p), Some(b)) => Some(p.ops_per_sec / b.ops_per_sec),
-                _ => None,
-            },
-        })
     }
 }
 
@@ -285,23 +221,34 @@ async fn bench_backend<B: Subject>(
                 Op::Mget100 | Op::Mset100 => (ops_scale / 10).max(c * 4),
                 _ => ops_scale.max(c * 20),
             };
-            // Warm up both, then measure the baseline and the project in turn.
+            // Warm up both, then RUNS rounds measuring the baseline and the project in turn,
+            // alternating which goes first; each figure is the median of its runs.
             let has_baseline = !matches!(op, Op::TrimHead(_));
             if has_baseline {
                 measure(baseline.clone(), op, c, total / 10 + 1).await;
             }
             measure(project.clone(), op, c, total / 10 + 1).await;
-            let b = if has_baseline {
-                Some(measure(baseline.clone(), op, c, total).await)
-            } else {
-                None
-            };
-            let p = measure(project.clone(), op, c, total).await;
+            let (mut base_runs, mut project_runs) = (Vec::new(), Vec::new());
+            for round in 0..RUNS {
+                if round % 2 == 1 {
+                    project_runs.push(measure(project.clone(), op, c, total).await);
+                }
+                if has_baseline {
+                    base_runs.push(measure(baseline.clone(), op, c, total).await);
+                }
+                if round % 2 == 0 {
+                    project_runs.push(measure(project.clone(), op, c, total).await);
+                }
+            }
+            let b = has_baseline.then(|| Stats::median(base_runs));
+            let p = Stats::median(project_runs);
             eprintln!(
-                "bench: {name:<10} {:<13} c={c:<3} list={:<8} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  baseline {:>10} ops/s  ratio {}",
+                "bench: {name:<10} {:<13} c={c:<3} list={:<8} {:>10.0} ops/s ({:.0}–{:.0})  p50 {:>8.1} µs  p99 {:>8.1} µs  baseline {:>10} ops/s  ratio {}",
                 op.name(),
                 op.list_len().map_or("-".to_string(), |n| n.to_string()),
                 p.ops_per_sec,
+                p.min_ops_per_sec,
+                p.max_ops_per_sec,
                 p.p50_us,
                 p.p99_us,
                 b.map_or("-".into(), |b| format!("{:.0}", b.ops_per_sec)),
@@ -320,36 +267,6 @@ async fn bench_backend<B: Subject>(
             });
         }
     }
-}
-
-fn table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "| backend | op | c | list | ops/s | p50 µs | p99 µs | baseline ops/s | ratio |\n|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for r in rows {
-        let p = r.project.unwrap_or(Stats {
-            ops_per_sec: f64::NAN,
-            p50_us: f64::NAN,
-            p99_us: f64::NAN,
-        });
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
-            r.backend,
-            r.op,
-            r.concurrency.map_or("-".into(), |c| c.to_string()),
-            r.list_len.map_or("-".into(), |n| n.to_string()),
-            p.ops_per_sec,
-            p.p50_us,
-            p.p99_us,
-            r.baseline
-                .map_or("-".into(), |b| format!("{:.0}", b.ops_per_sec)),
-            r.baseline.map_or("-".into(), |b| format!(
-                "{:.2}",
-                p.ops_per_sec / b.ops_per_sec
-            )),
-        ));
-    }
-    out
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -403,6 +320,7 @@ async fn main() {
             &mut rows,
         )
         .await;
+        peer::sqlite(&dir, ops_scale, &mut rows).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
     if let Some(url) = value_of("--postgres") {
@@ -419,6 +337,10 @@ async fn main() {
             &mut rows,
         )
         .await;
+        match value_of("--pgbench") {
+            Some(pgbench) => limits::pgbench(std::path::Path::new(&pgbench), &url, &mut rows),
+            None => eprintln!("bench: no --pgbench PATH; the pgbench rows are left out"),
+        }
     } else {
         eprintln!("bench: no --postgres URL; postgresql is left out");
     }
@@ -445,6 +367,8 @@ async fn main() {
     } else {
         eprintln!("bench: no --redis-cluster URL; the Redis Cluster is left out");
     }
+
+    limits::json_decode(&mut rows);
 
     // Last: it installs a process-wide recorder.
     recorder::bench(ops_scale, &mut rows).await;

@@ -4,7 +4,7 @@
 //! (recorder)`; the second's ratio is against the first. Runs last: a recorder cannot be
 //! uninstalled.
 
-use super::{Op, Project, Row, measure, open, payload};
+use super::{Op, Project, Row, measure_median, open, payload};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::Value;
 use std::sync::Arc;
@@ -18,8 +18,7 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
     let total = ops_scale * 5;
     let mut without = Vec::new();
     for op in [Op::Get, Op::Set] {
-        measure(project.clone(), op, 1, total / 10 + 1).await;
-        without.push(measure(project.clone(), op, 1, total).await);
+        without.push(measure_median(project.clone(), op, 1, total).await);
     }
     let handle = PrometheusBuilder::new()
         .install_recorder()
@@ -29,8 +28,7 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
     // so every measured operation reaches the recorder.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     for (op, base) in [Op::Get, Op::Set].into_iter().zip(without) {
-        measure(project.clone(), op, 1, total / 10 + 1).await;
-        let with = measure(project.clone(), op, 1, total).await;
+        let with = measure_median(project.clone(), op, 1, total).await;
         eprintln!(
             "bench: in-memory {:<4} c=1 without a recorder {:>10.0} ops/s, with one {:>10.0} ops/s ({:.2})",
             op.name(),

@@ -115,6 +115,13 @@ pub trait Database: Store {
     /// Stores `value` at `key`, replacing whatever it held, a list included.
     async fn set(&self, key: &str, value: &Value) -> Result<()>;
 
+    /// [`Database::set`] of a value the caller hands over: a backend that keeps values as they
+    /// are (one that holds them in process memory) stores it without copying it. The default
+    /// calls `set`.
+    async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
+        self.set(key, &value).await
+    }
+
     /// Stores all entries in one transaction, or none. The last of repeated keys wins.
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()>;
 
@@ -211,7 +218,7 @@ pub trait DatabaseExt: Database {
         key: &'a str,
         value: &'a T,
     ) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move { self.set(key, &encode(value)?).await }
+        async move { self.set_owned(key, encode(value)?).await }
     }
 
     /// [`Database::append`] of any serializable value.

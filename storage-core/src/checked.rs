@@ -211,6 +211,12 @@ impl<B: Database + ?Sized> Database for Checked<B> {
         self.run("set", self.inner.set(key, value)).await
     }
 
+    async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
+        self.check_key("set", key)?;
+        self.check_value("set", key, &value)?;
+        self.run("set", self.inner.set_owned(key, value)).await
+    }
+
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         for (key, value) in entries {
             self.check_key("mset", key)?;

@@ -89,6 +89,9 @@ impl Database for Recorder {
     async fn set(&self, key: &str, _: &Value) -> Result<()> {
         self.call(format!("set {key}"))
     }
+    async fn set_owned(&self, key: &str, _: Value) -> Result<()> {
+        self.call(format!("set_owned {key}"))
+    }
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         self.call(format!("mset {}", entries.len()))
     }
@@ -185,6 +188,7 @@ async fn deep_values_are_refused_before_the_backend() {
             .await
             .unwrap_err(),
         Database::set(&checked, "k", &deep).await.unwrap_err(),
+        checked.set_owned("k", deep.clone()).await.unwrap_err(),
         Database::mset(&checked, &[("k".into(), deep.clone())])
             .await
             .unwrap_err(),
@@ -205,7 +209,11 @@ async fn deep_values_are_refused_before_the_backend() {
         ok = json!([ok]);
     }
     Database::set(&checked, "k", &ok).await.unwrap();
-    assert_eq!(inner.calls(), vec!["set k".to_string()]);
+    checked.set_owned("k", ok).await.unwrap();
+    assert_eq!(
+        inner.calls(),
+        vec!["set k".to_string(), "set_owned k".to_string()]
+    );
 }
 
 #[tokio::test]

@@ -353,6 +353,10 @@ impl Database for MemoryBackend {
         self.set_slot(key, Slot::Value(value.clone()), None)
     }
 
+    async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
+        self.set_slot(key, Slot::Value(value), None)
+    }
+
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         self.open()?;
         // One lock for the whole batch: all entries become visible together.

@@ -218,6 +218,10 @@ impl<B: Database + ?Sized + 'static> Database for Bridged<B> {
         let (key, value) = (key.to_string(), value.clone());
         forward!(self, |b| b.set(&key, &value))
     }
+    async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
+        let key = key.to_string();
+        forward!(self, |b| b.set_owned(&key, value))
+    }
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         let entries = entries.to_vec();
         forward!(self, |b| b.mset(&entries))

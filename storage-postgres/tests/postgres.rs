@@ -283,6 +283,52 @@ async fn statements_use_indexes() {
         assert!(p.contains("Index"), "{name}:\n{p}");
         assert!(!p.contains("Seq Scan"), "{name}:\n{p}");
     }
+    // Statements are prepared once per pooled connection, so after five executions the server
+    // may switch to a generic plan, which knows neither the namespace nor the batch: the
+    // batches must keep their index plans then too (a scan per batch was the cost before).
+    client
+        .batch_execute(&format!(
+            "SET plan_cache_mode = force_generic_plan; PREPARE mget AS {}; PREPARE mset AS {};",
+            fill(storage_postgres::sql::MGET),
+            fill(storage_postgres::sql::MSET)
+        ))
+        .await
+        .unwrap();
+    // EXECUTE takes no bind parameters: the batch goes in as literals (plain ASCII here).
+    let array = |items: &[String], ty: &str| {
+        let quoted: Vec<String> = items.iter().map(|i| format!("'{i}'")).collect();
+        format!("ARRAY[{}]::{ty}[]", quoted.join(","))
+    };
+    let generic_mget = plan(
+        client
+            .query(
+                &format!("EXPLAIN EXECUTE mget('', {})", array(&batch, "text")),
+                &[],
+            )
+            .await
+            .unwrap(),
+    );
+    let no_ttls = vec!["NULL"; ttls.len()].join(",");
+    let generic_mset = plan(
+        client
+            .query(
+                &format!(
+                    "EXPLAIN EXECUTE mset('', {}, {}, ARRAY[{no_ttls}]::bigint[])",
+                    array(&batch, "text"),
+                    array(&values, "text"),
+                ),
+                &[],
+            )
+            .await
+            .unwrap(),
+    );
+    for (name, p) in [
+        ("mget (generic)", generic_mget),
+        ("mset (generic)", generic_mset),
+    ] {
+        assert!(p.contains("Index"), "{name}:\n{p}");
+        assert!(!p.contains("Seq Scan"), "{name}:\n{p}");
+    }
     client
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

@@ -5,13 +5,14 @@
 //!   every backend × role (the TLS servers and the plugin libraries included), and exits non-zero
 //!   on any failure. With `--require-all` (CI), a test that cannot get its server fails, and so
 //!   does any skipped matrix line.
-//! - `cargo xtask bench [--quick]` builds `storage-bench` in release mode, runs it against private
-//!   servers, and writes `target/bench/results.json`.
+//! - `cargo xtask bench [--quick]` builds `storage-bench` and the OpenDAL peer runner in release
+//!   mode, runs them against private servers, and writes `target/bench/results.json` (`bench.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use storage_servers::{Postgres, PostgresOptions, Redis, RedisCluster, RedisOptions, TestCerts};
 
+mod bench;
 mod matrix;
 mod package;
 use matrix::{MATRIX, Served, Server};
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask test [--require-all] | cargo xtask bench [--quick]");
             ExitCode::from(2)
@@ -63,55 +64,6 @@ fn ensure_redis_installed() {
         eprintln!(
             "xtask: redis-server not found; install it with: sudo apt-get install -y redis-server"
         );
-    }
-}
-
-/// `cargo xtask bench [--quick]`: the benchmark binary, in release mode, against private
-/// servers; results in `target/bench/results.json`.
-fn bench(args: &[String]) -> ExitCode {
-    let quick = args.iter().any(|a| a == "--quick");
-    ensure_redis_installed();
-    let postgres = Postgres::start(&Default::default())
-        .map_err(|e| loud_skip("PostgreSQL", &e.to_string()))
-        .ok();
-    let redis = Redis::start(&Default::default())
-        .map_err(|e| loud_skip("Redis", &e.to_string()))
-        .ok();
-    let cluster = RedisCluster::start(&Default::default())
-        .map_err(|e| loud_skip("Redis Cluster", &e.to_string()))
-        .ok();
-    eprintln!("xtask: cargo build --release -p storage-bench");
-    let built = cargo()
-        .args(["build", "--release", "-p", "storage-bench"])
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("xtask bench: the build failed");
-        return ExitCode::FAILURE;
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let mut cmd = Command::new(target.join("release").join("storage-bench"));
-    cmd.arg("--out")
-        .arg(target.join("bench").join("results.json"));
-    if quick {
-        cmd.arg("--quick");
-    }
-    if let Some(pg) = &postgres {
-        cmd.args(["--postgres", &pg.url()]);
-    }
-    if let Some(r) = &redis {
-        cmd.args(["--redis", &r.url()]);
-    }
-    if let Some(c) = &cluster {
-        cmd.args(["--redis-cluster", &c.url()]);
-    }
-    let status = cmd.status();
-    drop((postgres, redis, cluster));
-    if status.is_ok_and(|s| s.success()) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `Store`, `Cache` and `Database` operations of [`RedbBackend`], each one redb transaction on a blocking thread.
+//! The `Store`, `Cache` and `Database` operations of [`RedbBackend`], each one redb
+//! transaction: point reads where they are awaited, scans and writes on a blocking thread.
 //!
 //! Not the connection or the configuration: those are in the crate root and `config`.
 
@@ -11,13 +12,11 @@ impl Store for RedbBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Value>> {
-        let key = key.to_string();
-        self.read(move |tx, ns| match live_header(tx, ns, &key, now_ms())? {
+        self.read_inline(|tx, ns| match live_header(tx, ns, key, now_ms())? {
             None => Ok(None),
-            Some(h) if h.list => Err(Error::holds_list(&key)),
-            Some(h) => decode_json(&key, &h.json).map(Some),
+            Some(h) if h.list => Err(Error::holds_list(key)),
+            Some(h) => decode_json(key, &h.json).map(Some),
         })
-        .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -38,6 +37,7 @@ impl Store for RedbBackend {
             match old {
                 None => Ok(false),
                 Some(h) => {
+                    unindex_deadline(tx, ns, &key, &h)?;
                     if h.list {
                         remove_items(tx, ns, &key, h.head()..h.head() + h.len)?;
                     }
@@ -49,8 +49,11 @@ impl Store for RedbBackend {
     }
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
-        let keys = keys.to_vec();
-        self.read(move |tx, ns| {
+        fn lookup(
+            tx: &redb::ReadTransaction,
+            ns: &str,
+            keys: &[String],
+        ) -> Result<Vec<Option<Value>>> {
             let now = now_ms();
             keys.iter()
                 .map(|k| match live_header(tx, ns, k, now)? {
@@ -58,8 +61,13 @@ impl Store for RedbBackend {
                     _ => Ok(None),
                 })
                 .collect()
-        })
-        .await
+        }
+        if keys.len() as u64 <= INLINE_READ_LIMIT {
+            return self.read_inline(|tx, ns| lookup(tx, ns, keys));
+        }
+        let keys = keys.to_vec();
+        self.read_blocking(move |tx, ns| lookup(tx, ns, &keys))
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
@@ -67,20 +75,18 @@ impl Store for RedbBackend {
     }
 
     async fn kind(&self, key: &str) -> Result<KeyKind> {
-        let key = key.to_string();
-        self.read(move |tx, ns| {
-            Ok(match live_header(tx, ns, &key, now_ms())? {
+        self.read_inline(|tx, ns| {
+            Ok(match live_header(tx, ns, key, now_ms())? {
                 None => KeyKind::None,
                 Some(h) if h.list => KeyKind::List,
                 Some(_) => KeyKind::Value,
             })
         })
-        .await
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         let pattern = pattern.map(str::to_string);
-        self.read(move |tx, ns| {
+        self.read_blocking(move |tx, ns| {
             let now = now_ms();
             let (prefix, _) = pattern.as_deref().map(literal_prefix).unwrap_or_default();
             let upper = prefix_upper_bound(&prefix);
@@ -148,11 +154,10 @@ impl Store for RedbBackend {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.read(|tx, _| {
+        self.read_inline(|tx, _| {
             tx.open_table(KEYS).map_err(|e| db_error(e, "ping"))?;
             Ok(())
         })
-        .await
     }
 
     async fn close(&self) -> Result<()> {
@@ -184,10 +189,9 @@ impl Cache for RedbBackend {
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        let key = key.to_string();
-        self.read(move |tx, ns| {
+        self.read_inline(|tx, ns| {
             let now = now_ms();
-            Ok(match live_header(tx, ns, &key, now)? {
+            Ok(match live_header(tx, ns, key, now)? {
                 None => KeyTtl::Missing,
                 Some(Header {
                     expires_at: None, ..
@@ -198,7 +202,6 @@ impl Cache for RedbBackend {
                 }) => KeyTtl::ExpiresIn(Duration::from_millis((at - now).max(1) as u64)),
             })
         })
-        .await
     }
 }
 
@@ -228,31 +231,15 @@ impl Database for RedbBackend {
     }
 
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
+        // Indexes of one sign bound the window's size before the length is known.
+        let bounded =
+            (start >= 0) == (end >= 0) && end.saturating_sub(start) < INLINE_READ_LIMIT as i64;
+        if bounded {
+            return self.read_inline(|tx, ns| read_window(tx, ns, key, start, end));
+        }
         let key = key.to_string();
-        self.read(move |tx, ns| {
-            let (len, head) = match live_header(tx, ns, &key, now_ms())? {
-                None => return Ok(Vec::new()),
-                Some(h) if h.list => (h.len, h.head()),
-                Some(_) => return Err(Error::holds_value(&key)),
-            };
-            let Some((first, last)) = lrange_window(len, start, end) else {
-                return Ok(Vec::new());
-            };
-            let (first, last) = (head + first, head + last);
-            let items = tx
-                .open_table(ITEMS)
-                .map_err(|e| db_error(e, "opening the item table"))?;
-            let mut out = Vec::with_capacity((last - first + 1) as usize);
-            for row in items
-                .range((ns, key.as_str(), first)..=(ns, key.as_str(), last))
-                .map_err(|e| db_error(e, "reading the list"))?
-            {
-                let (_, v) = row.map_err(|e| db_error(e, "reading the list"))?;
-                out.push(decode_json(&key, v.value().as_bytes())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.read_blocking(move |tx, ns| read_window(tx, ns, &key, start, end))
+            .await
     }
 
     async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
@@ -300,12 +287,41 @@ impl Database for RedbBackend {
     }
 
     async fn get_length(&self, key: &str) -> Result<u64> {
-        let key = key.to_string();
-        self.read(move |tx, ns| match live_header(tx, ns, &key, now_ms())? {
+        self.read_inline(|tx, ns| match live_header(tx, ns, key, now_ms())? {
             None => Ok(0),
             Some(h) if h.list => Ok(h.len),
-            Some(_) => Err(Error::holds_value(&key)),
+            Some(_) => Err(Error::holds_value(key)),
         })
-        .await
     }
+}
+
+/// The items of the list at `key` in the LRANGE window `start..=end`.
+fn read_window(
+    tx: &redb::ReadTransaction,
+    ns: &str,
+    key: &str,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Value>> {
+    let (len, head) = match live_header(tx, ns, key, now_ms())? {
+        None => return Ok(Vec::new()),
+        Some(h) if h.list => (h.len, h.head()),
+        Some(_) => return Err(Error::holds_value(key)),
+    };
+    let Some((first, last)) = lrange_window(len, start, end) else {
+        return Ok(Vec::new());
+    };
+    let (first, last) = (head + first, head + last);
+    let items = tx
+        .open_table(ITEMS)
+        .map_err(|e| db_error(e, "opening the item table"))?;
+    let mut out = Vec::with_capacity((last - first + 1) as usize);
+    for row in items
+        .range((ns, key, first)..=(ns, key, last))
+        .map_err(|e| db_error(e, "reading the list"))?
+    {
+        let (_, v) = row.map_err(|e| db_error(e, "reading the list"))?;
+        out.push(decode_json(key, v.value().as_bytes())?);
+    }
+    Ok(out)
 }

@@ -130,3 +130,87 @@ async fn expired_entries_are_reclaimed_without_reads() {
         .unwrap();
     assert!(rows <= 256, "{rows} entries left of 10,256 written");
 }
+
+/// Rows of a raw table of the file at `path`, read after the backend let go of it.
+fn raw_len(path: &Path, table: &str) -> u64 {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle, UntypedTableHandle};
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_read().unwrap();
+    let handle: Option<UntypedTableHandle> = tx.list_tables().unwrap().find(|t| t.name() == table);
+    match (handle, table) {
+        (None, _) => 0,
+        (Some(_), "storage_keys") => tx
+            .open_table(redb::TableDefinition::<(&str, &str), &[u8]>::new(table))
+            .unwrap()
+            .len()
+            .unwrap(),
+        (Some(_), _) => tx
+            .open_table(redb::TableDefinition::<(&str, i64, &str), ()>::new(table))
+            .unwrap()
+            .len()
+            .unwrap(),
+    }
+}
+
+/// A file written before the expiry index existed gets its deadlines indexed when first opened,
+/// so its expired keys are reclaimed too; and a key rewritten after its deadline (here, a list
+/// appended to an expired value) is never reclaimed by the stale index entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_of_an_older_file_are_indexed_and_rewritten_keys_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    let spec = spec(
+        dir.path(),
+        json!({ "path": "old.redb", "durability": "none" }),
+    );
+    let ttl = Some(std::time::Duration::from_millis(50));
+    {
+        let cache = storage_core::open_cache(&RedbFactory, &spec).await.unwrap();
+        let batch: Vec<storage_core::CacheEntry> = (0..1000)
+            .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
+            .collect();
+        cache.mset(&batch).await.unwrap();
+        cache.close().await.unwrap();
+    }
+    assert_eq!(raw_len(&path, "storage_expiry"), 1000);
+    // Make it a file from before the index.
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        let expiry = redb::TableDefinition::<(&str, i64, &str), ()>::new("storage_expiry");
+        assert!(tx.delete_table(expiry).unwrap());
+        tx.commit().unwrap();
+    }
+    assert_eq!(raw_len(&path, "storage_expiry"), 0);
+
+    let cache = storage_core::open_cache(&RedbFactory, &spec).await.unwrap();
+    let db = storage_core::open_database(&RedbFactory, &spec)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    // k0 expired; appending makes it a list with no deadline, its old index entry left behind.
+    db.append("k0", &json!("kept")).await.unwrap();
+    for i in 0..256 {
+        cache
+            .set(&format!("later{i}"), &json!(i), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        db.get_range("k0", 0, -1).await.unwrap(),
+        vec![json!("kept")]
+    );
+    cache.close().await.unwrap();
+    db.close().await.unwrap();
+    drop((cache, db));
+    assert_eq!(
+        raw_len(&path, "storage_keys"),
+        257,
+        "999 expired keys reclaimed, k0 kept"
+    );
+    assert_eq!(
+        raw_len(&path, "storage_expiry"),
+        0,
+        "the index holds nothing due"
+    );
+}

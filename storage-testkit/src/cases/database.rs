@@ -70,6 +70,34 @@ pub async fn mget_gives_none_for_a_list(cx: Cx) -> CaseResult {
     Ok(())
 }
 
+pub async fn set_owned_stores_like_set(cx: Cx) -> CaseResult {
+    let d = cx.db().await?;
+    d.append("k", &json!(1)).await.ctx("append")?;
+    d.set_owned("k", json!({"owned": [1, 2]}))
+        .await
+        .ctx("set_owned over a list")?;
+    ensure_eq!(
+        d.get("k").await.ctx("get")?,
+        Some(json!({"owned": [1, 2]})),
+        "value"
+    );
+    ensure_eq!(d.kind("k").await.ctx("kind")?, KeyKind::Value, "kind");
+    d.set_owned("k", json!("again"))
+        .await
+        .ctx("set_owned over a value")?;
+    ensure_eq!(
+        d.get("k").await.ctx("get")?,
+        Some(json!("again")),
+        "replaced"
+    );
+    expect_err(
+        d.set_owned(&"k".repeat(1025), json!(1)).await,
+        ErrorKind::InvalidKey,
+        "set_owned with a 1025-byte key",
+    )?;
+    Ok(())
+}
+
 pub async fn set_replaces_a_list(cx: Cx) -> CaseResult {
     let d = cx.db().await?;
     for i in 0..5 {

@@ -55,6 +55,7 @@ pub(crate) fn database_cases() -> Vec<Case> {
         database::list_ops_on_a_value_are_wrong_type,
         database::mget_gives_none_for_a_list,
         database::set_replaces_a_list,
+        database::set_owned_stores_like_set,
         database::mset_replaces_a_list,
         database::delete_and_exists_see_lists,
         database::keys_and_clear_see_lists,

@@ -1,0 +1,71 @@
+//! Our SQLite backend under the peer comparison's workload (`peers/src/workload.rs`, shared by
+//! path): rows `sqlite (peer workload)`, which the OpenDAL peer runner (`peers/`) reads and
+//! compares with OpenDAL's SQLite service. Measured here because the two SQLite drivers cannot
+//! link into one program. Every other backend's peer rows come from the runner itself.
+
+#[path = "../peers/src/workload.rs"]
+#[allow(dead_code)]
+mod workload;
+
+use super::{Row, Stats};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use storage_core::Database;
+use storage_core::config::ConfigSource;
+use storage_manager::StorageManager;
+
+/// The database role from a config, through the manager, as the runner opens ours.
+struct Ours(Arc<dyn Database>);
+
+impl workload::Kv for Ours {
+    async fn get(&self, key: String) -> Result<Option<Value>, String> {
+        self.0.get(&key).await.map_err(|e| e.to_string())
+    }
+    async fn set(&self, key: String, value: Value) -> Result<(), String> {
+        self.0
+            .set_owned(&key, value)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Measures our SQLite backend (a file in `dir`, default options) with the peer workload.
+pub(crate) async fn sqlite(dir: &Path, ops_scale: usize, rows: &mut Vec<Row>) {
+    let yaml = format!(
+        "database: {{ type: sqlite, path: '{}' }}\ncache: {{ type: in-memory }}",
+        dir.join("peer.db").display()
+    );
+    let source = ConfigSource::from_yaml_str(&yaml, dir).expect("the peer workload's config");
+    let (db, _) = StorageManager::from_source(&source)
+        .expect("the peer workload's config")
+        .without_fallback()
+        .connect_database()
+        .await
+        .expect("open SQLite for the peer workload");
+    let ours = Arc::new(Ours(db));
+    workload::preload(ours.as_ref())
+        .await
+        .expect("preload the peer workload");
+    for (op, c, f) in workload::measure_alone(ours, ops_scale).await {
+        eprintln!(
+            "bench: sqlite (peer workload) {op} c={c} {:.0} ops/s",
+            f.ops_per_sec
+        );
+        rows.push(Row {
+            backend: "sqlite (peer workload)".into(),
+            op,
+            concurrency: Some(c),
+            list_len: None,
+            project: Some(Stats {
+                ops_per_sec: f.ops_per_sec,
+                p50_us: f.p50_us,
+                p99_us: f.p99_us,
+                min_ops_per_sec: f.min_ops_per_sec,
+                max_ops_per_sec: f.max_ops_per_sec,
+                runs: workload::RUNS,
+            }),
+            baseline: None,
+        });
+    }
+}
