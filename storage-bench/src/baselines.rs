@@ -10,6 +10,9 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use storage_core::{Error, Result};
 
+mod postgres;
+pub use postgres::PostgresBaseline;
+
 fn fail(e: impl std::fmt::Display) -> Error {
     Error::other(e.to_string())
 }
@@ -263,130 +266,6 @@ impl Subject for SqliteBaseline {
             })
             .await?;
         assert_eq!(keys.len(), 1000);
-        Ok(())
-    }
-}
-
-/// tokio-postgres through the same bb8 pool and statements.
-pub struct PostgresBaseline {
-    pool: bb8::Pool<bb8_postgres::PostgresConnectionManager<tokio_postgres::NoTls>>,
-    ns: String,
-    stmts: HashMap<&'static str, String>,
-}
-
-impl PostgresBaseline {
-    pub async fn open(url: &str, ns: &str, max: u32) -> Self {
-        let manager = bb8_postgres::PostgresConnectionManager::new(
-            url.parse().unwrap(),
-            tokio_postgres::NoTls,
-        );
-        let pool = bb8::Pool::builder()
-            .max_size(max)
-            .test_on_check_out(false)
-            .build(manager)
-            .await
-            .unwrap();
-        use storage_postgres::sql;
-        let fill = |t: &str| {
-            t.replace("{kv}", "storage_kv")
-                .replace("{items}", "storage_list_items")
-                .replace("{now}", sql::NOW_MS)
-        };
-        let stmts = HashMap::from([
-            ("get", fill(sql::GET)),
-            ("set", fill(sql::SET)),
-            ("mget", fill(sql::MGET)),
-            ("mset", fill(sql::MSET)),
-            ("delete_items", fill(sql::DELETE_ITEMS)),
-            ("append", fill(sql::APPEND)),
-            ("range", fill(sql::RANGE)),
-            ("keys", fill(sql::KEYS_RANGE)),
-        ]);
-        PostgresBaseline {
-            pool,
-            ns: ns.to_string(),
-            stmts,
-        }
-    }
-}
-
-impl Subject for PostgresBaseline {
-    async fn get(&self, key: String) -> Result<()> {
-        let conn = self.pool.get().await.map_err(fail)?;
-        let row = conn
-            .query_opt(&self.stmts["get"], &[&self.ns, &key])
-            .await
-            .map_err(fail)?;
-        row.map(|r| decode(r.get::<_, &str>(1).as_bytes()))
-            .transpose()
-            .map(drop)
-    }
-    async fn set(&self, key: String, value: Value) -> Result<()> {
-        let conn = self.pool.get().await.map_err(fail)?;
-        conn.query_one(
-            &self.stmts["set"],
-            &[&self.ns, &key, &encode(&value), &None::<i64>],
-        )
-        .await
-        .map_err(fail)?;
-        Ok(())
-    }
-    async fn mget(&self, keys: Vec<String>) -> Result<()> {
-        let conn = self.pool.get().await.map_err(fail)?;
-        for r in conn
-            .query(&self.stmts["mget"], &[&self.ns, &keys])
-            .await
-            .map_err(fail)?
-        {
-            decode(r.get::<_, &str>(2).as_bytes())?;
-        }
-        Ok(())
-    }
-    async fn mset(&self, entries: Vec<(String, Value)>) -> Result<()> {
-        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-        let values: Vec<String> = entries.iter().map(|(_, v)| encode(v)).collect();
-        let ttls: Vec<Option<i64>> = vec![None; entries.len()];
-        let mut conn = self.pool.get().await.map_err(fail)?;
-        let tx = conn.transaction().await.map_err(fail)?;
-        let lists = tx
-            .query(&self.stmts["mset"], &[&self.ns, &keys, &values, &ttls])
-            .await
-            .map_err(fail)?;
-        for row in lists {
-            let key: &str = row.get(0);
-            tx.execute(&self.stmts["delete_items"], &[&self.ns, &key])
-                .await
-                .map_err(fail)?;
-        }
-        tx.commit().await.map_err(fail)
-    }
-    async fn append(&self, key: String, value: Value) -> Result<()> {
-        let conn = self.pool.get().await.map_err(fail)?;
-        conn.query_opt(&self.stmts["append"], &[&self.ns, &key, &encode(&value)])
-            .await
-            .map_err(fail)?;
-        Ok(())
-    }
-    async fn tail20(&self, key: String) -> Result<()> {
-        let conn = self.pool.get().await.map_err(fail)?;
-        for r in conn
-            .query(&self.stmts["range"], &[&self.ns, &key, &-20i64, &-1i64])
-            .await
-            .map_err(fail)?
-        {
-            if let Some(t) = r.get::<_, Option<&str>>(2) {
-                decode(t.as_bytes())?;
-            }
-        }
-        Ok(())
-    }
-    async fn keys_prefix(&self) -> Result<()> {
-        let conn = self.pool.get().await.map_err(fail)?;
-        let rows = conn
-            .query(&self.stmts["keys"], &[&self.ns, &"p:", &"p;"])
-            .await
-            .map_err(fail)?;
-        assert_eq!(rows.len(), 1000);
         Ok(())
     }
 }

@@ -109,8 +109,18 @@ impl State {
         entry.live(now).then_some(entry)
     }
 
-    fn put(&mut self, ns: &str, key: &str, slot: Slot, ttl: Option<Duration>, now: Instant) {
-        self.remove(ns, key, now);
+    /// Stores `slot` at `key` and returns the entry it replaced, for the caller to drop after
+    /// releasing the lock (a value's drop frees every part of it). An existing key keeps its
+    /// allocation: one lookup, no new key string.
+    #[must_use = "drop the replaced entry after releasing the lock"]
+    fn put(
+        &mut self,
+        ns: &str,
+        key: &str,
+        slot: Slot,
+        ttl: Option<Duration>,
+        now: Instant,
+    ) -> Option<Entry> {
         // A deadline past what `Instant` can represent (hundreds of years) is "never".
         let expiry = ttl.and_then(|t| now.checked_add(t)).map(|deadline| {
             let seq = self.next_seq;
@@ -119,8 +129,19 @@ impl State {
                 .insert((deadline, seq), (ns.to_string(), key.to_string()));
             (deadline, seq)
         });
-        self.ns_mut(ns)
-            .insert(key.to_string(), Entry { slot, expiry });
+        let entry = Entry { slot, expiry };
+        let map = self.ns_mut(ns);
+        let old = match map.get_mut(key) {
+            Some(existing) => Some(std::mem::replace(existing, entry)),
+            None => {
+                map.insert(key.to_string(), entry);
+                None
+            }
+        };
+        if let Some(exp) = old.as_ref().and_then(|o| o.expiry) {
+            self.expiry.remove(&exp);
+        }
+        old
     }
 
     fn live(&self, ns: &str, key: &str, now: Instant) -> Option<&Entry> {
@@ -204,9 +225,11 @@ impl MemoryBackend {
 
     fn set_slot(&self, key: &str, slot: Slot, ttl: Option<Duration>) -> Result<()> {
         self.open()?;
-        self.store
+        let replaced = self
+            .store
             .write()
             .put(&self.ns, key, slot, ttl, Instant::now());
+        drop(replaced);
         Ok(())
     }
 
@@ -324,11 +347,19 @@ impl Cache for MemoryBackend {
 
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
         self.open()?;
+        // Copies are made, and replaced values freed, outside the lock.
+        let slots: Vec<Slot> = entries
+            .iter()
+            .map(|e| Slot::Value(e.value.clone()))
+            .collect();
+        let mut replaced = Vec::with_capacity(entries.len());
         let mut state = self.store.write();
         let now = Instant::now();
-        for e in entries {
-            state.put(&self.ns, &e.key, Slot::Value(e.value.clone()), e.ttl, now);
+        for (e, slot) in entries.iter().zip(slots) {
+            replaced.push(state.put(&self.ns, &e.key, slot, e.ttl, now));
         }
+        drop(state);
+        drop(replaced);
         Ok(())
     }
 
@@ -359,12 +390,20 @@ impl Database for MemoryBackend {
 
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         self.open()?;
-        // One lock for the whole batch: all entries become visible together.
+        // One lock for the whole batch: all entries become visible together. Copies are made,
+        // and replaced values freed, outside it.
+        let slots: Vec<Slot> = entries
+            .iter()
+            .map(|(_, v)| Slot::Value(v.clone()))
+            .collect();
+        let mut replaced = Vec::with_capacity(entries.len());
         let mut state = self.store.write();
         let now = Instant::now();
-        for (k, v) in entries {
-            state.put(&self.ns, k, Slot::Value(v.clone()), None, now);
+        for ((k, _), slot) in entries.iter().zip(slots) {
+            replaced.push(state.put(&self.ns, k, slot, None, now));
         }
+        drop(state);
+        drop(replaced);
         Ok(())
     }
 
@@ -377,7 +416,8 @@ impl Database for MemoryBackend {
         let mut state = self.store.write();
         let now = Instant::now();
         if state.live(&self.ns, key, now).is_none() {
-            state.put(&self.ns, key, Slot::List(VecDeque::new()), None, now);
+            // Nothing live was there: what it replaces is an expired entry at most.
+            let _expired = state.put(&self.ns, key, Slot::List(VecDeque::new()), None, now);
         }
         let entry = state
             .ns_mut(&self.ns)

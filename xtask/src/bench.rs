@@ -56,8 +56,22 @@ pub fn run(args: &[String]) -> ExitCode {
         cmd.args(["--redis-cluster", &c.url()]);
     }
     let status = cmd.status();
-    let peers = status.as_ref().is_ok_and(|s| s.success())
-        && peers(&target, quick, postgres.as_ref(), redis.as_ref());
+    let peers = status.as_ref().is_ok_and(|s| s.success()) && {
+        let (pg, r) = (
+            postgres.as_ref().map(Postgres::url),
+            redis.as_ref().map(Redis::url),
+        );
+        let results = target.join("bench").join("results.json");
+        peers(
+            &target,
+            PeerRun::Bench { quick },
+            &results,
+            pg.as_deref(),
+            r.as_deref(),
+        )
+        .map_err(|e| eprintln!("xtask bench: {e}"))
+        .is_ok()
+    };
     drop((postgres, redis, cluster));
     if status.is_ok_and(|s| s.success()) && peers {
         ExitCode::SUCCESS
@@ -66,40 +80,90 @@ pub fn run(args: &[String]) -> ExitCode {
     }
 }
 
+/// How the peer runner is built and run.
+#[derive(Clone, Copy, PartialEq)]
+pub enum PeerRun {
+    /// Release build, `--quick` or the full scale, rows kept in `results.json`.
+    Bench { quick: bool },
+    /// Debug build, a few operations per figure, rows checked and thrown away (`xtask test`).
+    Smoke,
+}
+
 /// Builds the OpenDAL peer runner (`storage-bench/peers`, its own lockfile) and runs it against
-/// the same servers; it appends its rows to `results.json`. Whether it succeeded.
-fn peers(target: &Path, quick: bool, postgres: Option<&Postgres>, redis: Option<&Redis>) -> bool {
+/// the given servers, appending its rows to `results`. What failed, if anything.
+pub fn peers(
+    target: &Path,
+    run: PeerRun,
+    results: &Path,
+    postgres_url: Option<&str>,
+    redis_url: Option<&str>,
+) -> Result<(), String> {
     let manifest = workspace_root().join("storage-bench/peers/Cargo.toml");
+    let profile = if run == PeerRun::Smoke {
+        "debug"
+    } else {
+        "release"
+    };
     eprintln!(
-        "xtask: cargo build --release --locked --manifest-path storage-bench/peers/Cargo.toml"
+        "xtask: cargo build --locked --manifest-path storage-bench/peers/Cargo.toml ({profile})"
     );
-    let built = cargo()
-        .args(["build", "--release", "--locked", "--manifest-path"])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", target)
-        .status();
+    let mut build = cargo();
+    build
+        .args(["build", "--locked", "--manifest-path"])
+        .arg(&manifest);
+    if run != PeerRun::Smoke {
+        build.arg("--release");
+    }
+    let built = build.env("CARGO_TARGET_DIR", target).status();
     if !built.is_ok_and(|s| s.success()) {
-        eprintln!("xtask bench: building the peer runner failed");
-        return false;
+        return Err("building the OpenDAL peer runner (storage-bench/peers) failed".into());
     }
     let dir = std::env::temp_dir().join(format!("storage-peers-{}", std::process::id()));
-    let mut cmd = Command::new(target.join("release").join("storage-bench-peers"));
+    let mut cmd = Command::new(target.join(profile).join("storage-bench-peers"));
     cmd.arg("--results")
-        .arg(target.join("bench").join("results.json"))
+        .arg(results)
         .arg("--dir")
         .arg(&dir)
         .arg("--redb-plugin")
-        .arg(target.join("release").join("libstorage_redb.so"));
-    if quick {
-        cmd.arg("--quick");
+        .arg(target.join(profile).join("libstorage_redb.so"));
+    match run {
+        PeerRun::Bench { quick: true } => {
+            cmd.arg("--quick");
+        }
+        PeerRun::Smoke => {
+            cmd.arg("--smoke");
+        }
+        PeerRun::Bench { quick: false } => {}
     }
-    if let Some(pg) = postgres {
-        cmd.args(["--postgres", &pg.url()]);
+    if let Some(url) = postgres_url {
+        cmd.args(["--postgres", url]);
     }
-    if let Some(r) = redis {
-        cmd.args(["--redis", &r.url()]);
+    if let Some(url) = redis_url {
+        cmd.args(["--redis", url]);
     }
-    let ran = cmd.status().is_ok_and(|s| s.success());
+    let ran = cmd.status();
     let _ = std::fs::remove_dir_all(&dir);
-    ran
+    match ran {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("the OpenDAL peer runner failed: {s}")),
+        Err(e) => Err(format!("running the OpenDAL peer runner: {e}")),
+    }
+}
+
+/// `xtask test`'s check of the peer runner: it builds, loads the redb plugin, and (its
+/// `--smoke` mode checks this itself) writes a row with a ratio for every service it was given
+/// (SQLite is measured on OpenDAL's side only: our side's rows come from `storage-bench`, which
+/// the tests do not run).
+pub fn peers_smoke(target: &Path, postgres_url: &str, redis_url: &str) -> Vec<String> {
+    let results = std::env::temp_dir().join(format!("storage-peers-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&results);
+    let outcome = peers(
+        target,
+        PeerRun::Smoke,
+        &results,
+        Some(postgres_url),
+        Some(redis_url),
+    );
+    let _ = std::fs::remove_file(&results);
+    outcome.err().into_iter().collect()
 }

@@ -202,6 +202,10 @@ fn test(args: &[String]) -> ExitCode {
     }
 
     failures.extend(package::check());
+    match (&postgres, &redis) {
+        (Some(pg), Some(r)) => failures.extend(bench::peers_smoke(&target, &pg.url(), &r.url())),
+        _ => failures.push("the OpenDAL peer runner needs PostgreSQL and Redis".into()),
+    }
 
     eprintln!("xtask: building the conformance runner");
     let built = cargo()

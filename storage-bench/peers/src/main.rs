@@ -12,8 +12,8 @@
 //! `ops_per_sec` OpenDAL's, `ours_ops_per_sec` ours, `ratio` ours ÷ OpenDAL.
 //!
 //! ```text
-//! storage-bench-peers --results FILE --dir DIR [--quick] [--postgres URL] [--redis URL]
-//!                     [--redb-plugin PATH]
+//! storage-bench-peers --results FILE --dir DIR [--quick | --smoke] [--postgres URL]
+//!                     [--redis URL] [--redb-plugin PATH]
 //! ```
 
 mod workload;
@@ -146,7 +146,10 @@ async fn main() {
     let results_path = PathBuf::from(value_of("--results").expect("--results FILE"));
     let dir = PathBuf::from(value_of("--dir").expect("--dir DIR"));
     std::fs::create_dir_all(&dir).expect("the peers' directory");
-    let scale = if args.iter().any(|a| a == "--quick") {
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let scale = if smoke {
+        40
+    } else if args.iter().any(|a| a == "--quick") {
         2000
     } else {
         20_000
@@ -166,17 +169,18 @@ async fn main() {
     let theirs = Operator::new(services::Memory::default()).expect("OpenDAL memory");
     pair("memory", mine, theirs, scale * 5, &mut rows).await;
 
-    // PostgreSQL: OpenDAL needs its table (key text, value bytea); ours creates its own.
+    // PostgreSQL: OpenDAL needs its table (key text, value bytea); ours creates its own, in a
+    // schema of its own, so that both start from empty tables (not the main benchmark's).
     if let Some(url) = value_of("--postgres") {
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .expect("connect to PostgreSQL");
         tokio::spawn(connection);
         client
-            .batch_execute("DROP TABLE IF EXISTS opendal_kv; CREATE TABLE opendal_kv (key TEXT PRIMARY KEY, value BYTEA NOT NULL)")
+            .batch_execute("DROP TABLE IF EXISTS opendal_kv; DROP SCHEMA IF EXISTS peers CASCADE; CREATE TABLE opendal_kv (key TEXT PRIMARY KEY, value BYTEA NOT NULL)")
             .await
             .expect("OpenDAL's table");
-        let mine = ours(&format!("database: {{ type: postgresql, url: '{url}', keyPrefix: 'peer:' }}\ncache: {{ type: in-memory }}"), &dir).await;
+        let mine = ours(&format!("database: {{ type: postgresql, url: '{url}', schema: peers, keyPrefix: 'peer:' }}\ncache: {{ type: in-memory }}"), &dir).await;
         let builder = services::Postgresql::default()
             .connection_string(&url)
             .table("opendal_kv")
@@ -254,6 +258,25 @@ async fn main() {
         }
     }
 
+    if smoke {
+        // Every service given must have produced every figure, each with a ratio.
+        let mut services = vec!["memory", "redb"];
+        services.extend(value_of("--postgres").map(|_| "postgresql"));
+        services.extend(value_of("--redis").map(|_| "redis"));
+        let expected = services.len() * workload::OPS.len() * workload::CONCURRENCIES.len();
+        let complete = rows
+            .iter()
+            .filter(|r| {
+                r["ratio"]
+                    .as_f64()
+                    .is_some_and(|x| x.is_finite() && x > 0.0)
+            })
+            .count();
+        if complete != expected {
+            eprintln!("peers: {complete} of {expected} rows with a ratio");
+            std::process::exit(1);
+        }
+    }
     results.extend(rows);
     std::fs::write(
         &results_path,
