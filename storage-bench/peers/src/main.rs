@@ -229,9 +229,12 @@ async fn main() {
     let url = format!("sqlite://{}?mode=rwc", db.display());
     {
         use sqlx::ConnectOptions;
+        // WAL, as ours runs: the mode is kept in the file, so OpenDAL's connections use it too
+        // (sqlx leaves a new file in rollback-journal mode). `synchronous` is FULL on both.
         let mut conn = url
             .parse::<sqlx::sqlite::SqliteConnectOptions>()
             .expect("a SQLite URL")
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .connect()
             .await
             .expect("create OpenDAL's SQLite file");
