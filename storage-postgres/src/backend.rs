@@ -39,21 +39,28 @@ impl Store for PostgresBackend {
     }
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
+        // Each key once (the statement joins with the array), with the slots it fills. A key
+        // asked for more than once is cloned for all but its last slot.
+        let mut slots: std::collections::HashMap<&str, Vec<usize>> =
+            std::collections::HashMap::with_capacity(keys.len());
+        let mut distinct: Vec<&str> = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let at = slots.entry(k.as_str()).or_default();
+            if at.is_empty() {
+                distinct.push(k);
+            }
+            at.push(i);
+        }
+        let distinct = &distinct;
         let rows = self
             .run(true, |mut conn, s| async move {
                 let statement = conn.cached(&s.mget).await?;
-                conn.query(&statement, &[&self.ns, &keys])
+                conn.query(&statement, &[&self.ns, distinct])
                     .await
                     .map_err(|e| pg_error(e, "reading the keys"))
             })
             .await?;
-        // Rows come back in no order: place each value in the slots of its key. A key asked for
-        // more than once is cloned for all but its last slot.
-        let mut slots: std::collections::HashMap<&str, Vec<usize>> =
-            std::collections::HashMap::with_capacity(keys.len());
-        for (i, k) in keys.iter().enumerate() {
-            slots.entry(k.as_str()).or_default().push(i);
-        }
+        // Rows come back in no order: place each value in the slots of its key.
         let mut out = vec![None; keys.len()];
         for r in rows {
             if r.get::<_, i16>(1) == KIND_LIST {

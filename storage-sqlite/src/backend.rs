@@ -46,17 +46,32 @@ impl Store for SqliteBackend {
     }
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
+        // The keys go in as one JSON array; each row names its slot by the array index.
+        let wanted = serde_json::to_string(keys)
+            .map_err(|e| Error::invalid_value(format!("cannot encode the keys: {e}")))?;
         let keys = keys.to_vec();
         self.read(move |tx, ns| {
-            let now = now_ms();
-            keys.iter()
-                .map(|key| match get_row(tx, ns, key, now)? {
-                    Some((KIND_VALUE, text)) => {
-                        decode(key, text.as_deref().unwrap_or("null")).map(Some)
-                    }
-                    _ => Ok(None),
+            let mut out = vec![None; keys.len()];
+            let mut stmt = tx
+                .prepare_cached(sql::MGET)
+                .map_err(|e| sql_error(e, "reading the keys"))?;
+            let rows = stmt
+                .query_map((ns, &wanted, now_ms()), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
                 })
-                .collect()
+                .map_err(|e| sql_error(e, "reading the keys"))?;
+            for row in rows {
+                let (slot, kind, text) = row.map_err(|e| sql_error(e, "reading the keys"))?;
+                let slot = usize::try_from(slot).ok().filter(|&i| i < keys.len());
+                if let (Some(i), KIND_VALUE) = (slot, kind) {
+                    out[i] = Some(decode(&keys[i], text.as_deref().unwrap_or("null"))?);
+                }
+            }
+            Ok(out)
         })
         .await
     }

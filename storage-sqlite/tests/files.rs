@@ -222,6 +222,20 @@ fn statements_use_index_searches_not_scans() {
         assert!(detail.contains("SEARCH"), "{name}: {detail}");
         assert!(!detail.contains("SCAN"), "{name}: {detail}");
     }
+    // mget walks the JSON array of keys (a virtual table) and searches the key table once
+    // per key: the table itself is never scanned.
+    let keys =
+        serde_json::to_string(&(0..100).map(|i| format!("k{i}")).collect::<Vec<_>>()).unwrap();
+    let detail = plan(
+        &conn,
+        sql::MGET,
+        &[&"" as &dyn r2d2_sqlite::rusqlite::ToSql, &keys, &0i64],
+    );
+    assert!(
+        detail.contains("SEARCH kv USING PRIMARY KEY"),
+        "mget: {detail}"
+    );
+    assert!(!detail.contains("SCAN kv"), "mget: {detail}");
 }
 
 /// A file written by schema version 1 (before lists had a head) is migrated on open: its
