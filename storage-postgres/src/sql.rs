@@ -39,11 +39,10 @@ pub const MIGRATION_2: &str =
 /// A live row's kind and value.
 pub const GET: &str = "SELECT kind, value FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
 
-/// Live rows among keys `$2` (distinct). A join with the array, not `key = ANY($2)`: the planner
-/// turns the join into one primary-key lookup per key (or, on a small table, one hash join),
-/// while `ANY` can become a scan that compares every row with every key of the batch, and even
-/// as an index scan took twice as long here.
-pub const MGET: &str = "SELECT kv.key, kv.kind, kv.value FROM unnest($2::text[]) AS wanted(key) JOIN {kv} AS kv ON kv.ns = $1 AND kv.key = wanted.key WHERE kv.expires_at IS NULL OR kv.expires_at > {now}";
+/// Live rows among keys `$2` (distinct: a key asked for twice is sent once). One index scan
+/// over the primary key for the whole batch (a join with the array measured slower here, and
+/// plans no better when statistics are stale).
+pub const MGET: &str = "SELECT key, kind, value FROM {kv} WHERE ns = $1 AND key = ANY($2) AND (expires_at IS NULL OR expires_at > {now})";
 
 /// A live row's kind and list length.
 pub const HEADER: &str = "SELECT kind, list_len FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
