@@ -202,6 +202,9 @@ impl PostgresBackend {
             .connection_timeout(spec.common.acquire_timeout)
             .idle_timeout(Some(spec.common.idle_timeout))
             .error_sink(Box::new(last_error.clone()))
+            // The connection given back last is taken first: a light load stays on a few warm
+            // connections (their statements prepared), and the rest idle out.
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             // The check on checkout is free for a connection in use (a flag and `is_closed`);
             // only one idle for a while costs a round trip (see `pool`).
             .test_on_check_out(true)

@@ -274,6 +274,10 @@ impl RedisBackend {
             .connection_timeout(spec.common.acquire_timeout)
             .idle_timeout(Some(spec.common.idle_timeout))
             .error_sink(Box::new(last_error.clone()))
+            // The connection given back last is taken first: a light load stays on one warm
+            // multiplexed connection (its reader task awake, commands pipelined on it) instead
+            // of cycling through every connection the pool holds.
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             // Checked in `with_conn` instead: a flag always, a PING only after idling.
             .test_on_check_out(false)
             // A failed connect is reported at once (a refused server fails within the connect
