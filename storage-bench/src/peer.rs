@@ -8,27 +8,10 @@
 mod workload;
 
 use super::{Row, Stats};
-use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
-use storage_core::Database;
 use storage_core::config::ConfigSource;
 use storage_manager::StorageManager;
-
-/// The database role from a config, through the manager, as the runner opens ours.
-struct Ours(Arc<dyn Database>);
-
-impl workload::Kv for Ours {
-    async fn get(&self, key: String) -> Result<Option<Value>, String> {
-        self.0.get(&key).await.map_err(|e| e.to_string())
-    }
-    async fn set(&self, key: String, value: Value) -> Result<(), String> {
-        self.0
-            .set_owned(&key, value)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
 
 /// Measures our SQLite backend (a file in `dir`, default options) with the peer workload.
 pub(crate) async fn sqlite(dir: &Path, ops_scale: usize, rows: &mut Vec<Row>) {
@@ -43,7 +26,7 @@ pub(crate) async fn sqlite(dir: &Path, ops_scale: usize, rows: &mut Vec<Row>) {
         .connect_database()
         .await
         .expect("open SQLite for the peer workload");
-    let ours = Arc::new(Ours(db));
+    let ours = Arc::new(workload::OurDatabase(db));
     workload::preload(ours.as_ref())
         .await
         .expect("preload the peer workload");

@@ -22,25 +22,9 @@ use opendal::{ErrorKind, Operator, services};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use storage_core::Database;
 use storage_core::config::ConfigSource;
 use storage_manager::StorageManager;
-use workload::{Figure, Kv};
-
-/// Ours: the database role from a config, through the manager.
-struct Ours(Arc<dyn Database>);
-
-impl Kv for Ours {
-    async fn get(&self, key: String) -> Result<Option<Value>, String> {
-        self.0.get(&key).await.map_err(|e| e.to_string())
-    }
-    async fn set(&self, key: String, value: Value) -> Result<(), String> {
-        self.0
-            .set_owned(&key, value)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
+use workload::{Figure, Kv, OurDatabase};
 
 /// OpenDAL: bytes in and out, so JSON is encoded and decoded here, as an application would.
 struct Dal(Operator);
@@ -65,14 +49,14 @@ impl Kv for Dal {
     }
 }
 
-async fn ours(yaml: &str, dir: &Path) -> Arc<Ours> {
+async fn ours(yaml: &str, dir: &Path) -> Arc<OurDatabase> {
     let source = ConfigSource::from_yaml_str(yaml, dir).expect("a peer config");
     let manager = StorageManager::from_source(&source)
         .expect("a peer config")
         .without_fallback();
     let (db, _) = manager.connect_database().await.expect("open our backend");
     db.clear().await.expect("an empty namespace");
-    Arc::new(Ours(db))
+    Arc::new(OurDatabase(db))
 }
 
 fn row(service: &str, op: &str, c: usize, ours: Figure, theirs: Figure) -> Value {
@@ -102,7 +86,7 @@ fn row(service: &str, op: &str, c: usize, ours: Figure, theirs: Figure) -> Value
 
 async fn pair(
     service: &str,
-    ours: Arc<Ours>,
+    ours: Arc<OurDatabase>,
     theirs: Operator,
     scale: usize,
     rows: &mut Vec<Value>,

@@ -1,7 +1,9 @@
 //! The workload both sides of the peer comparison run: 1,000 keys of about 200 bytes of JSON,
 //! `get` and `set` at concurrency 1 and 64, each figure the median of three runs. Shared, by
 //! path, by the peer runner (this crate) and by `storage-bench`, which measures our SQLite
-//! backend with it (the two SQLite drivers cannot link into one program). It holds no backend.
+//! backend with it (the two SQLite drivers cannot link into one program). It opens no backend:
+//! each program hands it ours as an opened database role ([`OurDatabase`]) and, in the runner,
+//! OpenDAL's operators.
 
 use serde_json::{Value, json};
 use std::future::Future;
@@ -23,6 +25,22 @@ pub trait Kv: Send + Sync + 'static {
     fn get(&self, key: String) -> impl Future<Output = Result<Option<Value>, String>> + Send;
     /// Stores `value` at `key`.
     fn set(&self, key: String, value: Value) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Ours: a database role as the manager opens it for an application.
+pub struct OurDatabase(pub Arc<dyn storage_core::Database>);
+
+impl Kv for OurDatabase {
+    async fn get(&self, key: String) -> Result<Option<Value>, String> {
+        self.0.get(&key).await.map_err(|e| e.to_string())
+    }
+    async fn set(&self, key: String, value: Value) -> Result<(), String> {
+        // The workload hands over a value it will not use again.
+        self.0
+            .set_owned(&key, value)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// About 200 bytes of JSON (the main benchmark's payload).
