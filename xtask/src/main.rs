@@ -179,9 +179,11 @@ fn test(args: &[String]) -> ExitCode {
         .unwrap_or_else(|| workspace_root().join("target"));
     // The plugin template builds on its own, as a copied plugin would, into the same target
     // directory; the matrix then loads it like any plugin.
-    eprintln!("xtask: cargo build --manifest-path plugins/template/Cargo.toml");
+    // `--locked`: its lockfile must follow the host crates' dependencies, as a copied plugin's
+    // would have to.
+    eprintln!("xtask: cargo build --locked --manifest-path plugins/template/Cargo.toml");
     let template = cargo()
-        .args(["build", "--manifest-path"])
+        .args(["build", "--locked", "--manifest-path"])
         .arg(workspace_root().join("plugins/template/Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target)
         .status();
