@@ -94,15 +94,18 @@ impl Store for PostgresBackend {
         let (prefix, _) = pattern.map(literal_prefix).unwrap_or_default();
         let upper = prefix_upper_bound(&prefix);
         let rows = self
-            .run(true, |conn, s| {
+            .run(true, |mut conn, s| {
                 let (prefix, upper) = (&prefix, &upper);
                 async move {
                     let r = if prefix.is_empty() {
-                        conn.query(&s.keys_all, &[&self.ns]).await
+                        let statement = conn.cached(&s.keys_all).await?;
+                        conn.query(&statement, &[&self.ns]).await
                     } else if let Some(upper) = upper {
-                        conn.query(&s.keys_range, &[&self.ns, prefix, upper]).await
+                        let statement = conn.cached(&s.keys_range).await?;
+                        conn.query(&statement, &[&self.ns, prefix, upper]).await
                     } else {
-                        conn.query(&s.keys_from, &[&self.ns, prefix]).await
+                        let statement = conn.cached(&s.keys_from).await?;
+                        conn.query(&statement, &[&self.ns, prefix]).await
                     };
                     r.map_err(|e| pg_error(e, "listing keys"))
                 }
@@ -214,10 +217,11 @@ impl Database for PostgresBackend {
         let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
         // One statement, one transaction; not idempotent, so never retried.
         let rows = self
-            .run(false, |conn, s| {
+            .run(false, |mut conn, s| {
                 let texts = &texts;
                 async move {
-                    conn.query(&s.append_many, &[&self.ns, &key, texts])
+                    let statement = conn.cached(&s.append_many).await?;
+                    conn.query(&statement, &[&self.ns, &key, texts])
                         .await
                         .map_err(|e| pg_error(e, "appending"))
                 }
@@ -254,9 +258,15 @@ impl Database for PostgresBackend {
         // Not idempotent (a window from one end shrinks the list again): never retried.
         self.run(false, |mut conn, s| async move {
             let map = |what: &'static str| move |e| pg_error(e, what);
+            // Prepared (once per connection) before the transaction borrows the connection.
+            let lock_list = conn.cached(&s.lock_list).await?;
+            let delete_items = conn.cached(&s.delete_items).await?;
+            let delete_key = conn.cached(&s.delete_key).await?;
+            let trim_items = conn.cached(&s.trim_items).await?;
+            let set_window = conn.cached(&s.set_window).await?;
             let tx = conn.transaction().await.map_err(map("starting the trim"))?;
             let Some(row) = tx
-                .query_opt(&s.lock_list, &[&self.ns, &key])
+                .query_opt(&lock_list, &[&self.ns, &key])
                 .await
                 .map_err(map("locking the list"))?
             else {
@@ -268,21 +278,21 @@ impl Database for PostgresBackend {
             }
             match storage_core::lrange_window(len as u64, start, end) {
                 None => {
-                    tx.execute(&s.delete_items, &[&self.ns, &key])
+                    tx.execute(&delete_items, &[&self.ns, &key])
                         .await
                         .map_err(map("dropping the list"))?;
-                    tx.execute(&s.delete_key, &[&self.ns, &key])
+                    tx.execute(&delete_key, &[&self.ns, &key])
                         .await
                         .map_err(map("dropping the list"))?;
                 }
                 Some((first, last)) => {
                     // Two index ranges of the primary key, one from each end: O(removed).
                     let (new_head, new_last) = (head + first as i64, head + last as i64);
-                    tx.execute(&s.trim_items, &[&self.ns, &key, &new_head, &new_last])
+                    tx.execute(&trim_items, &[&self.ns, &key, &new_head, &new_last])
                         .await
                         .map_err(map("dropping trimmed items"))?;
                     tx.execute(
-                        &s.set_window,
+                        &set_window,
                         &[&self.ns, &key, &new_head, &(new_last - new_head + 1)],
                     )
                     .await

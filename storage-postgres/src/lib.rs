@@ -313,8 +313,9 @@ impl PostgresBackend {
 
     async fn reclaim(&self) {
         let r = self
-            .run(true, |conn, s| async move {
-                conn.execute(&s.reclaim, &[])
+            .run(true, |mut conn, s| async move {
+                let statement = conn.cached(&s.reclaim).await?;
+                conn.execute(&statement, &[])
                     .await
                     .map_err(|e| pg_error(e, "reclaiming"))?;
                 Ok(())
@@ -367,17 +368,20 @@ impl PostgresBackend {
         self.run(true, |mut conn, s| {
             let (keys, values, ttls) = (&keys, &values, &ttls);
             async move {
+                // Prepared (once per connection) before the transaction borrows the connection.
+                let mset = conn.cached(&s.mset).await?;
+                let delete_items = conn.cached(&s.delete_items).await?;
                 let tx = conn
                     .transaction()
                     .await
                     .map_err(|e| pg_error(e, "starting the batch"))?;
                 let lists = tx
-                    .query(&s.mset, &[&self.ns, keys, values, ttls])
+                    .query(&mset, &[&self.ns, keys, values, ttls])
                     .await
                     .map_err(|e| pg_error(e, "storing the batch"))?;
                 for row in lists {
                     let key: &str = row.get(0);
-                    tx.execute(&s.delete_items, &[&self.ns, &key])
+                    tx.execute(&delete_items, &[&self.ns, &key])
                         .await
                         .map_err(|e| pg_error(e, "dropping a replaced list"))?;
                 }
@@ -391,9 +395,10 @@ impl PostgresBackend {
     }
 
     async fn header(&self, key: &str) -> Result<Option<(i16, i64)>> {
-        self.run(true, |conn, s| async move {
+        self.run(true, |mut conn, s| async move {
+            let statement = conn.cached(&s.header).await?;
             Ok(conn
-                .query_opt(&s.header, &[&self.ns, &key])
+                .query_opt(&statement, &[&self.ns, &key])
                 .await
                 .map_err(|e| pg_error(e, "reading the key"))?
                 .map(|r| (r.get(0), r.get(1))))
