@@ -170,7 +170,7 @@ impl Store for RedbBackend {
 impl Cache for RedbBackend {
     async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
         let (key, json) = (key.to_string(), encode(value)?.into_bytes());
-        self.write(move |tx, ns, now| put_value(tx, ns, &key, json, deadline(now, ttl)))
+        self.write(move |tx, ns, now| put_value(tx, ns, &key, &json, deadline(now, ttl)))
             .await
     }
 
@@ -180,8 +180,8 @@ impl Cache for RedbBackend {
             .map(|e| Ok((e.key.clone(), encode(&e.value)?.into_bytes(), e.ttl)))
             .collect::<Result<Vec<_>>>()?;
         self.write(move |tx, ns, now| {
-            for (k, json, ttl) in entries {
-                put_value(tx, ns, &k, json, deadline(now, ttl))?;
+            for (k, json, ttl) in &entries {
+                put_value(tx, ns, k, json, deadline(now, *ttl))?;
             }
             Ok(())
         })

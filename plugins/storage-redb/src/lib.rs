@@ -8,16 +8,18 @@
 //!   storage-core's Redis matcher.
 //! - **Lists**: a header row holds the length; items live in a second table keyed by
 //!   `(namespace, key, seq)` with a dense sequence, so append and tail reads are lookups.
-//! - **Transactions**: every write (mset included) is one redb write transaction, committed
-//!   with `Durability::Immediate` by default, so an acknowledged write survives a crash.
+//! - **Transactions**: every write (mset included) is atomic, committed with
+//!   `Durability::Immediate` by default, so an acknowledged write survives a crash. Writes
+//!   that arrive while a commit runs share the next transaction and its fsync (group commit,
+//!   at most [`MAX_GROUP`] writes); a failing write is rolled back alone.
 //! - **Expiry** is indexed: a third table keyed by `(namespace, deadline, key)` lists the keys
 //!   written with a TTL, so every 128th write reclaims what has expired by reading only the
 //!   expired part of that index; a namespace with no TTLs costs one empty range lookup.
 //! - **Threads**: point reads (a key, a batch or a list window of at most
 //!   [`INLINE_READ_LIMIT`] entries) run where they are awaited: a B-tree lookup in redb's page
 //!   cache takes microseconds, less than a handoff to another thread. Scans (`keys`, larger
-//!   windows) and every write (a commit waits for the disk) run on the plugin runtime's
-//!   blocking pool.
+//!   windows) and every commit (it waits for the disk) run on the plugin runtime's blocking
+//!   pool, one commit at a time per backend, taking every write queued behind it (`commit`).
 //!
 //! Options (`options:` in the backend block): `path` (required; relative to the config file)
 //! and `durability` (`immediate`, the default, or `none`).
@@ -30,9 +32,7 @@ use async_trait::async_trait;
 use redb::{Database as Redb, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::plugin::PluginRegistrar;
@@ -42,8 +42,14 @@ use storage_core::{
 };
 
 mod backend;
+mod commit;
 pub mod config;
 mod expiry;
+mod file;
+
+pub use commit::MAX_GROUP;
+use commit::{CommitSettings, Committer};
+use file::{OpenFile, open_file};
 
 use expiry::{index_deadline, index_existing_deadlines, reclaim_expired, unindex_deadline};
 
@@ -131,50 +137,13 @@ fn decode_json(key: &str, bytes: &[u8]) -> Result<Value> {
         .map_err(|e| Error::other(format!("the value at {key:?} is not valid JSON: {e}")))
 }
 
-/// One redb file per path in the process (redb locks a file to one opener).
-fn open_file(path: &Path) -> Result<Arc<Redb>> {
-    static OPEN: Mutex<Vec<(PathBuf, Weak<Redb>)>> = Mutex::new(Vec::new());
-    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
-    open.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(db) = open
-        .iter()
-        .find(|(p, _)| p == path)
-        .and_then(|(_, w)| w.upgrade())
-    {
-        return Ok(db);
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            Error::connection(format!("cannot create directory {}: {e}", parent.display()))
-        })?;
-    }
-    let db = Redb::create(path).map_err(|e| {
-        Error::config(format!(
-            "cannot open {} as a redb database: {e}",
-            path.display()
-        ))
-    })?;
-    let tx = db
-        .begin_write()
-        .map_err(|e| db_error(e, "creating tables"))?;
-    tx.open_table(KEYS)
-        .map_err(|e| db_error(e, "creating tables"))?;
-    tx.open_table(ITEMS)
-        .map_err(|e| db_error(e, "creating tables"))?;
-    index_existing_deadlines(&tx)?;
-    tx.commit().map_err(|e| db_error(e, "creating tables"))?;
-    let db = Arc::new(db);
-    open.push((path.to_path_buf(), Arc::downgrade(&db)));
-    Ok(db)
-}
-
 /// A namespace of one redb file; serves both roles.
 #[derive(Debug)]
 pub struct RedbBackend {
-    db: RwLock<Option<Arc<Redb>>>,
+    db: RwLock<Option<Arc<OpenFile>>>,
     ns: Arc<str>,
-    durability: DurabilityOption,
-    writes: AtomicU64,
+    committer: Arc<Committer>,
+    commit_settings: Arc<CommitSettings>,
 }
 
 impl RedbBackend {
@@ -182,15 +151,26 @@ impl RedbBackend {
     pub fn open(spec: &BackendSpec) -> Result<RedbBackend> {
         let settings = spec.settings::<RedbConfig>()?;
         let path = settings.path.clone();
+        let ns: Arc<str> = spec.common.key_prefix.as_str().into();
+        let durability = match settings.durability {
+            DurabilityOption::Immediate => redb::Durability::Immediate,
+            DurabilityOption::None => redb::Durability::None,
+        };
         Ok(RedbBackend {
             db: RwLock::new(Some(open_file(&path)?)),
-            ns: spec.common.key_prefix.as_str().into(),
-            durability: settings.durability,
-            writes: AtomicU64::new(0),
+            ns: ns.clone(),
+            committer: Arc::default(),
+            commit_settings: Arc::new(CommitSettings { ns, durability }),
         })
     }
 
-    fn db(&self) -> Result<Arc<Redb>> {
+    /// Write transactions committed since this backend opened. Concurrent writes share
+    /// transactions (see the crate docs), so this is at most the number of writes.
+    pub fn commits(&self) -> u64 {
+        self.committer.commits()
+    }
+
+    fn db(&self) -> Result<Arc<OpenFile>> {
         self.db
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -226,36 +206,15 @@ impl RedbBackend {
         .map_err(|e| Error::other(format!("blocking task failed: {e}")))?
     }
 
-    /// Runs a write transaction on a blocking thread and commits it.
+    /// Applies `work` in a write transaction committed on a blocking thread, shared with the
+    /// writes queued beside it (the `commit` module).
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction, &str, i64) -> Result<T> + Send + 'static,
+        work: impl FnMut(&redb::WriteTransaction, &str, i64) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let (db, ns) = (self.db()?, self.ns.clone());
-        let durability = match self.durability {
-            DurabilityOption::Immediate => redb::Durability::Immediate,
-            DurabilityOption::None => redb::Durability::None,
-        };
-        let reclaim = self
-            .writes
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(RECLAIM_EVERY);
-        tokio::task::spawn_blocking(move || {
-            let mut tx = db
-                .begin_write()
-                .map_err(|e| db_error(e, "beginning a write"))?;
-            tx.set_durability(durability)
-                .map_err(|e| db_error(e, "setting durability"))?;
-            let now = now_ms();
-            if reclaim {
-                reclaim_expired(&tx, &ns, now)?;
-            }
-            let out = f(&tx, &ns, now)?;
-            tx.commit().map_err(|e| db_error(e, "committing"))?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::other(format!("blocking task failed: {e}")))?
+        self.committer
+            .submit(self.db()?, &self.commit_settings, work)
+            .await
     }
 }
 
@@ -307,7 +266,7 @@ fn put_value(
     tx: &redb::WriteTransaction,
     ns: &str,
     key: &str,
-    json: Vec<u8>,
+    json: &[u8],
     expires_at: Option<i64>,
 ) -> Result<()> {
     let old = {
@@ -329,7 +288,7 @@ fn put_value(
         list: false,
         expires_at,
         len: 0,
-        json,
+        json: json.to_vec(),
     };
     table
         .insert((ns, key), header.encode().as_slice())

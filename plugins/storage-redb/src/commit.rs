@@ -1,0 +1,284 @@
+//! Group commit: writes that wait on each other share one redb transaction and its fsync.
+//!
+//! redb runs one write transaction at a time, and with `Durability::Immediate` every commit
+//! waits for the disk; writers queued behind each other would each pay a whole fsync in turn.
+//! Here a write joins a queue. The first writer that finds no commit running starts one on a
+//! blocking thread of the plugin's runtime; that commit takes everything queued (up to
+//! [`MAX_GROUP`] writes), applies the writes in the order they arrived in one transaction,
+//! commits once, and answers each. Writes that arrive meanwhile form the next group. A lone
+//! writer is a group of one, exactly the transaction it had before.
+//!
+//! What each write is promised stays the same: it returns only after the commit that holds it,
+//! it is atomic, and it sees every write answered before it. A write that fails (a list where a
+//! value is expected, say) fails alone: the transaction is aborted, that write gets its error,
+//! and the writes before and after it are applied again in a fresh transaction. A failed commit
+//! fails every write of its group, none of which took effect.
+//!
+//! Not the operations themselves: those are closures from `backend.rs`.
+
+use super::*;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::oneshot;
+
+/// The most writes one transaction takes, so that one commit's size stays bounded.
+pub const MAX_GROUP: usize = 128;
+
+/// A write's work: applied to the group's transaction, possibly more than once (see the
+/// module docs), so it must not consume what it captures.
+pub(crate) trait WriteFn<T>: FnMut(&redb::WriteTransaction, &str, i64) -> Result<T> {}
+impl<T, F: FnMut(&redb::WriteTransaction, &str, i64) -> Result<T>> WriteFn<T> for F {}
+
+/// One queued write, its result kept until its group commits.
+trait Pending: Send {
+    fn apply(&mut self, tx: &redb::WriteTransaction, ns: &str, now: i64) -> Result<()>;
+    fn fail(self: Box<Self>, error: Error);
+    fn committed(self: Box<Self>);
+}
+
+struct Job<T, F> {
+    work: F,
+    out: Option<T>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T: Send, F: WriteFn<T> + Send> Pending for Job<T, F> {
+    fn apply(&mut self, tx: &redb::WriteTransaction, ns: &str, now: i64) -> Result<()> {
+        self.out = Some((self.work)(tx, ns, now)?);
+        Ok(())
+    }
+
+    fn fail(self: Box<Self>, error: Error) {
+        // The writer may have stopped waiting; its write's outcome is then nobody's to hear.
+        let _ = self.reply.send(Err(error));
+    }
+
+    fn committed(self: Box<Self>) {
+        let result = self
+            .out
+            .ok_or_else(|| Error::other("a grouped write was committed without being applied"));
+        let _ = self.reply.send(result);
+    }
+}
+
+/// What the transaction is run with.
+#[derive(Debug)]
+pub(crate) struct CommitSettings {
+    pub(crate) ns: Arc<str>,
+    pub(crate) durability: redb::Durability,
+}
+
+/// The queue of one backend's writes.
+#[derive(Default)]
+pub(crate) struct Committer {
+    queue: Mutex<Queue>,
+    /// Writes taken so far: every [`RECLAIM_EVERY`]th one reclaims expired keys.
+    writes: AtomicU64,
+    /// Transactions committed so far.
+    commits: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Box<dyn Pending>>,
+    running: bool,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("commits", &self.commits.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    /// Queues `work`, starts a commit if none is running, and waits for the commit that holds it.
+    pub(crate) async fn submit<T, F>(
+        self: &Arc<Self>,
+        db: Arc<OpenFile>,
+        settings: &Arc<CommitSettings>,
+        work: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: WriteFn<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.jobs.push(Box::new(Job {
+                work,
+                out: None,
+                reply,
+            }));
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            let leader = Leader {
+                committer: self.clone(),
+                db: Some(db),
+                settings: settings.clone(),
+                finished: false,
+            };
+            // If the runtime is shutting down the closure is dropped unrun, and the leader's
+            // drop answers everything queued.
+            drop(tokio::task::spawn_blocking(move || leader.run()));
+        }
+        answer.await.map_err(|_| {
+            Error::other("the write was abandoned before its commit ran (runtime shutting down?)")
+        })?
+    }
+
+    /// Transactions committed since the backend opened (fewer than writes when they grouped).
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// The writer that runs commits until the queue is empty.
+struct Leader {
+    committer: Arc<Committer>,
+    /// Taken when the leader is done, before its last answers go out.
+    db: Option<Arc<OpenFile>>,
+    settings: Arc<CommitSettings>,
+    finished: bool,
+}
+
+/// What a write is told once its group is done.
+enum Answer {
+    Committed(Box<dyn Pending>),
+    Failed(Box<dyn Pending>, Error),
+}
+
+fn answer(answers: Vec<Answer>) {
+    for a in answers {
+        match a {
+            Answer::Committed(job) => job.committed(),
+            Answer::Failed(job, error) => job.fail(error),
+        }
+    }
+}
+
+/// Why a group's transaction did not commit.
+enum GroupError {
+    /// The write at this index failed; the others may be applied again.
+    Write(usize, Error),
+    /// The transaction itself failed: every write of the group fails with this message.
+    Transaction(String),
+}
+
+impl Leader {
+    fn run(mut self) {
+        let mut answers = Vec::new();
+        loop {
+            let group: Vec<Box<dyn Pending>> = {
+                let mut queue = self
+                    .committer
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if queue.jobs.is_empty() {
+                    queue.running = false;
+                    self.finished = true;
+                    break;
+                }
+                let n = queue.jobs.len().min(MAX_GROUP);
+                queue.jobs.drain(..n).collect()
+            };
+            answer(std::mem::take(&mut answers));
+            answers = self.commit_group(group);
+        }
+        // Let go of the file before the last writers hear back: one that closes its backend
+        // next expects the file to be released.
+        drop(self.db.take());
+        answer(answers);
+    }
+
+    /// Commits `group` and returns the answers, to be sent once the leader is done with them.
+    fn commit_group(&self, mut group: Vec<Box<dyn Pending>>) -> Vec<Answer> {
+        let before = self
+            .committer
+            .writes
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        // Whether the group holds a multiple of RECLAIM_EVERY among its write numbers.
+        let reclaim = before.div_ceil(RECLAIM_EVERY) * RECLAIM_EVERY < before + group.len() as u64;
+        let mut answers = Vec::with_capacity(group.len());
+        while !group.is_empty() {
+            match self.try_commit(&mut group, reclaim) {
+                Ok(()) => {
+                    self.committer.commits.fetch_add(1, Ordering::Relaxed);
+                    answers.extend(group.into_iter().map(Answer::Committed));
+                    break;
+                }
+                Err(GroupError::Write(at, error)) => {
+                    answers.push(Answer::Failed(group.remove(at), error));
+                }
+                Err(GroupError::Transaction(message)) => {
+                    answers.extend(
+                        group
+                            .into_iter()
+                            .map(|job| Answer::Failed(job, Error::other(message.clone()))),
+                    );
+                    break;
+                }
+            }
+        }
+        answers
+    }
+
+    fn try_commit(
+        &self,
+        group: &mut [Box<dyn Pending>],
+        reclaim: bool,
+    ) -> std::result::Result<(), GroupError> {
+        let failed =
+            |e: &dyn std::fmt::Display, what: &str| GroupError::Transaction(format!("{what}: {e}"));
+        let db = self
+            .db
+            .as_ref()
+            .ok_or_else(|| GroupError::Transaction("the file was let go".into()))?;
+        let mut tx = db
+            .begin_write()
+            .map_err(|e| failed(&e, "beginning a write"))?;
+        tx.set_durability(self.settings.durability)
+            .map_err(|e| failed(&e, "setting durability"))?;
+        let (ns, now) = (&*self.settings.ns, now_ms());
+        if reclaim {
+            reclaim_expired(&tx, ns, now)
+                .map_err(|e| GroupError::Transaction(e.message().to_string()))?;
+        }
+        for (at, job) in group.iter_mut().enumerate() {
+            if let Err(error) = job.apply(&tx, ns, now) {
+                // Dropping would abort too; an abort that fails leaves nothing to undo.
+                let _ = tx.abort();
+                return Err(GroupError::Write(at, error));
+            }
+        }
+        tx.commit().map_err(|e| failed(&e, "committing"))
+    }
+}
+
+impl Drop for Leader {
+    /// A leader that did not finish (its task never ran, or a write panicked) still answers
+    /// everything queued, and lets the next writer start a commit.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let jobs = {
+            let mut queue = self
+                .committer
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            queue.running = false;
+            std::mem::take(&mut queue.jobs)
+        };
+        for job in jobs {
+            job.fail(Error::other(
+                "the write was abandoned: the commit that held it stopped",
+            ));
+        }
+    }
+}
