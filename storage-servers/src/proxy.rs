@@ -182,6 +182,10 @@ async fn pump(
             continue;
         }
         match shared.fault() {
+            // `set(Refuse)` cuts open connections through a signal that their tasks see only
+            // when next scheduled; until then nothing may pass, or a request sent right after
+            // the switch could still be served.
+            Fault::Refuse => return,
             Fault::BlackHole => continue,
             Fault::Delay(d) => tokio::time::sleep(d).await,
             Fault::DropAfterNextRequest
