@@ -31,10 +31,10 @@
 
 use crate::BackendFactory;
 use std::ffi::c_char;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Bumped whenever [`PluginDeclaration`] or the register protocol changes.
-pub const PLUGIN_ABI_VERSION: u32 = 3;
+pub const PLUGIN_ABI_VERSION: u32 = 4;
 
 /// A hash of the definitions that cross the boundary (`backend.rs`, `error.rs`,
 /// `registry.rs`, `plugin.rs`, `config/spec.rs`, `config/common.rs`, comments and whitespace
@@ -142,16 +142,57 @@ pub struct SyncLayouts(pub [TypeLayout; 16]);
 // SAFETY: the pointers are to 'static, immutable string literals.
 unsafe impl Sync for SyncLayouts {}
 
-/// What a plugin hands the host: the factories it registers.
+/// What the host lends a plugin's code: hooks into the host's executor, which the plugin's
+/// own copy of the async runtime cannot see (each library has its own thread-locals).
+#[derive(Debug, Clone, Copy)]
+pub struct HostServices {
+    /// Runs the closure on the calling thread after telling the host's executor that this
+    /// thread is about to block, so that the executor's other tasks move to another thread
+    /// meanwhile (tokio's `block_in_place`). Returns `false` without running it where the
+    /// host's executor cannot do that (a current-thread runtime, or none); the caller then
+    /// sends the work to a blocking thread instead.
+    pub block_in_place: fn(&mut dyn FnMut()) -> bool,
+}
+
+/// The host's services, in the plugin library's copy of this crate: set by
+/// [`declare_plugin!`](crate::declare_plugin)'s register function, never in the host's own copy.
+static HOST_SERVICES: OnceLock<HostServices> = OnceLock::new();
+
+/// The services of the host that loaded this library, if a host's loader did (code linked
+/// into the host directly has none).
+pub fn host_services() -> Option<HostServices> {
+    HOST_SERVICES.get().copied()
+}
+
+/// Keeps the registrar's host services for [`host_services`]. Called by the register function
+/// that [`declare_plugin!`](crate::declare_plugin) generates; the first host to register wins.
+#[doc(hidden)]
+pub fn keep_host_services(registrar: &PluginRegistrar) {
+    if let Some(host) = registrar.host {
+        let _ = HOST_SERVICES.set(host);
+    }
+}
+
+/// What a plugin hands the host: the factories it registers. The host lends its services
+/// through it.
 #[derive(Default)]
 pub struct PluginRegistrar {
     factories: Vec<Arc<dyn BackendFactory>>,
+    host: Option<HostServices>,
 }
 
 impl PluginRegistrar {
-    /// An empty registrar (the host makes one per library).
+    /// An empty registrar lending no services.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registrar lending `host` (the host's loader makes one per library).
+    pub fn with_host(host: HostServices) -> Self {
+        Self {
+            factories: Vec::new(),
+            host: Some(host),
+        }
     }
 
     /// Registers a factory. Wrap it with `storage_plugin::bridged` so that its async work runs
@@ -211,6 +252,7 @@ macro_rules! declare_plugin {
             let result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
                 // SAFETY: the host passes a valid, exclusive registrar for this call.
                 let registrar = unsafe { &mut *registrar };
+                $crate::plugin::keep_host_services(registrar);
                 $register(registrar);
             }));
             if result.is_ok() { 0 } else { 1 }

@@ -2,13 +2,17 @@
 //!
 //! It opens each library named in `plugins:`, checks its whole declaration against this build
 //! before calling anything in it, registers its factories, and keeps the library loaded for
-//! the life of the process, so that no object it made can outlive its code.
+//! the life of the process, so that no object it made can outlive its code. It lends each
+//! library the host's executor hook ([`HostServices`]), through which a plugin's blocking work
+//! can run in place on a multi-threaded runtime.
 
 use libloading::Library;
 use std::ffi::{CStr, c_char};
 use std::path::Path;
 use std::sync::Mutex;
-use storage_core::plugin::{self, DECLARATION_SYMBOL, PluginDeclaration, PluginRegistrar};
+use storage_core::plugin::{
+    self, DECLARATION_SYMBOL, HostServices, PluginDeclaration, PluginRegistrar,
+};
 use storage_core::{Error, Registry, Result};
 
 /// Libraries stay loaded until the process exits: objects from them may be anywhere.
@@ -154,7 +158,9 @@ pub fn load_plugin(path: &Path, registry: &mut Registry) -> Result<Vec<String>> 
     }
     // SAFETY: the ABI version matched, so the declaration has our layout.
     unsafe { check(decl, path)? };
-    let mut registrar = PluginRegistrar::new();
+    let mut registrar = PluginRegistrar::with_host(HostServices {
+        block_in_place: storage_plugin::tokio_block_in_place,
+    });
     // SAFETY: the declaration passed every check; register gets an exclusive registrar.
     let status = unsafe { (decl.register)(&mut registrar) };
     if status != 0 {

@@ -12,6 +12,9 @@
 //! - panics are caught around every call and every poll, and become [`ErrorKind::Plugin`]
 //!   errors.
 //!
+//! [`block_in_place`] runs a plugin's blocking work on the caller's thread where the host's
+//! executor can spare it (see the [`blocking`] module).
+//!
 //! It is not needed (and not useful) for backends compiled into the host.
 //!
 //! ```text
@@ -24,6 +27,9 @@
 //! [`ErrorKind::Plugin`]: storage_core::ErrorKind::Plugin
 
 #![warn(missing_docs)]
+
+pub mod blocking;
+pub use blocking::{block_in_place, tokio_block_in_place};
 
 use async_trait::async_trait;
 use serde_json::Value;
