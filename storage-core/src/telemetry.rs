@@ -113,8 +113,9 @@ pub fn describe() {
 pub(crate) struct OperationLabels {
     system: SharedString,
     role: SharedString,
-    handles:
-        std::sync::RwLock<std::collections::HashMap<&'static str, (metrics::Histogram, Instant)>>,
+    /// One entry per operation name used so far (a few dozen at most): a scan of short names
+    /// costs less than hashing one.
+    handles: std::sync::RwLock<Vec<(&'static str, metrics::Histogram, Instant)>>,
 }
 
 /// How long a cached histogram handle is used before it is looked up again.
@@ -161,7 +162,7 @@ impl OperationLabels {
         }
         {
             let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
-            if let Some((handle, at)) = handles.get(op)
+            if let Some((_, handle, at)) = handles.iter().find(|(name, ..)| *name == op)
                 && now.saturating_duration_since(*at) < HANDLE_REFRESH
             {
                 handle.record(seconds);
@@ -170,10 +171,11 @@ impl OperationLabels {
         }
         let handle = metrics::histogram!(OPERATION_DURATION, self.labels(op, None));
         handle.record(seconds);
-        self.handles
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(op, (handle, now));
+        let mut handles = self.handles.write().unwrap_or_else(|e| e.into_inner());
+        match handles.iter_mut().find(|(name, ..)| *name == op) {
+            Some(cached) => *cached = (op, handle, now),
+            None => handles.push((op, handle, now)),
+        }
     }
 }
 

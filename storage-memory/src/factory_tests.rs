@@ -98,8 +98,9 @@ fn an_entry_expires_at_its_deadline() {
         slot: Slot::Value(json!(1)),
         expiry: Some((deadline, 0)),
     };
-    assert!(entry(now + Duration::from_millis(1)).live(now));
-    assert!(!entry(now).live(now), "due at its deadline");
+    let at = Now(now.into());
+    assert!(entry(now + Duration::from_millis(1)).live(&at));
+    assert!(!entry(now).live(&at), "due at its deadline");
     let mut state = State::default();
     for (i, deadline) in [now, now + Duration::from_secs(1)].into_iter().enumerate() {
         let key = format!("k{i}");
@@ -112,11 +113,32 @@ fn an_entry_expires_at_its_deadline() {
             .expiry
             .insert((deadline, i as u64), (String::new(), key));
     }
-    state.reclaim(now);
+    state.reclaim(&at);
     let left: Vec<&String> = state.namespaces[""].keys().collect();
     assert_eq!(
         left,
         ["k1"],
         "the entry due now is reclaimed, the later one kept"
     );
+}
+
+#[test]
+fn the_clock_is_read_only_for_keys_with_a_deadline() {
+    let unread = Now::default();
+    let mut state = State::default();
+    let _ = state.put("", "k", Slot::Value(json!(1)), None, &unread);
+    assert!(state.live("", "k", &unread).is_some());
+    state.reclaim(&unread);
+    assert!(
+        unread.0.get().is_none(),
+        "no deadline anywhere, no clock read"
+    );
+    let _ = state.put(
+        "",
+        "t",
+        Slot::Value(json!(2)),
+        Some(Duration::from_secs(60)),
+        &unread,
+    );
+    assert!(unread.0.get().is_some(), "a TTL needs the time");
 }

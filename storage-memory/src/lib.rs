@@ -58,8 +58,19 @@ struct Entry {
 }
 
 impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expiry.is_none_or(|(deadline, _)| deadline > now)
+    fn live(&self, now: &Now) -> bool {
+        self.expiry.is_none_or(|(deadline, _)| deadline > now.get())
+    }
+}
+
+/// The time of one operation, read from the clock only if something needs it: most keys have
+/// no TTL, and a clock read costs about as much as the lookup it would serve.
+#[derive(Default)]
+struct Now(std::cell::OnceCell<Instant>);
+
+impl Now {
+    fn get(&self) -> Instant {
+        *self.0.get_or_init(Instant::now)
     }
 }
 
@@ -74,9 +85,9 @@ struct State {
 impl State {
     /// Removes every entry whose deadline has passed. Called on each write, so that memory
     /// held by expired keys is bounded by what was written since the last write.
-    fn reclaim(&mut self, now: Instant) {
+    fn reclaim(&mut self, now: &Now) {
         while let Some(entry) = self.expiry.first_entry() {
-            if entry.key().0 > now {
+            if entry.key().0 > now.get() {
                 break;
             }
             let (ns, key) = entry.remove();
@@ -97,7 +108,7 @@ impl State {
     }
 
     /// Removes `key`, unfiling its deadline. Returns the entry if it was live.
-    fn remove(&mut self, ns: &str, key: &str, now: Instant) -> Option<Entry> {
+    fn remove(&mut self, ns: &str, key: &str, now: &Now) -> Option<Entry> {
         let map = self.namespaces.get_mut(ns)?;
         let entry = map.remove(key)?;
         if map.is_empty() {
@@ -119,10 +130,10 @@ impl State {
         key: &str,
         slot: Slot,
         ttl: Option<Duration>,
-        now: Instant,
+        now: &Now,
     ) -> Option<Entry> {
         // A deadline past what `Instant` can represent (hundreds of years) is "never".
-        let expiry = ttl.and_then(|t| now.checked_add(t)).map(|deadline| {
+        let expiry = ttl.and_then(|t| now.get().checked_add(t)).map(|deadline| {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.expiry
@@ -144,7 +155,7 @@ impl State {
         old
     }
 
-    fn live(&self, ns: &str, key: &str, now: Instant) -> Option<&Entry> {
+    fn live(&self, ns: &str, key: &str, now: &Now) -> Option<&Entry> {
         self.namespaces.get(ns)?.get(key).filter(|e| e.live(now))
     }
 
@@ -201,7 +212,7 @@ impl MemoryStore {
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
         let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
-        guard.reclaim(Instant::now());
+        guard.reclaim(&Now::default());
         guard
     }
 }
@@ -228,7 +239,7 @@ impl MemoryBackend {
         let replaced = self
             .store
             .write()
-            .put(&self.ns, key, slot, ttl, Instant::now());
+            .put(&self.ns, key, slot, ttl, &Now::default());
         drop(replaced);
         Ok(())
     }
@@ -251,7 +262,7 @@ impl Store for MemoryBackend {
     async fn get(&self, key: &str) -> Result<Option<Value>> {
         self.open()?;
         let state = self.store.read();
-        match state.live(&self.ns, key, Instant::now()).map(|e| &e.slot) {
+        match state.live(&self.ns, key, &Now::default()).map(|e| &e.slot) {
             None => Ok(None),
             Some(Slot::Value(v)) => Ok(Some(v.clone())),
             Some(Slot::List(_)) => Err(Error::holds_list(key)),
@@ -260,17 +271,17 @@ impl Store for MemoryBackend {
 
     async fn delete(&self, key: &str) -> Result<bool> {
         self.open()?;
-        let now = Instant::now();
-        Ok(self.store.write().remove(&self.ns, key, now).is_some())
+        let now = Now::default();
+        Ok(self.store.write().remove(&self.ns, key, &now).is_some())
     }
 
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
         self.open()?;
         let state = self.store.read();
-        let now = Instant::now();
+        let now = Now::default();
         Ok(keys
             .iter()
-            .map(|k| match state.live(&self.ns, k, now).map(|e| &e.slot) {
+            .map(|k| match state.live(&self.ns, k, &now).map(|e| &e.slot) {
                 Some(Slot::Value(v)) => Some(v.clone()),
                 _ => None,
             })
@@ -282,7 +293,7 @@ impl Store for MemoryBackend {
         Ok(self
             .store
             .read()
-            .live(&self.ns, key, Instant::now())
+            .live(&self.ns, key, &Now::default())
             .is_some())
     }
 
@@ -290,7 +301,7 @@ impl Store for MemoryBackend {
         self.open()?;
         let state = self.store.read();
         Ok(
-            match state.live(&self.ns, key, Instant::now()).map(|e| &e.slot) {
+            match state.live(&self.ns, key, &Now::default()).map(|e| &e.slot) {
                 None => KeyKind::None,
                 Some(Slot::Value(_)) => KeyKind::Value,
                 Some(Slot::List(_)) => KeyKind::List,
@@ -301,7 +312,7 @@ impl Store for MemoryBackend {
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         self.open()?;
         let state = self.store.read();
-        let now = Instant::now();
+        let now = Now::default();
         let Some(map) = state.namespaces.get(&self.ns) else {
             return Ok(Vec::new());
         };
@@ -310,7 +321,7 @@ impl Store for MemoryBackend {
         Ok(map
             .iter()
             .filter(|(k, e)| {
-                k.starts_with(&prefix) && e.live(now) && pattern.is_none_or(|p| glob_match(p, k))
+                k.starts_with(&prefix) && e.live(&now) && pattern.is_none_or(|p| glob_match(p, k))
             })
             .map(|(k, _)| k.clone())
             .collect())
@@ -354,9 +365,9 @@ impl Cache for MemoryBackend {
             .collect();
         let mut replaced = Vec::with_capacity(entries.len());
         let mut state = self.store.write();
-        let now = Instant::now();
+        let now = Now::default();
         for (e, slot) in entries.iter().zip(slots) {
-            replaced.push(state.put(&self.ns, &e.key, slot, e.ttl, now));
+            replaced.push(state.put(&self.ns, &e.key, slot, e.ttl, &now));
         }
         drop(state);
         drop(replaced);
@@ -366,14 +377,14 @@ impl Cache for MemoryBackend {
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         self.open()?;
         let state = self.store.read();
-        let now = Instant::now();
-        Ok(match state.live(&self.ns, key, now) {
+        let now = Now::default();
+        Ok(match state.live(&self.ns, key, &now) {
             None => KeyTtl::Missing,
             Some(Entry { expiry: None, .. }) => KeyTtl::Persistent,
             Some(Entry {
                 expiry: Some((deadline, _)),
                 ..
-            }) => KeyTtl::ExpiresIn(deadline.saturating_duration_since(now)),
+            }) => KeyTtl::ExpiresIn(deadline.saturating_duration_since(now.get())),
         })
     }
 }
@@ -398,9 +409,9 @@ impl Database for MemoryBackend {
             .collect();
         let mut replaced = Vec::with_capacity(entries.len());
         let mut state = self.store.write();
-        let now = Instant::now();
+        let now = Now::default();
         for ((k, _), slot) in entries.iter().zip(slots) {
-            replaced.push(state.put(&self.ns, k, slot, None, now));
+            replaced.push(state.put(&self.ns, k, slot, None, &now));
         }
         drop(state);
         drop(replaced);
@@ -414,10 +425,10 @@ impl Database for MemoryBackend {
     async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
         self.open()?;
         let mut state = self.store.write();
-        let now = Instant::now();
-        if state.live(&self.ns, key, now).is_none() {
+        let now = Now::default();
+        if state.live(&self.ns, key, &now).is_none() {
             // Nothing live was there: what it replaces is an expired entry at most.
-            let _expired = state.put(&self.ns, key, Slot::List(VecDeque::new()), None, now);
+            let _expired = state.put(&self.ns, key, Slot::List(VecDeque::new()), None, &now);
         }
         let entry = state
             .ns_mut(&self.ns)
@@ -435,8 +446,8 @@ impl Database for MemoryBackend {
     async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
         self.open()?;
         let mut state = self.store.write();
-        let now = Instant::now();
-        let len = match Self::list_of(state.live(&self.ns, key, now), key)? {
+        let now = Now::default();
+        let len = match Self::list_of(state.live(&self.ns, key, &now), key)? {
             None => return Ok(()),
             Some(items) => items.len() as u64,
         };
@@ -463,7 +474,7 @@ impl Database for MemoryBackend {
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         self.open()?;
         let state = self.store.read();
-        let Some(items) = Self::list_of(state.live(&self.ns, key, Instant::now()), key)? else {
+        let Some(items) = Self::list_of(state.live(&self.ns, key, &Now::default()), key)? else {
             return Ok(Vec::new());
         };
         Ok(match lrange_window(items.len() as u64, start, end) {
@@ -479,7 +490,7 @@ impl Database for MemoryBackend {
         self.open()?;
         let state = self.store.read();
         Ok(
-            Self::list_of(state.live(&self.ns, key, Instant::now()), key)?
+            Self::list_of(state.live(&self.ns, key, &Now::default()), key)?
                 .map_or(0, |items| items.len() as u64),
         )
     }
