@@ -184,6 +184,10 @@ impl PostgresConfig {
                     // The driver's messages name the option, never its value.
                     block.error(url_field, format!("invalid connection string: {e}"))
                 })?;
+                // The driver takes port 0, which no server listens on; the host fields refuse it.
+                if driver.get_ports().contains(&0) {
+                    return Err(block.error(url_field, "port 0 is not a port number"));
+                }
                 (driver, tls)
             }
             (None, Some(hosts)) => {

@@ -249,3 +249,31 @@ fn several_hosts_choose_the_writable_one() {
         .unwrap();
     assert!(a.overlaps(&b));
 }
+
+/// Regression: port 0 in a connection string was accepted and failed only at connect time
+/// ("error connecting to server"); the host fields refused it.
+#[test]
+fn port_zero_is_refused_in_a_connection_string() {
+    for url in [
+        "postgresql://u:hunter2@h:0/d",
+        "postgresql://u@a:5432,b:0/d",
+        "host=h port=0 user=u password=hunter2",
+    ] {
+        let e = err(json!({ "url": url }));
+        assert_eq!(
+            e, "storage.database.url: port 0 is not a port number",
+            "{url}"
+        );
+    }
+    let e = err(json!({"connectionString": "postgresql://h:0/d"}));
+    assert!(
+        e.starts_with("storage.database.connectionString: port 0"),
+        "{e}"
+    );
+    assert_eq!(
+        parse(json!({"url": "postgresql://u@h:1/d"}))
+            .unwrap()
+            .describe(),
+        "u@h:1/d"
+    );
+}

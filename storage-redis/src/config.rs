@@ -248,9 +248,19 @@ fn parse_url(block: &BlockInput<'_>, field: &str, url: &Secret) -> Result<Connec
             "expected a redis://, rediss:// or unix:// URL (percent-encode `/`, `@`, `#` or `?` in a password)",
         )
     })?;
-    parsed
+    let info = parsed
         .into_connection_info()
-        .map_err(|e| block.error(field, format!("invalid Redis URL: {e}")))
+        .map_err(|e| block.error(field, format!("invalid Redis URL: {e}")))?;
+    // redis-rs takes port 0 and any i64 as the database; the connect would fail later, in an
+    // error that no longer says which field was wrong. The host fields refuse both.
+    if let ConnectionAddr::Tcp(_, 0) | ConnectionAddr::TcpTls { port: 0, .. } = info.addr() {
+        return Err(block.error(field, "port 0 is not a port number"));
+    }
+    let db = info.redis_settings().db();
+    if db < 0 {
+        return Err(block.error(field, format!("database index {db} in the URL is negative")));
+    }
+    Ok(info)
 }
 
 fn retries(block: &BlockInput<'_>, options: &RedisOptions) -> Result<u32> {

@@ -138,3 +138,30 @@ fn identity_is_normalised_by_the_driver() {
     }
     assert!(a.prefixes_nest);
 }
+
+/// Regression: a negative database (`redis://h/-1`) or port 0 in a URL was accepted and failed
+/// only at connect time, in an error that named no field; the host fields refused both.
+#[test]
+fn a_negative_database_or_port_zero_is_refused_in_every_form() {
+    let e = err(json!({"url": "redis://:hunter2@h:6379/-1"}));
+    assert_eq!(
+        e, "storage.cache.url: database index -1 in the URL is negative",
+        "{e}"
+    );
+    let e = err(json!({"url": "unix:///tmp/r.sock?db=-2"}));
+    assert!(e.starts_with("storage.cache.url: database index -2"), "{e}");
+    let e = err(json!({"nodes": ["redis://a:7000", "redis://b:7000/-1"], "cluster": true}));
+    assert!(
+        e.starts_with("storage.cache.nodes[1]: database index -1"),
+        "{e}"
+    );
+    let e = err(json!({"host": "h", "database": -3}));
+    assert!(e.starts_with("storage.cache.database:"), "{e}");
+    assert!(e.contains("-3 is negative"), "{e}");
+    let e = err(json!({"url": "redis://:hunter2@h:0"}));
+    assert_eq!(e, "storage.cache.url: port 0 is not a port number");
+    let e = err(json!({"url": "rediss://h:0/1"}));
+    assert_eq!(e, "storage.cache.url: port 0 is not a port number");
+    let c = parse(json!({"url": "redis://h:6379/15"})).unwrap();
+    assert_eq!(c.describe(), "h:6379/15");
+}
