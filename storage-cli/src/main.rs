@@ -13,6 +13,7 @@
 //! (`get` of a missing key), 2 any error, reported as one line on stderr.
 
 mod demo;
+mod key_line;
 mod migrate;
 mod observed;
 
@@ -105,7 +106,9 @@ enum Command {
         /// Which role's backend to list.
         #[arg(long, value_enum, default_value = "database")]
         role: RoleArg,
-        /// One JSON array instead of one key per line.
+        /// One JSON array instead of one key per line. Without it, a key holding a control
+        /// character (a newline, a terminal escape) or starting with `"` is printed as a JSON
+        /// string, so that every line is one key.
         #[arg(long)]
         json: bool,
     },
@@ -439,8 +442,8 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
             if *json {
                 println!("{}", Value::from(keys));
             } else {
-                for k in keys {
-                    println!("{k}");
+                for k in &keys {
+                    println!("{}", key_line::key_line(k));
                 }
             }
             Ok(ExitCode::SUCCESS)

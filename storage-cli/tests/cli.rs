@@ -83,6 +83,38 @@ fn data_commands_and_exit_codes() {
     assert_eq!(ok(&["keys"]), "greeting\nn\nnothing\nobj\n");
     assert_eq!(ok(&["keys", "n*"]), "n\nnothing\n");
     assert_eq!(ok(&["keys", "--json", "?"]), "[\"n\"]\n");
+    // Regression: keys were printed raw, so a key with a newline read as two keys and a stored
+    // escape sequence reached the terminal. Such keys print as JSON strings; `--json` is exact.
+    let dir2 = tempfile::tempdir().unwrap();
+    let odd = [
+        "two\nlines",
+        "\u{1b}[2Jwipe",
+        "\"starts quoted",
+        "plain key",
+    ];
+    for k in odd {
+        let o = storage(dir2.path(), &["set", "--", k, "1"]);
+        assert!(o.status.success(), "{k:?}: {}", stderr(&o));
+    }
+    let o = storage(dir2.path(), &["keys"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "\"\\u001b[2Jwipe\"\n\"\\\"starts quoted\"\nplain key\n\"two\\nlines\"\n"
+    );
+    let read_back: Vec<String> = stdout(&o)
+        .lines()
+        .map(|l| match l.starts_with('"') {
+            true => serde_json::from_str(l).unwrap(),
+            false => l.to_string(),
+        })
+        .collect();
+    let mut want: Vec<String> = odd.iter().map(|k| k.to_string()).collect();
+    want.sort();
+    assert_eq!(read_back, want);
+    let o = storage(dir2.path(), &["keys", "--json"]);
+    let listed: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed, want);
     assert_eq!(ok(&["delete", "n"]), "true\n");
     assert_eq!(ok(&["delete", "n"]), "false\n");
     for i in 0..30 {
