@@ -1,5 +1,6 @@
 //! The one error type of the project.
 
+use crate::redact::escape_controls;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -197,6 +198,14 @@ impl Error {
         self.kind == ErrorKind::Configuration && self.message.ends_with(AUTHENTICATION_FAILED)
     }
 
+    /// The same error with its message rewritten (to take out what must not be shown).
+    pub(crate) fn map_message(mut self, f: impl FnOnce(&str) -> Option<String>) -> Self {
+        if let Some(message) = f(&self.message) {
+            self.message = message;
+        }
+        self
+    }
+
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
@@ -252,13 +261,15 @@ impl fmt::Display for Error {
             (None, Some(op)) => write!(f, "{op}: ")?,
             (None, None) => {}
         }
-        write!(f, "{}: {}", self.kind, self.message)?;
+        // Messages quote input (a field name, a key, a driver's reply): escaped here, once for
+        // every error, so none reaches a terminal raw.
+        write!(f, "{}: {}", self.kind, escape_controls(&self.message))?;
         if let Some(source) = &self.source {
             // The source is part of the one line a CLI prints; drivers' messages carry no secrets
             // that we have not already redacted in the URL we gave them.
             let text = source.to_string();
             if !text.is_empty() && !self.message.contains(&text) {
-                write!(f, ": {text}")?;
+                write!(f, ": {}", escape_controls(&text))?;
             }
         }
         Ok(())

@@ -68,6 +68,7 @@ mod checked;
 pub mod config;
 mod error;
 mod glob;
+pub mod json;
 mod limits;
 pub mod plugin;
 mod range;

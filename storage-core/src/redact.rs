@@ -4,6 +4,13 @@
 //! wrote, so this is not how secrets are normally kept out of output. It is for text that may
 //! echo one anyway (a driver's error, a status reason): it over-redacts rather than risk a
 //! leak, and is not a parser.
+//!
+//! Also here: [`escape_controls`] and [`excerpt`], which every error message passes through
+//! before it reaches a terminal, so that text quoted from input (a field name, a value, a key)
+//! never carries an escape sequence or a screenful of bytes.
+
+use std::borrow::Cow;
+use std::fmt::Write;
 
 /// Replaces passwords in `text` with `***`: the userinfo password of every `scheme://` token
 /// (up to the token's last `@`, as libpq reads it), and the value of every `password` key in
@@ -84,6 +91,51 @@ fn redact_key_values(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `text` with every control character (C0, DEL and C1, newlines and tabs included) written as
+/// an escape (`\n`, `\t`, `\u{1b}`) and every backslash doubled, so quoted input prints on one
+/// line and cannot drive a terminal. Text without either is returned as it is.
+///
+/// ```
+/// use storage_core::redact::escape_controls;
+/// assert_eq!(escape_controls("plain"), "plain");
+/// assert_eq!(escape_controls("a\x1b[31mb\n"), "a\\u{1b}[31mb\\n");
+/// ```
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// At most `max_chars` characters of `text`, control characters escaped; a longer text is cut
+/// and says how long it was (`…(131072 bytes)`), so an error never echoes a whole argument.
+///
+/// ```
+/// use storage_core::redact::excerpt;
+/// assert_eq!(excerpt("short", 10), "short");
+/// assert_eq!(excerpt(&"x".repeat(100), 4), "xxxx…(100 bytes)");
+/// ```
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let cut = text.char_indices().nth(max_chars).map(|(i, _)| i);
+    match cut {
+        None => escape_controls(text).into_owned(),
+        Some(at) => format!("{}…({} bytes)", escape_controls(&text[..at]), text.len()),
+    }
 }
 
 #[cfg(test)]

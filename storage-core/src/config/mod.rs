@@ -47,6 +47,8 @@ mod resolve;
 mod schema;
 mod source;
 mod spec;
+mod yaml;
+mod yaml_scan;
 
 pub use common::{BlockInput, COMMON_FIELDS, CommonBlock, CommonField, CommonSettings};
 pub use env::expand_env;
@@ -130,5 +132,7 @@ impl RoleConfig {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,10 @@
 //! the content of a `storage:` block, a map whose keys are among `cache`, `database` and
 //! `plugins`. Anything else, a blank file included, is refused with what was found.
 
+use super::StorageConfig;
+use super::env::{expand_env, hide_env_values};
 use super::fields::json_type;
-use super::{StorageConfig, env::expand_env};
+use super::yaml::{MAX_CONFIG_BYTES, check_size, parse_yaml};
 use crate::Registry;
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
@@ -22,6 +24,8 @@ pub struct ConfigSource {
     storage: Map<String, Value>,
     base_dir: PathBuf,
     plugins: Vec<PathBuf>,
+    /// The environment variables the block read, with their values: taken out of errors.
+    from_env: Vec<(String, String)>,
 }
 
 impl fmt::Debug for ConfigSource {
@@ -42,14 +46,13 @@ impl ConfigSource {
             storage: Map::new(),
             base_dir: base_dir.to_path_buf(),
             plugins: Vec::new(),
+            from_env: Vec::new(),
         }
     }
 
     /// Reads a YAML or JSON file. Relative paths in it resolve against its directory.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("cannot read config file {}: {e}", path.display()))
-        })?;
+        let text = read_limited(path)?;
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -60,7 +63,7 @@ impl ConfigSource {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
         let doc = if is_json {
-            serde_json::from_str(&text)
+            crate::json::parse_strict(&text)
                 .map_err(|e| Error::config(format!("{}: invalid JSON: {e}", path.display())))?
         } else {
             parse_yaml(&text)
@@ -146,9 +149,19 @@ impl ConfigSource {
                 )));
             }
         }
+        let read = std::cell::RefCell::new(Vec::new());
+        let recording = |name: &str| {
+            let value = lookup(name);
+            if let Some(v) = &value {
+                read.borrow_mut().push((name.to_owned(), v.clone()));
+            }
+            value
+        };
         for (key, value) in storage.iter_mut() {
-            expand_env(value, &format!("storage.{key}"), lookup)?;
+            expand_env(value, &format!("storage.{key}"), &recording)?;
         }
+        let from_env = read.into_inner();
+        let hide = |e: Error| e.map_message(|m| hide_env_values(m, &from_env));
         let plugins = match storage.get("plugins") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
@@ -161,7 +174,8 @@ impl ConfigSource {
                         json_type(other)
                     ))),
                 })
-                .collect::<Result<_>>()?,
+                .collect::<Result<_>>()
+                .map_err(hide)?,
             Some(other) => {
                 return Err(Error::config(format!(
                     "storage.plugins: expected a list of library paths, found {}",
@@ -173,6 +187,7 @@ impl ConfigSource {
             storage,
             base_dir: base_dir.to_path_buf(),
             plugins,
+            from_env,
         })
     }
 
@@ -190,47 +205,35 @@ impl ConfigSource {
     /// synonyms, defaults and fallback chains.
     pub fn resolve(&self, registry: &Registry) -> Result<StorageConfig> {
         super::resolve::resolve(&self.storage, &self.base_dir, &self.plugins, registry)
+            .map_err(|e| e.map_message(|m| hide_env_values(m, &self.from_env)))
     }
 }
 
-fn parse_yaml(text: &str) -> Result<Value> {
-    match serde_norway::from_str::<Value>(text) {
-        Ok(v) => Ok(v),
-        Err(first) => {
-            // Saiki's examples write `keyPrefix: saiki:cache:`, a plain scalar ending in `:`, which
-            // strict YAML rejects. Saiki configurations use that shape, so retry once with
-            // such values quoted; if that fails too, report the original error.
-            let mended = quote_trailing_colon_scalars(text);
-            if mended != text
-                && let Ok(v) = serde_norway::from_str::<Value>(&mended)
-            {
-                return Ok(v);
-            }
-            Err(Error::config(format!("invalid YAML: {first}")))
-        }
+/// Reads at most [`MAX_CONFIG_BYTES`] (and one byte more, to tell a larger file), so that a
+/// huge file, or a device that never ends, is refused without being read whole.
+fn read_limited(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
+        Error::config(format!("cannot read config file {}: {e}", path.display()))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    if let Ok(meta) = file.metadata()
+        && meta.is_file()
+    {
+        check_size(usize::try_from(meta.len()).unwrap_or(usize::MAX))
+            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
     }
-}
-
-/// Quotes block-mapping values that are plain scalars ending in `:` (`key: a:b:`).
-fn quote_trailing_colon_scalars(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    for line in text.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\n', '\r']);
-        let eol = &line[body.len()..];
-        let indent = body.len() - body.trim_start().len();
-        let rest = &body[indent..];
-        let fixed = rest.split_once(": ").and_then(|(key, value)| {
-            let key_ok = !key.is_empty()
-                && key
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
-            let value = value.trim();
-            let plain = !value.starts_with(['\'', '"', '{', '[', '|', '>', '&', '*', '!', '#']);
-            (key_ok && plain && value.ends_with(':') && !value.contains(" #"))
-                .then(|| format!("{}{key}: '{}'", &body[..indent], value.replace('\'', "''")))
-        });
-        out.push_str(fixed.as_deref().unwrap_or(body));
-        out.push_str(eol);
-    }
-    out
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    check_size(bytes.len())
+        .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::config(format!(
+            "cannot read config file {}: not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }

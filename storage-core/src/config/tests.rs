@@ -71,7 +71,7 @@ impl BackendFactory for Plain {
     }
 }
 
-fn registry() -> Registry {
+pub(super) fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(Arc::new(Leveled)).unwrap();
     r.register(Arc::new(Plain)).unwrap();
@@ -80,13 +80,13 @@ fn registry() -> Registry {
     r
 }
 
-fn parse(yaml: &str) -> Result<StorageConfig> {
+pub(super) fn parse(yaml: &str) -> Result<StorageConfig> {
     let vars = HashMap::from([("PORT", "6543"), ("PW", "s3cret")]);
     let lookup = move |name: &str| vars.get(name).map(|v| v.to_string());
     ConfigSource::from_yaml_str_with_env(yaml, Path::new("/base"), &lookup)?.resolve(&registry())
 }
 
-fn err(yaml: &str) -> String {
+pub(super) fn err(yaml: &str) -> String {
     parse(yaml)
         .expect_err("must be rejected")
         .message()
