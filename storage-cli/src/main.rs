@@ -197,9 +197,12 @@ fn health_json(h: &storage_manager::RoleHealth) -> Value {
 }
 
 fn parse_json(text: &str) -> Result<Value, Failure> {
-    serde_json::from_str(text).map_err(|e| {
+    // Strict: a member written twice, or an integer past 64 bits, would be stored changed.
+    // The argument is quoted as a short escaped excerpt, never whole.
+    storage_core::json::parse_strict(text).map_err(|e| {
         Failure(Error::invalid_input(format!(
-            "argument {text:?} is not JSON text: {e}"
+            "argument \"{}\" is not a JSON value that can be stored as written: {e}",
+            storage_core::redact::excerpt(text, 60)
         )))
     })
 }
@@ -229,9 +232,9 @@ fn value_arg(json: Option<&str>, file: Option<&std::path::Path>) -> Result<Value
             )));
         }
     };
-    serde_json::from_str(&text).map_err(|e| {
+    storage_core::json::parse_strict(&text).map_err(|e| {
         Failure(Error::invalid_input(format!(
-            "--value-file: not JSON text: {e}"
+            "--value-file: not a JSON value that can be stored as written: {e}"
         )))
     })
 }

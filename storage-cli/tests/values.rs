@@ -170,3 +170,59 @@ fn a_named_memory_store_is_per_process_too() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Regressions: an integer past 64 bits was stored as a float (`1.8446744073709552e+19`, exit
+/// 0), `{"a":1,"a":2}` was stored as `{"a":2}`, and an invalid 128 KiB argument was printed back
+/// whole. Now the first two are refused naming what and where, nothing is written, and an error
+/// quotes a short escaped excerpt and the length.
+#[test]
+fn values_that_would_be_stored_changed_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (value, says) in [
+        ("18446744073709551616", "does not fit in 64 bits"),
+        ("-9223372036854775809", "does not fit in 64 bits"),
+        (
+            r#"{"n": [1, 123456789012345678901234567890]}"#,
+            "at byte 10",
+        ),
+        (r#"{"a":1,"a":2}"#, "duplicate key `a`"),
+        (r#"{"m":{"x":[{"b":1,"b":2}]}}"#, "duplicate key `m.x[0].b`"),
+    ] {
+        let o = storage(d, &["set", "k", value], None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{value}: {err}");
+        assert!(err.contains(says), "{value}: {err}");
+        let o = storage(
+            d,
+            &["append", "chat", "--value-file", "-"],
+            Some(value.as_bytes()),
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains(says), "{value}");
+    }
+    assert_eq!(storage(d, &["get", "k"], None).status.code(), Some(1));
+    assert_eq!(ok(d, &["range", "chat", "0", "-1"]), "");
+    // Kept exactly: the extremes of both ranges, and floats as written.
+    for value in [
+        "18446744073709551615",
+        "-9223372036854775808",
+        "1e400",
+        "0.5",
+    ] {
+        let o = storage(d, &["set", "k", value], None);
+        if value == "1e400" {
+            assert_eq!(o.status.code(), Some(2), "{value}");
+            continue;
+        }
+        assert!(o.status.success(), "{value}");
+        assert_eq!(ok(d, &["get", "k"]), format!("{value}\n"));
+    }
+
+    let huge = format!("{{\"a\": \"{}\x1b[31m", "x".repeat(120 * 1024));
+    let o = storage(d, &["set", "k", &huge], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.len() < 600, "{} bytes on stderr", err.len());
+    assert!(err.contains(&format!("({} bytes)", huge.len())), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
