@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod cache_aside;
+mod plugin_file;
 mod plugins;
 mod registry;
 mod status;

@@ -125,14 +125,11 @@ unsafe fn check(decl: &PluginDeclaration, path: &Path) -> Result<()> {
 
 /// Loads one plugin library into `registry`. Returns the type names it registered.
 pub fn load_plugin(path: &Path, registry: &mut Registry) -> Result<Vec<String>> {
-    if !path.exists() {
-        return Err(Error::plugin(format!(
-            "plugin library not found: {}",
-            path.display()
-        )));
-    }
-    // SAFETY: loading runs the library's initialisers; a plugin is trusted code by configuration.
-    let library = unsafe { Library::new(path) }
+    // What it is, who could have written it, and that its image is whole, before mapping it.
+    let real = crate::plugin_file::check_plugin_file(path)?;
+    // SAFETY: loading runs the library's initialisers; a plugin is trusted code by configuration,
+    // and its file passed the checks above.
+    let library = unsafe { Library::new(&real) }
         .map_err(|e| Error::plugin(format!("{} is not a loadable library: {e}", path.display())))?;
     // SAFETY: the symbol, if present, is a static `PluginDeclaration`; its first field, the ABI
     // version, is read before anything else.

@@ -149,7 +149,8 @@ fn refusals_are_clear_errors_naming_the_path() {
     std::fs::write(&text, "just some text, not an ELF file\n".repeat(40)).unwrap();
     let e = load_plugin(&text, &mut registry).unwrap_err();
     assert!(
-        e.to_string().contains("not a loadable library") && e.to_string().contains("libnotes.so"),
+        e.to_string().contains("is not an ELF shared library")
+            && e.to_string().contains("libnotes.so"),
         "{e}"
     );
 
@@ -205,6 +206,114 @@ fn refusals_are_clear_errors_naming_the_path() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("storage.plugins[0]"), "{e}");
+}
+
+/// Regressions: a FIFO named as a plugin blocked the loader forever; a copy cut short crashed
+/// the host with SIGBUS; a file or directory others could write was loaded without a word.
+/// Each is refused, naming the path and why, before the loader maps anything.
+#[test]
+fn hostile_plugin_files_are_refused_before_they_are_mapped() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(plugins) = plugin_dir("hostile_plugin_files_are_refused_before_they_are_mapped")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = Registry::new();
+    let refused = |path: &std::path::Path, registry: &mut Registry, says: &str| {
+        let e = load_plugin(path, registry).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Plugin, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(says), "{}: {msg}", path.display());
+        assert!(
+            msg.contains(&path.file_name().unwrap().to_string_lossy().to_string()),
+            "{msg}"
+        );
+    };
+
+    let fifo = dir.path().join("libfifo.so");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    refused(&fifo, &mut registry, "is a FIFO, not a regular file");
+    refused(
+        dir.path(),
+        &mut registry,
+        "is a directory, not a regular file",
+    );
+
+    let whole = std::fs::read(plugins.join("libplugin_memory.so")).unwrap();
+    // Where the mapped image ends (debug information after it is never mapped).
+    let image_end = {
+        use object::read::elf::{FileHeader, ProgramHeader};
+        let header = object::elf::FileHeader64::<object::Endianness>::parse(&*whole).unwrap();
+        let endian = header.endian().unwrap();
+        header
+            .program_headers(endian, &*whole)
+            .unwrap()
+            .iter()
+            .filter(|ph| ph.p_type(endian) == object::elf::PT_LOAD)
+            .map(|ph| ph.p_offset(endian) + ph.p_filesz(endian))
+            .max()
+            .unwrap() as usize
+    };
+    for (name, len) in [
+        ("libcut4k.so", 4096),
+        ("libcuthalf.so", image_end / 2),
+        ("libcutend.so", image_end - 1),
+    ] {
+        let cut = dir.path().join(name);
+        std::fs::write(&cut, &whole[..len]).unwrap();
+        std::fs::set_permissions(&cut, std::fs::Permissions::from_mode(0o755)).unwrap();
+        refused(&cut, &mut registry, "is cut short");
+    }
+    let cut = dir.path().join("libcut64.so");
+    std::fs::write(&cut, &whole[..64]).unwrap();
+    refused(&cut, &mut registry, "cut short or damaged");
+
+    let copy = dir.path().join("libplugin_memory_copy.so");
+    std::fs::write(&copy, &whole).unwrap();
+    for (mode, says) in [
+        (0o666, "writable by others"),
+        (0o775, "writable by its group"),
+    ] {
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(mode)).unwrap();
+        refused(&copy, &mut registry, says);
+    }
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let open_dir = dir.path().join("shared");
+    std::fs::create_dir(&open_dir).unwrap();
+    let in_open_dir = open_dir.join("libplugin_memory_copy.so");
+    std::fs::copy(&copy, &in_open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = load_plugin(&in_open_dir, &mut registry).unwrap_err();
+    assert!(
+        e.to_string().contains("the directory of plugin library")
+            && e.to_string().contains("writable by others"),
+        "{e}"
+    );
+    // A sticky directory (as /tmp) lets only a file's owner replace it: allowed.
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // Owned by another user: refused. Only root can give a file away, and CI runs as root.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&copy, Some(65534), None).unwrap();
+        refused(&copy, &mut registry, "is owned by user 65534");
+    } else {
+        eprintln!(
+            "NOTE hostile_plugin_files_are_refused_before_they_are_mapped: not root, so the file owned by another user is not tried here (CI runs it as root)"
+        );
+    }
+    assert!(
+        registry.types().is_empty(),
+        "a refused file registered something"
+    );
+    assert_eq!(
+        load_plugin(&in_open_dir, &mut registry).unwrap(),
+        vec!["plugin-memory".to_string()]
+    );
 }
 
 /// Regression: a plugin's options were parsed only when it opened, so with a fallback a typo
