@@ -54,7 +54,7 @@ use serde_json::Value;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::{
     BackendFactory, Cache, CacheEntry, Checked, Database, Error, KeyKind, KeyTtl, Result, Store,
@@ -111,6 +111,12 @@ pub struct SqliteBackend {
     _anchor: Option<Mutex<Connection>>,
     writes: AtomicU64,
     pool_metrics: Arc<PoolMetrics>,
+    /// How long a statement waits for another writer's lock (`options.busyTimeoutMillis`).
+    busy: Duration,
+    /// The whole operation's limit (`operationTimeoutMillis`): checkout and lock waits included.
+    operation_timeout: Duration,
+    /// The pool's checkout limit (`acquireTimeoutMillis`).
+    acquire: Duration,
 }
 
 /// The pool's `db.client.connection.*` series: r2d2 reports its connections; timed-out
@@ -165,8 +171,12 @@ impl SqliteBackend {
         let pool_min = spec.common.pool_min;
         let acquire = spec.common.acquire_timeout;
         let idle = spec.common.idle_timeout;
+        let operation_timeout = spec.common.operation_timeout;
         tokio::task::spawn_blocking(move || {
-            Self::open_blocking(settings, ns, pool_min, pool_max, acquire, idle)
+            Self::open_blocking(settings, ns, pool_min, pool_max, acquire, idle).map(|mut b| {
+                b.operation_timeout = operation_timeout;
+                b
+            })
         })
         .await
         .map_err(|e| Error::other(format!("open task failed: {e}")))?
@@ -240,7 +250,7 @@ impl SqliteBackend {
         let mut first = Connection::open_with_flags(&target, flags)
             .map_err(|e| sql_error(e, &format!("opening {location}")))?;
         init(&mut first).map_err(|e| sql_error(e, &format!("configuring {location}")))?;
-        schema::prepare(&mut first, wal, &location)?;
+        schema::prepare(&mut first, wal, busy, &location)?;
 
         let manager = SqliteConnectionManager::file(&target)
             .with_flags(flags)
@@ -267,6 +277,9 @@ impl SqliteBackend {
             _anchor: anchor,
             writes: AtomicU64::new(0),
             pool_metrics,
+            busy,
+            operation_timeout: Duration::MAX,
+            acquire,
         })
     }
 
@@ -286,8 +299,14 @@ impl SqliteBackend {
         let pool = self.pool()?;
         let ns = self.ns.clone();
         let metrics = self.pool_metrics.clone();
+        // Every wait inside the operation (the checkout, another writer's lock) ends by the
+        // operation's deadline, not only by its own limit.
+        let deadline = Instant::now().checked_add(self.operation_timeout);
+        let (busy, acquire, operation_timeout) = (self.busy, self.acquire, self.operation_timeout);
         tokio::task::spawn_blocking(move || {
-            let conn = pool.get();
+            let remaining =
+                deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+            let conn = pool.get_timeout(acquire.min(remaining));
             if conn.is_err() {
                 metrics.timeouts.fetch_add(1, Ordering::Relaxed);
             }
@@ -297,7 +316,19 @@ impl SqliteBackend {
                     "no pooled connection within the acquire timeout: {e}"
                 ))
             })?;
-            f(&mut conn, &ns)
+            let limited = remaining < busy;
+            conn.busy_timeout(busy.min(remaining))
+                .map_err(|e| sql_error(e, "setting the busy timeout"))?;
+            match f(&mut conn, &ns) {
+                Err(e) if limited && e.kind() == storage_core::ErrorKind::Timeout => {
+                    Err(Error::timeout(format!(
+                        "the operation timeout ({} ms, operationTimeoutMillis) passed while another writer held the database",
+                        operation_timeout.as_millis()
+                    ))
+                    .with_source(e))
+                }
+                other => other,
+            }
         })
         .await
         .map_err(|e| Error::other(format!("blocking task failed: {e}")))?

@@ -72,41 +72,47 @@ pub(crate) fn sql_error(e: r2d2_sqlite::rusqlite::Error, what: &str) -> Error {
 
 /// Checks that the file is ours (or empty), refuses it otherwise without writing to it, and
 /// migrates it to [`SCHEMA_VERSION`].
-pub(crate) fn prepare(conn: &mut Connection, wal: bool, location: &str) -> Result<()> {
-    let read = |sql: &str| -> Result<i64> {
-        conn.query_row(sql, [], |r| r.get(0))
-            .map_err(|e| sql_error(e, &format!("reading {location}")))
+///
+/// The identity is read in one snapshot, and judged again inside the write transaction that
+/// creates the schema: processes opening a new file at once each see either an empty file or
+/// another's finished schema, never half of one (three separate reads once saw `application_id`
+/// 0 before another process committed, and its tables after, and refused the file).
+pub(crate) fn prepare(
+    conn: &mut Connection,
+    wal: bool,
+    busy: std::time::Duration,
+    location: &str,
+) -> Result<()> {
+    // A read transaction: the three reads see one committed state. They fail on a file that is
+    // not a database, or whose first page is corrupt, before anything is written.
+    let identity = {
+        let tx = conn
+            .transaction()
+            .map_err(|e| sql_error(e, &format!("reading {location}")))?;
+        identify(&tx, location)?
     };
-    // These reads fail on a file that is not a database or whose first page is corrupt, before
-    // anything is written.
-    let app_id = read("PRAGMA application_id")?;
-    let version = read("PRAGMA user_version")?;
-    let objects = read("SELECT count(*) FROM sqlite_master")?;
-    if app_id != i64::from(APPLICATION_ID) && (app_id != 0 || objects != 0) {
-        return Err(Error::config(format!(
-            "{location} is a SQLite database of another application (application_id {app_id:#x}, {objects} schema objects); refusing to use it"
-        )));
-    }
-    if version > i64::from(SCHEMA_VERSION) {
-        return Err(Error::config(format!(
-            "{location} has schema version {version}, newer than this build supports ({SCHEMA_VERSION}); upgrade storage-sqlite"
-        )));
-    }
+    identity.judge(location)?;
     if wal {
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(|e| sql_error(e, "enabling WAL"))?;
+        enable_wal(conn, busy)?;
     }
-    if version == i64::from(SCHEMA_VERSION) && app_id == i64::from(APPLICATION_ID) {
+    if identity.is_current() {
         return Ok(());
     }
-    // Migrate under a write lock, re-reading the version: another process may have done it.
+    // Migrate under a write lock, judging the file again: another process may have created or
+    // migrated it since.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| sql_error(e, "starting the migration"))?;
-    let current: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| sql_error(e, "reading the schema version"))?;
-    for (from, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    let identity = identify(&tx, location)?;
+    identity.judge(location)?;
+    if identity.is_current() {
+        return Ok(());
+    }
+    for (from, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(identity.version as usize)
+    {
         tx.execute_batch(sql)
             .map_err(|e| sql_error(e, &format!("migrating the schema from version {from}")))?;
     }
@@ -117,4 +123,73 @@ pub(crate) fn prepare(conn: &mut Connection, wal: bool, location: &str) -> Resul
     tx.commit()
         .map_err(|e| sql_error(e, "committing the migration"))?;
     Ok(())
+}
+
+/// What a file says it is.
+struct Identity {
+    app_id: i64,
+    version: i64,
+    objects: i64,
+}
+
+impl Identity {
+    /// Ours at this build's version: nothing to do.
+    fn is_current(&self) -> bool {
+        self.version == i64::from(SCHEMA_VERSION) && self.app_id == i64::from(APPLICATION_ID)
+    }
+
+    /// Refuses another application's database, or one newer than this build.
+    fn judge(&self, location: &str) -> Result<()> {
+        let Identity {
+            app_id,
+            version,
+            objects,
+        } = *self;
+        if app_id != i64::from(APPLICATION_ID) && (app_id != 0 || objects != 0) {
+            return Err(Error::config(format!(
+                "{location} is a SQLite database of another application (application_id {app_id:#x}, {objects} schema objects); refusing to use it"
+            )));
+        }
+        if version > i64::from(SCHEMA_VERSION) {
+            return Err(Error::config(format!(
+                "{location} has schema version {version}, newer than this build supports ({SCHEMA_VERSION}); upgrade storage-sqlite"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the identity inside `conn`'s current transaction.
+fn identify(conn: &Connection, location: &str) -> Result<Identity> {
+    let read = |sql: &str| -> Result<i64> {
+        conn.query_row(sql, [], |r| r.get(0))
+            .map_err(|e| sql_error(e, &format!("reading {location}")))
+    };
+    Ok(Identity {
+        app_id: read("PRAGMA application_id")?,
+        version: read("PRAGMA user_version")?,
+        objects: read("SELECT count(*) FROM sqlite_master")?,
+    })
+}
+
+/// Switches the file to WAL, once. The switch needs the file to itself, and SQLite answers
+/// "busy" at once, without waiting, when another process holds a lock it might need (to avoid
+/// a deadlock), as processes opening a new file together do; so it is tried again until the
+/// busy timeout has passed.
+fn enable_wal(conn: &Connection, busy: std::time::Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + busy;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() + pause < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(sql_error(e, "enabling WAL")),
+        }
+    }
 }

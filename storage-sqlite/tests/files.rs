@@ -358,3 +358,39 @@ fn mget_searches_per_key_in_a_large_unanalyzed_namespace() {
         .unwrap();
     assert_eq!(found, 0, "none of the batch's keys exist");
 }
+
+/// Regression: SQLite ignored `operationTimeoutMillis`: with another writer holding the file, an
+/// append waited the whole busy timeout. Every wait inside an operation now ends by its
+/// deadline, and the error names the operation timeout; nothing is written, and once the
+/// writer lets go the same append succeeds.
+#[test]
+fn a_locked_file_fails_an_operation_at_its_operation_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let mut config = SqliteConfig::file(&path);
+    config.busy_timeout = std::time::Duration::from_secs(30);
+    let mut spec = BackendSpec::new(config);
+    spec.common.operation_timeout = std::time::Duration::from_millis(300);
+    let rt = rt();
+    let db = rt.block_on(open_database(&spec)).unwrap();
+    rt.block_on(db.append("chat", &json!("first"))).unwrap();
+
+    let holder = Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let e = rt
+        .block_on(db.append("chat", &json!("second")))
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.to_string().contains("operation timeout (300 ms"), "{e}");
+    // Well short of the 30 s busy timeout (the limit it used to wait for).
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+    holder.execute_batch("ROLLBACK").unwrap();
+
+    rt.block_on(db.append("chat", &json!("third"))).unwrap();
+    assert_eq!(
+        rt.block_on(db.get_range("chat", 0, -1)).unwrap(),
+        vec![json!("first"), json!("third")]
+    );
+}
