@@ -40,3 +40,116 @@ async fn wrong_password_stops_the_fallback_walk() {
         started.elapsed()
     );
 }
+
+/// Regression: against a PostgreSQL server that asks for a password, a URL without one failed
+/// in the driver as "invalid configuration", and the role fell back to SQLite, degraded. A
+/// missing password is a credential error like a wrong one: no fallback, no retry, the
+/// configuration is what is wrong. The right password connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_postgres_password_stops_the_fallback_walk() {
+    if storage_servers::find_postgres_bin().is_none() {
+        return skip_or_fail(
+            "a_missing_postgres_password_stops_the_fallback_walk",
+            "PostgreSQL server binaries not found",
+        );
+    }
+    let server = storage_servers::Postgres::start(&storage_servers::PostgresOptions {
+        password: Some("pg-right-pw".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |userinfo: &str| {
+        format!(
+            "database: {{ type: postgres, url: 'postgresql://{userinfo}@127.0.0.1:{}/postgres', maxRetries: 3, retryDelayMillis: 500, fallback: [sqlite] }}\n",
+            server.port()
+        )
+    };
+    for (userinfo, says) in [
+        (
+            "postgres",
+            "the server asks for a password and the configuration gives none",
+        ),
+        ("postgres:pg-wrong-pw", "authentication failed"),
+    ] {
+        let m = StorageManager::from_source(
+            &ConfigSource::from_yaml_str(&config(userinfo), dir.path()).unwrap(),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let e = m
+            .connect_database()
+            .await
+            .expect_err("no fallback past missing or wrong credentials");
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{userinfo}: {e}");
+        assert!(e.is_authentication(), "{userinfo}: {e}");
+        assert!(e.to_string().contains(says), "{userinfo}: {e}");
+        assert!(!e.to_string().contains("pg-wrong-pw"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{userinfo}: retried: {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        !dir.path().join(".storage").exists(),
+        "the SQLite fallback was opened"
+    );
+    let m = StorageManager::from_source(
+        &ConfigSource::from_yaml_str(&config("postgres:pg-right-pw"), dir.path()).unwrap(),
+    )
+    .unwrap();
+    let (db, status) = m.connect_database().await.unwrap();
+    assert_eq!(status.serving.as_deref(), Some("postgresql"), "{status:?}");
+    db.set("k", &serde_json::json!(1)).await.unwrap();
+}
+
+/// Regression: against a Redis server with `requirepass`, a URL without a password connected
+/// "not degraded", and then every operation failed with an authentication error. Connecting
+/// proves the credentials, their absence included: an authentication error at once, with no
+/// fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_redis_password_is_noticed_at_connect() {
+    if find_redis_server().is_none() {
+        return skip_or_fail(
+            "a_missing_redis_password_is_noticed_at_connect",
+            "redis-server not found",
+        );
+    }
+    let server = Redis::start(&RedisOptions {
+        password: Some("redis-right-pw".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    for role in ["cache", "database"] {
+        let yaml = format!(
+            "{role}: {{ type: redis, url: 'redis://127.0.0.1:{}', maxRetries: 3, retryDelayMillis: 500, fallback: [in-memory] }}\n",
+            server.port()
+        );
+        let m =
+            StorageManager::from_source(&ConfigSource::from_yaml_str(&yaml, ".".as_ref()).unwrap())
+                .unwrap();
+        let e = if role == "cache" {
+            m.connect_cache().await.map(drop)
+        } else {
+            m.connect_database().await.map(drop)
+        }
+        .expect_err("a missing password must fail the connect");
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{role}: {e}");
+        assert!(e.is_authentication(), "{role}: {e}");
+        assert!(
+            e.to_string()
+                .contains("the server asks for a password and the configuration gives none"),
+            "{role}: {e}"
+        );
+    }
+    let yaml = format!(
+        "cache: {{ type: redis, url: 'redis://:redis-right-pw@127.0.0.1:{}' }}\n",
+        server.port()
+    );
+    let m = StorageManager::from_source(&ConfigSource::from_yaml_str(&yaml, ".".as_ref()).unwrap())
+        .unwrap();
+    let (cache, status) = m.connect_cache().await.unwrap();
+    assert_eq!(status.serving.as_deref(), Some("redis"), "{status:?}");
+    cache.set("k", &serde_json::json!(1), None).await.unwrap();
+}

@@ -69,17 +69,29 @@ impl std::ops::DerefMut for PgConn {
 pub(crate) struct PgManager {
     inner: PostgresConnectionManager<MakeRustlsConnect>,
     connect_timeout: Duration,
+    /// Whether the configuration gives a password.
+    has_password: bool,
 }
 
 impl PgManager {
     pub(crate) fn new(
-        config: tokio_postgres::Config,
+        mut config: tokio_postgres::Config,
         tls: MakeRustlsConnect,
         connect_timeout: Duration,
     ) -> Self {
+        // Without a password, the driver refuses a server that asks for one on its own side,
+        // in an error with no SQLSTATE that reads as "invalid configuration", and the manager
+        // fell back past it. With an empty one, the server itself refuses it (SQLSTATE 28P01):
+        // an authentication error, which never falls back. A server that asks for none never
+        // sees it.
+        let has_password = config.get_password().is_some();
+        if !has_password {
+            config.password("");
+        }
         PgManager {
             inner: PostgresConnectionManager::new(config, tls),
             connect_timeout,
+            has_password,
         }
     }
 }
@@ -97,7 +109,16 @@ impl bb8::ManageConnection for PgManager {
                     self.connect_timeout
                 ))
             })?
-            .map_err(|e| pg_error(e, "connecting"))?;
+            .map_err(|e| {
+                let error = pg_error(e, "connecting");
+                if error.is_authentication() && !self.has_password {
+                    Error::authentication(
+                        "connecting: the server asks for a password and the configuration gives none",
+                    )
+                } else {
+                    error
+                }
+            })?;
         Ok(PgConn {
             client,
             broken: Arc::new(AtomicBool::new(false)),

@@ -266,7 +266,22 @@ impl RedisBackend {
                     "connecting to {describe} took longer than {limit:?}"
                 ))
             })?
-            .map_err(|e| redis_error(e, "connecting"))?;
+            .map_err(|e| {
+                let error = redis_error(e, "connecting");
+                let no_password = manager
+                    .client
+                    .get_connection_info()
+                    .redis_settings()
+                    .password()
+                    .is_none();
+                if error.is_authentication() && no_password {
+                    Error::authentication(
+                        "connecting: the server asks for a password and the configuration gives none",
+                    )
+                } else {
+                    error
+                }
+            })?;
         let last_error = LastError::default();
         let pool = bb8::Pool::builder()
             .max_size(spec.common.pool_max)

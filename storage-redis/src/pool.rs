@@ -26,10 +26,22 @@ impl bb8::ManageConnection for Manager {
     type Error = RedisError;
 
     async fn connect(&self) -> std::result::Result<Conn, RedisError> {
-        let inner = self
+        let mut inner = self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
+        // Without a password nothing in the handshake needs the server's consent: a server
+        // with `requirepass` accepted the connection and refused every command after it. A
+        // PING proves the credentials (or their absence) before the connection is used.
+        if self
+            .client
+            .get_connection_info()
+            .redis_settings()
+            .password()
+            .is_none()
+        {
+            redis::cmd("PING").query_async::<()>(&mut inner).await?;
+        }
         Ok(Conn {
             inner,
             broken: Arc::new(AtomicBool::new(false)),

@@ -24,6 +24,9 @@ pub struct PostgresOptions {
     /// A commit waits until a standby has it (`synchronous_standby_names = '*'`,
     /// `synchronous_commit = on`); otherwise commits do not wait even for the local disk.
     pub synchronous_standby: bool,
+    /// Require this password over TCP (`scram-sha-256`) for the `postgres` user; the server's
+    /// own socket stays `trust`. `None`: every connection is trusted.
+    pub password: Option<String>,
 }
 
 impl Default for PostgresOptions {
@@ -32,6 +35,7 @@ impl Default for PostgresOptions {
             max_connections: 400,
             tls: None,
             synchronous_standby: false,
+            password: None,
         }
     }
 }
@@ -89,14 +93,32 @@ impl Postgres {
                 return Err(io::Error::other("chown of the data directory failed"));
             }
         }
+        let auth: Vec<String> = match &self.options.password {
+            None => vec!["--auth=trust".into()],
+            Some(password) => {
+                let file = self.dir.join("pwfile");
+                fs::write(&file, format!("{password}\n"))?;
+                if is_root() {
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&file)
+                        .status()?;
+                }
+                vec![
+                    "--auth-local=trust".into(),
+                    "--auth-host=scram-sha-256".into(),
+                    format!("--pwfile={}", file.display()),
+                ]
+            }
+        };
         let log = self.dir.join("initdb.log");
         let mut cmd = guarded(&self.bin.join("initdb"), self.user());
         cmd.arg("-D")
             .arg(&data)
+            .args(&auth)
             .args([
                 "-U",
                 "postgres",
-                "--auth=trust",
                 "-E",
                 "UTF8",
                 "--locale=C.UTF-8",
