@@ -169,6 +169,95 @@ async fn digest(side: &Endpoint) -> Result<Digest> {
     Ok(out)
 }
 
+/// How far a copy got: values (counted by batch, once the batch is written) and whole lists.
+#[derive(Default)]
+struct Copied {
+    values: usize,
+    lists: usize,
+}
+
+/// Copies every value, then every list, counting in `done` what is written.
+async fn copy(
+    src: &Endpoint,
+    dst: &Endpoint,
+    inv: &Inventory,
+    done: &mut Copied,
+    progress: &mut Progress,
+) -> Result<()> {
+    for chunk in inv.values.chunks(BATCH) {
+        let slots = src.store().mget(chunk).await?;
+        match (src, dst) {
+            (Endpoint::Cache(s), Endpoint::Cache(d)) => {
+                let mut entries = Vec::with_capacity(chunk.len());
+                for (key, slot) in chunk.iter().zip(slots) {
+                    let Some(value) = slot else { continue };
+                    let ttl = match s.ttl(key).await? {
+                        KeyTtl::ExpiresIn(left) => Some(left),
+                        KeyTtl::Persistent => None,
+                        KeyTtl::Missing => continue,
+                    };
+                    entries.push(CacheEntry::new(key.clone(), value, ttl));
+                }
+                d.mset(&entries).await?;
+            }
+            (_, Endpoint::Database(d)) => {
+                let entries: Vec<(String, Value)> = chunk
+                    .iter()
+                    .zip(slots)
+                    .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
+                    .collect();
+                d.mset(&entries).await?;
+            }
+            (Endpoint::Database(_), Endpoint::Cache(_)) => {
+                return Err(Error::unsupported(
+                    "both sides of a migration are the same role",
+                ));
+            }
+        }
+        done.values += chunk.len();
+        progress.advance(chunk.len() as u64);
+    }
+    if !inv.lists.is_empty() {
+        let (s, d) = (src.db()?, dst.db()?);
+        for key in &inv.lists {
+            // Replaced, never appended to, so that a rerun gives the same list.
+            d.delete(key).await?;
+            let len = s.get_length(key).await?;
+            let mut start = 0i64;
+            while (start as u64) < len {
+                let items = s.get_range(key, start, start + LIST_CHUNK - 1).await?;
+                d.append_many(key, &items).await?;
+                start += LIST_CHUNK;
+            }
+            done.lists += 1;
+            progress.advance(1);
+        }
+    }
+    Ok(())
+}
+
+/// The error of a copy that stopped part way: what was copied, that the source is unchanged,
+/// that the target holds a partial copy, and how to finish or undo it, with the cause cut to
+/// a bounded summary (a failed batch may carry one error per command).
+fn stopped(cause: Error, done: &Copied, inv: &Inventory, to: &Path) -> Error {
+    let summary = storage_core::redact::excerpt(&cause.to_string(), 400);
+    Error::new(
+        cause.kind(),
+        format!(
+            "the migration stopped after copying {} of {} values and {} of {} lists: {summary}. \
+             The source is unchanged. The target ({}) holds a partial copy: run the same command \
+             with --overwrite to replace it with a whole copy (it clears the target's namespace \
+             first), or `storage --config {} keys` to see what is there",
+            done.values,
+            inv.values.len(),
+            done.lists,
+            inv.lists.len(),
+            to.display(),
+            to.display(),
+        ),
+    )
+}
+
 /// Refuses, before anything is read or written, a source and a target that can see each other's
 /// keys: clearing or filling the target would change the source.
 fn refuse_overlap((from, a): (&Path, &BackendSpec), (to, b): (&Path, &BackendSpec)) -> Result<()> {
@@ -245,52 +334,10 @@ pub async fn run(from: &Path, to: &Path, side: Side, dry_run: bool, overwrite: b
     }
 
     let mut progress = Progress::new(total);
-    for chunk in inv.values.chunks(BATCH) {
-        let slots = src.store().mget(chunk).await?;
-        match (&src, &dst) {
-            (Endpoint::Cache(s), Endpoint::Cache(d)) => {
-                let mut entries = Vec::with_capacity(chunk.len());
-                for (key, slot) in chunk.iter().zip(slots) {
-                    let Some(value) = slot else { continue };
-                    let ttl = match s.ttl(key).await? {
-                        KeyTtl::ExpiresIn(left) => Some(left),
-                        KeyTtl::Persistent => None,
-                        KeyTtl::Missing => continue,
-                    };
-                    entries.push(CacheEntry::new(key.clone(), value, ttl));
-                }
-                d.mset(&entries).await?;
-            }
-            (_, Endpoint::Database(d)) => {
-                let entries: Vec<(String, Value)> = chunk
-                    .iter()
-                    .zip(slots)
-                    .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
-                    .collect();
-                d.mset(&entries).await?;
-            }
-            (Endpoint::Database(_), Endpoint::Cache(_)) => {
-                return Err(Error::unsupported(
-                    "both sides of a migration are the same role",
-                ));
-            }
-        }
-        progress.advance(chunk.len() as u64);
-    }
-    if !inv.lists.is_empty() {
-        let (s, d) = (src.db()?, dst.db()?);
-        for key in &inv.lists {
-            // Replaced, never appended to, so that a rerun gives the same list.
-            d.delete(key).await?;
-            let len = s.get_length(key).await?;
-            let mut start = 0i64;
-            while (start as u64) < len {
-                let items = s.get_range(key, start, start + LIST_CHUNK - 1).await?;
-                d.append_many(key, &items).await?;
-                start += LIST_CHUNK;
-            }
-            progress.advance(1);
-        }
+    let mut done = Copied::default();
+    if let Err(e) = copy(&src, &dst, &inv, &mut done, &mut progress).await {
+        progress.finish();
+        return Err(stopped(e, &done, &inv, to));
     }
     progress.finish();
     let copied = started.elapsed();

@@ -263,16 +263,26 @@ impl fmt::Display for Error {
         }
         // Messages quote input (a field name, a key, a driver's reply): escaped here, once for
         // every error, so none reaches a terminal raw.
-        write!(f, "{}: {}", self.kind, escape_controls(&self.message))?;
+        // And bounded: a driver's error for a failed batch may hold one entry per command.
+        write!(f, "{}: {}", self.kind, bounded(&self.message, 2000))?;
         if let Some(source) = &self.source {
             // The source is part of the one line a CLI prints; drivers' messages carry no secrets
             // that we have not already redacted in the URL we gave them.
             let text = source.to_string();
             if !text.is_empty() && !self.message.contains(&text) {
-                write!(f, ": {}", escape_controls(&text))?;
+                write!(f, ": {}", bounded(&text, 1000))?;
             }
         }
         Ok(())
+    }
+}
+
+/// `text` escaped, and cut with its length when longer than `max` characters.
+fn bounded(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        escape_controls(text)
+    } else {
+        Cow::Owned(crate::redact::excerpt(text, max))
     }
 }
 
@@ -298,6 +308,25 @@ mod tests {
         let e = e.at("manager", "read");
         assert_eq!(e.backend(), Some("kv"));
         assert_eq!(e.op(), Some("get"));
+    }
+
+    /// Regression: an error quoting input printed it raw, escapes and all, and a batch's error
+    /// (one entry per failed command) made a 39 KB line. Display escapes and bounds both.
+    #[test]
+    fn display_escapes_control_characters_and_bounds_its_length() {
+        let e = Error::config("field `\u{1b}[2Jx`\nnext");
+        assert_eq!(
+            e.to_string(),
+            "configuration error: field `\\u{1b}[2Jx`\\nnext"
+        );
+        let e =
+            Error::other("y".repeat(50_000)).with_source(std::io::Error::other("z".repeat(9_000)));
+        let shown = e.to_string();
+        assert!(shown.len() < 3_200, "{}", shown.len());
+        assert!(
+            shown.contains("…(50000 bytes)") && shown.contains("…(9000 bytes)"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -88,6 +88,23 @@ fn wrong_type(key: &str, message: fn(&str) -> Error) -> impl FnOnce(Error) -> Er
     }
 }
 
+/// The error for a key in the namespace that is not UTF-8: named with its bytes escaped (at
+/// most 200 of them).
+fn not_utf8_key(raw: &[u8]) -> Error {
+    let shown: String = raw
+        .iter()
+        .take(200)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    let more = if raw.len() > 200 { "..." } else { "" };
+    Error::invalid_key(format!(
+        "the server holds a key in this namespace that is not UTF-8, b\"{shown}{more}\" ({} bytes); \
+         keys here are UTF-8, so it cannot be listed, read or copied: rename or delete it with redis-cli",
+        raw.len()
+    ))
+}
+
 fn is_wrong_type(e: &RedisError) -> bool {
     e.code() == Some("WRONGTYPE")
 }
@@ -346,10 +363,11 @@ impl RedisBackend {
                         Ok(k) if k.starts_with(&self.prefix) => {
                             seen.insert(k);
                         }
-                        // A key that is not UTF-8 was not written by this library.
-                        _ => {
-                            tracing::warn!(backend = TYPE_NAME, "skipping a key that is not UTF-8")
-                        }
+                        Ok(_) => {}
+                        // A key that is not UTF-8 was not written by this library, and no
+                        // caller can name it: skipped, it would be left behind unseen (a
+                        // migration once reported "identical" without it). Reported instead.
+                        Err(e) => return Err(not_utf8_key(e.as_bytes())),
                     }
                 }
                 if next == 0 {
