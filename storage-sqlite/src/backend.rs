@@ -1,8 +1,20 @@
 //! The `Store`, `Cache` and `Database` operations of [`SqliteBackend`]: each runs on a blocking thread in one SQLite transaction.
 //!
-//! Not the connection or the configuration: those are in the crate root and `config`.
+//! Not the connection or the configuration: those are `core.rs` and `config.rs`.
 
-use super::*;
+use crate::config::TYPE_NAME;
+use crate::core::{KIND_LIST, KIND_VALUE, RECLAIM_EVERY, SqliteBackend, decode, encode, now_ms};
+use crate::schema::sql_error;
+use crate::sql;
+use async_trait::async_trait;
+use r2d2_sqlite::rusqlite::{self, Connection, OptionalExtension};
+use serde_json::Value;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use storage_core::{
+    Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match, literal_prefix,
+    lrange_window, prefix_upper_bound,
+};
 
 #[async_trait]
 impl Store for SqliteBackend {
@@ -287,4 +299,140 @@ impl Database for SqliteBackend {
         })
         .await
     }
+}
+
+impl SqliteBackend {
+    /// Appends items in one `BEGIN IMMEDIATE` transaction.
+    async fn append_texts(&self, key: &str, texts: Vec<String>) -> Result<()> {
+        let key = key.to_string();
+        let n = texts.len() as i64;
+        self.write(move |tx, ns| {
+            let now = now_ms();
+            // The header row holds the length, so the next sequence number is one index lookup.
+            let first = match header(tx, ns, &key, now)? {
+                Some((KIND_LIST, len, head)) => {
+                    tx.prepare_cached(sql::BUMP_LIST)
+                        .and_then(|mut s| s.execute((ns, &key, n)))
+                        .map_err(|e| sql_error(e, "growing the list"))?;
+                    head + len
+                }
+                Some(_) => return Err(Error::holds_value(&key)),
+                None => {
+                    // Missing, or an expired value that has not been reclaimed yet.
+                    tx.prepare_cached(sql::NEW_LIST)
+                        .and_then(|mut s| s.execute((ns, &key, n)))
+                        .map_err(|e| sql_error(e, "starting the list"))?;
+                    0
+                }
+            };
+            let mut insert = tx
+                .prepare_cached(sql::INSERT_ITEM)
+                .map_err(|e| sql_error(e, "appending"))?;
+            for (i, text) in texts.iter().enumerate() {
+                insert
+                    .execute((ns, &key, first + i as i64, text))
+                    .map_err(|e| sql_error(e, "appending"))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn should_reclaim(&self) -> bool {
+        self.writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(RECLAIM_EVERY)
+    }
+
+    async fn set_value(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        let text = encode(value)?;
+        let key = key.to_string();
+        let reclaim = ttl.is_some() && self.should_reclaim();
+        self.write(move |tx, ns| {
+            let now = now_ms();
+            if reclaim {
+                reclaim_expired(tx, now)?;
+            }
+            put_value(tx, ns, &key, &text, ttl.map(|t| deadline(now, t)))
+        })
+        .await
+    }
+
+    async fn set_many(&self, entries: Vec<(String, String, Option<Duration>)>) -> Result<()> {
+        let reclaim = entries.iter().any(|e| e.2.is_some()) && self.should_reclaim();
+        self.write(move |tx, ns| {
+            let now = now_ms();
+            if reclaim {
+                reclaim_expired(tx, now)?;
+            }
+            for (key, text, ttl) in &entries {
+                put_value(tx, ns, key, text, ttl.map(|t| deadline(now, t)))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn deadline(now: i64, ttl: Duration) -> i64 {
+    now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64)
+}
+
+fn reclaim_expired(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<()> {
+    tx.prepare_cached(sql::RECLAIM)
+        .and_then(|mut s| s.execute([now]))
+        .map_err(|e| sql_error(e, "reclaiming expired keys"))?;
+    Ok(())
+}
+
+/// Stores a value, dropping the items of a list the key held.
+fn put_value(
+    tx: &rusqlite::Transaction<'_>,
+    ns: &str,
+    key: &str,
+    text: &str,
+    expires: Option<i64>,
+) -> Result<()> {
+    let was_list = tx
+        .prepare_cached(sql::HEADER)
+        .and_then(|mut s| {
+            s.query_row((ns, key, i64::MIN), |r| r.get::<_, i64>(0))
+                .optional()
+        })
+        .map_err(|e| sql_error(e, "reading the key"))?
+        == Some(KIND_LIST);
+    if was_list {
+        tx.prepare_cached(sql::DELETE_ITEMS)
+            .and_then(|mut s| s.execute((ns, key)))
+            .map_err(|e| sql_error(e, "dropping the list"))?;
+    }
+    tx.prepare_cached(sql::UPSERT_VALUE)
+        .and_then(|mut s| s.execute((ns, key, text, expires)))
+        .map_err(|e| sql_error(e, "storing the value"))?;
+    Ok(())
+}
+
+/// The live row's kind and list length, if any.
+/// A live key's kind, list length and list head (the sequence number of its first item).
+fn header(tx: &Connection, ns: &str, key: &str, now: i64) -> Result<Option<(i64, i64, i64)>> {
+    tx.prepare_cached(sql::HEADER)
+        .and_then(|mut s| {
+            s.query_row((ns, key, now), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })
+        .map_err(|e| sql_error(e, "reading the key"))
+}
+
+fn get_row(
+    conn: &Connection,
+    ns: &str,
+    key: &str,
+    now: i64,
+) -> Result<Option<(i64, Option<String>)>> {
+    conn.prepare_cached(sql::GET)
+        .and_then(|mut s| {
+            s.query_row((ns, key, now), |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(|e| sql_error(e, "reading the key"))
 }

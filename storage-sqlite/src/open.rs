@@ -3,9 +3,12 @@
 //! registry gives every backend. Not for the cache role or fallback chains: those come from a
 //! config through `storage-manager`.
 
-use super::*;
+use crate::config::SqliteConfig;
+use crate::core::SqliteBackend;
 use std::path::PathBuf;
-use storage_core::Role;
+use std::sync::Arc;
+use storage_core::config::BackendSpec;
+use storage_core::{Database, Error, Result, Role};
 
 /// The database at `path` (created with its directory if missing), in the empty namespace.
 ///
