@@ -5,6 +5,8 @@
 //!   keeping a bounded chat history.
 //! - `app_from_config`: an application whose storage comes from a config file through the
 //!   manager (fallback chain, status), with cache-aside reads and writes.
+//! - `read_only_layer`: a layer of the application's own (a read-only view of both roles),
+//!   written over the forwarding traits and given to the manager with `with_layer`.
 //! - `prometheus`: the project's metrics served in Prometheus's text format while a small
 //!   workload runs.
 //!

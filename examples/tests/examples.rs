@@ -70,3 +70,25 @@ fn an_application_from_a_config_file() {
         "{out}"
     );
 }
+
+#[test]
+fn a_read_only_layer_through_the_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_read_only_layer");
+    let out = run(bin, dir.path(), &[]);
+    assert!(
+        out.contains("read 3 turn(s) through the read-only layer over sqlite"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            r#"append: refused: unsupported: append "chat:report": this view is read-only"#
+        ),
+        "{out}"
+    );
+    assert!(out.contains("cache set: refused"), "{out}");
+    assert!(out.contains("still 3 turn(s)"), "{out}");
+    // Twice: the layer never let the second run's reader write either.
+    let out = run(bin, dir.path(), &[]);
+    assert!(out.contains("still 3 turn(s)"), "{out}");
+}

@@ -69,6 +69,7 @@ pub mod config;
 mod error;
 mod glob;
 pub mod json;
+pub mod layer;
 mod limits;
 pub mod plugin;
 mod range;

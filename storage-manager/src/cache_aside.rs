@@ -363,7 +363,7 @@ async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>, cache: Arc<dyn Ca
             // Retried until it lands, or until shutdown's timeout aborts the worker.
             Err(e) if e.is_transient() => {
                 failures += 1;
-                let delay = crate::backoff(Duration::from_millis(50), failures.min(6));
+                let delay = crate::walk::backoff(Duration::from_millis(50), failures.min(6));
                 tracing::warn!(key = op.key(), error = %e, ?delay, "write-behind failed; will retry");
                 tokio::time::sleep(delay).await;
             }

@@ -33,6 +33,7 @@ mod plugin_file;
 mod plugins;
 mod registry;
 mod status;
+mod walk;
 
 pub use cache_aside::{CacheAside, FailedWrite, WriteBehindReport};
 pub use plugins::load_plugin;
@@ -42,9 +43,10 @@ pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use storage_core::config::{BackendSpec, ConfigSource, Role, RoleConfig, StorageConfig};
-use storage_core::{Cache, Database, Error, Registry, Result, Store, telemetry};
-use tracing::Instrument;
+use storage_core::config::{BackendSpec, ConfigSource, Role, StorageConfig};
+use storage_core::layer::Layer;
+use storage_core::{Cache, Database, Error, Registry, Result, Store};
+use walk::walk;
 
 /// Connected backends for both roles.
 #[derive(Clone)]
@@ -68,6 +70,8 @@ pub struct StorageManager {
     config: StorageConfig,
     registry: Registry,
     connected: Mutex<Connected>,
+    /// Applied in order to each role once it is connected: the last is outermost.
+    layers: Vec<Arc<dyn Layer>>,
 }
 
 impl std::fmt::Debug for StorageManager {
@@ -104,6 +108,7 @@ impl StorageManager {
             config,
             registry,
             connected: Mutex::new(Connected::default()),
+            layers: Vec::new(),
         };
         manager.validate_config()?;
         Ok(manager)
@@ -157,6 +162,21 @@ impl StorageManager {
         }
         self.validate_config()?;
         Ok(self)
+    }
+
+    /// Wraps both roles in `layer` from the next connect on, outside the layers given before
+    /// (and outside the contract's checks, which every backend has).
+    ///
+    /// ```
+    /// # fn demo(manager: storage_manager::StorageManager) -> storage_manager::StorageManager {
+    /// struct Nothing;
+    /// impl storage_core::layer::Layer for Nothing {}
+    /// manager.with_layer(Nothing)
+    /// # }
+    /// ```
+    pub fn with_layer(mut self, layer: impl Layer + 'static) -> Self {
+        self.layers.push(Arc::new(layer));
+        self
     }
 
     /// Turns fallback off for both roles (the CLI's data commands never write into a fallback).
@@ -213,6 +233,10 @@ impl StorageManager {
             async move { reg.open_cache(&spec).await }
         })
         .await?;
+        let backend = self
+            .layers
+            .iter()
+            .fold(backend, |inner, layer| layer.layer_cache(inner));
         self.lock().cache = Some((backend.clone(), status.clone()));
         Ok((backend, status))
     }
@@ -228,6 +252,10 @@ impl StorageManager {
             async move { reg.open_database(&spec).await }
         })
         .await?;
+        let backend = self
+            .layers
+            .iter()
+            .fold(backend, |inner, layer| layer.layer_database(inner));
         self.lock().database = Some((backend.clone(), status.clone()));
         Ok((backend, status))
     }
@@ -369,135 +397,4 @@ fn check_shared_server(a: &BackendSpec, b: &BackendSpec) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// A small, dependency-free jitter source: the low bits of the clock.
-fn jitter_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
-}
-
-/// The delay before retry `n` (0-based): `base * 2^n`, capped at 2 s, with the upper half jittered.
-pub fn backoff(base: Duration, n: u32) -> Duration {
-    let exp = base
-        .saturating_mul(1u32 << n.min(16))
-        .min(Duration::from_secs(2));
-    exp.mul_f64(0.5 + 0.5 * jitter_fraction())
-}
-
-/// Reports which backend serves `role` and whether it is degraded (gauge
-/// `storage.role.degraded`), and counts a walk that did not end on the primary.
-fn record_role(role: Role, serving: &str, degraded: bool) {
-    let role = role.as_str();
-    // The gauge is per serving backend: the one that served before is set back to 0 by a
-    // later walk only if it serves again, so a dashboard reads the latest walk's series.
-    metrics::gauge!(
-        telemetry::ROLE_DEGRADED,
-        telemetry::ROLE => role,
-        telemetry::SYSTEM => serving.to_string()
-    )
-    .set(if degraded { 1.0 } else { 0.0 });
-    if degraded {
-        metrics::counter!(telemetry::FALLBACK_WALKS, telemetry::ROLE => role).increment(1);
-    }
-}
-
-/// Walks a role's chain: each candidate gets its retries; the first that connects serves.
-async fn walk<B, F, Fut>(role: Role, chain: &RoleConfig, open: F) -> Result<(B, RoleStatus)>
-where
-    F: Fn(&BackendSpec) -> Fut,
-    Fut: std::future::Future<Output = Result<B>>,
-{
-    let mut failed = Vec::new();
-    for spec in chain.chain() {
-        let span = tracing::info_span!("storage.connect", role = role.as_str(), backend = %spec);
-        let outcome = async {
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let result = tokio::time::timeout(spec.common.connect_timeout, open(spec))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::timeout(format!(
-                            "did not connect within {:?}",
-                            spec.common.connect_timeout
-                        )))
-                    });
-                match result {
-                    Ok(b) => return Ok(b),
-                    // Only a transient failure is worth retrying; a bad file stays bad.
-                    Err(e) if e.is_transient() && attempts <= spec.common.max_retries => {
-                        metrics::counter!(
-                            telemetry::CONNECT_RETRIES,
-                            telemetry::ROLE => role.as_str(),
-                            telemetry::SYSTEM => spec.type_name.clone()
-                        )
-                        .increment(1);
-                        let delay = backoff(spec.common.retry_delay, attempts - 1);
-                        tracing::debug!(error = %e, ?delay, attempts, "connect failed; retrying");
-                        tokio::time::sleep(delay).await;
-                    }
-                    Err(e) => return Err((e, attempts)),
-                }
-            }
-        }
-        .instrument(span)
-        .await;
-        match outcome {
-            Ok(backend) => {
-                record_role(role, &spec.type_name, !failed.is_empty());
-                if !failed.is_empty() {
-                    tracing::warn!(
-                        role = role.as_str(),
-                        serving = %spec,
-                        failed = failed.len(),
-                        "storage role is degraded: a fallback serves"
-                    );
-                }
-                return Ok((
-                    backend,
-                    RoleStatus {
-                        role,
-                        serving: Some(spec.type_name.clone()),
-                        serving_detail: Some(spec.to_string()),
-                        failed,
-                    },
-                ));
-            }
-            Err((e, _)) if e.is_authentication() => {
-                // Wrong credentials are a configuration mistake: falling back would hide it.
-                return Err(Error::config(format!(
-                    "{role}: {spec} at {}: {}",
-                    spec.path,
-                    storage_core::redact::redact(e.message())
-                )));
-            }
-            Err((e, attempts)) => {
-                tracing::warn!(role = role.as_str(), backend = %spec, error = %e, "storage backend failed to connect");
-                failed.push(FailedCandidate {
-                    backend: spec.to_string(),
-                    path: spec.path.clone(),
-                    // Driver text may echo what it was given; scrub it once more.
-                    reason: storage_core::redact::redact(&e.to_string()),
-                    attempts,
-                });
-            }
-        }
-    }
-    record_role(role, "none", true);
-    let list: Vec<String> = failed
-        .iter()
-        .map(|f| {
-            format!(
-                "{} at {} after {} attempt(s): {}",
-                f.backend, f.path, f.attempts, f.reason
-            )
-        })
-        .collect();
-    Err(Error::connection(format!(
-        "no {role} backend could connect; tried {}",
-        list.join("; ")
-    )))
 }
