@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use storage_core::config::Role;
 use storage_core::{CacheExt, Result};
 use storage_manager::{CacheAside, StorageManager};
 
@@ -21,7 +22,7 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
         "  namespaces: keyPrefix {:?} (cache) and {:?} (database), the demo's own",
         config.cache.primary.common.key_prefix, config.database.primary.common.key_prefix
     );
-    for status in &backends.status {
+    for status in [Role::Cache, Role::Database].map(|role| backends.status(role)) {
         let note = status.degraded_note();
         println!(
             "  {:<9} served by {}{}",

@@ -340,7 +340,12 @@ async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
                 RoleArg::Cache => migrate::Side::Cache,
                 RoleArg::Database => migrate::Side::Database,
             };
-            let code = migrate::run(from, to, side, *dry_run, *overwrite).await?;
+            let mode = match (*dry_run, *overwrite) {
+                (true, _) => migrate::Mode::DryRun,
+                (false, true) => migrate::Mode::Overwrite,
+                (false, false) => migrate::Mode::Copy,
+            };
+            let code = migrate::run(from, to, side, mode).await?;
             Ok(ExitCode::from(code))
         }
         Command::Demo => {

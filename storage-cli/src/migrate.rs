@@ -17,6 +17,17 @@ const BATCH: usize = 1000;
 /// List items per read and per append_many.
 const LIST_CHUNK: i64 = 1000;
 
+/// What a run does with the target.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Reads the source and reports what would be copied; writes nothing.
+    DryRun,
+    /// Copies into an empty target namespace; refuses one that holds keys.
+    Copy,
+    /// Clears the target namespace first, then copies.
+    Overwrite,
+}
+
 /// Which role to migrate.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -275,7 +286,7 @@ fn refuse_overlap((from, a): (&Path, &BackendSpec), (to, b): (&Path, &BackendSpe
 }
 
 /// Runs the migration; returns the process exit code (0, or 2 when verification differs).
-pub async fn run(from: &Path, to: &Path, side: Side, dry_run: bool, overwrite: bool) -> Result<u8> {
+pub async fn run(from: &Path, to: &Path, side: Side, mode: Mode) -> Result<u8> {
     // Fallback off: a missing target must be an error, not a migration into a fallback store.
     let src_manager = StorageManager::from_file(from)?.without_fallback();
     let dst_manager = StorageManager::from_file(to)?.without_fallback();
@@ -297,7 +308,7 @@ pub async fn run(from: &Path, to: &Path, side: Side, dry_run: bool, overwrite: b
     let total = (inv.values.len() + inv.lists.len()) as u64;
     let existing = dst.store().keys(None).await?;
 
-    if dry_run {
+    if mode == Mode::DryRun {
         let mut items = 0;
         if !inv.lists.is_empty() {
             let db = src.db()?;
@@ -323,7 +334,7 @@ pub async fn run(from: &Path, to: &Path, side: Side, dry_run: bool, overwrite: b
         return Ok(0);
     }
     if !existing.is_empty() {
-        if !overwrite {
+        if mode != Mode::Overwrite {
             return Err(Error::invalid_input(format!(
                 "the target namespace already holds {} keys; refusing to write into it (use --overwrite to replace them)",
                 existing.len()

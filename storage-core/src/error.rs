@@ -68,25 +68,6 @@ impl ErrorKind {
             ErrorKind::Other => "other",
         }
     }
-
-    /// Parses the name produced by [`ErrorKind::as_str`]; used to carry errors across the plugin boundary.
-    pub fn from_name(name: &str) -> ErrorKind {
-        const ALL: [ErrorKind; 10] = [
-            ErrorKind::InvalidKey,
-            ErrorKind::InvalidValue,
-            ErrorKind::InvalidInput,
-            ErrorKind::WrongType,
-            ErrorKind::Connection,
-            ErrorKind::Timeout,
-            ErrorKind::Configuration,
-            ErrorKind::Unsupported,
-            ErrorKind::Plugin,
-            ErrorKind::Other,
-        ];
-        ALL.into_iter()
-            .find(|k| k.as_str() == name)
-            .unwrap_or(ErrorKind::Other)
-    }
 }
 
 impl fmt::Display for ErrorKind {
@@ -335,17 +316,5 @@ mod tests {
         assert!(Error::timeout("x").is_transient());
         assert!(!Error::wrong_type("x").is_transient());
         assert!(!Error::config("x").is_transient());
-    }
-
-    #[test]
-    fn kind_names_round_trip() {
-        for k in [
-            ErrorKind::InvalidKey,
-            ErrorKind::WrongType,
-            ErrorKind::Plugin,
-            ErrorKind::Timeout,
-        ] {
-            assert_eq!(ErrorKind::from_name(k.as_str()), k);
-        }
     }
 }

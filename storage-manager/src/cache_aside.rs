@@ -66,6 +66,11 @@ pub struct WriteBehindReport {
 
 /// Cache-aside reads, write-through and write-behind writes over a cache and a database.
 ///
+/// It is a [`Database`] itself, a layer over its database: `get` reads through the cache,
+/// `set` and `delete` write through it, `mset` and `clear` write the database and drop what
+/// the cache held for them, and every other operation (lists, `mget`, `keys`) goes to the
+/// database as it is. So an application that takes an `Arc<dyn Database>` can be given one.
+///
 /// A failing cache never fails a request: its errors are logged, counted in [`CacheStats`],
 /// and degrade to misses. Write-behind covers set and delete only (a replayed append would
 /// duplicate), its queue is bounded, and [`CacheAside::shutdown`] flushes it within a timeout
@@ -186,7 +191,12 @@ impl CacheAside {
         }
     }
 
-    fn cache_failed(&self, op: &str, key: &str, e: &Error) {
+    /// The cache and the database, for the `Database` this layer also is (`cache_aside_database.rs`).
+    pub(crate) fn parts(&self) -> (&dyn Cache, &dyn Database) {
+        (&*self.cache, &*self.database)
+    }
+
+    pub(crate) fn cache_failed(&self, op: &str, key: &str, e: &Error) {
         self.cache_errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(op, key, error = %e, "cache failed; serving from the database");
     }

@@ -21,7 +21,8 @@
 //! let manager = StorageManager::embedded_default(dir.path()).unwrap();
 //! let backends = manager.connect().await.unwrap();
 //! backends.database.append("history", &serde_json::json!("hello")).await.unwrap();
-//! assert_eq!(backends.status[1].serving.as_deref(), Some("sqlite"));
+//! use storage_core::config::Role;
+//! assert_eq!(backends.status(Role::Database).serving.as_deref(), Some("sqlite"));
 //! manager.disconnect().await.unwrap();
 //! # });
 //! ```
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod cache_aside;
+mod cache_aside_database;
 mod plugin_file;
 mod plugins;
 mod registry;
@@ -55,8 +57,18 @@ pub struct StorageBackends {
     pub cache: Arc<dyn Cache>,
     /// The database role.
     pub database: Arc<dyn Database>,
-    /// `[cache, database]` statuses.
-    pub status: [RoleStatus; 2],
+    cache_status: RoleStatus,
+    database_status: RoleStatus,
+}
+
+impl StorageBackends {
+    /// Which backend serves `role`, and what failed before it.
+    pub fn status(&self, role: Role) -> &RoleStatus {
+        match role {
+            Role::Cache => &self.cache_status,
+            Role::Database => &self.database_status,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -218,7 +230,8 @@ impl StorageManager {
         Ok(StorageBackends {
             cache,
             database,
-            status: [cache_status, db_status],
+            cache_status,
+            database_status: db_status,
         })
     }
 

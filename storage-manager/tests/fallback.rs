@@ -40,7 +40,7 @@ async fn closed_postgres_port_falls_back_to_sqlite_without_showing_the_password(
         ),
     );
     let b = m.connect().await.unwrap();
-    let s = &b.status[1];
+    let s = &b.status(storage_core::config::Role::Database);
     assert_eq!(s.serving.as_deref(), Some("sqlite"));
     assert!(s.degraded());
     assert_eq!(s.failed[0].attempts, 3, "{:?}", s.failed);
@@ -75,7 +75,7 @@ async fn closed_redis_port_falls_back_to_memory() {
         ),
     );
     let b = m.connect().await.unwrap();
-    let s = &b.status[0];
+    let s = &b.status(storage_core::config::Role::Cache);
     assert_eq!(s.serving.as_deref(), Some("in-memory"));
     assert!(s.degraded());
     assert!(!format!("{s:?}").contains("s3cr3tpw"));
@@ -100,17 +100,17 @@ async fn a_server_that_drops_connections_during_the_handshake_is_skipped() {
     });
     for (role, block) in [
         (
-            1,
+            storage_core::config::Role::Database,
             format!("database: {{ type: postgres, host: 127.0.0.1, port: {port}, {FAST} }}"),
         ),
         (
-            0,
+            storage_core::config::Role::Cache,
             format!("cache: {{ type: redis, host: 127.0.0.1, port: {port}, {FAST} }}"),
         ),
     ] {
         let m = manager(dir.path(), &block);
         let b = m.connect().await.unwrap();
-        let s = &b.status[role];
+        let s = &b.status(role);
         assert!(s.degraded(), "{s:?}");
         assert_ne!(s.serving.as_deref(), Some("postgresql"));
         assert_ne!(s.serving.as_deref(), Some("redis"));

@@ -57,7 +57,12 @@ async fn plugin_memory_loads_from_a_config_file_and_serves_both_roles() {
     .unwrap();
     let m = StorageManager::from_file(&cfg).unwrap();
     let b = m.connect().await.unwrap();
-    assert_eq!(b.status[0].serving.as_deref(), Some("plugin-memory"));
+    assert_eq!(
+        b.status(storage_core::config::Role::Cache)
+            .serving
+            .as_deref(),
+        Some("plugin-memory")
+    );
     b.cache
         .set("k", &json!(1), Some(std::time::Duration::from_secs(60)))
         .await

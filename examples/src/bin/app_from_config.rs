@@ -9,6 +9,7 @@
 //! in-memory cache) in the current directory and uses it.
 
 use std::time::Duration;
+use storage_core::config::Role;
 use storage_core::prelude::*;
 use storage_manager::{CacheAside, StorageManager};
 
@@ -27,7 +28,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     };
     let manager = StorageManager::from_file(&path)?;
     let backends = manager.connect().await?;
-    for status in &backends.status {
+    for status in [Role::Cache, Role::Database].map(|role| backends.status(role)) {
         println!(
             "{}: served by {}{}",
             status.role,

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use schemars::JsonSchema;
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -66,7 +66,8 @@ pub enum NumOrEnv {
 
 /// Deserializers for numeric fields that accept a string of digits.
 pub mod num {
-    use super::*;
+    use serde::de::{self, Deserializer, Visitor};
+    use std::fmt;
 
     struct U64Visitor;
     impl Visitor<'_> for U64Visitor {

@@ -1,0 +1,61 @@
+//! `CacheAside` as a `Database`: the conformance kit's database cases pass through it (reads
+//! through the cache, writes through it, lists and batches to the database), and a read that
+//! the cache served is counted as a hit.
+
+use serde_json::json;
+use std::sync::Arc;
+use storage_core::Database;
+use storage_manager::CacheAside;
+use storage_memory::MemoryStore;
+use storage_testkit::{SuiteOptions, run_database_suite};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cache_aside_over_memory_passes_the_database_kit() {
+    let caches = MemoryStore::new();
+    let databases = MemoryStore::new();
+    let report = run_database_suite(
+        Arc::new(move |prefix: String| {
+            let (caches, databases) = (caches.clone(), databases.clone());
+            async move {
+                let layer = CacheAside::new(
+                    caches.cache(&prefix)?,
+                    databases.database(&prefix)?,
+                    None,
+                    8,
+                );
+                Ok(Arc::new(layer) as Arc<dyn Database>)
+            }
+        }),
+        &SuiteOptions::default(),
+    )
+    .await;
+    report.assert_passed();
+    assert!(report.cases.len() >= 40, "{} cases", report.cases.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_through_the_cache_and_writes_keep_it_fresh() {
+    let store = MemoryStore::new();
+    let cache = store.cache("c:").unwrap();
+    let inner = store.database("d:").unwrap();
+    let layer = Arc::new(CacheAside::new(cache.clone(), inner.clone(), None, 8));
+    let db: Arc<dyn Database> = layer.clone();
+    db.set("k", &json!(1)).await.unwrap();
+    assert_eq!(db.get("k").await.unwrap(), Some(json!(1)));
+    assert_eq!(
+        layer.stats().hits,
+        1,
+        "a write-through value is read from the cache"
+    );
+    // A batch reaches the database and drops the cached copy; the next read goes through.
+    db.mset(&[("k".into(), json!(2))]).await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap(), None);
+    assert_eq!(db.get("k").await.unwrap(), Some(json!(2)));
+    assert_eq!(cache.get("k").await.unwrap(), Some(json!(2)));
+    // Lists pass through to the database.
+    db.append("chat", &json!("hi")).await.unwrap();
+    assert_eq!(inner.get_length("chat").await.unwrap(), 1);
+    db.clear().await.unwrap();
+    assert_eq!(cache.get("k").await.unwrap(), None);
+    assert!(inner.keys(None).await.unwrap().is_empty());
+}
