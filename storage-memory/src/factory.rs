@@ -2,10 +2,14 @@
 //! block names a shared one (`store: <name>`), which every backend of the process naming it
 //! shares, for tests and tools that need two handles on one store.
 
-use super::*;
+use crate::{MemoryStore, TYPE_NAME};
+use async_trait::async_trait;
 use serde::Deserialize;
-use std::sync::Mutex;
-use storage_core::config::{BackendConfig, BlockInput, ServerIdentity};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role, ServerIdentity};
+use storage_core::{BackendFactory, Cache, Database, Result};
 
 /// The fields of a `type: in-memory` block besides the common ones.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]

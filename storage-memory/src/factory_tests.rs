@@ -2,6 +2,7 @@
 //! shares, its description, identity and schema; and the expiry boundary.
 
 use super::*;
+use crate::*;
 use serde_json::json;
 use storage_core::Registry;
 use storage_core::config::ConfigSource;

@@ -35,10 +35,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
-use storage_core::config::{BackendSpec, Role};
+use storage_core::config::Role;
 use storage_core::{
-    BackendFactory, Cache, CacheEntry, Checked, Database, Error, KeyKind, KeyTtl, Result, Store,
-    glob_match, literal_prefix, lrange_window, validate_key_prefix,
+    Cache, CacheEntry, Checked, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match,
+    literal_prefix, lrange_window, validate_key_prefix,
 };
 
 /// The type name this crate registers.

@@ -1,8 +1,16 @@
 //! The `Store`, `Cache` and `Database` operations of [`PostgresBackend`], each one statement or one transaction on a pooled connection.
 //!
-//! Not the connection or the configuration: those are in the crate root and `config`.
+//! Not the connection or the configuration: those are `core.rs` and `config.rs`.
 
-use super::*;
+use crate::config::TYPE_NAME;
+use crate::core::{KIND_LIST, PostgresBackend, Resend, decode, encode, pg_error, ttl_ms};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::time::Duration;
+use storage_core::{
+    Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match, literal_prefix,
+    prefix_upper_bound,
+};
 
 #[async_trait]
 impl Store for PostgresBackend {
@@ -12,7 +20,7 @@ impl Store for PostgresBackend {
 
     async fn get(&self, key: &str) -> Result<Option<Value>> {
         let row = self
-            .run(true, |mut conn, s| async move {
+            .run(Resend::Allowed, |mut conn, s| async move {
                 let statement = conn.cached(&s.get).await?;
                 conn.query_opt(&statement, &[&self.ns, &key])
                     .await
@@ -28,7 +36,7 @@ impl Store for PostgresBackend {
 
     async fn delete(&self, key: &str) -> Result<bool> {
         let row = self
-            .run(true, |mut conn, s| async move {
+            .run(Resend::Allowed, |mut conn, s| async move {
                 let statement = conn.cached(&s.delete).await?;
                 conn.query_opt(&statement, &[&self.ns, &key])
                     .await
@@ -53,7 +61,7 @@ impl Store for PostgresBackend {
         }
         let distinct = &distinct;
         let rows = self
-            .run(true, |mut conn, s| async move {
+            .run(Resend::Allowed, |mut conn, s| async move {
                 let statement = conn.cached(&s.mget).await?;
                 conn.query(&statement, &[&self.ns, distinct])
                     .await
@@ -94,7 +102,7 @@ impl Store for PostgresBackend {
         let (prefix, _) = pattern.map(literal_prefix).unwrap_or_default();
         let upper = prefix_upper_bound(&prefix);
         let rows = self
-            .run(true, |mut conn, s| {
+            .run(Resend::Allowed, |mut conn, s| {
                 let (prefix, upper) = (&prefix, &upper);
                 async move {
                     let r = if prefix.is_empty() {
@@ -120,7 +128,7 @@ impl Store for PostgresBackend {
     }
 
     async fn clear(&self) -> Result<()> {
-        self.run(true, |mut conn, s| async move {
+        self.run(Resend::Allowed, |mut conn, s| async move {
             let statement = conn.cached(&s.clear).await?;
             conn.query_one(&statement, &[&self.ns])
                 .await
@@ -131,7 +139,7 @@ impl Store for PostgresBackend {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.run(true, |conn, _| async move {
+        self.run(Resend::Allowed, |conn, _| async move {
             conn.simple_query("")
                 .await
                 .map_err(|e| pg_error(e, "ping"))?;
@@ -162,7 +170,7 @@ impl Cache for PostgresBackend {
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let row = self
-            .run(true, |mut conn, s| async move {
+            .run(Resend::Allowed, |mut conn, s| async move {
                 let statement = conn.cached(&s.ttl).await?;
                 conn.query_opt(&statement, &[&self.ns, &key])
                     .await
@@ -197,7 +205,7 @@ impl Database for PostgresBackend {
         let text = encode(value)?;
         // Not idempotent: a lost acknowledgement may hide a committed append, so never retried.
         let row = self
-            .run(false, |mut conn, s| {
+            .run(Resend::Never, |mut conn, s| {
                 let text = &text;
                 async move {
                     let statement = conn.cached(&s.append).await?;
@@ -217,7 +225,7 @@ impl Database for PostgresBackend {
         let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
         // One statement, one transaction; not idempotent, so never retried.
         let rows = self
-            .run(false, |mut conn, s| {
+            .run(Resend::Never, |mut conn, s| {
                 let texts = &texts;
                 async move {
                     let statement = conn.cached(&s.append_many).await?;
@@ -235,7 +243,7 @@ impl Database for PostgresBackend {
 
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         let rows = self
-            .run(true, |mut conn, s| async move {
+            .run(Resend::Allowed, |mut conn, s| async move {
                 let statement = conn.cached(&s.range).await?;
                 conn.query(&statement, &[&self.ns, &key, &start, &end])
                     .await
@@ -256,7 +264,7 @@ impl Database for PostgresBackend {
 
     async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
         // Not idempotent (a window from one end shrinks the list again): never retried.
-        self.run(false, |mut conn, s| async move {
+        self.run(Resend::Never, |mut conn, s| async move {
             let map = |what: &'static str| move |e| pg_error(e, what);
             // Prepared (once per connection) before the transaction borrows the connection.
             let lock_list = conn.cached(&s.lock_list).await?;
@@ -310,5 +318,87 @@ impl Database for PostgresBackend {
             Some((KIND_LIST, len)) => Ok(len as u64),
             Some(_) => Err(Error::holds_value(key)),
         }
+    }
+}
+
+impl PostgresBackend {
+    async fn set_value(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        let text = encode(value)?;
+        let ttl = ttl_ms(ttl);
+        if ttl.is_some() && self.reclaim_due() {
+            self.reclaim().await;
+        }
+        self.run(Resend::Allowed, |mut conn, s| {
+            let (text, key) = (&text, key);
+            async move {
+                let statement = conn.cached(&s.set).await?;
+                conn.query_one(&statement, &[&self.ns, &key, text, &ttl])
+                    .await
+                    .map_err(|e| pg_error(e, "storing the value"))?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn set_many(&self, entries: Vec<(String, String, Option<i64>)>) -> Result<()> {
+        // One statement, one transaction. The last of repeated keys wins: keep only it, since
+        // one INSERT ... ON CONFLICT cannot touch a row twice.
+        let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, (k, _, _)) in entries.iter().enumerate() {
+            last.insert(k.as_str(), i);
+        }
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        let mut ttls = Vec::new();
+        for (i, (k, v, t)) in entries.iter().enumerate() {
+            if last.get(k.as_str()) == Some(&i) {
+                keys.push(k.as_str());
+                values.push(v.as_str());
+                ttls.push(*t);
+            }
+        }
+        if ttls.iter().any(Option::is_some) && self.reclaim_due() {
+            self.reclaim().await;
+        }
+        self.run(Resend::Allowed, |mut conn, s| {
+            let (keys, values, ttls) = (&keys, &values, &ttls);
+            async move {
+                // Prepared (once per connection) before the transaction borrows the connection.
+                let mset = conn.cached(&s.mset).await?;
+                let delete_items = conn.cached(&s.delete_items).await?;
+                let tx = conn
+                    .transaction()
+                    .await
+                    .map_err(|e| pg_error(e, "starting the batch"))?;
+                let lists = tx
+                    .query(&mset, &[&self.ns, keys, values, ttls])
+                    .await
+                    .map_err(|e| pg_error(e, "storing the batch"))?;
+                for row in lists {
+                    let key: &str = row.get(0);
+                    tx.execute(&delete_items, &[&self.ns, &key])
+                        .await
+                        .map_err(|e| pg_error(e, "dropping a replaced list"))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| pg_error(e, "committing the batch"))?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn header(&self, key: &str) -> Result<Option<(i16, i64)>> {
+        self.run(Resend::Allowed, |mut conn, s| async move {
+            let statement = conn.cached(&s.header).await?;
+            Ok(conn
+                .query_opt(&statement, &[&self.ns, &key])
+                .await
+                .map_err(|e| pg_error(e, "reading the key"))?
+                .map(|r| (r.get(0), r.get(1))))
+        })
+        .await
     }
 }

@@ -13,9 +13,13 @@
 //!
 //! It is not the retry policy (that is `PostgresBackend::run`).
 
-use super::*;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use crate::core::{Pool, pg_error};
+use bb8_postgres::PostgresConnectionManager;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use storage_core::{Error, Result};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A connection idle longer than this is checked with a round trip before it is lent.
 pub(crate) const IDLE_CHECK: Duration = Duration::from_millis(250);

@@ -1,7 +1,9 @@
 //! The tables: the statements of one backend with its schema's table names filled in, and the
 //! versioned migration that runs on connect under an advisory lock.
 
-use super::*;
+use crate::core::pg_error;
+use crate::sql;
+use storage_core::{Error, Result};
 
 /// The statements of one backend, with its table names filled in.
 pub(crate) struct Statements {

@@ -1,8 +1,13 @@
 //! The `Store`, `Cache` and `Database` operations of [`RedisBackend`], each one command, pipeline or `MULTI`/`EXEC`.
 //!
-//! Not the connection or the configuration: those are in the crate root and `config`.
+//! Not the connection or the configuration: those are `core.rs` and `config.rs`.
 
-use super::*;
+use crate::config::TYPE_NAME;
+use crate::core::{BATCH, RedisBackend, decode, encode, wrong_type};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::time::Duration;
+use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
 
 #[async_trait]
 impl Store for RedisBackend {

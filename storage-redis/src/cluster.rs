@@ -6,12 +6,17 @@
 //! Not the operations themselves (those are in `backend`), and no slot map of our own: slots
 //! are computed by redis-rs's [`Slot::for_key`] and commands are routed by its router.
 
-use super::*;
+use crate::config::RedisConfig;
+use crate::core::{BATCH, Links, RedisBackend, redis_error};
 use redis::RedisFuture;
+use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{Cmd, Pipeline, RedisError};
 use std::collections::HashMap;
+use storage_core::config::BackendSpec;
+use storage_core::{Error, Result};
 
 /// A connection to one server or to a cluster; commands are sent the same way to both.
 #[derive(Clone)]

@@ -4,7 +4,13 @@
 //!
 //! Not the commands themselves (`backend`) nor the connections' making (`pool`, `cluster`).
 
-use super::*;
+use crate::cluster::{self, ClusterLinks, Link};
+use crate::core::{Links, RedisBackend, is_wrong_type, redis_error, redis_error_is_transient};
+use crate::pool::{self, IDLE_CHECK};
+use redis::{Cmd, Pipeline, RedisError};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use storage_core::{Error, Result};
 
 impl RedisBackend {
     /// Runs `f` on a pooled connection under the operation timeout, marking the connection

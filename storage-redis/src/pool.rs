@@ -2,7 +2,13 @@
 //! a broken flag set by I/O errors, and the last connect error for the operations waiting on a
 //! connection. Not the retry policy (that is `RedisBackend::with_conn`).
 
-use super::*;
+use crate::core::redis_error;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use storage_core::{Error, Result};
 
 /// A pooled connection, whether an I/O error has broken it, and when it last carried a command.
 pub struct Conn {

@@ -1,0 +1,364 @@
+//! The connection side of [`RedisBackend`]: the struct, connecting (one server's pool or a
+//! cluster's connections), the full keys of a namespace, `SCAN`, pipelined batches, and
+//! redis-rs's errors mapped to the contract's kinds. Not the operations themselves
+//! (`backend.rs`), how one command is sent and re-sent (`command.rs`), nor the block's fields
+//! (`config.rs`).
+
+/// Keys per `SCAN` step and per `UNLINK` batch.
+use crate::cluster::{self, ClusterLinks};
+use crate::config::{RedisConfig, TYPE_NAME};
+use crate::pool::{LastError, Manager, Pool};
+use bb8::ManageConnection;
+use redis::{AsyncConnectionConfig, Client, Pipeline, RedisError};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::RwLock;
+use std::time::Duration;
+use storage_core::config::{BackendSpec, Role};
+use storage_core::{Error, Result, escape_glob};
+
+/// Keys per `SCAN` step and per `UNLINK` batch.
+pub(crate) const BATCH: usize = 500;
+
+/// Replaces a generic wrong-type error with the contract's message for `key`.
+pub(crate) fn wrong_type(
+    key: &str,
+    message: fn(&str) -> Error,
+) -> impl FnOnce(Error) -> Error + '_ {
+    move |e| {
+        if e.kind() == storage_core::ErrorKind::WrongType {
+            message(key)
+        } else {
+            e
+        }
+    }
+}
+
+/// The error for a key in the namespace that is not UTF-8: named with its bytes escaped (at
+/// most 200 of them).
+pub(crate) fn not_utf8_key(raw: &[u8]) -> Error {
+    let shown: String = raw
+        .iter()
+        .take(200)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    let more = if raw.len() > 200 { "..." } else { "" };
+    Error::invalid_key(format!(
+        "the server holds a key in this namespace that is not UTF-8, b\"{shown}{more}\" ({} bytes); \
+         keys here are UTF-8, so it cannot be listed, read or copied: rename or delete it with redis-cli",
+        raw.len()
+    ))
+}
+
+pub(crate) fn is_wrong_type(e: &RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+}
+
+/// Maps a redis-rs error; connection-level failures are transient, a refused password is a
+/// configuration error (retrying or falling back cannot fix it).
+pub(crate) fn redis_error(e: RedisError, what: &str) -> Error {
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.code() == Some("NOAUTH")
+        || e.code() == Some("WRONGPASS")
+    {
+        Error::authentication(what)
+    } else if e.is_timeout() {
+        // Redis cannot cancel a command: it may have run.
+        Error::timeout(format!(
+            "{what}: the server did not answer in time; the command may have been applied: the outcome is unknown"
+        ))
+        .with_source(e)
+    } else if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+    {
+        Error::connection(format!("{what}: {e}"))
+    } else if matches!(
+        e.code(),
+        Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY")
+    ) {
+        Error::connection(format!(
+            "{what}: the cluster is moving a slot or failing over ({e})"
+        ))
+    } else if matches!(e.code(), Some("LOADING" | "MASTERDOWN")) {
+        Error::connection(format!("{what}: server busy ({e})"))
+    } else {
+        Error::other(format!("{what}: {e}"))
+    }
+}
+
+/// Whether `redis_error` would call `e` transient (a connection or busy-server error).
+pub(crate) fn redis_error_is_transient(e: &RedisError) -> bool {
+    redis_error(e.clone(), "").kind() == storage_core::ErrorKind::Connection
+}
+
+pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|_| {
+        Error::other(format!(
+            "the value at {key:?} is not JSON written by this library ({} bytes)",
+            bytes.len()
+        ))
+    })
+}
+
+pub(crate) fn encode(value: &Value) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::invalid_value(format!("cannot encode value: {e}")))
+}
+
+/// Builds the redis-rs client: plain, or TLS with the system roots or the given CA.
+pub(crate) fn client(settings: &RedisConfig, spec: &BackendSpec) -> Result<Client> {
+    if settings.tls() {
+        // redis-rs builds its rustls config from the process-wide provider. Install ring (the
+        // provider this workspace compiles) unless the application already chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let bad =
+        |e: RedisError| Error::config(format!("{}: invalid Redis connection: {e}", spec.path));
+    match &settings.ca {
+        Some(ca) => {
+            let pem = std::fs::read(ca)
+                .map_err(|e| Error::config(format!("cannot read CA file {}: {e}", ca.display())))?;
+            Client::build_with_tls(
+                settings.info.clone(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(bad)
+        }
+        None => Client::open(settings.info.clone()).map_err(bad),
+    }
+}
+
+/// How a backend reaches its server: a pool of connections to one server, or a cluster's
+/// connections.
+#[derive(Clone)]
+pub(crate) enum Links {
+    Node(Pool),
+    Cluster(ClusterLinks),
+}
+
+/// A namespace on one Redis server or a Redis Cluster; serves both roles.
+pub struct RedisBackend {
+    pub(crate) links: RwLock<Option<Links>>,
+    /// The full-key prefix: the `keyPrefix`, or `{keyPrefix}` when `hash_tagged`.
+    pub(crate) prefix: String,
+    pub(crate) is_cluster: bool,
+    /// The database role on a cluster: the prefix is a hash tag, one slot per namespace.
+    pub(crate) hash_tagged: bool,
+    /// The prefix with glob characters escaped, for `SCAN MATCH`.
+    pub(crate) match_prefix: String,
+    pub(crate) describe: String,
+    pub(crate) operation_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) last_error: LastError,
+    pub(crate) pool_metrics: storage_core::telemetry::PoolReporter,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("server", &self.describe)
+            .field("key_prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Connects for `role` and checks that the server (or the cluster) answers.
+    pub async fn open(spec: &BackendSpec, role: Role) -> Result<RedisBackend> {
+        // tokio's I/O needs its runtime: say so instead of panicking inside the driver.
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::unsupported(
+                "the redis backend needs a tokio runtime: call it from inside one (for example under #[tokio::main])",
+            )
+        })?;
+        let settings = spec.settings::<RedisConfig>()?;
+        if let Some(nodes) = &settings.cluster {
+            let hash_tagged = role == Role::Database;
+            if hash_tagged && spec.common.key_prefix.is_empty() {
+                return Err(Error::config(format!(
+                    "{}.keyPrefix: the database role on a Redis Cluster needs a keyPrefix (its namespace is one hash slot)",
+                    spec.path
+                )));
+            }
+            let links = cluster::connect(nodes, settings, spec).await?;
+            let prefix = if hash_tagged {
+                format!("{{{}}}", spec.common.key_prefix)
+            } else {
+                spec.common.key_prefix.clone()
+            };
+            return Ok(RedisBackend {
+                links: RwLock::new(Some(Links::Cluster(links))),
+                match_prefix: escape_glob(&prefix),
+                prefix,
+                is_cluster: true,
+                hash_tagged,
+                describe: spec.to_string(),
+                operation_timeout: spec.common.operation_timeout,
+                connect_timeout: spec.common.connect_timeout,
+                retries: settings.max_retries_per_request,
+                last_error: LastError::default(),
+                // A cluster has no pool: nothing is reported.
+                pool_metrics: storage_core::telemetry::PoolReporter::new(
+                    TYPE_NAME,
+                    &spec.to_string(),
+                    0,
+                ),
+            });
+        }
+        let manager = Manager {
+            client: client(settings, spec)?,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(spec.common.connect_timeout))
+                .set_response_timeout(Some(spec.common.operation_timeout)),
+        };
+        // The first connection is made directly, so that a refusal is reported as itself, at
+        // once, and the manager's fallback moves on without waiting for a pool timeout.
+        let describe = spec.to_string();
+        let limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
+        let first = tokio::time::timeout(limit, manager.connect())
+            .await
+            .map_err(|_| {
+                Error::timeout(format!(
+                    "connecting to {describe} took longer than {limit:?}"
+                ))
+            })?
+            .map_err(|e| {
+                let error = redis_error(e, "connecting");
+                let no_password = manager
+                    .client
+                    .get_connection_info()
+                    .redis_settings()
+                    .password()
+                    .is_none();
+                if error.is_authentication() && no_password {
+                    Error::authentication(
+                        "connecting: the server asks for a password and the configuration gives none",
+                    )
+                } else {
+                    error
+                }
+            })?;
+        let last_error = LastError::default();
+        let pool = bb8::Pool::builder()
+            .max_size(spec.common.pool_max)
+            .min_idle(Some(spec.common.pool_min))
+            .connection_timeout(spec.common.acquire_timeout)
+            .idle_timeout(Some(spec.common.idle_timeout))
+            .error_sink(Box::new(last_error.clone()))
+            // The connection given back last is taken first: a light load stays on one warm
+            // multiplexed connection (its reader task awake, commands pipelined on it) instead
+            // of cycling through every connection the pool holds.
+            .queue_strategy(bb8::QueueStrategy::Lifo)
+            // Checked in `with_conn` instead: a flag always, a PING only after idling.
+            .test_on_check_out(false)
+            // A failed connect is reported at once (a refused server fails within the connect
+            // timeout), not retried until the acquire timeout.
+            .retry_connection(false)
+            .build_unchecked(manager);
+        let _ = pool.add(first);
+        let backend = RedisBackend {
+            links: RwLock::new(Some(Links::Node(pool))),
+            prefix: spec.common.key_prefix.clone(),
+            is_cluster: false,
+            hash_tagged: false,
+            match_prefix: escape_glob(&spec.common.key_prefix),
+            describe,
+            operation_timeout: spec.common.operation_timeout,
+            connect_timeout: spec.common.connect_timeout,
+            retries: settings.max_retries_per_request,
+            last_error,
+            pool_metrics: storage_core::telemetry::PoolReporter::new(
+                TYPE_NAME,
+                &spec.to_string(),
+                spec.common.pool_max,
+            ),
+        };
+        Ok(backend)
+    }
+
+    pub(crate) fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub(crate) fn links(&self) -> Result<Links> {
+        self.links
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Error::connection("backend is closed"))
+    }
+
+    /// Every full key of this namespace matching `pattern`, by `SCAN` (on every primary of a
+    /// cluster whose namespace spans slots), without duplicates.
+    pub(crate) async fn scan(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        let matcher = format!("{}{}", self.match_prefix, pattern.unwrap_or("*"));
+        let mut seen = HashSet::new();
+        for route in self.scan_targets().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch) = self.scan_step(route.as_ref(), cursor, &matcher).await?;
+                for raw in batch {
+                    match String::from_utf8(raw) {
+                        Ok(k) if k.starts_with(&self.prefix) => {
+                            seen.insert(k);
+                        }
+                        Ok(_) => {}
+                        // A key that is not UTF-8 was not written by this library, and no
+                        // caller can name it: skipped, it would be left behind unseen (a
+                        // migration once reported "identical" without it). Reported instead.
+                        Err(e) => return Err(not_utf8_key(e.as_bytes())),
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(seen.into_iter().collect())
+    }
+
+    /// One pipeline (`MULTI`/`EXEC` when `atomic`); on a cluster whose namespace spans slots,
+    /// one atomic pipeline per slot, all sent at once.
+    pub(crate) async fn mset_pipe(
+        &self,
+        entries: Vec<(String, (String, Option<Duration>))>,
+        atomic: bool,
+    ) -> Result<()> {
+        let groups = self.slot_groups(entries);
+        let atomic = atomic || groups.len() > 1;
+        let pipes: Vec<Pipeline> = groups
+            .iter()
+            .map(|group| {
+                let mut pipe = redis::pipe();
+                if atomic {
+                    pipe.atomic();
+                }
+                for (k, (v, ttl)) in group {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(self.key(k)).arg(v);
+                    if let Some(t) = ttl {
+                        cmd.arg("PX").arg(t.as_millis() as u64);
+                    }
+                    pipe.add_command(cmd).ignore();
+                }
+                pipe
+            })
+            .collect();
+        futures::future::try_join_all(
+            pipes
+                .iter()
+                .map(|pipe| self.pipeline::<()>(pipe, "storing the batch")),
+        )
+        .await?;
+        Ok(())
+    }
+}
