@@ -1,7 +1,14 @@
 //! A throwaway PostgreSQL server: initdb into a fresh directory, started as the `postgres` user
 //! when running as root, stopped (fast shutdown) when dropped.
 
-use super::*;
+use crate::{
+    Launch, await_ready, find_postgres_bin, guarded, is_root, set_mode, stop_child, tail, temp_dir,
+};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// TLS files for a server: its certificate chain and key, in PEM.
 #[derive(Debug, Clone)]

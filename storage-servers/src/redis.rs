@@ -1,6 +1,15 @@
 //! A throwaway Redis server without persistence, plain or TLS-only, stopped when dropped.
 
-use super::*;
+use crate::{
+    Launch, TlsFiles, await_ready, find_redis_server, free_cluster_port, free_port, guarded,
+    stop_child, temp_dir,
+};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 /// How to start Redis.
 #[derive(Debug, Clone, Default)]

@@ -2,7 +2,11 @@
 //! primaries, three replicas), joined by `redis-cli --cluster create`, plain or TLS. Stopped
 //! when dropped. Not a cluster manager: no resharding, no adding nodes.
 
-use super::*;
+use crate::{Redis, RedisOptions};
+use std::io;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 /// A private Redis Cluster of three primaries with one replica each.
 #[derive(Debug)]

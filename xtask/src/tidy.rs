@@ -153,19 +153,6 @@ fn the_docs_the_code_cites_exist() {
     }
 }
 
-/// Modules that still reach into their parent with `use super::*`, written before the rule;
-/// each is debt, to be given explicit imports, and this list only shrinks.
-const GLOB_PARENT_IMPORTS_LEFT: [&str; 8] = [
-    "plugins/storage-redb/src/backend.rs",
-    "plugins/storage-redb/src/commit.rs",
-    "plugins/storage-redb/src/expiry.rs",
-    "plugins/storage-redb/src/file.rs",
-    "storage-servers/src/postgres.rs",
-    "storage-servers/src/redis.rs",
-    "storage-servers/src/redis_cluster.rs",
-    "storage-testkit/src/faults/cases.rs",
-];
-
 /// A module names what it takes from its crate: `use super::*` outside tests hides where a name
 /// comes from and ties a file to everything its parent imports.
 #[test]
@@ -178,7 +165,7 @@ fn modules_name_what_they_import() {
             || path.starts_with("storage-testkit/src/cases/")
             || name == "tests.rs"
             || name.ends_with("_tests.rs");
-        if is_test || GLOB_PARENT_IMPORTS_LEFT.contains(&path.as_str()) {
+        if is_test {
             continue;
         }
         let text = fs::read_to_string(&file).unwrap();
@@ -193,15 +180,6 @@ fn modules_name_what_they_import() {
         "modules with `use super::*` outside tests (import what they use by name):\n{}",
         found.join("\n")
     );
-    // The list only shrinks: a file that no longer needs its entry loses it.
-    for left in GLOB_PARENT_IMPORTS_LEFT {
-        let text = fs::read_to_string(root().join(left)).unwrap_or_default();
-        let body = text.split("#[cfg(test)]").next().unwrap_or("");
-        assert!(
-            body.lines().any(|l| l.trim() == "use super::*;"),
-            "{left} no longer imports `super::*`: take it off GLOB_PARENT_IMPORTS_LEFT"
-        );
-    }
 }
 
 /// The backend crates: each depends on the contract (and a plugin on the bridge), never on

@@ -3,7 +3,19 @@
 //!
 //! Not the connection or the configuration: those are in the crate root and `config`.
 
-use super::*;
+use crate::expiry::unindex_deadline;
+use crate::{
+    Header, INLINE_READ_LIMIT, ITEMS, KEYS, RedbBackend, TYPE_NAME, append_texts, db_error,
+    deadline, decode_json, encode, header_of, live_header, now_ms, put_value, remove_items,
+};
+use async_trait::async_trait;
+use redb::ReadableTable;
+use serde_json::Value;
+use std::time::Duration;
+use storage_core::{
+    Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match, literal_prefix,
+    lrange_window, prefix_upper_bound,
+};
 
 #[async_trait]
 impl Store for RedbBackend {

@@ -23,9 +23,13 @@
 //!
 //! Not the operations themselves: those are closures from `backend.rs`.
 
-use super::*;
+use crate::expiry::reclaim_expired;
+use crate::file::OpenFile;
+use crate::{RECLAIM_EVERY, now_ms};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use storage_core::{Error, Result};
 use tokio::sync::oneshot;
 
 /// The most writes one transaction takes, so that one commit's size stays bounded.

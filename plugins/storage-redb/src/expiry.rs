@@ -2,8 +2,10 @@
 //! reclaiming expired keys reads only the part of the index that is due. Not the reading side
 //! of TTLs (a read checks a key's own header, indexed or not).
 
-use super::*;
+use crate::{Header, KEYS, db_error, header_of};
 use redb::TableHandle;
+use redb::{ReadableTable, TableDefinition};
+use storage_core::Result;
 
 /// Keys written with a TTL, by deadline (milliseconds since the epoch).
 const EXPIRY: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("storage_expiry");

@@ -6,10 +6,15 @@
 //! same path; that opener waits for the release instead of failing with "already open".
 //! Not the tables or what is in them: the crate root and `expiry` create and read those.
 
-use super::*;
+use crate::expiry::index_existing_deadlines;
+use crate::{ITEMS, KEYS, db_error};
+use redb::Database as Redb;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::{Mutex, Weak};
+use std::time::Duration;
+use storage_core::{Error, Result};
 
 /// How long an opener waits for this process to finish closing the same file.
 const CLOSING_WAIT: Duration = Duration::from_secs(10);

@@ -29,17 +29,14 @@
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
-use redb::{Database as Redb, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::plugin::PluginRegistrar;
-use storage_core::{
-    BackendFactory, Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match,
-    literal_prefix, lrange_window, prefix_upper_bound,
-};
+use storage_core::{BackendFactory, Cache, Database, Error, Result};
 
 mod backend;
 mod commit;
@@ -51,7 +48,7 @@ pub use commit::MAX_GROUP;
 use commit::{CommitSettings, Committer};
 use file::{OpenFile, open_file};
 
-use expiry::{index_deadline, index_existing_deadlines, reclaim_expired, unindex_deadline};
+use expiry::{index_deadline, unindex_deadline};
 
 pub use config::{DurabilityOption, RedbConfig, RedbOptions, TYPE_NAME};
 

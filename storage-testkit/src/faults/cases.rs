@@ -1,6 +1,11 @@
 //! The fault cases themselves: each breaks the traffic one way and checks the contract.
 
-use super::*;
+use super::{Check, Cx, Opened, bound, fails_within};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage_core::{Database, ErrorKind};
+use storage_servers::Fault;
 
 pub(super) async fn refused(cx: Arc<Cx>) -> Check {
     cx.every_operation("warm").await;
