@@ -116,6 +116,8 @@ pub struct Registry {
     factories: BTreeMap<String, Arc<dyn BackendFactory>>,
     canonical: BTreeMap<String, String>,
     role_defaults: [Option<String>; 2],
+    /// The fallback chains the composition root gives a type's blocks that declare none.
+    fallback_policy: BTreeMap<(String, usize), Vec<String>>,
 }
 
 impl fmt::Debug for Registry {
@@ -209,6 +211,39 @@ impl Registry {
     /// The type a role gets when a config leaves it out, if one is set.
     pub fn role_default(&self, role: Role) -> Option<&str> {
         self.role_defaults[role_index(role)].as_deref()
+    }
+
+    /// Sets the fallback chain that a `type_name` block serving `role` gets when it declares
+    /// none: the policy of the application (or the manager) that composes the backends, not
+    /// of the backend. It replaces what the factory itself declares.
+    pub fn set_default_fallback(&mut self, type_name: &str, role: Role, chain: &[&str]) {
+        let canonical = self
+            .canonical_type(type_name)
+            .unwrap_or_else(|| type_name.to_string());
+        self.fallback_policy.insert(
+            (canonical, role_index(role)),
+            chain.iter().map(|t| t.to_string()).collect(),
+        );
+    }
+
+    /// The fallback chain a `type_name` block serving `role` gets when it declares none: the
+    /// one set with [`Registry::set_default_fallback`], else the factory's own (a plugin's),
+    /// else none. Types that are not registered are left out.
+    pub fn default_fallback(&self, type_name: &str, role: Role) -> Vec<String> {
+        let canonical = self
+            .canonical_type(type_name)
+            .unwrap_or_else(|| type_name.to_string());
+        let chain = match self.fallback_policy.get(&(canonical, role_index(role))) {
+            Some(chain) => chain.clone(),
+            None => self
+                .factory(type_name)
+                .map(|f| f.default_fallback(role))
+                .unwrap_or_default(),
+        };
+        chain
+            .into_iter()
+            .filter(|name| self.factory(name).is_ok())
+            .collect()
     }
 }
 

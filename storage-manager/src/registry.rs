@@ -5,7 +5,7 @@ use storage_core::Registry;
 
 /// A registry holding every built-in backend compiled in: `in-memory` and `sqlite` by default,
 /// `postgresql` and `redis` with their features. A role left out of a config gets `in-memory`
-/// (cache) or `sqlite` (database).
+/// (cache) or `sqlite` (database); a block without `fallback` gets the default chain set here.
 pub fn builtin_registry() -> Registry {
     let mut registry = Registry::new();
     let mut add = |factory: Arc<dyn storage_core::BackendFactory>| {
@@ -23,6 +23,20 @@ pub fn builtin_registry() -> Registry {
     #[cfg(feature = "redis")]
     add(Arc::new(storage_redis::RedisFactory));
     let _ = &mut add;
+    // The fallback policy: a server that does not answer falls back to what is embedded (a
+    // PostgreSQL database to SQLite, then memory; everything else to memory). It lives here,
+    // where the backends are composed, and not in any backend. Entries not compiled in are
+    // left out when a chain is built.
+    for role in [storage_core::Role::Cache, storage_core::Role::Database] {
+        registry.set_default_fallback("sqlite", role, &["in-memory"]);
+        registry.set_default_fallback("redis", role, &["in-memory"]);
+    }
+    registry.set_default_fallback("postgresql", storage_core::Role::Cache, &["in-memory"]);
+    registry.set_default_fallback(
+        "postgresql",
+        storage_core::Role::Database,
+        &["sqlite", "in-memory"],
+    );
     // The embedded default: a memory cache and a SQLite database, when compiled in.
     #[cfg(feature = "memory")]
     registry.set_role_default(storage_core::Role::Cache, storage_memory::TYPE_NAME);

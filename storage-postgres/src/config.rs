@@ -20,10 +20,10 @@ use std::any::Any;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
+use storage_core::Result;
 use storage_core::config::{
     BackendConfig, BlockInput, CommonSettings, NumOrEnv, Secret, ServerIdentity, SslField, num,
 };
-use storage_core::{Result, Role};
 use tokio_postgres::config::{Host, TargetSessionAttrs};
 
 /// The type name this crate registers.
@@ -415,14 +415,6 @@ fn host_and_port(entry: &str) -> std::result::Result<(String, Option<u16>), Stri
         Some((h, p)) if !h.contains(':') => Ok((h.to_string(), Some(port(p)?))),
         _ if entry.is_empty() => Err("an empty host".into()),
         _ => Ok((entry.to_string(), None)),
-    }
-}
-
-/// The fallback a `postgresql` block gets when it declares none.
-pub(crate) fn default_fallback(role: Role) -> Vec<String> {
-    match role {
-        Role::Database => vec!["sqlite".into(), "in-memory".into()],
-        Role::Cache => vec!["in-memory".into()],
     }
 }
 

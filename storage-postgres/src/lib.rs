@@ -80,10 +80,6 @@ impl BackendFactory for PostgresFactory {
         config::schema()
     }
 
-    fn default_fallback(&self, role: Role) -> Vec<String> {
-        config::default_fallback(role)
-    }
-
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
         Ok(Arc::new(PostgresBackend::open(spec).await?))
     }

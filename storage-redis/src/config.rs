@@ -446,11 +446,6 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// The fallback a `redis` block gets when it declares none.
-pub(crate) fn default_fallback(_role: Role) -> Vec<String> {
-    vec!["in-memory".into()]
-}
-
 /// The JSON Schema of a `redis` block's own fields.
 pub(crate) fn schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RedisBlock)).unwrap_or_default()

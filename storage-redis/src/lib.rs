@@ -85,10 +85,6 @@ impl BackendFactory for RedisFactory {
         config::schema()
     }
 
-    fn default_fallback(&self, role: Role) -> Vec<String> {
-        config::default_fallback(role)
-    }
-
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
         Ok(Arc::new(RedisBackend::open(spec, Role::Cache).await?))
     }

@@ -11,8 +11,8 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use storage_core::Result;
 use storage_core::config::{BackendConfig, BlockInput, NumOrEnv, ServerIdentity, num};
-use storage_core::{Result, Role};
 
 /// The type name this crate registers.
 pub const TYPE_NAME: &str = "sqlite";
@@ -186,11 +186,6 @@ fn canonical_file(path: &Path) -> PathBuf {
             _ => return absolute,
         }
     }
-}
-
-/// The fallback a `sqlite` block gets when it declares none.
-pub(crate) fn default_fallback(_role: Role) -> Vec<String> {
-    vec!["in-memory".to_string()]
 }
 
 /// The JSON Schema of a `sqlite` block's own fields.

@@ -87,10 +87,6 @@ impl BackendFactory for SqliteFactory {
         config::schema()
     }
 
-    fn default_fallback(&self, role: Role) -> Vec<String> {
-        config::default_fallback(role)
-    }
-
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
         Ok(Arc::new(SqliteBackend::open(spec).await?))
     }

@@ -62,12 +62,10 @@ impl Cx<'_> {
                 })
                 .collect::<Result<Vec<_>>>()?,
             None => {
-                let factory = self.registry.factory(&primary.type_name)?;
-                factory
-                    .default_fallback(role)
+                // A default entry whose backend is not compiled in is left out.
+                self.registry
+                    .default_fallback(&primary.type_name, role)
                     .into_iter()
-                    // A default entry whose backend is not compiled in is left out.
-                    .filter(|name| self.registry.factory(name).is_ok())
                     .enumerate()
                     .map(|(i, name)| {
                         let entry = serde_json::json!({ "type": name });

@@ -225,6 +225,25 @@ fn fallback_chains() {
     );
 }
 
+/// The default chain is the composition root's policy: set on the registry, it replaces what
+/// the factory declares (here `plain` and an unregistered type, which is left out), for the
+/// type under any of its names; a type without a policy keeps its factory's.
+#[test]
+fn default_fallback_chains_come_from_the_registry_policy() {
+    let c = parse("database: { type: leveled }").unwrap();
+    assert_eq!(types_of(&c.database), ["leveled", "plain"]);
+    let mut registry = registry();
+    registry.set_default_fallback("lvl", Role::Database, &["not-compiled-in", "leveled"]);
+    let source =
+        ConfigSource::from_yaml_str("database: { type: leveled }", Path::new("/b")).unwrap();
+    let c = source.resolve(&registry).unwrap();
+    assert_eq!(types_of(&c.database), ["leveled", "leveled"]);
+    // The cache role has no policy: the factory's own chain.
+    let source = ConfigSource::from_yaml_str("cache: { type: leveled }", Path::new("/b")).unwrap();
+    let c = source.resolve(&registry).unwrap();
+    assert_eq!(types_of(&c.cache), ["leveled", "plain"]);
+}
+
 #[test]
 fn plugins_are_listed_relative_to_the_file() {
     let s = ConfigSource::from_yaml_str(
