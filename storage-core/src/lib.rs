@@ -79,6 +79,7 @@ mod registry;
 #[path = "../serde_json_version.rs"]
 mod serde_json_version;
 pub mod telemetry;
+mod typed;
 
 pub use backend::{
     Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, Store, StoreExt,
@@ -100,6 +101,7 @@ pub use range::lrange_window;
 pub use registry::{BackendFactory, Registry};
 #[doc(hidden)]
 pub use registry::{open_cache, open_database};
+pub use typed::{Backend, Typed};
 
 /// For backend and plugin authors: the helpers that define the contract's semantics (every
 /// backend calls them rather than reimplementing them), the limits, the [`Checked`] layer and

@@ -1,6 +1,5 @@
 //! The registry of built-in backends that this build's features select.
 
-use std::sync::Arc;
 use storage_core::Registry;
 
 /// A registry holding every built-in backend compiled in: `in-memory` and `sqlite` by default,
@@ -8,21 +7,23 @@ use storage_core::Registry;
 /// (cache) or `sqlite` (database); a block without `fallback` gets the default chain set here.
 pub fn builtin_registry() -> Registry {
     let mut registry = Registry::new();
-    let mut add = |factory: Arc<dyn storage_core::BackendFactory>| {
-        // Built-in names never collide with each other.
-        registry
-            .register(factory)
-            .expect("built-in backends have distinct names");
-    };
+    // Built-in names never collide with each other.
     #[cfg(feature = "memory")]
-    add(Arc::new(storage_memory::MemoryFactory));
+    registry
+        .register_backend::<storage_memory::MemoryBackend>()
+        .expect("built-in backends have distinct names");
     #[cfg(feature = "sqlite")]
-    add(Arc::new(storage_sqlite::SqliteFactory));
+    registry
+        .register_backend::<storage_sqlite::SqliteBackend>()
+        .expect("built-in backends have distinct names");
     #[cfg(feature = "postgres")]
-    add(Arc::new(storage_postgres::PostgresFactory));
+    registry
+        .register_backend::<storage_postgres::PostgresBackend>()
+        .expect("built-in backends have distinct names");
     #[cfg(feature = "redis")]
-    add(Arc::new(storage_redis::RedisFactory));
-    let _ = &mut add;
+    registry
+        .register_backend::<storage_redis::RedisBackend>()
+        .expect("built-in backends have distinct names");
     // The fallback policy: a server that does not answer falls back to what is embedded (a
     // PostgreSQL database to SQLite, then memory; everything else to memory). It lives here,
     // where the backends are composed, and not in any backend. Entries not compiled in are

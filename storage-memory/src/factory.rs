@@ -2,14 +2,14 @@
 //! block names a shared one (`store: <name>`), which every backend of the process naming it
 //! shares, for tests and tools that need two handles on one store.
 
-use crate::{MemoryStore, TYPE_NAME};
+use crate::{MemoryBackend, MemoryStore, TYPE_NAME};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use storage_core::Result;
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role, ServerIdentity};
-use storage_core::{BackendFactory, Cache, Database, Result};
 
 /// The fields of a `type: in-memory` block besides the common ones.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -65,45 +65,32 @@ fn named(name: &str) -> MemoryStore {
         .clone()
 }
 
-fn store_for(spec: &BackendSpec) -> Result<MemoryStore> {
-    Ok(match &spec.settings::<MemoryConfig>()?.store {
-        Some(name) => named(name),
-        None => MemoryStore::new(),
-    })
-}
-
-/// The factory for the registry.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct MemoryFactory;
+/// The factory the registry holds: [`MemoryBackend`], erased by storage-core.
+pub type MemoryFactory = storage_core::Typed<MemoryBackend>;
 
 #[async_trait]
-impl BackendFactory for MemoryFactory {
-    fn type_names(&self) -> Vec<String> {
-        vec![TYPE_NAME.to_string(), "memory".to_string()]
+impl storage_core::Backend for MemoryBackend {
+    type Config = MemoryConfig;
+    const TYPE_NAMES: &'static [&'static str] = &[TYPE_NAME, "memory"];
+
+    fn schema() -> Value {
+        serde_json::to_value(schemars::schema_for!(MemoryBlock)).unwrap_or_default()
     }
 
-    fn roles(&self) -> Vec<Role> {
-        vec![Role::Cache, Role::Database]
-    }
-
-    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
+    fn parse(block: &mut BlockInput<'_>) -> Result<MemoryConfig> {
         let b: MemoryBlock = block.typed()?;
         if b.store.as_deref() == Some("") {
             return Err(block.error("store", "must not be empty"));
         }
-        Ok(Arc::new(MemoryConfig { store: b.store }))
+        Ok(MemoryConfig { store: b.store })
     }
 
-    fn schema(&self) -> Value {
-        serde_json::to_value(schemars::schema_for!(MemoryBlock)).unwrap_or_default()
-    }
-
-    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-        Ok(Arc::new(store_for(spec)?.handle(&spec.common.key_prefix)?))
-    }
-
-    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(store_for(spec)?.handle(&spec.common.key_prefix)?))
+    async fn open(config: &MemoryConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
+        let store = match &config.store {
+            Some(name) => named(name),
+            None => MemoryStore::new(),
+        };
+        store.handle(&spec.common.key_prefix)
     }
 }
 

@@ -4,8 +4,8 @@
 use super::*;
 use crate::*;
 use serde_json::json;
-use storage_core::Registry;
 use storage_core::config::ConfigSource;
+use storage_core::{BackendFactory, Registry};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -16,7 +16,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 fn resolve(block: &str) -> storage_core::Result<BackendSpec> {
     let mut registry = Registry::new();
-    registry.register(Arc::new(MemoryFactory))?;
+    registry.register(Arc::new(MemoryFactory::new()))?;
     let yaml = format!("cache: {{ type: in-memory }}\ndatabase: {block}");
     let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;
     Ok(config.database.primary)
@@ -24,8 +24,8 @@ fn resolve(block: &str) -> storage_core::Result<BackendSpec> {
 
 #[test]
 fn names_and_roles() {
-    assert_eq!(MemoryFactory.type_names(), ["in-memory", "memory"]);
-    assert_eq!(MemoryFactory.roles(), [Role::Cache, Role::Database]);
+    assert_eq!(MemoryFactory::new().type_names(), ["in-memory", "memory"]);
+    assert_eq!(MemoryFactory::new().roles(), [Role::Cache, Role::Database]);
     let spec = resolve("{ type: memory }").unwrap();
     assert_eq!(spec.type_name, "in-memory");
     assert_eq!(spec.config.type_name(), "in-memory");
@@ -46,11 +46,11 @@ fn a_named_store_is_shared_and_known_by_its_name() {
     assert!(identity.overlaps(&two.config.identity().unwrap()));
     assert!(!identity.overlaps(&other.config.identity().unwrap()));
     rt().block_on(async {
-        let a = MemoryFactory.open_database(&one).await.unwrap();
-        let b = MemoryFactory.open_database(&two).await.unwrap();
-        let c = MemoryFactory.open_cache(&other).await.unwrap();
-        let d = MemoryFactory.open_database(&own).await.unwrap();
-        let e = MemoryFactory.open_database(&own).await.unwrap();
+        let a = MemoryFactory::new().open_database(&one).await.unwrap();
+        let b = MemoryFactory::new().open_database(&two).await.unwrap();
+        let c = MemoryFactory::new().open_cache(&other).await.unwrap();
+        let d = MemoryFactory::new().open_database(&own).await.unwrap();
+        let e = MemoryFactory::new().open_database(&own).await.unwrap();
         a.set("k", &json!(1)).await.unwrap();
         assert_eq!(b.get("k").await.unwrap(), Some(json!(1)), "one named store");
         assert_eq!(
@@ -78,7 +78,7 @@ fn an_empty_or_unknown_field_is_refused_with_its_path() {
 
 #[test]
 fn the_schema_documents_the_store_field() {
-    let schema = MemoryFactory.schema();
+    let schema = MemoryFactory::new().schema();
     assert!(schema["properties"]["store"].is_object(), "{schema}");
 }
 

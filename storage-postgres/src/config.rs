@@ -19,7 +19,6 @@ use serde::Deserialize;
 use std::any::Any;
 use std::fmt;
 use std::net::ToSocketAddrs;
-use std::sync::Arc;
 use storage_core::Result;
 use storage_core::config::{
     BackendConfig, BlockInput, CommonSettings, NumOrEnv, Secret, ServerIdentity, SslField, num,
@@ -424,10 +423,6 @@ pub(crate) fn schema() -> serde_json::Value {
 }
 
 /// Parses and wraps, for the factory.
-pub(crate) fn parse(block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-    Ok(Arc::new(PostgresConfig::parse(block)?))
-}
-
 /// For code that builds a config without a file: the discrete fields.
 pub fn from_host(host: &str, port: u16, database: &str, user: &str) -> PostgresConfig {
     let mut driver = tokio_postgres::Config::new();

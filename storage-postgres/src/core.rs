@@ -128,14 +128,16 @@ impl fmt::Debug for PostgresBackend {
 
 impl PostgresBackend {
     /// Connects, migrates the schema, and builds the pool.
-    pub async fn open(spec: &BackendSpec) -> Result<PostgresBackend> {
+    pub(crate) async fn connect(
+        settings: &PostgresConfig,
+        spec: &BackendSpec,
+    ) -> Result<PostgresBackend> {
         // tokio's I/O needs its runtime: say so instead of panicking inside the driver.
         tokio::runtime::Handle::try_current().map_err(|_| {
             Error::unsupported(
                 "the postgresql backend needs a tokio runtime: call it from inside one (for example under #[tokio::main])",
             )
         })?;
-        let settings = spec.settings::<PostgresConfig>()?;
         let cfg = settings.driver_config(&spec.common);
         let tls = tls::connector(&settings.ssl)?;
         let manager = PgManager::new(cfg, tls.clone(), spec.common.connect_timeout);

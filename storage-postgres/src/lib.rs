@@ -30,7 +30,7 @@
 //!     ".".as_ref(),
 //! )?;
 //! let mut registry = storage_core::Registry::new();
-//! registry.register(std::sync::Arc::new(storage_postgres::PostgresFactory))?;
+//! registry.register(std::sync::Arc::new(storage_postgres::PostgresFactory::new()))?;
 //! let config = source.resolve(&registry)?;
 //! let db = registry.open_database(&config.database.primary).await?;
 //! db.append("history:1", &serde_json::json!({"role": "user"})).await?;
@@ -54,37 +54,26 @@ pub use tls::client_config as tls_client_config;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use std::sync::Arc;
-use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
-use storage_core::{BackendFactory, Cache, Database, Result};
+use storage_core::Result;
+use storage_core::config::{BackendSpec, BlockInput, Role};
 
-/// The factory for the registry.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PostgresFactory;
+/// The factory the registry holds: [`PostgresBackend`], erased by storage-core.
+pub type PostgresFactory = storage_core::Typed<PostgresBackend>;
 
 #[async_trait]
-impl BackendFactory for PostgresFactory {
-    fn type_names(&self) -> Vec<String> {
-        vec![TYPE_NAME.to_string(), config::ALIAS.to_string()]
-    }
+impl storage_core::Backend for PostgresBackend {
+    type Config = PostgresConfig;
+    const TYPE_NAMES: &'static [&'static str] = &[TYPE_NAME, config::ALIAS];
 
-    fn roles(&self) -> Vec<Role> {
-        vec![Role::Cache, Role::Database]
-    }
-
-    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-        config::parse(block)
-    }
-
-    fn schema(&self) -> Value {
+    fn schema() -> Value {
         config::schema()
     }
 
-    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-        Ok(Arc::new(PostgresBackend::open(spec).await?))
+    fn parse(block: &mut BlockInput<'_>) -> Result<PostgresConfig> {
+        PostgresConfig::parse(block)
     }
 
-    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(PostgresBackend::open(spec).await?))
+    async fn open(config: &PostgresConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
+        PostgresBackend::connect(config, spec).await
     }
 }

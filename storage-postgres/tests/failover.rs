@@ -25,7 +25,7 @@ struct Outcome {
 async fn open(url: &str) -> Arc<dyn Database> {
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_postgres::PostgresFactory))
+        .register(Arc::new(storage_postgres::PostgresFactory::new()))
         .unwrap();
     let yaml = format!(
         "database: {{ type: postgres, url: '{url}', connectionTimeoutMillis: 2000, operationTimeoutMillis: 3000, pool: {{ acquireTimeoutMillis: 2000 }} }}\ncache: {{ type: postgres, url: '{url}', keyPrefix: 'c:' }}"

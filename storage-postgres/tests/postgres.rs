@@ -41,7 +41,7 @@ async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
     );
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_postgres::PostgresFactory))
+        .register(Arc::new(storage_postgres::PostgresFactory::new()))
         .unwrap();
     registry
         .register(Arc::new(storage_memory_stub::Memory))
@@ -353,7 +353,7 @@ async fn newer_schema_version_is_refused() {
     let yaml = format!("database: {{ type: postgresql, url: '{url}', schema: {schema} }}");
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_postgres::PostgresFactory))
+        .register(Arc::new(storage_postgres::PostgresFactory::new()))
         .unwrap();
     registry
         .register(Arc::new(storage_memory_stub::Memory))
@@ -392,7 +392,7 @@ async fn expired_rows_are_reclaimed_without_reads() {
     );
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_postgres::PostgresFactory))
+        .register(Arc::new(storage_postgres::PostgresFactory::new()))
         .unwrap();
     let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()

@@ -23,7 +23,7 @@ fn tls_server(test: &str) -> Option<(TestCerts, Postgres)> {
 async fn open(block: &str) -> Result<Arc<dyn Database>> {
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_postgres::PostgresFactory))
+        .register(Arc::new(storage_postgres::PostgresFactory::new()))
         .unwrap();
     let yaml = format!("database: {block}\ncache: {{ type: postgresql, host: unused }}");
     let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;

@@ -23,7 +23,6 @@ use std::any::Any;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
-use std::sync::Arc;
 use storage_core::config::{
     BackendConfig, BlockInput, CommonField, NumOrEnv, Secret, ServerIdentity, SslField, num,
 };
@@ -452,10 +451,6 @@ pub(crate) fn schema() -> serde_json::Value {
 }
 
 /// Parses and wraps, for the factory.
-pub(crate) fn parse(block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-    Ok(Arc::new(RedisConfig::parse(block)?))
-}
-
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;

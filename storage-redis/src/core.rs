@@ -172,14 +172,17 @@ impl fmt::Debug for RedisBackend {
 
 impl RedisBackend {
     /// Connects for `role` and checks that the server (or the cluster) answers.
-    pub async fn open(spec: &BackendSpec, role: Role) -> Result<RedisBackend> {
+    pub(crate) async fn connect(
+        settings: &RedisConfig,
+        spec: &BackendSpec,
+        role: Role,
+    ) -> Result<RedisBackend> {
         // tokio's I/O needs its runtime: say so instead of panicking inside the driver.
         tokio::runtime::Handle::try_current().map_err(|_| {
             Error::unsupported(
                 "the redis backend needs a tokio runtime: call it from inside one (for example under #[tokio::main])",
             )
         })?;
-        let settings = spec.settings::<RedisConfig>()?;
         if let Some(nodes) = &settings.cluster {
             let hash_tagged = role == Role::Database;
             if hash_tagged && spec.common.key_prefix.is_empty() {

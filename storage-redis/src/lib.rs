@@ -59,37 +59,26 @@ pub use config::{RedisConfig, TYPE_NAME};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use std::sync::Arc;
-use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
-use storage_core::{BackendFactory, Cache, Database, Result};
+use storage_core::Result;
+use storage_core::config::{BackendSpec, BlockInput, Role};
 
-/// The factory for the registry.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RedisFactory;
+/// The factory the registry holds: [`RedisBackend`], erased by storage-core.
+pub type RedisFactory = storage_core::Typed<RedisBackend>;
 
 #[async_trait]
-impl BackendFactory for RedisFactory {
-    fn type_names(&self) -> Vec<String> {
-        vec![TYPE_NAME.to_string()]
-    }
+impl storage_core::Backend for RedisBackend {
+    type Config = RedisConfig;
+    const TYPE_NAMES: &'static [&'static str] = &[TYPE_NAME];
 
-    fn roles(&self) -> Vec<Role> {
-        vec![Role::Cache, Role::Database]
-    }
-
-    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-        config::parse(block)
-    }
-
-    fn schema(&self) -> Value {
+    fn schema() -> Value {
         config::schema()
     }
 
-    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-        Ok(Arc::new(RedisBackend::open(spec, Role::Cache).await?))
+    fn parse(block: &mut BlockInput<'_>) -> Result<RedisConfig> {
+        RedisConfig::parse(block)
     }
 
-    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(RedisBackend::open(spec, Role::Database).await?))
+    async fn open(config: &RedisConfig, spec: &BackendSpec, role: Role) -> Result<Self> {
+        RedisBackend::connect(config, spec, role).await
     }
 }

@@ -21,10 +21,10 @@ fn cluster(test: &str, options: &RedisOptions) -> Option<RedisCluster> {
 fn registry() -> Registry {
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_redis::RedisFactory))
+        .register(Arc::new(storage_redis::RedisFactory::new()))
         .unwrap();
     registry
-        .register(Arc::new(storage_memory::MemoryFactory))
+        .register(Arc::new(storage_memory::MemoryFactory::new()))
         .unwrap();
     registry
 }

@@ -23,10 +23,10 @@ async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
         format!("database: {{ type: redis, url: '{url}', {extra} }}\ncache: {{ type: in-memory }}");
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_redis::RedisFactory))
+        .register(Arc::new(storage_redis::RedisFactory::new()))
         .unwrap();
     registry
-        .register(Arc::new(storage_memory::MemoryFactory))
+        .register(Arc::new(storage_memory::MemoryFactory::new()))
         .unwrap();
     let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()
@@ -223,8 +223,8 @@ async fn wrong_password_is_a_configuration_error_at_once() {
 /// Opens the database block directly through the registry (what the manager's walk calls).
 async fn storage_manager_free_open(yaml: &str) -> storage_core::Result<Arc<dyn Database>> {
     let mut registry = Registry::new();
-    registry.register(Arc::new(storage_redis::RedisFactory))?;
-    registry.register(Arc::new(storage_memory::MemoryFactory))?;
+    registry.register(Arc::new(storage_redis::RedisFactory::new()))?;
+    registry.register(Arc::new(storage_memory::MemoryFactory::new()))?;
     let config = ConfigSource::from_yaml_str(yaml, ".".as_ref())?.resolve(&registry)?;
     registry.open_database(&config.database.primary).await
 }
@@ -307,10 +307,10 @@ async fn expired_keys_are_reclaimed_without_reads() {
     );
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_redis::RedisFactory))
+        .register(Arc::new(storage_redis::RedisFactory::new()))
         .unwrap();
     registry
-        .register(Arc::new(storage_memory::MemoryFactory))
+        .register(Arc::new(storage_memory::MemoryFactory::new()))
         .unwrap();
     let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()

@@ -23,10 +23,10 @@ fn tls_server(test: &str) -> Option<(TestCerts, Redis)> {
 async fn open(block: &str) -> Result<Arc<dyn Database>> {
     let mut registry = Registry::new();
     registry
-        .register(Arc::new(storage_redis::RedisFactory))
+        .register(Arc::new(storage_redis::RedisFactory::new()))
         .unwrap();
     registry
-        .register(Arc::new(storage_memory::MemoryFactory))
+        .register(Arc::new(storage_memory::MemoryFactory::new()))
         .unwrap();
     let yaml = format!("database: {block}\ncache: {{ type: in-memory }}");
     let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;

@@ -9,7 +9,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use storage_core::Result;
 use storage_core::config::{BackendConfig, BlockInput, NumOrEnv, ServerIdentity, num};
@@ -194,10 +193,6 @@ pub(crate) fn schema() -> serde_json::Value {
 }
 
 /// Parses and wraps, for the factory.
-pub(crate) fn parse(block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-    Ok(Arc::new(SqliteConfig::parse(block)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

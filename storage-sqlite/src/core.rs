@@ -104,11 +104,15 @@ impl fmt::Debug for SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Opens (creating if needed) the database that `spec` names, checks and migrates its
-    /// schema, and builds the pool. Blocking work runs on a blocking thread.
-    pub async fn open(spec: &BackendSpec) -> Result<SqliteBackend> {
+    /// Opens (creating if needed) the database `settings` names, checks and migrates its
+    /// schema, and builds the pool, with the common settings of `spec`. Blocking work runs on
+    /// a blocking thread.
+    pub(crate) async fn connect(
+        settings: &SqliteConfig,
+        spec: &BackendSpec,
+    ) -> Result<SqliteBackend> {
         crate::open::require_runtime()?;
-        let settings = spec.settings::<SqliteConfig>()?.clone();
+        let settings = settings.clone();
         let ns: Arc<str> = spec.common.key_prefix.as_str().into();
         let pool_max = spec.common.pool_max;
         let pool_min = spec.common.pool_min;

@@ -52,46 +52,36 @@ pub use crate::core::SqliteBackend;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
-use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
-use storage_core::{BackendFactory, Cache, Database, Result};
+use storage_core::config::{BackendSpec, BlockInput, Role};
+use storage_core::{Cache, Database, Result};
 
 /// Opens a checked SQLite database for `spec`.
 pub async fn open_database(spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-    storage_core::open_database(&SqliteFactory, spec).await
+    storage_core::open_database(&SqliteFactory::new(), spec).await
 }
 
 /// Opens a checked SQLite cache for `spec`.
 pub async fn open_cache(spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-    storage_core::open_cache(&SqliteFactory, spec).await
+    storage_core::open_cache(&SqliteFactory::new(), spec).await
 }
 
-/// The factory for the registry.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SqliteFactory;
+/// The factory the registry holds: [`SqliteBackend`], erased by storage-core.
+pub type SqliteFactory = storage_core::Typed<SqliteBackend>;
 
 #[async_trait]
-impl BackendFactory for SqliteFactory {
-    fn type_names(&self) -> Vec<String> {
-        vec![TYPE_NAME.to_string()]
-    }
+impl storage_core::Backend for SqliteBackend {
+    type Config = SqliteConfig;
+    const TYPE_NAMES: &'static [&'static str] = &[TYPE_NAME];
 
-    fn roles(&self) -> Vec<Role> {
-        vec![Role::Cache, Role::Database]
-    }
-
-    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-        config::parse(block)
-    }
-
-    fn schema(&self) -> Value {
+    fn schema() -> Value {
         config::schema()
     }
 
-    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-        Ok(Arc::new(SqliteBackend::open(spec).await?))
+    fn parse(block: &mut BlockInput<'_>) -> Result<SqliteConfig> {
+        SqliteConfig::parse(block)
     }
 
-    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(SqliteBackend::open(spec).await?))
+    async fn open(config: &SqliteConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
+        SqliteBackend::connect(config, spec).await
     }
 }

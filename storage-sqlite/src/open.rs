@@ -4,11 +4,10 @@
 //! config through `storage-manager`.
 
 use crate::config::SqliteConfig;
-use crate::core::SqliteBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
 use storage_core::config::BackendSpec;
-use storage_core::{Database, Error, Result, Role};
+use storage_core::{Database, Error, Result};
 
 /// The database at `path` (created with its directory if missing), in the empty namespace.
 ///
@@ -38,11 +37,7 @@ pub async fn open_in_memory() -> Result<Arc<dyn Database>> {
 /// The database with `config`'s settings, in the namespace `key_prefix`.
 pub async fn open_with(config: SqliteConfig, key_prefix: &str) -> Result<Arc<dyn Database>> {
     let spec = BackendSpec::new(config).with_key_prefix(key_prefix);
-    let raw: Arc<dyn Database> = Arc::new(SqliteBackend::open(&spec).await?);
-    Ok(Arc::new(storage_core::Checked::for_role(
-        raw,
-        Role::Database,
-    )))
+    storage_core::open_database(&crate::SqliteFactory::new(), &spec).await
 }
 
 /// An error (not tokio's panic) when called outside a tokio runtime.

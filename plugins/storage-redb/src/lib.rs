@@ -34,9 +34,9 @@ use serde_json::Value;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
+use storage_core::config::{BackendSpec, BlockInput, Role};
 use storage_core::plugin::PluginRegistrar;
-use storage_core::{BackendFactory, Cache, Database, Error, Result};
+use storage_core::{Error, Result};
 
 mod backend;
 mod commit;
@@ -145,8 +145,7 @@ pub struct RedbBackend {
 
 impl RedbBackend {
     /// Opens the file that `spec`'s options name.
-    pub fn open(spec: &BackendSpec) -> Result<RedbBackend> {
-        let settings = spec.settings::<RedbConfig>()?;
+    pub fn open(settings: &RedbConfig, spec: &BackendSpec) -> Result<RedbBackend> {
         let path = settings.path.clone();
         let ns: Arc<str> = spec.common.key_prefix.as_str().into();
         let durability = match settings.durability {
@@ -337,49 +336,33 @@ fn deadline(now: i64, ttl: Option<Duration>) -> Option<i64> {
     ttl.map(|t| now.saturating_add(t.as_millis().min(i64::MAX as u128) as i64))
 }
 
-/// The factory.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RedbFactory;
+/// The factory the plugin registers: [`RedbBackend`], erased by storage-core.
+pub type RedbFactory = storage_core::Typed<RedbBackend>;
 
 #[async_trait]
-impl BackendFactory for RedbFactory {
-    fn type_names(&self) -> Vec<String> {
-        vec![TYPE_NAME.to_string()]
-    }
+impl storage_core::Backend for RedbBackend {
+    type Config = RedbConfig;
+    const TYPE_NAMES: &'static [&'static str] = &[TYPE_NAME];
 
-    fn roles(&self) -> Vec<Role> {
-        vec![Role::Database, Role::Cache]
-    }
-
-    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-        Ok(Arc::new(RedbConfig::parse(block)?))
-    }
-
-    fn schema(&self) -> Value {
+    fn schema() -> Value {
         serde_json::to_value(schemars::schema_for!(config::RedbBlock)).unwrap_or(Value::Null)
     }
 
-    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-        let spec = spec.clone();
-        Ok(Arc::new(
-            tokio::task::spawn_blocking(move || RedbBackend::open(&spec))
-                .await
-                .map_err(|e| Error::other(e.to_string()))??,
-        ))
+    fn parse(block: &mut BlockInput<'_>) -> Result<RedbConfig> {
+        RedbConfig::parse(block)
     }
 
-    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-        let spec = spec.clone();
-        Ok(Arc::new(
-            tokio::task::spawn_blocking(move || RedbBackend::open(&spec))
-                .await
-                .map_err(|e| Error::other(e.to_string()))??,
-        ))
+    /// Opens the file on a blocking thread (redb reads and may repair it).
+    async fn open(config: &RedbConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
+        let (config, spec) = (config.clone(), spec.clone());
+        tokio::task::spawn_blocking(move || RedbBackend::open(&config, &spec))
+            .await
+            .map_err(|e| Error::other(e.to_string()))?
     }
 }
 
 fn register(registrar: &mut PluginRegistrar) {
-    registrar.add(storage_plugin::bridged(RedbFactory));
+    registrar.add(storage_plugin::bridged(RedbFactory::new()));
 }
 
 storage_core::declare_plugin!(register);

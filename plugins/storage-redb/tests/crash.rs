@@ -17,7 +17,7 @@ fn spec(path: &Path) -> BackendSpec {
 }
 
 async fn open(path: &Path) -> Arc<dyn Database> {
-    storage_core::open_database(&RedbFactory, &spec(path))
+    storage_core::open_database(&RedbFactory::new(), &spec(path))
         .await
         .unwrap()
 }

@@ -14,14 +14,14 @@ fn spec(dir: &std::path::Path) -> BackendSpec {
         .unwrap()
         .clone();
     let mut block = BlockInput::new("storage.database", fields, dir);
-    BackendSpec::from_arc(RedbFactory.parse(&mut block).unwrap()).with_key_prefix("g:")
+    BackendSpec::from_arc(RedbFactory::new().parse(&mut block).unwrap()).with_key_prefix("g:")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_share_commits_and_a_failing_write_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path());
-    let db = Arc::new(RedbBackend::open(&spec).unwrap());
+    let db = Arc::new(RedbBackend::open(spec.settings().unwrap(), &spec).unwrap());
     Database::set(&*db, "scalar", &json!("kept")).await.unwrap();
     let before = db.commits();
 
@@ -75,7 +75,7 @@ async fn concurrent_writes_share_commits_and_a_failing_write_fails_alone() {
     // And all of it was committed to the file: a fresh opener sees the same.
     db.close().await.unwrap();
     drop(db);
-    let reopened = RedbBackend::open(&spec).unwrap();
+    let reopened = RedbBackend::open(spec.settings().unwrap(), &spec).unwrap();
     assert_eq!(reopened.get_length("chat").await.unwrap(), 100);
     assert_eq!(reopened.keys(Some("k*")).await.unwrap().len(), 100);
 }

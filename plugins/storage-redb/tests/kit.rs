@@ -13,7 +13,7 @@ use storage_testkit::{SuiteOptions, run_cache_suite, run_database_suite};
 fn parse(dir: &Path, options: serde_json::Value) -> storage_core::Result<BackendSpec> {
     let fields = json!({ "options": options }).as_object().unwrap().clone();
     let mut block = BlockInput::new("storage.database", fields, dir);
-    let config = RedbFactory.parse(&mut block)?;
+    let config = RedbFactory::new().parse(&mut block)?;
     let mut spec = BackendSpec::from_arc(config);
     spec.path = "storage.database".into();
     Ok(spec)
@@ -30,7 +30,7 @@ async fn redb_database_passes_the_kit() {
     let report = run_database_suite(
         Arc::new(move |prefix: String| {
             let spec = base.clone().with_key_prefix(prefix);
-            async move { storage_core::open_database(&RedbFactory, &spec).await }
+            async move { storage_core::open_database(&RedbFactory::new(), &spec).await }
         }),
         &SuiteOptions::default(),
     )
@@ -48,7 +48,7 @@ async fn redb_cache_passes_the_kit() {
     let report = run_cache_suite(
         Arc::new(move |prefix: String| {
             let spec = base.clone().with_key_prefix(prefix);
-            async move { storage_core::open_cache(&RedbFactory, &spec).await }
+            async move { storage_core::open_cache(&RedbFactory::new(), &spec).await }
         }),
         &SuiteOptions::default(),
     )
@@ -86,7 +86,7 @@ fn options_are_validated_with_their_path_at_load() {
         format!("redb ({})", dir.path().join("sub/y.redb").display())
     );
     // The schema describes the options.
-    let schema = RedbFactory.schema().to_string();
+    let schema = RedbFactory::new().schema().to_string();
     assert!(
         schema.contains("durability") && schema.contains("path"),
         "{schema}"
@@ -103,7 +103,9 @@ async fn expired_entries_are_reclaimed_without_reads() {
         dir.path(),
         json!({ "path": "ttl.redb", "durability": "none" }),
     );
-    let cache = storage_core::open_cache(&RedbFactory, &spec).await.unwrap();
+    let cache = storage_core::open_cache(&RedbFactory::new(), &spec)
+        .await
+        .unwrap();
     let ttl = Some(std::time::Duration::from_millis(50));
     let batch: Vec<storage_core::CacheEntry> = (0..10_000)
         .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
@@ -165,7 +167,9 @@ async fn deadlines_of_an_older_file_are_indexed_and_rewritten_keys_survive() {
     );
     let ttl = Some(std::time::Duration::from_millis(50));
     {
-        let cache = storage_core::open_cache(&RedbFactory, &spec).await.unwrap();
+        let cache = storage_core::open_cache(&RedbFactory::new(), &spec)
+            .await
+            .unwrap();
         let batch: Vec<storage_core::CacheEntry> = (0..1000)
             .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
             .collect();
@@ -183,8 +187,10 @@ async fn deadlines_of_an_older_file_are_indexed_and_rewritten_keys_survive() {
     }
     assert_eq!(raw_len(&path, "storage_expiry"), 0);
 
-    let cache = storage_core::open_cache(&RedbFactory, &spec).await.unwrap();
-    let db = storage_core::open_database(&RedbFactory, &spec)
+    let cache = storage_core::open_cache(&RedbFactory::new(), &spec)
+        .await
+        .unwrap();
+    let db = storage_core::open_database(&RedbFactory::new(), &spec)
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
