@@ -87,22 +87,32 @@ fn every_rust_file_opens_with_a_module_doc() {
     );
 }
 
+/// Every Rust file that is code to navigate: not tests, nor the conformance kit's cases (lists
+/// of cases).
+fn source_files() -> Vec<PathBuf> {
+    files(&root(), &[".rs"])
+        .into_iter()
+        .filter(|file| {
+            let path = rel(file);
+            let name = file.file_name().unwrap().to_string_lossy();
+            !(path.contains("/tests/")
+                || path.starts_with("storage-testkit/src/cases/")
+                || name == "tests.rs"
+                || name.ends_with("_tests.rs"))
+        })
+        .collect()
+}
+
 /// A source file longer than this is split by concern.
 const MAX_SOURCE_LINES: usize = 520;
 
 #[test]
 fn source_files_stay_readable_in_one_sitting() {
     let mut long = Vec::new();
-    for file in files(&root(), &[".rs"]) {
+    for file in source_files() {
         let path = rel(&file);
-        let name = file.file_name().unwrap().to_string_lossy();
-        // Tests and the conformance kit's cases are lists of cases, not code to navigate.
-        let is_test = path.contains("/tests/")
-            || path.starts_with("storage-testkit/src/cases/")
-            || name == "tests.rs"
-            || name.ends_with("_tests.rs");
         let lines = fs::read_to_string(&file).unwrap().lines().count();
-        if !is_test && lines > MAX_SOURCE_LINES {
+        if lines > MAX_SOURCE_LINES {
             long.push(format!("{path}: {lines} lines"));
         }
     }
@@ -158,16 +168,8 @@ fn the_docs_the_code_cites_exist() {
 #[test]
 fn modules_name_what_they_import() {
     let mut found = Vec::new();
-    for file in files(&root(), &[".rs"]) {
+    for file in source_files() {
         let path = rel(&file);
-        let name = file.file_name().unwrap().to_string_lossy();
-        let is_test = path.contains("/tests/")
-            || path.starts_with("storage-testkit/src/cases/")
-            || name == "tests.rs"
-            || name.ends_with("_tests.rs");
-        if is_test {
-            continue;
-        }
         let text = fs::read_to_string(&file).unwrap();
         // Up to the first test module: a `mod tests` may take its parent whole.
         let body = text.split("#[cfg(test)]").next().unwrap_or("");

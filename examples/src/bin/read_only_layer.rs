@@ -23,25 +23,35 @@ struct ReadOnly;
 
 impl Layer for ReadOnly {
     fn layer_cache(&self, inner: Arc<dyn Cache>) -> Arc<dyn Cache> {
-        Arc::new(ReadOnlyStore(inner))
+        Arc::new(ReadOnlyStore {
+            store: inner.clone(),
+            inner,
+        })
     }
     fn layer_database(&self, inner: Arc<dyn Database>) -> Arc<dyn Database> {
-        Arc::new(ReadOnlyStore(inner))
+        Arc::new(ReadOnlyStore {
+            store: inner.clone(),
+            inner,
+        })
     }
 }
 
-/// A store whose writes are refused; `S` is `dyn Cache` or `dyn Database`.
+/// A store whose writes are refused; `S` is `dyn Cache` or `dyn Database`, and `store` the
+/// same store seen through the operations both roles share.
 #[derive(Debug)]
-struct ReadOnlyStore<S: ?Sized>(Arc<S>);
+struct ReadOnlyStore<S: ?Sized> {
+    store: Arc<dyn Store>,
+    inner: Arc<S>,
+}
 
 fn refused(op: &str, key: &str) -> Error {
     Error::unsupported(format!("{op} {key:?}: this view is read-only"))
 }
 
 #[async_trait]
-impl ForwardStore for ReadOnlyStore<dyn Cache> {
+impl<S: ?Sized + std::fmt::Debug + Send + Sync> ForwardStore for ReadOnlyStore<S> {
     fn inner_store(&self) -> &dyn Store {
-        &*self.0
+        &*self.store
     }
     async fn delete(&self, key: &str) -> Result<bool> {
         Err(refused("delete", key))
@@ -54,7 +64,7 @@ impl ForwardStore for ReadOnlyStore<dyn Cache> {
 #[async_trait]
 impl ForwardCache for ReadOnlyStore<dyn Cache> {
     fn inner_cache(&self) -> &dyn Cache {
-        &*self.0
+        &*self.inner
     }
     async fn set(&self, key: &str, _: &Value, _: Option<std::time::Duration>) -> Result<()> {
         Err(refused("set", key))
@@ -65,22 +75,9 @@ impl ForwardCache for ReadOnlyStore<dyn Cache> {
 }
 
 #[async_trait]
-impl ForwardStore for ReadOnlyStore<dyn Database> {
-    fn inner_store(&self) -> &dyn Store {
-        &*self.0
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        Err(refused("delete", key))
-    }
-    async fn clear(&self) -> Result<()> {
-        Err(refused("clear", "*"))
-    }
-}
-
-#[async_trait]
 impl ForwardDatabase for ReadOnlyStore<dyn Database> {
     fn inner_database(&self) -> &dyn Database {
-        &*self.0
+        &*self.inner
     }
     async fn set(&self, key: &str, _: &Value) -> Result<()> {
         Err(refused("set", key))
