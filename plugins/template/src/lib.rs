@@ -1,19 +1,23 @@
 //! A runtime plugin to copy: registers the type `template-memory`, a backend for both roles.
 //!
-//! It stores data in an in-memory store shared by the process (so that the conformance kit can
-//! put namespaces side by side), which is where your own backend goes: replace `open` with a
-//! connection to your storage and implement `Store`, `Cache` and `Database` for it (see
-//! `plugins/storage-redb` for a complete one). What stays as it is: the block's own fields
-//! parsed with unknown keys refused, the factory, `storage_plugin::bridged` (your futures run on
-//! a runtime the plugin owns, and your panics become errors) and `declare_plugin!`.
+//! A backend is a type that implements `Store`, `Cache` and `Database`, and declares itself with
+//! `storage_core::Backend`: its type names, its settings type, how its block parses, how it
+//! opens. `TemplateBackend` keeps its data in an in-memory store shared by the process (so that
+//! the conformance kit can put namespaces side by side) and passes every operation to it through
+//! the forwarding traits of `storage_core::layer`; your own backend implements the three traits
+//! against your storage instead (see `plugins/storage-redb` for a complete one). What stays as it
+//! is: the block's own fields parsed with unknown keys refused, the `Backend` impl,
+//! `storage_plugin::bridged` (your futures run on a runtime the plugin owns, and your panics
+//! become errors) and `declare_plugin!`.
 
 use serde::Deserialize;
 use serde_json::Value;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
+use storage_core::layer::{ForwardCache, ForwardDatabase, ForwardStore};
 use storage_core::plugin::PluginRegistrar;
-use storage_core::{BackendFactory, Cache, Database, Result, async_trait};
-use storage_memory::MemoryStore;
+use storage_core::{Backend, Cache, Database, Result, Store, Typed, async_trait};
+use storage_memory::{MemoryBackend, MemoryStore};
 
 /// The type name this plugin registers: what a config's `type:` says.
 pub const TYPE_NAME: &str = "template-memory";
@@ -37,7 +41,7 @@ struct TemplateOptions {
 
 /// The parsed settings.
 #[derive(Debug, Clone)]
-struct TemplateConfig {
+pub struct TemplateConfig {
     label: Option<String>,
 }
 
@@ -58,25 +62,34 @@ fn store() -> &'static MemoryStore {
     STORE.get_or_init(MemoryStore::new)
 }
 
-/// The factory the host's registry calls.
-#[derive(Debug, Default, Clone, Copy)]
-struct TemplateFactory;
+/// The backend: here a namespace of the shared store, whose operations it passes on.
+#[derive(Debug)]
+pub struct TemplateBackend(MemoryBackend);
+
+impl ForwardStore for TemplateBackend {
+    fn inner_store(&self) -> &dyn Store {
+        &self.0
+    }
+}
+
+impl ForwardCache for TemplateBackend {
+    fn inner_cache(&self) -> &dyn Cache {
+        &self.0
+    }
+}
+
+impl ForwardDatabase for TemplateBackend {
+    fn inner_database(&self) -> &dyn Database {
+        &self.0
+    }
+}
 
 #[async_trait]
-impl BackendFactory for TemplateFactory {
-    fn type_names(&self) -> Vec<String> {
-        vec![TYPE_NAME.to_string()]
-    }
-    fn roles(&self) -> Vec<Role> {
-        vec![Role::Cache, Role::Database]
-    }
-    fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
-        let b: TemplateBlock = block.typed()?;
-        Ok(Arc::new(TemplateConfig {
-            label: b.options.and_then(|o| o.label),
-        }))
-    }
-    fn schema(&self) -> Value {
+impl Backend for TemplateBackend {
+    type Config = TemplateConfig;
+    const TYPE_NAMES: &'static [&'static str] = &[TYPE_NAME];
+
+    fn schema() -> Value {
         serde_json::json!({
             "type": "object",
             "properties": {
@@ -88,16 +101,21 @@ impl BackendFactory for TemplateFactory {
             }
         })
     }
-    async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-        Ok(Arc::new(store().handle(&spec.common.key_prefix)?))
+
+    fn parse(block: &mut BlockInput<'_>) -> Result<TemplateConfig> {
+        let b: TemplateBlock = block.typed()?;
+        Ok(TemplateConfig {
+            label: b.options.and_then(|o| o.label),
+        })
     }
-    async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-        Ok(Arc::new(store().handle(&spec.common.key_prefix)?))
+
+    async fn open(_config: &TemplateConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
+        Ok(TemplateBackend(store().handle(&spec.common.key_prefix)?))
     }
 }
 
 fn register(registrar: &mut PluginRegistrar) {
-    registrar.add(storage_plugin::bridged(TemplateFactory));
+    registrar.add(storage_plugin::bridged(Typed::<TemplateBackend>::new()));
 }
 
 storage_core::declare_plugin!(register);
