@@ -30,7 +30,7 @@
 //!     ".".as_ref(),
 //! )?;
 //! let mut registry = storage_core::Registry::new();
-//! registry.register(std::sync::Arc::new(storage_postgres::PostgresFactory::new()))?;
+//! registry.register_backend::<storage_postgres::PostgresBackend>()?;
 //! let config = source.resolve(&registry)?;
 //! let db = registry.open_database(&config.database.primary).await?;
 //! db.append("history:1", &serde_json::json!({"role": "user"})).await?;

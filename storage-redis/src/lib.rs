@@ -33,8 +33,8 @@
 //! # async fn demo() -> storage_core::Result<()> {
 //! use storage_core::config::ConfigSource;
 //! let mut registry = storage_core::Registry::new();
-//! registry.register(std::sync::Arc::new(storage_redis::RedisFactory))?;
-//! registry.register(std::sync::Arc::new(storage_memory::MemoryFactory))?;
+//! registry.register_backend::<storage_redis::RedisBackend>()?;
+//! registry.register_backend::<storage_memory::MemoryBackend>()?;
 //! let source = ConfigSource::from_yaml_str(
 //!     "cache: { type: redis, url: 'redis://127.0.0.1:6379', keyPrefix: 'app:cache:' }\ndatabase: { type: in-memory }",
 //!     ".".as_ref(),
