@@ -172,4 +172,10 @@ async fn a_source_key_that_is_not_utf8_is_named_not_left_behind() {
     assert!(stderr.contains(r"src:bad\xff\xfe\x1b[31m"), "{stderr}");
     assert!(!stderr.contains('\x1b'), "{stderr:?}");
     assert!(database(&target).await.keys(None).await.unwrap().is_empty());
+    // `keys` names it, and `clear` removes it with the rest of the namespace.
+    let e = db.keys(None).await.unwrap_err();
+    assert!(e.to_string().contains(r"src:bad\xff\xfe"), "{e}");
+    db.clear().await.unwrap();
+    let left: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(left, 0, "clear left a key behind");
 }

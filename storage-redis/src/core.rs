@@ -299,27 +299,21 @@ impl RedisBackend {
             .ok_or_else(|| Error::connection("backend is closed"))
     }
 
-    /// Every full key of this namespace matching `pattern`, by `SCAN` (on every primary of a
+    /// Every full key of this namespace matching `pattern`, as the server holds it (bytes:
+    /// `clear` removes a key that is not UTF-8 too; `keys` reports one), by `SCAN` (on every primary of a
     /// cluster whose namespace spans slots), without duplicates.
-    pub(crate) async fn scan(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+    pub(crate) async fn scan(&self, pattern: Option<&str>) -> Result<Vec<Vec<u8>>> {
         let matcher = format!("{}{}", self.match_prefix, pattern.unwrap_or("*"));
         let mut seen = HashSet::new();
         for route in self.scan_targets().await? {
             let mut cursor: u64 = 0;
             loop {
                 let (next, batch) = self.scan_step(route.as_ref(), cursor, &matcher).await?;
-                for raw in batch {
-                    match String::from_utf8(raw) {
-                        Ok(k) if k.starts_with(&self.prefix) => {
-                            seen.insert(k);
-                        }
-                        Ok(_) => {}
-                        // A key that is not UTF-8 was not written by this library, and no
-                        // caller can name it: skipped, it would be left behind unseen (a
-                        // migration once reported "identical" without it). Reported instead.
-                        Err(e) => return Err(not_utf8_key(e.as_bytes())),
-                    }
-                }
+                seen.extend(
+                    batch
+                        .into_iter()
+                        .filter(|raw| raw.starts_with(self.prefix.as_bytes())),
+                );
                 if next == 0 {
                     break;
                 }
