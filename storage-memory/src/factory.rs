@@ -49,9 +49,6 @@ impl BackendConfig for MemoryConfig {
             prefixes_nest: false,
         })
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The process's named stores.

@@ -16,7 +16,6 @@ use crate::conninfo::{self, TlsParams};
 pub use crate::tls::{SslMode, SslSettings};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use std::any::Any;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use storage_core::Result;
@@ -387,10 +386,6 @@ impl BackendConfig for PostgresConfig {
             // Namespaces are a column: `app` and `app:` are distinct.
             prefixes_nest: false,
         })
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

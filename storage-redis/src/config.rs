@@ -19,7 +19,6 @@
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use std::any::Any;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
@@ -430,10 +429,6 @@ impl BackendConfig for RedisConfig {
             // Namespaces are key prefixes of one keyspace: `app` and `app:` nest.
             prefixes_nest: true,
         })
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -7,7 +7,6 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use storage_core::Result;
@@ -160,10 +159,6 @@ impl BackendConfig for SqliteConfig {
                 prefixes_nest: false,
             }),
         }
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -167,9 +167,6 @@ impl BackendConfig for PluginMemoryConfig {
             prefixes_nest: false,
         })
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The factory.

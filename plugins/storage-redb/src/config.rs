@@ -3,7 +3,6 @@
 //! instead of degrading the role to its fallback.
 
 use serde::Deserialize;
-use std::any::Any;
 use std::path::{Path, PathBuf};
 use storage_core::Result;
 use storage_core::config::{BackendConfig, BlockInput, ServerIdentity};
@@ -88,9 +87,6 @@ impl BackendConfig for RedbConfig {
             scope: String::new(),
             prefixes_nest: false,
         })
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

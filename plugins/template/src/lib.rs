@@ -52,9 +52,6 @@ impl BackendConfig for TemplateConfig {
     fn describe(&self) -> String {
         self.label.clone().unwrap_or_default()
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 fn store() -> &'static MemoryStore {

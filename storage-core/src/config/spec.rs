@@ -41,9 +41,6 @@ pub trait BackendConfig: Any + fmt::Debug + Send + Sync {
             prefixes_nest: true,
         })
     }
-
-    /// Itself, for [`BackendSpec::settings`].
-    fn as_any(&self) -> &dyn Any;
 }
 
 /// Where a backend's data lives, as the backend itself normalises it.
@@ -129,7 +126,9 @@ impl BackendSpec {
 
     /// The backend's own settings as `T`, or a configuration error naming both types.
     pub fn settings<T: BackendConfig>(&self) -> Result<&T> {
-        self.config.as_any().downcast_ref::<T>().ok_or_else(|| {
+        // `BackendConfig: Any`, so the settings upcast to `dyn Any` and downcast from there.
+        let settings: &dyn Any = &*self.config;
+        settings.downcast_ref::<T>().ok_or_else(|| {
             Error::config(format!(
                 "{}: the settings are for {:?}, not for this backend ({})",
                 self.path,
@@ -174,9 +173,6 @@ impl BackendConfig for NoSettings {
     fn describe(&self) -> String {
         String::new()
     }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 #[cfg(test)]
@@ -214,9 +210,6 @@ mod tests {
             }
             fn describe(&self) -> String {
                 String::new()
-            }
-            fn as_any(&self) -> &dyn Any {
-                self
             }
         }
         let e = spec.settings::<Other>().unwrap_err().to_string();

@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::{BackendFactory, Registry, Result};
-use std::any::Any;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -23,9 +22,6 @@ impl BackendConfig for Level {
     }
     fn describe(&self) -> String {
         format!("level {}", self.0)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
