@@ -72,7 +72,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// One slot per key, in order: `None` where missing, expired, or holding a list.
     ///
-    /// Through [`crate::Checked`] (every backend the registry builds), `keys` is never empty
+    /// Through [`crate::layer::Validate`] (every backend the registry builds), `keys` is never empty
     /// and every key is valid; the same holds for the batches of `mset` and `append_many`.
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>>;
 

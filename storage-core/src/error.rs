@@ -82,7 +82,7 @@ const AUTHENTICATION_FAILED: &str = "authentication failed (check the user and p
 ///
 /// Its message names the backend and the operation (`kv get: wrong type: ...`) once a
 /// backend has reported it; helpers that run before any backend is known leave them empty and
-/// the [`crate::Checked`] layer fills them in. Messages never contain a password: backends
+/// the observation layer ([`crate::layer::Observe`]) fills them in. Messages never contain a password: backends
 /// describe themselves from parsed settings, and pass foreign text through
 /// [`crate::redact::redact`] before they put it in a message.
 #[derive(thiserror::Error)]

@@ -11,7 +11,7 @@ const MAX_NESTING: u32 = 1000;
 /// Whether `string` matches the Redis glob `pattern`, byte for byte as Redis decides it.
 ///
 /// ```
-/// use storage_core::glob_match;
+/// use storage_core::raw::glob_match;
 /// assert!(glob_match("user:*", "user:42"));
 /// assert!(glob_match("h?llo", "hello"));
 /// assert!(!glob_match("h[^e]llo", "hello"));
@@ -158,7 +158,7 @@ fn matchlen(pattern: &[u8], string: &[u8], skip_longer: &mut bool, nesting: u32)
 /// literal (then it matches exactly one key).
 ///
 /// ```
-/// use storage_core::literal_prefix;
+/// use storage_core::raw::literal_prefix;
 /// assert_eq!(literal_prefix("user:*"), ("user:".to_string(), false));
 /// assert_eq!(literal_prefix(r"a\*b"), ("a*b".to_string(), true));
 /// ```
@@ -193,7 +193,7 @@ pub fn literal_prefix(pattern: &str) -> (String, bool) {
 /// with prefix" under a byte-wise collation (SQLite's BINARY, PostgreSQL's "C").
 ///
 /// ```
-/// use storage_core::prefix_upper_bound;
+/// use storage_core::raw::prefix_upper_bound;
 /// assert_eq!(prefix_upper_bound("ab").as_deref(), Some("ac"));
 /// assert_eq!(prefix_upper_bound(""), None);
 /// ```
@@ -215,7 +215,7 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
 /// Escapes every glob character of `literal`, so that it matches only itself as a Redis pattern.
 ///
 /// ```
-/// use storage_core::{escape_glob, glob_match};
+/// use storage_core::raw::{escape_glob, glob_match};
 /// let prefix = "a*[b]:";
 /// assert!(glob_match(&escape_glob(prefix), prefix));
 /// assert!(!glob_match(&escape_glob(prefix), "aX[b]:"));

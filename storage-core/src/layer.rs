@@ -1,6 +1,7 @@
 //! Layers: a store that wraps another and changes only some of its operations, and the
-//! [`Layer`] that wraps every store of a role with one. Not the contract's own rules (that is
-//! [`crate::Checked`], which every registered backend already has inside any layer).
+//! [`Layer`] that wraps every store of a role with one. The contract's own two, [`Validate`]
+//! and [`Observe`], are here too: every backend the registry opens already has them
+//! ([`checked_cache`], [`checked_database`]), inside any layer an application adds.
 //!
 //! A layer implements [`ForwardStore`], and [`ForwardCache`] or [`ForwardDatabase`] for the
 //! role it wraps; every method it does not write passes the call to the inner store unchanged.
@@ -41,13 +42,56 @@
 //! }
 //! ```
 
+mod observe;
+mod validate;
+
+pub use observe::Observe;
+pub use validate::Validate;
+
 use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, Store};
 use crate::error::Result;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// An operation in flight, as [`ForwardStore::around`] receives and returns it (the boxed
+/// future every `async_trait` method already is).
+pub type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A role's store seen as the [`Store`] it extends: lets one layer type wrap either role.
+pub trait AsStore: Send + Sync + fmt::Debug {
+    /// Itself, as a [`Store`].
+    fn as_store(&self) -> &dyn Store;
+}
+
+impl AsStore for dyn Cache {
+    fn as_store(&self) -> &dyn Store {
+        self
+    }
+}
+
+impl AsStore for dyn Database {
+    fn as_store(&self) -> &dyn Store {
+        self
+    }
+}
+
+/// The contract's layers around a cache a backend built: [`Validate`] outside [`Observe`], so
+/// refused input never reaches the backend and is neither timed nor counted.
+pub fn checked_cache(raw: Arc<dyn Cache>) -> Arc<dyn Cache> {
+    let observed: Arc<dyn Cache> = Arc::new(Observe::cache(raw));
+    Arc::new(Validate::new(observed))
+}
+
+/// The contract's layers around a database a backend built; see [`checked_cache`].
+pub fn checked_database(raw: Arc<dyn Database>) -> Arc<dyn Database> {
+    let observed: Arc<dyn Database> = Arc::new(Observe::database(raw));
+    Arc::new(Validate::new(observed))
+}
 
 /// Wraps every store of a role. A layer given to the manager wraps each role it serves, once,
 /// outside the contract's checks; the default of each method leaves that role unwrapped.
@@ -70,45 +114,55 @@ pub trait ForwardStore: Send + Sync + fmt::Debug {
     /// The store this one wraps.
     fn inner_store(&self) -> &dyn Store;
 
+    /// Wraps each operation this trait and its role traits forward: `call` is the inner
+    /// store's own, named `op` (`"get"`, `"append"`, ...). The default returns it unchanged. A
+    /// layer that treats every operation alike (a span, a timer, a deadline) writes only this,
+    /// so an operation added to the contract reaches it without an edit. An operation the
+    /// layer writes itself does not pass through here unless it calls `around`.
+    fn around<'a, T: Send + 'a>(&'a self, op: &'static str, call: Call<'a, T>) -> Call<'a, T> {
+        let _ = op;
+        call
+    }
+
     /// As [`Store::backend`]: the wrapped backend's name.
     fn backend(&self) -> &str {
         self.inner_store().backend()
     }
     /// As [`Store::get`].
     async fn get(&self, key: &str) -> Result<Option<Value>> {
-        self.inner_store().get(key).await
+        self.around("get", self.inner_store().get(key)).await
     }
     /// As [`Store::delete`].
     async fn delete(&self, key: &str) -> Result<bool> {
-        self.inner_store().delete(key).await
+        self.around("delete", self.inner_store().delete(key)).await
     }
     /// As [`Store::mget`].
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
-        self.inner_store().mget(keys).await
+        self.around("mget", self.inner_store().mget(keys)).await
     }
     /// As [`Store::exists`].
     async fn exists(&self, key: &str) -> Result<bool> {
-        self.inner_store().exists(key).await
+        self.around("exists", self.inner_store().exists(key)).await
     }
     /// As [`Store::kind`].
     async fn kind(&self, key: &str) -> Result<KeyKind> {
-        self.inner_store().kind(key).await
+        self.around("kind", self.inner_store().kind(key)).await
     }
     /// As [`Store::keys`].
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
-        self.inner_store().keys(pattern).await
+        self.around("keys", self.inner_store().keys(pattern)).await
     }
     /// As [`Store::clear`].
     async fn clear(&self) -> Result<()> {
-        self.inner_store().clear().await
+        self.around("clear", self.inner_store().clear()).await
     }
     /// As [`Store::ping`].
     async fn ping(&self) -> Result<()> {
-        self.inner_store().ping().await
+        self.around("ping", self.inner_store().ping()).await
     }
     /// As [`Store::close`].
     async fn close(&self) -> Result<()> {
-        self.inner_store().close().await
+        self.around("close", self.inner_store().close()).await
     }
 }
 
@@ -121,15 +175,16 @@ pub trait ForwardCache: ForwardStore {
 
     /// As [`Cache::set`].
     async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        self.inner_cache().set(key, value, ttl).await
+        self.around("set", self.inner_cache().set(key, value, ttl))
+            .await
     }
     /// As [`Cache::mset`].
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        self.inner_cache().mset(entries).await
+        self.around("mset", self.inner_cache().mset(entries)).await
     }
     /// As [`Cache::ttl`].
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.inner_cache().ttl(key).await
+        self.around("ttl", self.inner_cache().ttl(key)).await
     }
 }
 
@@ -142,35 +197,49 @@ pub trait ForwardDatabase: ForwardStore {
 
     /// As [`Database::set`].
     async fn set(&self, key: &str, value: &Value) -> Result<()> {
-        self.inner_database().set(key, value).await
+        self.around("set", self.inner_database().set(key, value))
+            .await
     }
     /// As [`Database::set_owned`].
     async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
-        self.inner_database().set_owned(key, value).await
+        self.around("set", self.inner_database().set_owned(key, value))
+            .await
     }
     /// As [`Database::mset`].
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        self.inner_database().mset(entries).await
+        self.around("mset", self.inner_database().mset(entries))
+            .await
     }
     /// As [`Database::append`].
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        self.inner_database().append(key, value).await
+        self.around("append", self.inner_database().append(key, value))
+            .await
     }
     /// As [`Database::append_many`].
     async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        self.inner_database().append_many(key, values).await
+        self.around(
+            "append_many",
+            self.inner_database().append_many(key, values),
+        )
+        .await
     }
     /// As [`Database::get_range`].
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
-        self.inner_database().get_range(key, start, end).await
+        self.around(
+            "get_range",
+            self.inner_database().get_range(key, start, end),
+        )
+        .await
     }
     /// As [`Database::get_length`].
     async fn get_length(&self, key: &str) -> Result<u64> {
-        self.inner_database().get_length(key).await
+        self.around("get_length", self.inner_database().get_length(key))
+            .await
     }
     /// As [`Database::trim`].
     async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
-        self.inner_database().trim(key, start, end).await
+        self.around("trim", self.inner_database().trim(key, start, end))
+            .await
     }
 }
 
@@ -248,3 +317,7 @@ impl<L: ForwardDatabase> Database for L {
         ForwardDatabase::trim(self, key, start, end).await
     }
 }
+
+#[cfg(test)]
+#[path = "layer/tests.rs"]
+mod tests;

@@ -27,8 +27,8 @@
 //! - Every failure is an [`Error`] with an [`ErrorKind`]; messages name the backend and the
 //!   operation and never a password. Nothing panics, and nothing waits past its timeout.
 //!
-//! `docs/semantics.md` in the repository is the full text; [`Checked`] applies the input rules to any backend, and the
-//! conformance kit (`storage-testkit`) checks the rest.
+//! `docs/semantics.md` in the repository is the full text; the [`layer::Validate`] layer applies
+//! the input rules to any backend, and the conformance kit (`storage-testkit`) checks the rest.
 //!
 //! # What is here
 //!
@@ -41,8 +41,9 @@
 //!
 //! For backend and plugin authors, in [`raw`]: the helpers that define the semantics
 //! (`validate_key`, `normalize_ttl`, `glob_match`, `literal_prefix`, `lrange_window`, ...),
-//! which every backend calls, the [`Checked`] layer, and the limits; the runtime plugin
-//! declaration and [`declare_plugin!`] are in [`plugin`].
+//! which every backend calls, and the limits; the layers (the contract's own and the
+//! forwarding traits a new one implements) are in [`layer`]; the runtime plugin declaration
+//! and [`declare_plugin!`] are in [`plugin`].
 //!
 //! # Example
 //!
@@ -64,7 +65,6 @@
 #[path = "../abi_fingerprint.rs"]
 mod abi_fingerprint;
 mod backend;
-mod checked;
 pub mod config;
 mod error;
 mod glob;
@@ -84,28 +84,15 @@ mod typed;
 pub use backend::{
     Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, Store, StoreExt,
 };
-pub use checked::Checked;
 pub use config::Role;
 pub use error::{Error, ErrorKind, Result};
-// The backend authors' helpers, documented in `raw`; also reachable here, where the backend
-// crates of this workspace use them.
-#[doc(hidden)]
-pub use glob::{escape_glob, glob_match, glob_match_bytes, literal_prefix, prefix_upper_bound};
-#[doc(hidden)]
-pub use limits::{
-    MAX_KEY_BYTES, MAX_KEY_PREFIX_BYTES, MAX_PORTABLE_VALUE_BYTES, MAX_TTL_MILLIS, MAX_VALUE_DEPTH,
-    normalize_ttl, validate_key, validate_key_prefix, validate_value, value_depth,
-};
-#[doc(hidden)]
-pub use range::lrange_window;
 pub use registry::{BackendFactory, Registry};
-#[doc(hidden)]
-pub use registry::{open_cache, open_database};
 pub use typed::{Backend, Typed};
 
 /// For backend and plugin authors: the helpers that define the contract's semantics (every
-/// backend calls them rather than reimplementing them), the limits, the [`Checked`] layer and
-/// the checked openers the registry uses. An application does not need this module.
+/// backend calls them rather than reimplementing them), the limits, and the contract's layers
+/// around a backend built by hand ([`raw::checked_cache`], [`raw::checked_database`]). An
+/// application does not need this module.
 ///
 /// ```
 /// use storage_core::raw::{glob_match, lrange_window, normalize_ttl, validate_key};
@@ -117,17 +104,16 @@ pub use typed::{Backend, Typed};
 /// assert_eq!(normalize_ttl(Duration::from_micros(10)).unwrap(), 1);
 /// ```
 pub mod raw {
-    pub use crate::checked::Checked;
     pub use crate::glob::{
         escape_glob, glob_match, glob_match_bytes, literal_prefix, prefix_upper_bound,
     };
+    pub use crate::layer::{checked_cache, checked_database};
     pub use crate::limits::{
         MAX_KEY_BYTES, MAX_KEY_PREFIX_BYTES, MAX_PORTABLE_VALUE_BYTES, MAX_TTL_MILLIS,
         MAX_VALUE_DEPTH, normalize_ttl, validate_key, validate_key_prefix, validate_value,
         value_depth,
     };
     pub use crate::range::lrange_window;
-    pub use crate::registry::{open_cache, open_database};
 }
 
 /// What an application needs in scope: the traits with their typed helpers, the error, the

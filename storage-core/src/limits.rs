@@ -1,6 +1,6 @@
 //! Key, namespace, value and TTL rules, shared by every backend.
 //!
-//! Every backend runs these checks before any I/O (the [`crate::Checked`] layer does it for
+//! Every backend runs these checks before any I/O (the [`crate::layer::Validate`] layer does it for
 //! them), so data written in development against the memory backend fits production.
 
 use crate::error::{Error, Result};

@@ -8,7 +8,7 @@
 /// ever an error, and nothing overflows, for any `i64` input.
 ///
 /// ```
-/// use storage_core::lrange_window;
+/// use storage_core::raw::lrange_window;
 /// assert_eq!(lrange_window(10, -3, -1), Some((7, 9)));
 /// assert_eq!(lrange_window(10, 0, -1), Some((0, 9)));
 /// assert_eq!(lrange_window(10, 5, 2), None);

@@ -1,9 +1,9 @@
 //! The backend registry: type names to factories.
 
 use crate::backend::{Cache, Database};
-use crate::checked::Checked;
 use crate::config::{BackendConfig, BackendSpec, BlockInput, NoSettings, Role};
 use crate::error::{Error, Result};
+use crate::layer::{checked_cache, checked_database};
 use crate::limits::validate_key_prefix;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -19,8 +19,8 @@ use std::sync::Arc;
 /// its fields. Plugins go through the same path, so their options are checked at load too.
 ///
 /// Constructors return a connected backend, or an error that the manager's fallback walk can
-/// report. They need not validate keys or values: the registry wraps what they return in
-/// [`Checked`].
+/// report. They need not validate keys or values: the registry wraps what they return in the
+/// contract's layers ([`crate::layer::Validate`] and [`crate::layer::Observe`]).
 #[async_trait]
 pub trait BackendFactory: Send + Sync {
     /// The canonical type name first, then aliases (`["key-value", "kv"]`).
@@ -75,22 +75,19 @@ pub trait BackendFactory: Send + Sync {
 }
 
 /// Opens a cache through `factory`, checking the namespace first and wrapping the result in
-/// [`Checked`]. Use this (or [`Registry::open_cache`]) rather than the factory directly.
-pub async fn open_cache(
-    factory: &dyn BackendFactory,
-    spec: &BackendSpec,
-) -> Result<Arc<dyn Cache>> {
+/// the contract's layers: what [`Registry::open_cache`] does.
+async fn open_cache(factory: &dyn BackendFactory, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
     validate_key_prefix(&spec.common.key_prefix)
         .map_err(|e| e.at(spec.type_name.clone(), "connect"))?;
     let raw = factory
         .open_cache(spec)
         .await
         .map_err(|e| e.at(spec.type_name.clone(), "connect"))?;
-    Ok(Arc::new(Checked::for_role(raw, Role::Cache)))
+    Ok(checked_cache(raw))
 }
 
 /// Opens a database through `factory`; see [`open_cache`].
-pub async fn open_database(
+async fn open_database(
     factory: &dyn BackendFactory,
     spec: &BackendSpec,
 ) -> Result<Arc<dyn Database>> {
@@ -100,7 +97,7 @@ pub async fn open_database(
         .open_database(spec)
         .await
         .map_err(|e| e.at(spec.type_name.clone(), "connect"))?;
-    Ok(Arc::new(Checked::for_role(raw, Role::Database)))
+    Ok(checked_database(raw))
 }
 
 /// Factories keyed by type name. storage-core registers none; each backend crate exports its

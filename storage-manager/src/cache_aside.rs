@@ -247,8 +247,8 @@ impl CacheAside {
     /// space up to a limit; if the queue does not accept the write, the cache is not touched and
     /// the caller gets the error, so no reader sees a value the database will never receive.
     pub async fn set_behind(&self, key: &str, value: &Value) -> Result<()> {
-        storage_core::validate_key(key)?;
-        storage_core::validate_value(value)?;
+        storage_core::raw::validate_key(key)?;
+        storage_core::raw::validate_value(value)?;
         let _order = self.order.lock().await;
         self.enqueue(Op::Set(key.to_string(), value.clone()))
             .await?;
@@ -261,7 +261,7 @@ impl CacheAside {
 
     /// Write-behind delete: queued, then removed from the cache.
     pub async fn delete_behind(&self, key: &str) -> Result<()> {
-        storage_core::validate_key(key)?;
+        storage_core::raw::validate_key(key)?;
         let _order = self.order.lock().await;
         self.enqueue(Op::Delete(key.to_string())).await?;
         if let Err(e) = self.cache.delete(key).await {

@@ -3,7 +3,7 @@
 //! It serves both roles from one thread-safe [`MemoryStore`]. Several handles with different
 //! `keyPrefix`es can share one store, and each sees only its own namespace, exactly (a namespace
 //! is a map of its own, not a string prefix). Values are kept as they are, not serialized, but
-//! the [`storage_core::Checked`] layer applies the same key and value rules as every other
+//! the [`storage_core::layer::Validate`] layer applies the same key and value rules as every other
 //! backend, so that what works here works in production.
 //!
 //! TTL'd entries sit in an expiry index ordered by deadline; every write first reclaims what has
@@ -35,11 +35,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
-use storage_core::config::Role;
-use storage_core::{
-    Cache, CacheEntry, Checked, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match,
-    literal_prefix, lrange_window, validate_key_prefix,
+use storage_core::raw::{
+    checked_cache, checked_database, glob_match, literal_prefix, lrange_window, validate_key_prefix,
 };
+use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
 
 /// The type name this crate registers.
 pub const TYPE_NAME: &str = "in-memory";
@@ -189,14 +188,12 @@ impl MemoryStore {
 
     /// A checked cache handle for the namespace `key_prefix`.
     pub fn cache(&self, key_prefix: &str) -> Result<Arc<dyn Cache>> {
-        let handle = Arc::new(self.handle(key_prefix)?);
-        Ok(Arc::new(Checked::for_role(handle, Role::Cache)))
+        Ok(checked_cache(Arc::new(self.handle(key_prefix)?)))
     }
 
     /// A checked database handle for the namespace `key_prefix`.
     pub fn database(&self, key_prefix: &str) -> Result<Arc<dyn Database>> {
-        let handle = Arc::new(self.handle(key_prefix)?);
-        Ok(Arc::new(Checked::for_role(handle, Role::Database)))
+        Ok(checked_database(Arc::new(self.handle(key_prefix)?)))
     }
 
     /// How many entries the store holds, expired ones not yet reclaimed included.

@@ -3,7 +3,8 @@
 
 use super::*;
 use serde_json::json;
-use storage_core::{ErrorKind, MAX_KEY_BYTES};
+use storage_core::ErrorKind;
+use storage_core::raw::MAX_KEY_BYTES;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -7,10 +7,8 @@ use crate::core::{KIND_LIST, PostgresBackend, Resend, decode, encode, pg_error, 
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
-use storage_core::{
-    Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match, literal_prefix,
-    prefix_upper_bound,
-};
+use storage_core::raw::{glob_match, literal_prefix, prefix_upper_bound};
+use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
 
 #[async_trait]
 impl Store for PostgresBackend {
@@ -284,7 +282,7 @@ impl Database for PostgresBackend {
             if kind != KIND_LIST {
                 return Err(Error::holds_value(key));
             }
-            match storage_core::lrange_window(len as u64, start, end) {
+            match storage_core::raw::lrange_window(len as u64, start, end) {
                 None => {
                     tx.execute(&delete_items, &[&self.ns, &key])
                         .await

@@ -16,7 +16,8 @@ use std::fmt;
 use std::sync::RwLock;
 use std::time::Duration;
 use storage_core::config::{BackendSpec, Role};
-use storage_core::{Error, Result, escape_glob};
+use storage_core::raw::escape_glob;
+use storage_core::{Error, Result};
 
 /// Keys per `SCAN` step and per `UNLINK` batch.
 pub(crate) const BATCH: usize = 500;

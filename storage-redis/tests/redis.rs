@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage_core::config::ConfigSource;
-use storage_core::{Database, ErrorKind, Registry, glob_match};
+use storage_core::raw::glob_match;
+use storage_core::{Database, ErrorKind, Registry};
 use storage_servers::{Redis, find_redis_server, skip_or_fail};
 
 fn private(test: &str) -> Option<Redis> {

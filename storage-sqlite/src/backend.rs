@@ -11,10 +11,8 @@ use r2d2_sqlite::rusqlite::{self, Connection, OptionalExtension};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use storage_core::{
-    Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match, literal_prefix,
-    lrange_window, prefix_upper_bound,
-};
+use storage_core::raw::{glob_match, literal_prefix, lrange_window, prefix_upper_bound};
+use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
 
 #[async_trait]
 impl Store for SqliteBackend {

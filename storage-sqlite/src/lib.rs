@@ -22,13 +22,12 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-//! use storage_core::config::BackendSpec;
 //! use storage_sqlite::SqliteConfig;
 //! use serde_json::json;
 //!
 //! let dir = tempfile::tempdir().unwrap();
-//! let spec = BackendSpec::new(SqliteConfig::file(dir.path().join("app.db")));
-//! let db = storage_sqlite::open_database(&spec).await.unwrap();
+//! let config = SqliteConfig::file(dir.path().join("app.db"));
+//! let db = storage_sqlite::open_with(config, "app").await.unwrap();
 //! db.append("history", &json!({"role": "user", "content": "hi"})).await.unwrap();
 //! assert_eq!(db.get_length("history").await.unwrap(), 1);
 //! # });
@@ -51,19 +50,8 @@ pub use crate::core::SqliteBackend;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use std::sync::Arc;
+use storage_core::Result;
 use storage_core::config::{BackendSpec, BlockInput, Role};
-use storage_core::{Cache, Database, Result};
-
-/// Opens a checked SQLite database for `spec`.
-pub async fn open_database(spec: &BackendSpec) -> Result<Arc<dyn Database>> {
-    storage_core::open_database(&SqliteFactory::new(), spec).await
-}
-
-/// Opens a checked SQLite cache for `spec`.
-pub async fn open_cache(spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
-    storage_core::open_cache(&SqliteFactory::new(), spec).await
-}
 
 /// The factory the registry holds: [`SqliteBackend`], erased by storage-core.
 pub type SqliteFactory = storage_core::Typed<SqliteBackend>;

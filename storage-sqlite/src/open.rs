@@ -1,13 +1,14 @@
 //! One-line openers for an application that uses SQLite alone, without a config file or the
-//! manager: the database role on a file or in memory, wrapped in the same checked layer the
-//! registry gives every backend. Not for the cache role or fallback chains: those come from a
-//! config through `storage-manager`.
+//! manager: the database role on a file or in memory, opened through a registry as every
+//! backend is (so it has the contract's layers). Not for the cache role or fallback chains:
+//! those come from a config through `storage-manager`, or from [`storage_core::Registry`].
 
 use crate::config::SqliteConfig;
+use crate::core::SqliteBackend;
 use std::path::PathBuf;
 use std::sync::Arc;
 use storage_core::config::BackendSpec;
-use storage_core::{Database, Error, Result};
+use storage_core::{Database, Error, Registry, Result};
 
 /// The database at `path` (created with its directory if missing), in the empty namespace.
 ///
@@ -37,7 +38,9 @@ pub async fn open_in_memory() -> Result<Arc<dyn Database>> {
 /// The database with `config`'s settings, in the namespace `key_prefix`.
 pub async fn open_with(config: SqliteConfig, key_prefix: &str) -> Result<Arc<dyn Database>> {
     let spec = BackendSpec::new(config).with_key_prefix(key_prefix);
-    storage_core::open_database(&crate::SqliteFactory::new(), &spec).await
+    let mut registry = Registry::new();
+    registry.register_backend::<SqliteBackend>()?;
+    registry.open_database(&spec).await
 }
 
 /// An error (not tokio's panic) when called outside a tokio runtime.

@@ -6,7 +6,9 @@ use std::path::Path;
 use storage_core::ErrorKind;
 use storage_core::config::BackendSpec;
 use storage_sqlite::SqliteConfig;
-use storage_sqlite::{open_database, sql};
+mod common;
+use common::open_database;
+use storage_sqlite::sql;
 
 fn spec(path: &Path) -> BackendSpec {
     BackendSpec::new(SqliteConfig::file(path))
@@ -297,7 +299,7 @@ fn expired_rows_are_reclaimed_without_reads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ttl.db");
     rt().block_on(async {
-        let cache = storage_sqlite::open_cache(&spec(&path)).await.unwrap();
+        let cache = common::open_cache(&spec(&path)).await.unwrap();
         let ttl = Some(std::time::Duration::from_millis(50));
         let batch: Vec<storage_core::CacheEntry> = (0..10_000)
             .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage_core::config::BackendSpec;
 use storage_sqlite::SqliteConfig;
-use storage_sqlite::open_database;
+mod common;
+use common::open_database;
 
 const CHILD: &str = "STORAGE_SQLITE_CHILD";
 

@@ -12,10 +12,8 @@ use async_trait::async_trait;
 use redb::ReadableTable;
 use serde_json::Value;
 use std::time::Duration;
-use storage_core::{
-    Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store, glob_match, literal_prefix,
-    lrange_window, prefix_upper_bound,
-};
+use storage_core::raw::{glob_match, literal_prefix, lrange_window, prefix_upper_bound};
+use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
 
 #[async_trait]
 impl Store for RedbBackend {

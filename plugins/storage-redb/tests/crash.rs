@@ -9,17 +9,16 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage_core::Database;
+use storage_core::Registry;
 use storage_core::config::BackendSpec;
-use storage_redb::{RedbConfig, RedbFactory};
+use storage_redb::RedbConfig;
 
 fn spec(path: &Path) -> BackendSpec {
     BackendSpec::new(RedbConfig::new(path))
 }
 
 async fn open(path: &Path) -> Arc<dyn Database> {
-    storage_core::open_database(&RedbFactory::new(), &spec(path))
-        .await
-        .unwrap()
+    registry().open_database(&spec(path)).await.unwrap()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -130,4 +129,14 @@ fn parent(path: &Path) {
         });
     }
     assert!(acked > 0);
+}
+
+/// A registry holding the plugin's backend, as a host builds one: it opens backends through
+/// the same checks and layers the host gives them.
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register_backend::<storage_redb::RedbBackend>()
+        .unwrap();
+    registry
 }

@@ -1,10 +1,11 @@
 //! The conformance kit, run from the plugin's own tests the way a third-party author would:
-//! the factory is called directly (no loader), through storage-core's checked `open_*`.
+//! the factory is called directly (no loader), through a `Registry` holding it, as a host opens it.
 
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use storage_core::BackendFactory;
+use storage_core::Registry;
 use storage_core::config::{BackendSpec, BlockInput};
 use storage_redb::RedbFactory;
 use storage_testkit::{SuiteOptions, run_cache_suite, run_database_suite};
@@ -30,7 +31,7 @@ async fn redb_database_passes_the_kit() {
     let report = run_database_suite(
         Arc::new(move |prefix: String| {
             let spec = base.clone().with_key_prefix(prefix);
-            async move { storage_core::open_database(&RedbFactory::new(), &spec).await }
+            async move { registry().open_database(&spec).await }
         }),
         &SuiteOptions::default(),
     )
@@ -48,7 +49,7 @@ async fn redb_cache_passes_the_kit() {
     let report = run_cache_suite(
         Arc::new(move |prefix: String| {
             let spec = base.clone().with_key_prefix(prefix);
-            async move { storage_core::open_cache(&RedbFactory::new(), &spec).await }
+            async move { registry().open_cache(&spec).await }
         }),
         &SuiteOptions::default(),
     )
@@ -103,9 +104,7 @@ async fn expired_entries_are_reclaimed_without_reads() {
         dir.path(),
         json!({ "path": "ttl.redb", "durability": "none" }),
     );
-    let cache = storage_core::open_cache(&RedbFactory::new(), &spec)
-        .await
-        .unwrap();
+    let cache = registry().open_cache(&spec).await.unwrap();
     let ttl = Some(std::time::Duration::from_millis(50));
     let batch: Vec<storage_core::CacheEntry> = (0..10_000)
         .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
@@ -167,9 +166,7 @@ async fn deadlines_of_an_older_file_are_indexed_and_rewritten_keys_survive() {
     );
     let ttl = Some(std::time::Duration::from_millis(50));
     {
-        let cache = storage_core::open_cache(&RedbFactory::new(), &spec)
-            .await
-            .unwrap();
+        let cache = registry().open_cache(&spec).await.unwrap();
         let batch: Vec<storage_core::CacheEntry> = (0..1000)
             .map(|i| storage_core::CacheEntry::new(format!("k{i}"), json!(i), ttl))
             .collect();
@@ -187,12 +184,8 @@ async fn deadlines_of_an_older_file_are_indexed_and_rewritten_keys_survive() {
     }
     assert_eq!(raw_len(&path, "storage_expiry"), 0);
 
-    let cache = storage_core::open_cache(&RedbFactory::new(), &spec)
-        .await
-        .unwrap();
-    let db = storage_core::open_database(&RedbFactory::new(), &spec)
-        .await
-        .unwrap();
+    let cache = registry().open_cache(&spec).await.unwrap();
+    let db = registry().open_database(&spec).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     // k0 expired; appending makes it a list with no deadline, its old index entry left behind.
     db.append("k0", &json!("kept")).await.unwrap();
@@ -219,4 +212,14 @@ async fn deadlines_of_an_older_file_are_indexed_and_rewritten_keys_survive() {
         0,
         "the index holds nothing due"
     );
+}
+
+/// A registry holding the plugin's backend, as a host builds one: it opens backends through
+/// the same checks and layers the host gives them.
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register_backend::<storage_redb::RedbBackend>()
+        .unwrap();
+    registry
 }

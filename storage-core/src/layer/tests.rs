@@ -1,10 +1,10 @@
-//! Tests of the [`Checked`](super::Checked) layer against a backend that records every call.
+//! Tests of the contract's layers ([`super::Validate`] around [`super::Observe`]) against a backend that records every call.
 //!
 //! The conformance kit reaches the layer only through real backends, where an empty batch or
 //! a bad key gives the same answer whether or not the layer stopped it; these tests see what
 //! reaches the backend, so they fail when the layer lets through what it must stop.
 
-use super::Checked;
+use super::{checked_cache, checked_database};
 use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, Store};
 use crate::error::{Error, ErrorKind, Result};
 use async_trait::async_trait;
@@ -113,9 +113,19 @@ impl Database for Recorder {
     }
 }
 
-fn layer(recorder: Recorder) -> (Checked<Recorder>, std::sync::Arc<Recorder>) {
+/// Both roles of one recorder, each behind the contract's layers, as the registry opens them.
+struct Checked {
+    cache: std::sync::Arc<dyn Cache>,
+    db: std::sync::Arc<dyn Database>,
+}
+
+fn layer(recorder: Recorder) -> (Checked, std::sync::Arc<Recorder>) {
     let inner = std::sync::Arc::new(recorder);
-    (Checked::new(inner.clone()), inner)
+    let checked = Checked {
+        cache: checked_cache(inner.clone()),
+        db: checked_database(inner.clone()),
+    };
+    (checked, inner)
 }
 
 /// A value nested one level deeper than the limit.
@@ -130,10 +140,10 @@ fn too_deep() -> Value {
 #[tokio::test]
 async fn empty_batches_never_reach_the_backend() {
     let (checked, inner) = layer(Recorder::default());
-    assert_eq!(Store::mget(&checked, &[]).await.unwrap(), Vec::new());
-    Cache::mset(&checked, &[]).await.unwrap();
-    Database::mset(&checked, &[]).await.unwrap();
-    checked.append_many("l", &[]).await.unwrap();
+    assert_eq!(Store::mget(&*checked.db, &[]).await.unwrap(), Vec::new());
+    Cache::mset(&*checked.cache, &[]).await.unwrap();
+    Database::mset(&*checked.db, &[]).await.unwrap();
+    checked.db.append_many("l", &[]).await.unwrap();
     assert_eq!(inner.calls(), Vec::<String>::new());
 }
 
@@ -143,30 +153,31 @@ async fn bad_keys_are_refused_before_the_backend_for_every_operation() {
     let v = json!(1);
     for bad in ["", "a\0b", &"k".repeat(crate::limits::MAX_KEY_BYTES + 1)] {
         let errors = [
-            Store::get(&checked, bad).await.err(),
-            checked.delete(bad).await.err(),
-            Store::mget(&checked, &["ok".into(), bad.into()])
+            Store::get(&*checked.db, bad).await.err(),
+            checked.db.delete(bad).await.err(),
+            Store::mget(&*checked.db, &["ok".into(), bad.into()])
                 .await
                 .err(),
-            checked.exists(bad).await.err(),
-            checked.kind(bad).await.err(),
-            Cache::set(&checked, bad, &v, None).await.err(),
-            Cache::mset(&checked, &[CacheEntry::new(bad, v.clone(), None)])
+            checked.db.exists(bad).await.err(),
+            checked.db.kind(bad).await.err(),
+            Cache::set(&*checked.cache, bad, &v, None).await.err(),
+            Cache::mset(&*checked.cache, &[CacheEntry::new(bad, v.clone(), None)])
                 .await
                 .err(),
-            checked.ttl(bad).await.err(),
-            Database::set(&checked, bad, &v).await.err(),
-            Database::mset(&checked, &[(bad.into(), v.clone())])
+            checked.cache.ttl(bad).await.err(),
+            Database::set(&*checked.db, bad, &v).await.err(),
+            Database::mset(&*checked.db, &[(bad.into(), v.clone())])
                 .await
                 .err(),
-            checked.append(bad, &v).await.err(),
+            checked.db.append(bad, &v).await.err(),
             checked
+                .db
                 .append_many(bad, std::slice::from_ref(&v))
                 .await
                 .err(),
-            checked.get_range(bad, 0, -1).await.err(),
-            checked.get_length(bad).await.err(),
-            checked.trim(bad, 0, -1).await.err(),
+            checked.db.get_range(bad, 0, -1).await.err(),
+            checked.db.get_length(bad).await.err(),
+            checked.db.trim(bad, 0, -1).await.err(),
         ];
         for (i, e) in errors.into_iter().enumerate() {
             let e = e.unwrap_or_else(|| panic!("operation {i} accepted key {bad:?}"));
@@ -183,17 +194,20 @@ async fn deep_values_are_refused_before_the_backend() {
     let (checked, inner) = layer(Recorder::default());
     let deep = too_deep();
     let errors = [
-        Cache::set(&checked, "k", &deep, None).await.unwrap_err(),
-        Cache::mset(&checked, &[CacheEntry::new("k", deep.clone(), None)])
+        Cache::set(&*checked.cache, "k", &deep, None)
             .await
             .unwrap_err(),
-        Database::set(&checked, "k", &deep).await.unwrap_err(),
-        checked.set_owned("k", deep.clone()).await.unwrap_err(),
-        Database::mset(&checked, &[("k".into(), deep.clone())])
+        Cache::mset(&*checked.cache, &[CacheEntry::new("k", deep.clone(), None)])
             .await
             .unwrap_err(),
-        checked.append("k", &deep).await.unwrap_err(),
+        Database::set(&*checked.db, "k", &deep).await.unwrap_err(),
+        checked.db.set_owned("k", deep.clone()).await.unwrap_err(),
+        Database::mset(&*checked.db, &[("k".into(), deep.clone())])
+            .await
+            .unwrap_err(),
+        checked.db.append("k", &deep).await.unwrap_err(),
         checked
+            .db
             .append_many("k", &[json!(1), deep.clone()])
             .await
             .unwrap_err(),
@@ -208,8 +222,8 @@ async fn deep_values_are_refused_before_the_backend() {
     for _ in 0..crate::limits::MAX_VALUE_DEPTH {
         ok = json!([ok]);
     }
-    Database::set(&checked, "k", &ok).await.unwrap();
-    checked.set_owned("k", ok).await.unwrap();
+    Database::set(&*checked.db, "k", &ok).await.unwrap();
+    checked.db.set_owned("k", ok).await.unwrap();
     assert_eq!(
         inner.calls(),
         vec!["set k".to_string(), "set_owned k".to_string()]
@@ -220,18 +234,18 @@ async fn deep_values_are_refused_before_the_backend() {
 async fn ttls_reach_the_backend_in_whole_milliseconds_rounded_up() {
     let (checked, inner) = layer(Recorder::default());
     let v = json!(1);
-    Cache::set(&checked, "a", &v, Some(Duration::from_micros(1500)))
+    Cache::set(&*checked.cache, "a", &v, Some(Duration::from_micros(1500)))
         .await
         .unwrap();
-    Cache::set(&checked, "b", &v, Some(Duration::from_nanos(1)))
+    Cache::set(&*checked.cache, "b", &v, Some(Duration::from_nanos(1)))
         .await
         .unwrap();
-    Cache::set(&checked, "c", &v, Some(Duration::from_millis(7)))
+    Cache::set(&*checked.cache, "c", &v, Some(Duration::from_millis(7)))
         .await
         .unwrap();
-    Cache::set(&checked, "d", &v, None).await.unwrap();
+    Cache::set(&*checked.cache, "d", &v, None).await.unwrap();
     Cache::mset(
-        &checked,
+        &*checked.cache,
         &[
             CacheEntry::new("e", v.clone(), Some(Duration::from_micros(2001))),
             CacheEntry::new("f", v.clone(), None),
@@ -243,12 +257,17 @@ async fn ttls_reach_the_backend_in_whole_milliseconds_rounded_up() {
         Duration::ZERO,
         Duration::from_millis(crate::limits::MAX_TTL_MILLIS + 1),
     ] {
-        let e = Cache::set(&checked, "x", &v, Some(bad)).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-        assert_eq!(e.op(), Some("set"));
-        let e = Cache::mset(&checked, &[CacheEntry::new("x", v.clone(), Some(bad))])
+        let e = Cache::set(&*checked.cache, "x", &v, Some(bad))
             .await
             .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert_eq!(e.op(), Some("set"));
+        let e = Cache::mset(
+            &*checked.cache,
+            &[CacheEntry::new("x", v.clone(), Some(bad))],
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.op(), Some("mset"));
     }
     assert_eq!(
@@ -266,9 +285,9 @@ async fn ttls_reach_the_backend_in_whole_milliseconds_rounded_up() {
 #[tokio::test]
 async fn star_reaches_the_backend_as_no_pattern() {
     let (checked, inner) = layer(Recorder::default());
-    checked.keys(Some("*")).await.unwrap();
-    checked.keys(None).await.unwrap();
-    checked.keys(Some("a*")).await.unwrap();
+    checked.db.keys(Some("*")).await.unwrap();
+    checked.db.keys(None).await.unwrap();
+    checked.db.keys(Some("a*")).await.unwrap();
     assert_eq!(
         inner.calls(),
         ["keys None", "keys None", "keys Some(\"a*\")"]
@@ -282,7 +301,7 @@ async fn an_mget_with_the_wrong_number_of_slots_is_an_error() {
             slots: Some(slots),
             ..Recorder::default()
         });
-        let e = Store::mget(&checked, &["a".into(), "b".into()])
+        let e = Store::mget(&*checked.db, &["a".into(), "b".into()])
             .await
             .unwrap_err();
         assert!(
@@ -296,18 +315,19 @@ async fn an_mget_with_the_wrong_number_of_slots_is_an_error() {
 #[tokio::test]
 async fn calls_pass_through_with_their_arguments_and_errors_name_backend_and_op() {
     let (checked, inner) = layer(Recorder::default());
-    checked.get_range("l", -3, 7).await.unwrap();
-    checked.trim("l", 2, -2).await.unwrap();
+    checked.db.get_range("l", -3, 7).await.unwrap();
+    checked.db.trim("l", 2, -2).await.unwrap();
     checked
+        .db
         .append_many("l", &[json!(1), json!(2)])
         .await
         .unwrap();
-    Database::mset(&checked, &[("a".into(), json!(1))])
+    Database::mset(&*checked.db, &[("a".into(), json!(1))])
         .await
         .unwrap();
-    checked.clear().await.unwrap();
-    checked.ping().await.unwrap();
-    checked.close().await.unwrap();
+    checked.db.clear().await.unwrap();
+    checked.db.ping().await.unwrap();
+    checked.db.close().await.unwrap();
     assert_eq!(
         inner.calls(),
         [
@@ -325,19 +345,19 @@ async fn calls_pass_through_with_their_arguments_and_errors_name_backend_and_op(
         fail: true,
         ..Recorder::default()
     });
-    let e = checked.get_length("l").await.unwrap_err();
+    let e = checked.db.get_length("l").await.unwrap_err();
     assert_eq!(
         (e.backend(), e.op()),
         (Some("recorder"), Some("get_length"))
     );
-    let e = checked.clear().await.unwrap_err();
+    let e = checked.db.clear().await.unwrap_err();
     assert_eq!((e.backend(), e.op()), (Some("recorder"), Some("clear")));
-    assert_eq!(checked.backend(), "recorder");
+    assert_eq!(checked.db.backend(), "recorder");
 }
 
 #[test]
 fn debug_shows_the_wrapped_backend() {
     let (checked, inner) = layer(Recorder::default());
-    assert_eq!(format!("{checked:?}"), format!("{inner:?}"));
-    assert!(format!("{checked:?}").starts_with("Recorder"));
+    assert_eq!(format!("{:?}", checked.db), format!("{inner:?}"));
+    assert!(format!("{:?}", checked.db).starts_with("Recorder"));
 }
