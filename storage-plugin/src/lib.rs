@@ -40,11 +40,9 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
-use storage_core::{
-    BackendFactory, Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store,
-};
+use storage_core::layer::{AsStore, Call, ForwardCache, ForwardDatabase, ForwardStore};
+use storage_core::{BackendFactory, Cache, Database, Error, Result, Store};
 
 /// The plugin's own runtime: one per loaded library (each library has its own statics).
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -178,121 +176,48 @@ impl<F: BackendFactory + 'static> BackendFactory for BridgedFactory<F> {
     async fn open_cache(&self, spec: &BackendSpec) -> Result<Arc<dyn Cache>> {
         let (factory, spec) = (self.0.clone(), spec.clone());
         let inner = on_plugin_runtime(async move { factory.open_cache(&spec).await }).await?;
-        Ok(Arc::new(Bridged(inner)))
+        Ok(Arc::new(Bridged::<dyn Cache>(inner)))
     }
 
     async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
         let (factory, spec) = (self.0.clone(), spec.clone());
         let inner = on_plugin_runtime(async move { factory.open_database(&spec).await }).await?;
-        Ok(Arc::new(Bridged(inner)))
+        Ok(Arc::new(Bridged::<dyn Database>(inner)))
     }
 }
 
-/// A backend whose every operation runs on the plugin's runtime.
-struct Bridged<B: ?Sized>(Arc<B>);
+/// The layer that runs every operation of a plugin's backend on the plugin's runtime. It
+/// writes only [`ForwardStore::around`], so an operation added to the contract crosses the
+/// boundary the same way without an edit here.
+///
+/// The operation's future is built by the plugin's method (an `async_trait` method only boxes
+/// its body) and first polled, and dropped, inside [`on_plugin_runtime`].
+struct Bridged<R: ?Sized>(Arc<R>);
 
-impl<B: fmt::Debug + ?Sized> fmt::Debug for Bridged<B> {
+impl<R: fmt::Debug + ?Sized> fmt::Debug for Bridged<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
 }
 
-/// Forwards a call to the inner backend on the plugin's runtime.
-macro_rules! forward {
-    ($self:ident, |$b:ident| $call:expr) => {{
-        let $b = $self.0.clone();
-        on_plugin_runtime(async move { $call.await }).await
-    }};
-}
+impl<R: AsStore + ?Sized> ForwardStore for Bridged<R> {
+    fn inner_store(&self) -> &dyn Store {
+        self.0.as_store()
+    }
 
-#[async_trait]
-impl<B: Store + ?Sized + 'static> Store for Bridged<B> {
-    fn backend(&self) -> &str {
-        self.0.backend()
-    }
-    async fn get(&self, key: &str) -> Result<Option<Value>> {
-        let key = key.to_string();
-        forward!(self, |b| b.get(&key))
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        let key = key.to_string();
-        forward!(self, |b| b.delete(&key))
-    }
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
-        let keys = keys.to_vec();
-        forward!(self, |b| b.mget(&keys))
-    }
-    async fn exists(&self, key: &str) -> Result<bool> {
-        let key = key.to_string();
-        forward!(self, |b| b.exists(&key))
-    }
-    async fn kind(&self, key: &str) -> Result<KeyKind> {
-        let key = key.to_string();
-        forward!(self, |b| b.kind(&key))
-    }
-    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
-        let pattern = pattern.map(str::to_string);
-        forward!(self, |b| b.keys(pattern.as_deref()))
-    }
-    async fn clear(&self) -> Result<()> {
-        forward!(self, |b| b.clear())
-    }
-    async fn ping(&self) -> Result<()> {
-        forward!(self, |b| b.ping())
-    }
-    async fn close(&self) -> Result<()> {
-        forward!(self, |b| b.close())
+    fn around<'a, T: Send + 'a>(&'a self, _op: &'static str, call: Call<'a, T>) -> Call<'a, T> {
+        Box::pin(on_plugin_runtime(call))
     }
 }
 
-#[async_trait]
-impl<B: Cache + ?Sized + 'static> Cache for Bridged<B> {
-    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        let (key, value) = (key.to_string(), value.clone());
-        forward!(self, |b| b.set(&key, &value, ttl))
-    }
-    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        let entries = entries.to_vec();
-        forward!(self, |b| b.mset(&entries))
-    }
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        let key = key.to_string();
-        forward!(self, |b| b.ttl(&key))
+impl ForwardCache for Bridged<dyn Cache> {
+    fn inner_cache(&self) -> &dyn Cache {
+        &*self.0
     }
 }
 
-#[async_trait]
-impl<B: Database + ?Sized + 'static> Database for Bridged<B> {
-    async fn set(&self, key: &str, value: &Value) -> Result<()> {
-        let (key, value) = (key.to_string(), value.clone());
-        forward!(self, |b| b.set(&key, &value))
-    }
-    async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
-        let key = key.to_string();
-        forward!(self, |b| b.set_owned(&key, value))
-    }
-    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        let entries = entries.to_vec();
-        forward!(self, |b| b.mset(&entries))
-    }
-    async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        let (key, value) = (key.to_string(), value.clone());
-        forward!(self, |b| b.append(&key, &value))
-    }
-    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        let (key, values) = (key.to_string(), values.to_vec());
-        forward!(self, |b| b.append_many(&key, &values))
-    }
-    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
-        let key = key.to_string();
-        forward!(self, |b| b.get_range(&key, start, end))
-    }
-    async fn get_length(&self, key: &str) -> Result<u64> {
-        let key = key.to_string();
-        forward!(self, |b| b.get_length(&key))
-    }
-    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
-        let key = key.to_string();
-        forward!(self, |b| b.trim(&key, start, end))
+impl ForwardDatabase for Bridged<dyn Database> {
+    fn inner_database(&self) -> &dyn Database {
+        &*self.0
     }
 }
