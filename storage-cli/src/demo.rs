@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storage_core::config::Role;
 use storage_core::{CacheExt, Result};
-use storage_manager::{CacheAside, StorageManager};
+use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
 
 const SESSION_TTL: Duration = Duration::from_secs(3600);
 
@@ -36,7 +36,15 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
         );
     }
     let (cache, db) = (backends.cache.clone(), backends.database.clone());
-    let layer = CacheAside::new(cache.clone(), db.clone(), Some(SESSION_TTL), 1024);
+    let layer = CacheAside::new(
+        cache.clone(),
+        db.clone(),
+        CacheAsideOptions {
+            ttl: Some(SESSION_TTL),
+            write_behind_capacity: 1024,
+            ..CacheAsideOptions::default()
+        },
+    );
 
     // 1. What earlier runs persisted.
     let history_key = "history:demo-session";

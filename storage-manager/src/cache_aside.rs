@@ -100,15 +100,70 @@ impl std::fmt::Debug for CacheAside {
     }
 }
 
+/// How a [`CacheAside`] behaves; every field has a default.
+///
+/// ```
+/// use std::time::Duration;
+/// use storage_manager::CacheAsideOptions;
+///
+/// let options = CacheAsideOptions {
+///     ttl: Some(Duration::from_secs(600)),
+///     ..CacheAsideOptions::default()
+/// };
+/// assert_eq!(options.write_behind_capacity, 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheAsideOptions {
+    /// How long an entry the layer puts in the cache lives; `None` (the default) for as long
+    /// as the cache keeps it.
+    pub ttl: Option<Duration>,
+    /// How many write-behind operations may wait for the database (default 1024; at least 1).
+    pub write_behind_capacity: usize,
+    /// How long a write-behind call waits for queue space before it fails (default 10 s).
+    pub enqueue_timeout: Duration,
+}
+
+impl Default for CacheAsideOptions {
+    fn default() -> Self {
+        CacheAsideOptions {
+            ttl: None,
+            write_behind_capacity: 1024,
+            enqueue_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl CacheAsideOptions {
+    /// The defaults, with entries living `ttl`.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        CacheAsideOptions {
+            ttl: Some(ttl),
+            ..Self::default()
+        }
+    }
+
+    /// The defaults, with a write-behind queue of `capacity` operations.
+    pub fn with_capacity(capacity: usize) -> Self {
+        CacheAsideOptions {
+            write_behind_capacity: capacity,
+            ..Self::default()
+        }
+    }
+}
+
 impl CacheAside {
-    /// A layer whose cache entries live `ttl`, with a write-behind queue of `capacity` operations.
-    /// Must be created inside a tokio runtime (it spawns the write-behind worker).
+    /// A layer over `cache` and `database`, behaving as `options` say. Must be created inside
+    /// a tokio runtime (it spawns the write-behind worker).
     pub fn new(
         cache: Arc<dyn Cache>,
         database: Arc<dyn Database>,
-        ttl: Option<Duration>,
-        capacity: usize,
+        options: CacheAsideOptions,
     ) -> Self {
+        let CacheAsideOptions {
+            ttl,
+            write_behind_capacity: capacity,
+            enqueue_timeout,
+        } = options;
         let queue = Arc::new(Queue {
             ops: Mutex::new(VecDeque::new()),
             space: Semaphore::new(capacity.max(1)),
@@ -128,16 +183,10 @@ impl CacheAside {
             misses: AtomicU64::new(0),
             cache_errors: AtomicU64::new(0),
             queue,
-            enqueue_timeout: Duration::from_secs(10),
+            enqueue_timeout,
             worker: Mutex::new(Some(worker)),
             order: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// How long a write-behind call waits for queue space (default 10 s).
-    pub fn with_enqueue_timeout(mut self, timeout: Duration) -> Self {
-        self.enqueue_timeout = timeout;
-        self
     }
 
     /// The write-behind operations the database refused, oldest first, with their errors.

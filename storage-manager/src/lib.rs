@@ -37,7 +37,7 @@ mod registry;
 mod status;
 mod walk;
 
-pub use cache_aside::{CacheAside, FailedWrite, WriteBehindReport};
+pub use cache_aside::{CacheAside, CacheAsideOptions, FailedWrite, WriteBehindReport};
 pub use plugins::load_plugin;
 pub use registry::builtin_registry;
 pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};

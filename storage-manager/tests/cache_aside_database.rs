@@ -5,7 +5,7 @@
 use serde_json::json;
 use std::sync::Arc;
 use storage_core::Database;
-use storage_manager::CacheAside;
+use storage_manager::{CacheAside, CacheAsideOptions};
 use storage_memory::MemoryStore;
 use storage_testkit::{SuiteOptions, run_database_suite};
 
@@ -20,8 +20,7 @@ async fn cache_aside_over_memory_passes_the_database_kit() {
                 let layer = CacheAside::new(
                     caches.cache(&prefix)?,
                     databases.database(&prefix)?,
-                    None,
-                    8,
+                    CacheAsideOptions::with_capacity(8),
                 );
                 Ok(Arc::new(layer) as Arc<dyn Database>)
             }
@@ -38,7 +37,11 @@ async fn reads_go_through_the_cache_and_writes_keep_it_fresh() {
     let store = MemoryStore::new();
     let cache = store.cache("c:").unwrap();
     let inner = store.database("d:").unwrap();
-    let layer = Arc::new(CacheAside::new(cache.clone(), inner.clone(), None, 8));
+    let layer = Arc::new(CacheAside::new(
+        cache.clone(),
+        inner.clone(),
+        CacheAsideOptions::with_capacity(8),
+    ));
     let db: Arc<dyn Database> = layer.clone();
     db.set("k", &json!(1)).await.unwrap();
     assert_eq!(db.get("k").await.unwrap(), Some(json!(1)));

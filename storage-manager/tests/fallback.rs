@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 use storage_core::config::ConfigSource;
-use storage_manager::{CacheAside, StorageManager};
+use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
 use storage_servers::{Postgres, find_postgres_bin, skip_or_fail};
 
 fn manager(dir: &Path, yaml: &str) -> StorageManager {
@@ -136,7 +136,11 @@ async fn write_behind_survives_a_database_restart_and_reports_on_shutdown() {
         ),
     );
     let b = m.connect().await.unwrap();
-    let layer = CacheAside::new(b.cache.clone(), b.database.clone(), None, 1000);
+    let layer = CacheAside::new(
+        b.cache.clone(),
+        b.database.clone(),
+        CacheAsideOptions::with_capacity(1000),
+    );
     for i in 0..50 {
         layer
             .set_behind(&format!("wb:{i}"), &json!(i))
@@ -167,7 +171,11 @@ async fn write_behind_survives_a_database_restart_and_reports_on_shutdown() {
     }
 
     // A graceful shutdown with the database down names exactly what it could not write.
-    let layer = CacheAside::new(b.cache.clone(), b.database.clone(), None, 100);
+    let layer = CacheAside::new(
+        b.cache.clone(),
+        b.database.clone(),
+        CacheAsideOptions::with_capacity(100),
+    );
     pg.stop();
     layer.set_behind("late:1", &json!(1)).await.unwrap();
     layer.set_behind("late:2", &json!(2)).await.unwrap();

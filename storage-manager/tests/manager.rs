@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use storage_core::config::ConfigSource;
 use storage_core::{ErrorKind, Store};
-use storage_manager::{CacheAside, StorageManager};
+use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
 
 fn manager(dir: &Path, yaml: &str) -> storage_core::Result<StorageManager> {
     StorageManager::from_source(&ConfigSource::from_yaml_str(yaml, dir)?)
@@ -117,8 +117,11 @@ async fn cache_aside_degrades_a_failing_cache_to_misses() {
     let layer = CacheAside::new(
         b.cache.clone(),
         b.database.clone(),
-        Some(Duration::from_secs(60)),
-        16,
+        CacheAsideOptions {
+            ttl: Some(Duration::from_secs(60)),
+            write_behind_capacity: 16,
+            ..CacheAsideOptions::default()
+        },
     );
     layer.set("user:1", &json!({"name": "ada"})).await.unwrap();
     assert_eq!(
@@ -152,7 +155,11 @@ async fn write_behind_flushes_on_shutdown_and_reports_what_it_could_not_write() 
     let dir = tempfile::tempdir().unwrap();
     let m = StorageManager::embedded_default(dir.path()).unwrap();
     let b = m.connect().await.unwrap();
-    let layer = CacheAside::new(b.cache.clone(), b.database.clone(), None, 8);
+    let layer = CacheAside::new(
+        b.cache.clone(),
+        b.database.clone(),
+        CacheAsideOptions::with_capacity(8),
+    );
     for i in 0..50 {
         layer
             .set_behind(&format!("wb:{i}"), &json!(i))
@@ -167,7 +174,11 @@ async fn write_behind_flushes_on_shutdown_and_reports_what_it_could_not_write() 
     assert!(layer.set_behind("late", &json!(1)).await.is_err());
 
     // With the database gone (closed), shutdown cannot flush and names every key it kept.
-    let layer = CacheAside::new(b.cache.clone(), b.database.clone(), None, 8);
+    let layer = CacheAside::new(
+        b.cache.clone(),
+        b.database.clone(),
+        CacheAsideOptions::with_capacity(8),
+    );
     b.database.close().await.unwrap();
     layer.set_behind("lost:a", &json!(1)).await.unwrap();
     layer.delete_behind("lost:b").await.unwrap();

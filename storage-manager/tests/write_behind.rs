@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage_core::{Cache, Database};
-use storage_manager::{CacheAside, StorageManager};
+use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
 use storage_servers::{Postgres, find_postgres_bin, skip_or_fail};
 
 struct Refusing {
@@ -106,7 +106,11 @@ async fn a_refused_write_stays_reported_until_retried_or_acknowledged() {
     let Some(r) = refusing("a_refused_write_stays_reported").await else {
         return;
     };
-    let layer = CacheAside::new(r.cache.clone(), r.database.clone(), None, 8);
+    let layer = CacheAside::new(
+        r.cache.clone(),
+        r.database.clone(),
+        CacheAsideOptions::with_capacity(8),
+    );
     layer.set_behind("refused:1", &json!(1)).await.unwrap();
     layer.set_behind("ok:1", &json!(1)).await.unwrap();
     until("the queue to drain", || {
@@ -149,8 +153,12 @@ async fn the_cache_is_written_only_once_the_queue_accepted_the_write() {
         return;
     };
     // One slot of queue and one of failed list: two refusals stall the worker.
-    let layer = CacheAside::new(r.cache.clone(), r.database.clone(), None, 1)
-        .with_enqueue_timeout(Duration::from_millis(300));
+    let options = CacheAsideOptions {
+        write_behind_capacity: 1,
+        enqueue_timeout: Duration::from_millis(300),
+        ..CacheAsideOptions::default()
+    };
+    let layer = CacheAside::new(r.cache.clone(), r.database.clone(), options);
     layer.set_behind("refused:a", &json!(1)).await.unwrap();
     until("the first refusal", || {
         layer.stats().write_behind_failed == 1
@@ -177,8 +185,7 @@ async fn every_accepted_write_is_written_or_reported_across_a_shutdown() {
     let layer = Arc::new(CacheAside::new(
         r.cache.clone(),
         r.database.clone(),
-        None,
-        64,
+        CacheAsideOptions::with_capacity(64),
     ));
     let mut writers = Vec::new();
     // Some writes surely accepted before the race, then 200 racing the shutdown.

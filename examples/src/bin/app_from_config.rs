@@ -11,7 +11,7 @@
 use std::time::Duration;
 use storage_core::config::Role;
 use storage_core::prelude::*;
-use storage_manager::{CacheAside, StorageManager};
+use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
 
 #[tokio::main]
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
@@ -39,8 +39,11 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let layer = CacheAside::new(
         backends.cache.clone(),
         backends.database.clone(),
-        Some(Duration::from_secs(300)),
-        64,
+        CacheAsideOptions {
+            ttl: Some(Duration::from_secs(300)),
+            write_behind_capacity: 64,
+            ..CacheAsideOptions::default()
+        },
     );
     layer
         .set("user:1", &json!({ "name": "Ada", "plan": "pro" }))

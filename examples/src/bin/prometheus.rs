@@ -16,7 +16,7 @@ use serde_json::json;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Duration;
-use storage_manager::{CacheAside, StorageManager};
+use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,8 +39,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let layer = CacheAside::new(
         backends.cache.clone(),
         backends.database.clone(),
-        Some(Duration::from_secs(60)),
-        64,
+        CacheAsideOptions {
+            ttl: Some(Duration::from_secs(60)),
+            write_behind_capacity: 64,
+            ..CacheAsideOptions::default()
+        },
     );
     for i in 0..50 {
         layer.set(&format!("user:{i}"), &json!({ "n": i })).await?;
