@@ -8,7 +8,6 @@ use crate::config::{PostgresConfig, TYPE_NAME};
 use crate::pool::{self, LastError, PgManager, breaks_connection};
 use crate::schema::{Statements, migrate};
 use crate::tls;
-use bb8::ManageConnection;
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
@@ -146,7 +145,7 @@ impl PostgresBackend {
         // certificate, a wrong password) is reported as itself, at once, not as a pool timeout.
         let connect_limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
         let first = async {
-            let mut client = manager.connect().await?;
+            let mut client = manager.open().await?;
             migrate(&mut client, settings.schema.as_deref(), &describe).await?;
             Ok::<_, Error>(client)
         };
@@ -157,22 +156,11 @@ impl PostgresBackend {
                     "connecting to {describe} took longer than {connect_limit:?}"
                 ))
             })??;
-        let last_error = LastError::default();
-        let pool = bb8::Pool::builder()
-            .max_size(spec.common.pool_max)
-            .min_idle(Some(spec.common.pool_min))
-            .connection_timeout(spec.common.acquire_timeout)
-            .idle_timeout(Some(spec.common.idle_timeout))
-            .error_sink(Box::new(last_error.clone()))
-            // The connection given back last is taken first: a light load stays on a few warm
-            // connections (their statements prepared), and the rest idle out.
-            .queue_strategy(bb8::QueueStrategy::Lifo)
+        let last_error = LastError::new(TYPE_NAME, pool::classify);
+        let pool = storage_pool::builder(&spec.common, &last_error)
             // The check on checkout is free for a connection in use (a flag and `is_closed`);
             // only one idle for a while costs a round trip (see `pool`).
             .test_on_check_out(true)
-            // A failed connect is reported to the operation at once (a refused server fails in
-            // the connect timeout), not retried until the acquire timeout.
-            .retry_connection(false)
             .build_unchecked(manager);
         let _ = pool.add(first);
         let backend = PostgresBackend {
@@ -214,8 +202,10 @@ impl PostgresBackend {
         let deadline = tokio::time::Instant::now() + self.operation_timeout;
         let mut tries = 0;
         loop {
-            let checkout = tokio::time::timeout_at(deadline, self.last_error.checkout(&pool)).await;
-            self.pool_metrics.maybe_report(|| pool::state(&pool));
+            let checkout =
+                tokio::time::timeout_at(deadline, self.last_error.checkout_owned(&pool)).await;
+            self.pool_metrics
+                .maybe_report(|| storage_pool::state(&pool));
             let result = match checkout {
                 // Nothing was sent: nothing happened.
                 Err(_) => {

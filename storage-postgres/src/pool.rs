@@ -13,20 +13,17 @@
 //!
 //! It is not the retry policy (that is `PostgresBackend::run`).
 
-use crate::core::{Pool, pg_error};
+use crate::core::pg_error;
+use bb8::ManageConnection;
 use bb8_postgres::PostgresConnectionManager;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use storage_core::{Error, Result};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A connection idle longer than this is checked with a round trip before it is lent.
 pub(crate) const IDLE_CHECK: Duration = Duration::from_millis(250);
-
-/// How the checks on checkout word their errors: bb8 hands them to the error sink like a failed
-/// connect, but a stale connection is replaced, not a reason to fail the waiting operation.
-const STALE: &str = "stale pooled connection: ";
 
 /// A pooled client and what the pool needs to know about it.
 pub(crate) struct PgConn {
@@ -102,9 +99,37 @@ impl PgManager {
 
 impl bb8::ManageConnection for PgManager {
     type Connection = PgConn;
-    type Error = Error;
+    type Error = PgPoolError;
 
-    async fn connect(&self) -> Result<PgConn> {
+    async fn connect(&self) -> std::result::Result<PgConn, PgPoolError> {
+        self.open().await.map_err(PgPoolError::Connect)
+    }
+
+    async fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), PgPoolError> {
+        if conn.broken.load(Ordering::Relaxed) || conn.client.is_closed() {
+            return Err(PgPoolError::Stale("closed"));
+        }
+        if conn.last_used.elapsed() > IDLE_CHECK {
+            let answered = tokio::time::timeout(self.connect_timeout, conn.client.simple_query(""))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if !answered {
+                return Err(PgPoolError::Stale("no answer to a check"));
+            }
+        }
+        conn.last_used = Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.last_used = Instant::now();
+        conn.broken.load(Ordering::Relaxed) || conn.client.is_closed()
+    }
+}
+
+impl PgManager {
+    /// One connection: TCP, TLS, startup and authentication under one time limit.
+    pub(crate) async fn open(&self) -> Result<PgConn> {
         let client = tokio::time::timeout(self.connect_timeout, self.inner.connect())
             .await
             .map_err(|_| {
@@ -130,89 +155,32 @@ impl bb8::ManageConnection for PgManager {
             statements: std::collections::HashMap::new(),
         })
     }
+}
 
-    async fn is_valid(&self, conn: &mut PgConn) -> Result<()> {
-        if conn.broken.load(Ordering::Relaxed) || conn.client.is_closed() {
-            return Err(Error::connection(format!("{STALE}closed")));
-        }
-        if conn.last_used.elapsed() > IDLE_CHECK {
-            let answered = tokio::time::timeout(self.connect_timeout, conn.client.simple_query(""))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            if !answered {
-                return Err(Error::connection(format!("{STALE}no answer to a check")));
-            }
-        }
-        conn.last_used = Instant::now();
-        Ok(())
-    }
+/// What the pool's manager reports: a connect that failed, or a pooled connection found stale
+/// on checkout (bb8 hands both to the error sink; only the first fails an operation).
+#[derive(Debug)]
+pub(crate) enum PgPoolError {
+    /// Connecting failed.
+    Connect(Error),
+    /// A pooled connection was closed, or did not answer a check; it is replaced.
+    Stale(&'static str),
+}
 
-    fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.last_used = Instant::now();
-        conn.broken.load(Ordering::Relaxed) || conn.client.is_closed()
+/// How the pool's failures read: a failed connect is the operation's error, a stale
+/// connection is replaced.
+pub(crate) fn classify(error: PgPoolError) -> Option<Error> {
+    match error {
+        PgPoolError::Connect(e) => Some(e),
+        PgPoolError::Stale(why) => {
+            tracing::debug!(why, "postgresql: a pooled connection went stale");
+            None
+        }
     }
 }
 
-/// Keeps the pool's last connection error, so that a checkout timeout can say why, and wakes
-/// the checkouts waiting for a connection when a connect fails, so that they fail at once with
-/// that error instead of waiting out the acquire timeout.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LastError(Arc<Mutex<Option<Error>>>, Arc<tokio::sync::Notify>);
-
-impl bb8::ErrorSink<Error> for LastError {
-    fn sink(&self, e: Error) {
-        if e.message().starts_with(STALE) {
-            tracing::debug!(error = %e, "postgresql: replacing a stale pooled connection");
-            return;
-        }
-        tracing::debug!(error = %e, "postgresql connection failed");
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-        self.1.notify_waiters();
-    }
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<Error>> {
-        Box::new(self.clone())
-    }
-}
-
-impl LastError {
-    pub(crate) fn pool_error(&self, e: bb8::RunError<Error>) -> Error {
-        match e {
-            bb8::RunError::User(e) => e,
-            bb8::RunError::TimedOut => {
-                let last = self.last_text();
-                Error::checkout_timeout(last.as_deref())
-            }
-        }
-    }
-
-    fn last_text(&self) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(ToString::to_string)
-    }
-
-    /// A connection from `pool`, or the error of a connect that failed while waiting for one.
-    pub(crate) async fn checkout(
-        &self,
-        pool: &Pool,
-    ) -> Result<bb8::PooledConnection<'static, PgManager>> {
-        let failed = self.1.notified();
-        tokio::pin!(failed);
-        failed.as_mut().enable();
-        tokio::select! {
-            got = pool.get_owned() => got.map_err(|e| self.pool_error(e)),
-            () = failed => {
-                let last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-                Err(match last.as_ref() {
-                    Some(e) => Error::new(e.kind(), e.message().to_string()),
-                    None => Error::connection("connecting failed"),
-                })
-            }
-        }
-    }
-}
+/// The pool's connect failures, read by [`classify`].
+pub(crate) type LastError = storage_pool::ConnectFailures<PgPoolError>;
 
 /// Whether an error leaves the connection it happened on unfit for the next operation.
 pub(crate) fn breaks_connection(e: &Error) -> bool {
@@ -220,16 +188,4 @@ pub(crate) fn breaks_connection(e: &Error) -> bool {
         e.kind(),
         storage_core::ErrorKind::Connection | storage_core::ErrorKind::Timeout
     )
-}
-
-/// The pool's state for the `db.client.connection.*` series (a function per crate: storage-core
-/// knows no pool library).
-pub(crate) fn state(pool: &Pool) -> storage_core::telemetry::PoolState {
-    let state = pool.state();
-    storage_core::telemetry::PoolState {
-        open: state.connections,
-        idle: state.idle_connections,
-        waited_total: state.statistics.get_waited,
-        timed_out_total: state.statistics.get_timed_out,
-    }
 }

@@ -6,7 +6,7 @@
 
 use crate::cluster::{self, ClusterLinks, Link};
 use crate::core::{Links, RedisBackend, is_wrong_type, redis_error, redis_error_is_transient};
-use crate::pool::{self, IDLE_CHECK};
+use crate::pool::IDLE_CHECK;
 use redis::{Cmd, Pipeline, RedisError};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -30,7 +30,8 @@ impl RedisBackend {
                 // A multiplexed connection serves many callers at once: take one from the pool
                 // and give it back before the command, so that concurrent callers pipeline on
                 // it instead of queueing for exclusive checkouts.
-                self.pool_metrics.maybe_report(|| pool::state(&pool));
+                self.pool_metrics
+                    .maybe_report(|| storage_pool::state(&pool));
                 let checkout = async {
                     loop {
                         let conn = self.last_error.checkout(&pool).await?;

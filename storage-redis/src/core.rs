@@ -208,7 +208,7 @@ impl RedisBackend {
                 operation_timeout: spec.common.operation_timeout,
                 connect_timeout: spec.common.connect_timeout,
                 retries: settings.max_retries_per_request,
-                last_error: LastError::default(),
+                last_error: LastError::new(TYPE_NAME, crate::pool::classify),
                 // A cluster has no pool: nothing is reported.
                 pool_metrics: storage_core::telemetry::PoolReporter::new(
                     TYPE_NAME,
@@ -250,22 +250,10 @@ impl RedisBackend {
                     error
                 }
             })?;
-        let last_error = LastError::default();
-        let pool = bb8::Pool::builder()
-            .max_size(spec.common.pool_max)
-            .min_idle(Some(spec.common.pool_min))
-            .connection_timeout(spec.common.acquire_timeout)
-            .idle_timeout(Some(spec.common.idle_timeout))
-            .error_sink(Box::new(last_error.clone()))
-            // The connection given back last is taken first: a light load stays on one warm
-            // multiplexed connection (its reader task awake, commands pipelined on it) instead
-            // of cycling through every connection the pool holds.
-            .queue_strategy(bb8::QueueStrategy::Lifo)
+        let last_error = LastError::new(TYPE_NAME, crate::pool::classify);
+        let pool = storage_pool::builder(&spec.common, &last_error)
             // Checked in `with_conn` instead: a flag always, a PING only after idling.
             .test_on_check_out(false)
-            // A failed connect is reported at once (a refused server fails within the connect
-            // timeout), not retried until the acquire timeout.
-            .retry_connection(false)
             .build_unchecked(manager);
         let _ = pool.add(first);
         let backend = RedisBackend {

@@ -1,6 +1,6 @@
-//! The connection pool: bb8 over redis-rs multiplexed connections, with the configured timeouts,
-//! a broken flag set by I/O errors, and the last connect error for the operations waiting on a
-//! connection. Not the retry policy (that is `RedisBackend::with_conn`).
+//! The connection pool: bb8 over redis-rs multiplexed connections (built by `storage-pool` with
+//! the configured timeouts), a broken flag set by I/O errors, and how its connect errors read.
+//! Not the retry policy (that is `RedisBackend::with_conn`).
 
 use crate::core::redis_error;
 use redis::aio::MultiplexedConnection;
@@ -8,7 +8,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use storage_core::{Error, Result};
+use storage_core::Error;
 
 /// A pooled connection, whether an I/O error has broken it, and when it last carried a command.
 pub struct Conn {
@@ -66,68 +66,11 @@ impl bb8::ManageConnection for Manager {
 
 pub(crate) type Pool = bb8::Pool<Manager>;
 
-/// Keeps the pool's last connection error, so that a checkout timeout can say why, and wakes
-/// the checkouts waiting for a connection when a connect fails, so that they fail at once with
-/// that error instead of waiting out the acquire timeout.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LastError(
-    Arc<std::sync::Mutex<Option<(storage_core::ErrorKind, String)>>>,
-    Arc<tokio::sync::Notify>,
-);
-
-impl bb8::ErrorSink<RedisError> for LastError {
-    fn sink(&self, e: RedisError) {
-        let e = redis_error(e, "connecting");
-        tracing::debug!(error = %e, "redis connection failed");
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((e.kind(), e.message().to_string()));
-        self.1.notify_waiters();
-    }
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<RedisError>> {
-        Box::new(self.clone())
-    }
+/// How the pool's failures read: every one is a failed connect (the check on checkout is the
+/// runner's own, so bb8 reports no stale connection here).
+pub(crate) fn classify(error: RedisError) -> Option<Error> {
+    Some(redis_error(error, "connecting"))
 }
 
-impl LastError {
-    pub(crate) fn pool_error(&self, e: bb8::RunError<RedisError>) -> Error {
-        match e {
-            bb8::RunError::User(e) => redis_error(e, "connecting"),
-            bb8::RunError::TimedOut => {
-                let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Error::checkout_timeout(last.map(|(_, m)| m).as_deref())
-            }
-        }
-    }
-
-    /// A connection from `pool`, or the error of a connect that failed while waiting for one.
-    pub(crate) async fn checkout<'p>(
-        &self,
-        pool: &'p Pool,
-    ) -> Result<bb8::PooledConnection<'p, Manager>> {
-        let failed = self.1.notified();
-        tokio::pin!(failed);
-        failed.as_mut().enable();
-        tokio::select! {
-            got = pool.get() => got.map_err(|e| self.pool_error(e)),
-            () = failed => {
-                let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Err(match last {
-                    Some((kind, message)) => Error::new(kind, message),
-                    None => Error::connection("connecting failed"),
-                })
-            }
-        }
-    }
-}
-
-/// The pool's state for the `db.client.connection.*` series (a function per crate: storage-core
-/// knows no pool library).
-pub(crate) fn state(pool: &Pool) -> storage_core::telemetry::PoolState {
-    let state = pool.state();
-    storage_core::telemetry::PoolState {
-        open: state.connections,
-        idle: state.idle_connections,
-        waited_total: state.statistics.get_waited,
-        timed_out_total: state.statistics.get_timed_out,
-    }
-}
+/// The pool's connect failures, read by [`classify`].
+pub(crate) type LastError = storage_pool::ConnectFailures<RedisError>;

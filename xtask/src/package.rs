@@ -18,6 +18,7 @@ pub const PUBLISHED: &[&str] = &[
     "storage-sqlite",
     "storage-postgres",
     "storage-redis",
+    "storage-pool",
     "storage-manager",
     "storage-plugin",
     "storage-testkit",
