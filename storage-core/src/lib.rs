@@ -66,6 +66,7 @@
 mod abi_fingerprint;
 mod backend;
 pub mod config;
+mod encode;
 mod error;
 mod glob;
 pub mod json;
@@ -104,6 +105,7 @@ pub use typed::{Backend, Typed};
 /// assert_eq!(normalize_ttl(Duration::from_micros(10)).unwrap(), 1);
 /// ```
 pub mod raw {
+    pub use crate::encode::{EncodedEntry, encode_cache_entries, encode_entries, encode_value};
     pub use crate::glob::{
         escape_glob, glob_match, glob_match_bytes, literal_prefix, prefix_upper_bound,
     };

@@ -3,11 +3,14 @@
 //! Not the connection or the configuration: those are `core.rs` and `config.rs`.
 
 use crate::config::TYPE_NAME;
-use crate::core::{KIND_LIST, PostgresBackend, Resend, decode, encode, pg_error, ttl_ms};
+use crate::core::{KIND_LIST, PostgresBackend, Resend, decode, pg_error, ttl_ms};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
-use storage_core::raw::{glob_match, literal_prefix, prefix_upper_bound};
+use storage_core::raw::{
+    EncodedEntry, encode_cache_entries, encode_entries, encode_value, glob_match, literal_prefix,
+    prefix_upper_bound,
+};
 use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
 
 #[async_trait]
@@ -159,11 +162,7 @@ impl Cache for PostgresBackend {
     }
 
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        let encoded = entries
-            .iter()
-            .map(|e| Ok((e.key.clone(), encode(&e.value)?, ttl_ms(e.ttl))))
-            .collect::<Result<Vec<_>>>()?;
-        self.set_many(encoded).await
+        self.set_many(encode_cache_entries(entries)?).await
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
@@ -192,15 +191,11 @@ impl Database for PostgresBackend {
     }
 
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        let encoded = entries
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
-            .collect::<Result<Vec<_>>>()?;
-        self.set_many(encoded).await
+        self.set_many(encode_entries(entries)?).await
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        let text = encode(value)?;
+        let text = encode_value(value)?;
         // Not idempotent: a lost acknowledgement may hide a committed append, so never retried.
         let row = self
             .run(Resend::Never, |mut conn, s| {
@@ -220,7 +215,10 @@ impl Database for PostgresBackend {
     }
 
     async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        let texts = values
+            .iter()
+            .map(encode_value)
+            .collect::<Result<Vec<_>>>()?;
         // One statement, one transaction; not idempotent, so never retried.
         let rows = self
             .run(Resend::Never, |mut conn, s| {
@@ -321,7 +319,7 @@ impl Database for PostgresBackend {
 
 impl PostgresBackend {
     async fn set_value(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        let text = encode(value)?;
+        let text = encode_value(value)?;
         let ttl = ttl_ms(ttl);
         if ttl.is_some() && self.reclaim_due() {
             self.reclaim().await;
@@ -339,21 +337,21 @@ impl PostgresBackend {
         .await
     }
 
-    async fn set_many(&self, entries: Vec<(String, String, Option<i64>)>) -> Result<()> {
+    async fn set_many(&self, entries: Vec<EncodedEntry>) -> Result<()> {
         // One statement, one transaction. The last of repeated keys wins: keep only it, since
         // one INSERT ... ON CONFLICT cannot touch a row twice.
         let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        for (i, (k, _, _)) in entries.iter().enumerate() {
-            last.insert(k.as_str(), i);
+        for (i, e) in entries.iter().enumerate() {
+            last.insert(e.key.as_str(), i);
         }
         let mut keys = Vec::new();
         let mut values = Vec::new();
         let mut ttls = Vec::new();
-        for (i, (k, v, t)) in entries.iter().enumerate() {
-            if last.get(k.as_str()) == Some(&i) {
-                keys.push(k.as_str());
-                values.push(v.as_str());
-                ttls.push(*t);
+        for (i, e) in entries.iter().enumerate() {
+            if last.get(e.key.as_str()) == Some(&i) {
+                keys.push(e.key.as_str());
+                values.push(e.text.as_str());
+                ttls.push(ttl_ms(e.ttl));
             }
         }
         if ttls.iter().any(Option::is_some) && self.reclaim_due() {

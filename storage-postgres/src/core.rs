@@ -93,11 +93,6 @@ pub(crate) fn decode(key: &str, text: &str) -> Result<Value> {
     })
 }
 
-pub(crate) fn encode(value: &Value) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| Error::invalid_value(format!("cannot encode value: {e}")))
-}
-
 pub(crate) fn ttl_ms(ttl: Option<Duration>) -> Option<i64> {
     ttl.map(|t| t.as_millis().min(i64::MAX as u128) as i64)
 }

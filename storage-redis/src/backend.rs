@@ -3,10 +3,11 @@
 //! Not the connection or the configuration: those are `core.rs` and `config.rs`.
 
 use crate::config::TYPE_NAME;
-use crate::core::{BATCH, RedisBackend, decode, encode, not_utf8_key, wrong_type};
+use crate::core::{BATCH, RedisBackend, decode, not_utf8_key, wrong_type};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
+use storage_core::raw::encode_value;
 use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
 
 #[async_trait]
@@ -119,7 +120,7 @@ impl Store for RedisBackend {
 impl Cache for RedisBackend {
     async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(encode(value)?);
+        cmd.arg(self.key(key)).arg(encode_value(value)?);
         if let Some(t) = ttl {
             cmd.arg("PX").arg(t.as_millis() as u64);
         }
@@ -129,7 +130,7 @@ impl Cache for RedisBackend {
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
         let encoded = entries
             .iter()
-            .map(|e| Ok((e.key.clone(), (encode(&e.value)?, e.ttl))))
+            .map(|e| Ok((e.key.clone(), (encode_value(&e.value)?, e.ttl))))
             .collect::<Result<Vec<_>>>()?;
         self.mset_pipe(encoded, false).await
     }
@@ -159,7 +160,7 @@ impl Database for RedisBackend {
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         let encoded = entries
             .iter()
-            .map(|(k, v)| Ok((k.clone(), (encode(v)?, None))))
+            .map(|(k, v)| Ok((k.clone(), (encode_value(v)?, None))))
             .collect::<Result<Vec<_>>>()?;
         self.mset_pipe(encoded, true).await
     }
@@ -168,7 +169,9 @@ impl Database for RedisBackend {
         // Never re-sent: a lost reply may hide an RPUSH the server applied.
         self.query::<u64>(
             false,
-            redis::cmd("RPUSH").arg(self.key(key)).arg(encode(value)?),
+            redis::cmd("RPUSH")
+                .arg(self.key(key))
+                .arg(encode_value(value)?),
             "appending",
         )
         .await
@@ -180,7 +183,7 @@ impl Database for RedisBackend {
         let mut cmd = redis::cmd("RPUSH");
         cmd.arg(self.key(key));
         for v in values {
-            cmd.arg(encode(v)?);
+            cmd.arg(encode_value(v)?);
         }
         // One RPUSH: atomic, and never re-sent.
         self.query::<u64>(false, &cmd, "appending")

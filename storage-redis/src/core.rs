@@ -105,11 +105,6 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
     })
 }
 
-pub(crate) fn encode(value: &Value) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| Error::invalid_value(format!("cannot encode value: {e}")))
-}
-
 /// Builds the redis-rs client: plain, or TLS with the system roots or the given CA.
 pub(crate) fn client(settings: &RedisConfig, spec: &BackendSpec) -> Result<Client> {
     if settings.tls() {

@@ -3,7 +3,7 @@
 //! Not the connection or the configuration: those are `core.rs` and `config.rs`.
 
 use crate::config::TYPE_NAME;
-use crate::core::{KIND_LIST, KIND_VALUE, RECLAIM_EVERY, SqliteBackend, decode, encode, now_ms};
+use crate::core::{KIND_LIST, KIND_VALUE, RECLAIM_EVERY, SqliteBackend, decode, now_ms};
 use crate::schema::sql_error;
 use crate::sql;
 use async_trait::async_trait;
@@ -11,7 +11,10 @@ use r2d2_sqlite::rusqlite::{self, Connection, OptionalExtension};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use storage_core::raw::{glob_match, literal_prefix, lrange_window, prefix_upper_bound};
+use storage_core::raw::{
+    EncodedEntry, encode_cache_entries, encode_entries, encode_value, glob_match, literal_prefix,
+    lrange_window, prefix_upper_bound,
+};
 use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
 
 #[async_trait]
@@ -177,11 +180,7 @@ impl Cache for SqliteBackend {
     }
 
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        let encoded = entries
-            .iter()
-            .map(|e| Ok((e.key.clone(), encode(&e.value)?, e.ttl)))
-            .collect::<Result<Vec<_>>>()?;
-        self.set_many(encoded).await
+        self.set_many(encode_cache_entries(entries)?).await
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
@@ -211,19 +210,18 @@ impl Database for SqliteBackend {
     }
 
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        let encoded = entries
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), encode(v)?, None)))
-            .collect::<Result<Vec<_>>>()?;
-        self.set_many(encoded).await
+        self.set_many(encode_entries(entries)?).await
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        self.append_texts(key, vec![encode(value)?]).await
+        self.append_texts(key, vec![encode_value(value)?]).await
     }
 
     async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        let texts = values.iter().map(encode).collect::<Result<Vec<_>>>()?;
+        let texts = values
+            .iter()
+            .map(encode_value)
+            .collect::<Result<Vec<_>>>()?;
         self.append_texts(key, texts).await
     }
 
@@ -343,7 +341,7 @@ impl SqliteBackend {
     }
 
     async fn set_value(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        let text = encode(value)?;
+        let text = encode_value(value)?;
         let key = key.to_string();
         let reclaim = ttl.is_some() && self.should_reclaim();
         self.write(move |tx, ns| {
@@ -356,15 +354,15 @@ impl SqliteBackend {
         .await
     }
 
-    async fn set_many(&self, entries: Vec<(String, String, Option<Duration>)>) -> Result<()> {
-        let reclaim = entries.iter().any(|e| e.2.is_some()) && self.should_reclaim();
+    async fn set_many(&self, entries: Vec<EncodedEntry>) -> Result<()> {
+        let reclaim = entries.iter().any(|e| e.ttl.is_some()) && self.should_reclaim();
         self.write(move |tx, ns| {
             let now = now_ms();
             if reclaim {
                 reclaim_expired(tx, now)?;
             }
-            for (key, text, ttl) in &entries {
-                put_value(tx, ns, key, text, ttl.map(|t| deadline(now, t)))?;
+            for e in &entries {
+                put_value(tx, ns, &e.key, &e.text, e.ttl.map(|t| deadline(now, t)))?;
             }
             Ok(())
         })

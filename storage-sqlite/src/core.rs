@@ -27,11 +27,6 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-pub(crate) fn encode(value: &Value) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| Error::invalid_value(format!("cannot encode value: {e}")))
-}
-
 pub(crate) fn decode(key: &str, text: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| {
         Error::other(format!(
