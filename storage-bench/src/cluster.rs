@@ -47,7 +47,7 @@ pub(crate) async fn bench(url: &str, ops_scale: usize, rows: &mut Vec<Row>) {
     );
     let db = open(&yaml).await;
     let registry = storage_manager::builtin_registry();
-    let source = storage_core::config::ConfigSource::from_yaml_str(&yaml, &std::env::temp_dir())
+    let source = storage_manager::config_file::from_yaml_str(&yaml, &std::env::temp_dir())
         .expect("bench config");
     let config = source.resolve(&registry).expect("bench config");
     let cache = registry

@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use storage_core::config::ConfigSource;
 use storage_core::{Database, Result};
 
 /// One way to do the benchmarked work: the project's API, or a raw driver.
@@ -183,7 +182,8 @@ async fn preload(db: &Arc<dyn Database>, big_list: u64) -> Result<()> {
 
 async fn open(yaml: &str) -> Arc<dyn Database> {
     let registry = storage_manager::builtin_registry();
-    let source = ConfigSource::from_yaml_str(yaml, &std::env::temp_dir()).expect("bench config");
+    let source = storage_manager::config_file::from_yaml_str(yaml, &std::env::temp_dir())
+        .expect("bench config");
     let config = source.resolve(&registry).expect("bench config");
     registry
         .open_database(&config.database.primary)

@@ -10,7 +10,6 @@ mod workload;
 use super::{Row, Stats};
 use std::path::Path;
 use std::sync::Arc;
-use storage_core::config::ConfigSource;
 use storage_manager::StorageManager;
 
 /// Measures our SQLite backend (a file in `dir`, default options) with the peer workload.
@@ -19,7 +18,8 @@ pub(crate) async fn sqlite(dir: &Path, ops_scale: usize, rows: &mut Vec<Row>) {
         "database: {{ type: sqlite, path: '{}' }}\ncache: {{ type: in-memory }}",
         dir.join("peer.db").display()
     );
-    let source = ConfigSource::from_yaml_str(&yaml, dir).expect("the peer workload's config");
+    let source = storage_manager::config_file::from_yaml_str(&yaml, dir)
+        .expect("the peer workload's config");
     let (db, _) = StorageManager::from_source(&source)
         .expect("the peer workload's config")
         .without_fallback()

@@ -319,7 +319,7 @@ async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
         Command::Schema => {
             // With --config, the plugins it lists add their blocks to the schema.
             let source = match &cli.config {
-                Some(path) => Some(storage_core::config::ConfigSource::from_file(path)?),
+                Some(path) => Some(storage_manager::config_file::from_file(path)?),
                 None => None,
             };
             let schema = storage_manager::json_schema(source.as_ref())?;

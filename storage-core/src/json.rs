@@ -78,8 +78,10 @@ fn wide_integer(text: &str) -> Option<(usize, &str)> {
     None
 }
 
-/// A parsed document: the same value serde_json would build, with duplicate keys refused.
-pub(crate) struct Document(pub(crate) Value);
+/// A parsed document: the same value serde_json would build, with a member written twice in
+/// one object refused (naming its path). Deserialize any self-describing format into it (the
+/// configuration's YAML reader does).
+pub struct Document(pub Value);
 
 impl<'de> de::Deserialize<'de> for Document {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -138,6 +138,35 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// `message` with every value that `vars` (name, value) put into the configuration replaced by
+/// the variable's name, or `None` when it holds none. An error about a field whose value came
+/// from `$DB_PASSWORD` must not print the password: it says `the value of $DB_PASSWORD`.
+/// Values of three characters or fewer are replaced only where quoted, so that a `$PORT` of
+/// `1` does not rewrite every `1` in the message.
+pub(crate) fn hide_env_values(message: &str, vars: &[(String, String)]) -> Option<String> {
+    let mut out = message.to_owned();
+    let mut vars: Vec<&(String, String)> = vars.iter().filter(|(_, v)| !v.is_empty()).collect();
+    // Longest first, so a value holding another is replaced whole.
+    vars.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    for (name, value) in vars {
+        let shown = format!("(the value of ${name})");
+        for quoted in [
+            format!("\"{value}\""),
+            format!("`{value}`"),
+            format!("'{value}'"),
+        ] {
+            out = out.replace(&quoted, &shown);
+        }
+        // serde quotes a string with Rust's escapes; a value holding a quote or backslash is
+        // matched in that form too.
+        out = out.replace(&format!("{value:?}"), &shown);
+        if value.chars().count() > 3 {
+            out = out.replace(value.as_str(), &shown);
+        }
+    }
+    (out != message).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact;

@@ -31,6 +31,7 @@
 
 mod cache_aside;
 mod cache_aside_database;
+pub mod config_file;
 mod plugin_file;
 mod plugins;
 mod registry;
@@ -103,7 +104,7 @@ impl StorageManager {
 
     /// From a config file (YAML or JSON; a `storage:` block or a whole agent.yml).
     pub fn from_file(path: &Path) -> Result<Self> {
-        Self::from_source(&ConfigSource::from_file(path)?)
+        Self::from_source(&config_file::from_file(path)?)
     }
 
     /// The embedded default in `dir`: SQLite at `.storage/storage.db` and a memory cache.

@@ -27,7 +27,7 @@ fn env() -> HashMap<&'static str, &'static str> {
 fn source(yaml: &str) -> Result<ConfigSource> {
     let vars = env();
     let lookup = move |name: &str| vars.get(name).map(|v| v.to_string());
-    ConfigSource::from_yaml_str_with_env(yaml, Path::new("/base"), &lookup)
+    storage_manager::config_file::from_yaml_str_with_env(yaml, Path::new("/base"), &lookup)
 }
 
 fn parse(yaml: &str) -> Result<StorageConfig> {
@@ -185,7 +185,7 @@ fn relative_paths_resolve_against_the_config_file() {
         "storage:\n  plugins: [plugins/libx.so]\n  database: { type: sqlite, path: data/a.db }\n",
     )
     .unwrap();
-    let source = ConfigSource::from_file(&file).unwrap();
+    let source = storage_manager::config_file::from_file(&file).unwrap();
     assert_eq!(source.plugins(), [dir.path().join("plugins/libx.so")]);
     let c = source.resolve(&builtin_registry()).unwrap();
     assert_eq!(
@@ -198,7 +198,7 @@ fn relative_paths_resolve_against_the_config_file() {
         r#"{"cache": {"type": "in-memory", "keyPrefix": "j:"}}"#,
     )
     .unwrap();
-    let c = ConfigSource::from_file(&json)
+    let c = storage_manager::config_file::from_file(&json)
         .unwrap()
         .resolve(&builtin_registry())
         .unwrap();
@@ -372,8 +372,9 @@ fn every_example_in_the_configuration_docs_loads() {
     let mut examples = 0;
     for block in doc.split("```yaml\n").skip(1) {
         let yaml = block.split("```").next().unwrap();
-        let source = ConfigSource::from_yaml_str_with_env(yaml, Path::new("/base"), &lookup)
-            .unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        let source =
+            storage_manager::config_file::from_yaml_str_with_env(yaml, Path::new("/base"), &lookup)
+                .unwrap_or_else(|e| panic!("{yaml}: {e}"));
         if source.plugins().is_empty() {
             source
                 .resolve(&builtin_registry())

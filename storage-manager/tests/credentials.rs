@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 use storage_core::ErrorKind;
-use storage_core::config::ConfigSource;
 use storage_manager::StorageManager;
 use storage_servers::{Redis, RedisOptions, find_redis_server, skip_or_fail};
 
@@ -24,8 +23,10 @@ async fn wrong_password_stops_the_fallback_walk() {
         "cache: {{ type: redis, host: 127.0.0.1, port: {}, password: wrong-pw-7, maxRetries: 3, retryDelayMillis: 500, fallback: [in-memory] }}\n",
         server.port()
     );
-    let m = StorageManager::from_source(&ConfigSource::from_yaml_str(&yaml, ".".as_ref()).unwrap())
-        .unwrap();
+    let m = StorageManager::from_source(
+        &storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref()).unwrap(),
+    )
+    .unwrap();
     let started = Instant::now();
     let e = m
         .connect_cache()
@@ -73,7 +74,7 @@ async fn a_missing_postgres_password_stops_the_fallback_walk() {
         ("postgres:pg-wrong-pw", "authentication failed"),
     ] {
         let m = StorageManager::from_source(
-            &ConfigSource::from_yaml_str(&config(userinfo), dir.path()).unwrap(),
+            &storage_manager::config_file::from_yaml_str(&config(userinfo), dir.path()).unwrap(),
         )
         .unwrap();
         let started = Instant::now();
@@ -96,7 +97,8 @@ async fn a_missing_postgres_password_stops_the_fallback_walk() {
         "the SQLite fallback was opened"
     );
     let m = StorageManager::from_source(
-        &ConfigSource::from_yaml_str(&config("postgres:pg-right-pw"), dir.path()).unwrap(),
+        &storage_manager::config_file::from_yaml_str(&config("postgres:pg-right-pw"), dir.path())
+            .unwrap(),
     )
     .unwrap();
     let (db, status) = m.connect_database().await.unwrap();
@@ -126,9 +128,10 @@ async fn a_missing_redis_password_is_noticed_at_connect() {
             "{role}: {{ type: redis, url: 'redis://127.0.0.1:{}', maxRetries: 3, retryDelayMillis: 500, fallback: [in-memory] }}\n",
             server.port()
         );
-        let m =
-            StorageManager::from_source(&ConfigSource::from_yaml_str(&yaml, ".".as_ref()).unwrap())
-                .unwrap();
+        let m = StorageManager::from_source(
+            &storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref()).unwrap(),
+        )
+        .unwrap();
         let e = if role == "cache" {
             m.connect_cache().await.map(drop)
         } else {
@@ -147,8 +150,10 @@ async fn a_missing_redis_password_is_noticed_at_connect() {
         "cache: {{ type: redis, url: 'redis://:redis-right-pw@127.0.0.1:{}' }}\n",
         server.port()
     );
-    let m = StorageManager::from_source(&ConfigSource::from_yaml_str(&yaml, ".".as_ref()).unwrap())
-        .unwrap();
+    let m = StorageManager::from_source(
+        &storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref()).unwrap(),
+    )
+    .unwrap();
     let (cache, status) = m.connect_cache().await.unwrap();
     assert_eq!(status.serving.as_deref(), Some("redis"), "{status:?}");
     cache.set("k", &serde_json::json!(1), None).await.unwrap();

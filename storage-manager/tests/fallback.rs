@@ -11,12 +11,12 @@ use serde_json::json;
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
-use storage_core::config::ConfigSource;
 use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
 use storage_servers::{Postgres, find_postgres_bin, skip_or_fail};
 
 fn manager(dir: &Path, yaml: &str) -> StorageManager {
-    StorageManager::from_source(&ConfigSource::from_yaml_str(yaml, dir).unwrap()).unwrap()
+    StorageManager::from_source(&storage_manager::config_file::from_yaml_str(yaml, dir).unwrap())
+        .unwrap()
 }
 
 /// A port nothing listens on.

@@ -4,12 +4,11 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use storage_core::config::ConfigSource;
 use storage_core::{ErrorKind, Store};
 use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
 
 fn manager(dir: &Path, yaml: &str) -> storage_core::Result<StorageManager> {
-    StorageManager::from_source(&ConfigSource::from_yaml_str(yaml, dir)?)
+    StorageManager::from_source(&storage_manager::config_file::from_yaml_str(yaml, dir)?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

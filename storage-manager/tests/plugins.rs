@@ -6,7 +6,6 @@
 
 use serde_json::json;
 use std::path::PathBuf;
-use storage_core::config::ConfigSource;
 use storage_core::{ErrorKind, Registry};
 use storage_manager::{StorageManager, builtin_registry, load_plugin};
 use storage_servers::skip_or_fail;
@@ -33,7 +32,7 @@ fn plugin_dir(test: &str) -> Option<PathBuf> {
 }
 
 fn manager(dir: &std::path::Path, yaml: &str) -> storage_core::Result<StorageManager> {
-    StorageManager::from_source(&ConfigSource::from_yaml_str(yaml, dir)?)
+    StorageManager::from_source(&storage_manager::config_file::from_yaml_str(yaml, dir)?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +205,7 @@ fn refusals_are_clear_errors_naming_the_path() {
     // Through the manager, errors name the config field.
     let yaml = format!("plugins: ['{}']", libm.display());
     let e = StorageManager::with_registry(
-        &ConfigSource::from_yaml_str(&yaml, dir.path()).unwrap(),
+        &storage_manager::config_file::from_yaml_str(&yaml, dir.path()).unwrap(),
         builtin_registry(),
     )
     .unwrap_err();

@@ -77,7 +77,7 @@ async fn refusing(test: &str) -> Option<Refusing> {
         "cache: {{ type: in-memory }}\ndatabase: {{ type: postgres, url: '{url}', schema: {schema}, fallback: [] }}\n"
     );
     let m = StorageManager::from_source(
-        &storage_core::config::ConfigSource::from_yaml_str(&yaml, ".".as_ref()).unwrap(),
+        &storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref()).unwrap(),
     )
     .unwrap();
     let b = m.connect().await.unwrap();

@@ -4,7 +4,6 @@
 use super::*;
 use crate::*;
 use serde_json::json;
-use storage_core::config::ConfigSource;
 use storage_core::{BackendFactory, Registry};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -18,7 +17,8 @@ fn resolve(block: &str) -> storage_core::Result<BackendSpec> {
     let mut registry = Registry::new();
     registry.register(Arc::new(MemoryFactory::new()))?;
     let yaml = format!("cache: {{ type: in-memory }}\ndatabase: {block}");
-    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;
+    let config =
+        storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;
     Ok(config.database.primary)
 }
 

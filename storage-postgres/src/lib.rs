@@ -24,8 +24,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> storage_core::Result<()> {
-//! use storage_core::config::ConfigSource;
-//! let source = ConfigSource::from_yaml_str(
+//! let source = storage_manager::config_file::from_yaml_str(
 //!     "database: { type: postgres, url: 'postgresql://app@127.0.0.1/app' }",
 //!     ".".as_ref(),
 //! )?;

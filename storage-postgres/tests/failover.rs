@@ -7,7 +7,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use storage_core::config::ConfigSource;
 use storage_core::{Database, Registry};
 use storage_servers::{Postgres, PostgresOptions, find_postgres_bin, skip_or_fail};
 
@@ -30,7 +29,7 @@ async fn open(url: &str) -> Arc<dyn Database> {
     let yaml = format!(
         "database: {{ type: postgres, url: '{url}', connectionTimeoutMillis: 2000, operationTimeoutMillis: 3000, pool: {{ acquireTimeoutMillis: 2000 }} }}\ncache: {{ type: postgres, url: '{url}', keyPrefix: 'c:' }}"
     );
-    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
+    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()
         .resolve(&registry)
         .unwrap();

@@ -6,7 +6,6 @@
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use storage_core::config::ConfigSource;
 use storage_core::{Database, ErrorKind, KeyKind, Registry};
 use storage_servers::{Postgres, find_postgres_bin, skip_or_fail};
 
@@ -46,7 +45,7 @@ async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
     registry
         .register(Arc::new(storage_memory_stub::Memory))
         .unwrap();
-    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
+    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()
         .resolve(&registry)
         .unwrap();
@@ -358,7 +357,7 @@ async fn newer_schema_version_is_refused() {
     registry
         .register(Arc::new(storage_memory_stub::Memory))
         .unwrap();
-    let config = ConfigSource::from_yaml_str(
+    let config = storage_manager::config_file::from_yaml_str(
         &format!("{yaml}\ncache: {{ type: in-memory }}"),
         ".".as_ref(),
     )
@@ -394,7 +393,7 @@ async fn expired_rows_are_reclaimed_without_reads() {
     registry
         .register(Arc::new(storage_postgres::PostgresFactory::new()))
         .unwrap();
-    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
+    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()
         .resolve(&registry)
         .unwrap();

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use storage_core::config::ConfigSource;
 use storage_core::{Database, Registry, Result};
 use storage_servers::{Postgres, PostgresOptions, TestCerts, find_postgres_bin, skip_or_fail};
 
@@ -26,7 +25,8 @@ async fn open(block: &str) -> Result<Arc<dyn Database>> {
         .register(Arc::new(storage_postgres::PostgresFactory::new()))
         .unwrap();
     let yaml = format!("database: {block}\ncache: {{ type: postgresql, host: unused }}");
-    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;
+    let config =
+        storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;
     registry.open_database(&config.database.primary).await
 }
 

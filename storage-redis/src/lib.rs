@@ -31,11 +31,10 @@
 //!
 //! ```no_run
 //! # async fn demo() -> storage_core::Result<()> {
-//! use storage_core::config::ConfigSource;
 //! let mut registry = storage_core::Registry::new();
 //! registry.register_backend::<storage_redis::RedisBackend>()?;
 //! registry.register_backend::<storage_memory::MemoryBackend>()?;
-//! let source = ConfigSource::from_yaml_str(
+//! let source = storage_manager::config_file::from_yaml_str(
 //!     "cache: { type: redis, url: 'redis://127.0.0.1:6379', keyPrefix: 'app:cache:' }\ndatabase: { type: in-memory }",
 //!     ".".as_ref(),
 //! )?;

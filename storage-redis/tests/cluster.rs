@@ -6,7 +6,6 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use storage_core::config::ConfigSource;
 use storage_core::{Cache, CacheEntry, Database, ErrorKind, Registry};
 use storage_servers::{RedisCluster, RedisOptions, TestCerts, find_redis_server, skip_or_fail};
 
@@ -34,7 +33,7 @@ fn config(
     database: &str,
 ) -> storage_core::Result<storage_core::config::StorageConfig> {
     let yaml = format!("cache: {cache}\ndatabase: {database}");
-    ConfigSource::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry())
+    storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry())
 }
 
 async fn open_both(block: &str, prefix: &str) -> (Arc<dyn Cache>, Arc<dyn Database>) {

@@ -6,7 +6,6 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storage_core::config::ConfigSource;
 use storage_core::raw::glob_match;
 use storage_core::{Database, ErrorKind, Registry};
 use storage_servers::{Redis, find_redis_server, skip_or_fail};
@@ -29,7 +28,7 @@ async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
     registry
         .register(Arc::new(storage_memory::MemoryFactory::new()))
         .unwrap();
-    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
+    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()
         .resolve(&registry)
         .unwrap();
@@ -226,7 +225,8 @@ async fn storage_manager_free_open(yaml: &str) -> storage_core::Result<Arc<dyn D
     let mut registry = Registry::new();
     registry.register(Arc::new(storage_redis::RedisFactory::new()))?;
     registry.register(Arc::new(storage_memory::MemoryFactory::new()))?;
-    let config = ConfigSource::from_yaml_str(yaml, ".".as_ref())?.resolve(&registry)?;
+    let config =
+        storage_manager::config_file::from_yaml_str(yaml, ".".as_ref())?.resolve(&registry)?;
     registry.open_database(&config.database.primary).await
 }
 
@@ -313,7 +313,7 @@ async fn expired_keys_are_reclaimed_without_reads() {
     registry
         .register(Arc::new(storage_memory::MemoryFactory::new()))
         .unwrap();
-    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())
+    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()
         .resolve(&registry)
         .unwrap();

@@ -2,7 +2,6 @@
 //! this run.
 
 use std::sync::Arc;
-use storage_core::config::ConfigSource;
 use storage_core::{Database, Registry, Result};
 use storage_servers::{Redis, RedisOptions, TestCerts, find_redis_server, skip_or_fail};
 
@@ -29,7 +28,8 @@ async fn open(block: &str) -> Result<Arc<dyn Database>> {
         .register(Arc::new(storage_memory::MemoryFactory::new()))
         .unwrap();
     let yaml = format!("database: {block}\ncache: {{ type: in-memory }}");
-    let config = ConfigSource::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;
+    let config =
+        storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;
     registry.open_database(&config.database.primary).await
 }
 

@@ -28,7 +28,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use storage_core::config::{BackendSpec, ConfigSource, Role};
+use storage_core::config::{BackendSpec, Role};
 use storage_core::{ErrorKind, Registry, Result};
 use storage_testkit::{Report, SuiteOptions};
 
@@ -103,9 +103,9 @@ fn spec_for(args: &Args, registry: &Registry) -> Result<BackendSpec> {
                 Role::Database => Role::Cache,
             };
             let yaml = format!("{}: {block}\n{other}: {{ type: in-memory }}\n", args.role);
-            ConfigSource::from_yaml_str(&yaml, &cwd)?
+            storage_manager::config_file::from_yaml_str(&yaml, &cwd)?
         }
-        (None, Some(path)) => ConfigSource::from_file(path)?,
+        (None, Some(path)) => storage_manager::config_file::from_file(path)?,
         (None, None) => unreachable!("checked in parse_args"),
     };
     let config = source.resolve(registry)?;

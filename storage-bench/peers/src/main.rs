@@ -22,7 +22,6 @@ use opendal::{ErrorKind, Operator, services};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use storage_core::config::ConfigSource;
 use storage_manager::StorageManager;
 use workload::{Figure, Kv, OurDatabase};
 
@@ -50,7 +49,7 @@ impl Kv for Dal {
 }
 
 async fn ours(yaml: &str, dir: &Path) -> Arc<OurDatabase> {
-    let source = ConfigSource::from_yaml_str(yaml, dir).expect("a peer config");
+    let source = storage_manager::config_file::from_yaml_str(yaml, dir).expect("a peer config");
     let manager = StorageManager::from_source(&source)
         .expect("a peer config")
         .without_fallback();

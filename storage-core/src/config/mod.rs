@@ -7,8 +7,9 @@
 //! [`parse`](crate::BackendFactory::parse). Parsing runs in two steps, so that plugins can add
 //! types before blocks are typed:
 //!
-//! 1. [`ConfigSource`] reads the file (YAML or JSON; a `storage:` block or a whole agent.yml),
-//!    expands environment references on the `storage:` block only, and lists `plugins`.
+//! 1. [`ConfigSource`] takes a parsed document (a `storage:` block or a whole agent.yml) and
+//!    lists `plugins`. Reading a file (YAML or JSON) and expanding environment references are
+//!    the manager's (`storage_manager::config_file`); a document built in code needs neither.
 //! 2. [`ConfigSource::resolve`] types each role's block with the factories of a
 //!    [`Registry`](crate::Registry), and yields a [`StorageConfig`] whose fallback chains are
 //!    settled.
@@ -31,8 +32,8 @@
 //! let mut registry = Registry::new();
 //! registry.register(Arc::new(Plain)).unwrap();
 //! registry.set_role_default(Role::Cache, "plain");
-//! let yaml = "storage:\n  database:\n    type: plain\n    keyPrefix: 'app:'\n";
-//! let config = ConfigSource::from_yaml_str(yaml, "/srv/app".as_ref())
+//! let doc = serde_json::json!({ "storage": { "database": { "type": "plain", "keyPrefix": "app:" } } });
+//! let config = ConfigSource::from_document(doc, "/srv/app".as_ref())
 //!     .unwrap()
 //!     .resolve(&registry)
 //!     .unwrap();
@@ -41,17 +42,13 @@
 //! ```
 
 mod common;
-mod env;
 mod fields;
 mod resolve;
 mod schema;
 mod source;
 mod spec;
-mod yaml;
-mod yaml_scan;
 
 pub use common::{BlockInput, COMMON_FIELDS, CommonBlock, CommonField, CommonSettings};
-pub use env::expand_env;
 pub use fields::{NumOrEnv, PoolBlock, Secret, SslDetail, SslField, json_type, num, typed};
 pub use schema::json_schema;
 pub use source::ConfigSource;
@@ -131,8 +128,3 @@ impl RoleConfig {
         std::iter::once(&self.primary).chain(self.fallback.iter())
     }
 }
-
-#[cfg(test)]
-mod hostile_tests;
-#[cfg(test)]
-mod tests;

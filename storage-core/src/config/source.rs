@@ -1,5 +1,7 @@
-//! Reading a configuration file: YAML or JSON, a `storage:` block or a whole agent.yml,
-//! environment references expanded, plugins listed. Step one of the two-step parse.
+//! A configuration document before its blocks are typed: the top-level rule, the plugin list,
+//! and step two of the two-step parse ([`ConfigSource::resolve`]). Not reading files, YAML or
+//! the environment: that is the manager's (`storage_manager::config_file`), which hands this
+//! a parsed document and the variables it expanded.
 //!
 //! The top-level rule: a map with a `storage` key is an agent.yml and only that key is read
 //! (`storage:` left empty means every role takes its default); otherwise the document must be
@@ -7,11 +9,10 @@
 //! `plugins`. Anything else, a blank file included, is refused with what was found.
 
 use super::StorageConfig;
-use super::env::{expand_env, hide_env_values};
 use super::fields::json_type;
-use super::yaml::{MAX_CONFIG_BYTES, check_size, parse_yaml};
 use crate::Registry;
 use crate::error::{Error, Result};
+use crate::redact::hide_env_values;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -50,54 +51,25 @@ impl ConfigSource {
         }
     }
 
-    /// Reads a YAML or JSON file. Relative paths in it resolve against its directory.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let text = read_limited(path)?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
-        let is_json = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-        let doc = if is_json {
-            crate::json::parse_strict(&text)
-                .map_err(|e| Error::config(format!("{}: invalid JSON: {e}", path.display())))?
-        } else {
-            parse_yaml(&text)
-                .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?
-        };
-        Self::from_document(doc, &dir)
-    }
-
-    /// Parses YAML (JSON is YAML too) text; relative paths resolve against `base_dir`.
-    pub fn from_yaml_str(text: &str, base_dir: &Path) -> Result<Self> {
-        Self::from_document(parse_yaml(text)?, base_dir)
-    }
-
-    /// Parses YAML text as [`ConfigSource::from_yaml_str`], reading variables through `lookup`.
-    pub fn from_yaml_str_with_env(
-        text: &str,
-        base_dir: &Path,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self> {
-        Self::from_document_with_env(parse_yaml(text)?, base_dir, lookup)
-    }
-
-    /// From a parsed document, with the process environment.
+    /// From a parsed document (JSON, or YAML read into JSON), without environment expansion;
+    /// relative paths resolve against `base_dir`.
+    ///
+    /// ```
+    /// use storage_core::config::ConfigSource;
+    /// use storage_core::serde_json::json;
+    ///
+    /// let doc = json!({ "storage": { "plugins": ["libkv.so"] } });
+    /// let source = ConfigSource::from_document(doc, "/srv/app".as_ref()).unwrap();
+    /// assert_eq!(source.plugins(), ["/srv/app/libkv.so".as_ref() as &std::path::Path]);
+    /// ```
     pub fn from_document(doc: Value, base_dir: &Path) -> Result<Self> {
-        Self::from_document_with_env(doc, base_dir, &|name| std::env::var(name).ok())
+        Self::from_block(Self::storage_block(doc)?, base_dir, Vec::new())
     }
 
-    /// From a parsed document, reading variables through `lookup`.
-    pub fn from_document_with_env(
-        doc: Value,
-        base_dir: &Path,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self> {
-        let mut storage = match doc {
+    /// The `storage:` block of a parsed document, by the top-level rule, its keys checked
+    /// (so that a stray section is reported as such, before anything inside it is read).
+    pub fn storage_block(doc: Value) -> Result<Map<String, Value>> {
+        let storage = match doc {
             // A whole agent.yml: only its `storage:` block is read.
             Value::Object(mut top) if top.contains_key("storage") => {
                 match top.remove("storage").unwrap_or(Value::Null) {
@@ -149,18 +121,17 @@ impl ConfigSource {
                 )));
             }
         }
-        let read = std::cell::RefCell::new(Vec::new());
-        let recording = |name: &str| {
-            let value = lookup(name);
-            if let Some(v) = &value {
-                read.borrow_mut().push((name.to_owned(), v.clone()));
-            }
-            value
-        };
-        for (key, value) in storage.iter_mut() {
-            expand_env(value, &format!("storage.{key}"), &recording)?;
-        }
-        let from_env = read.into_inner();
+        Ok(storage)
+    }
+
+    /// From a `storage:` block ([`ConfigSource::storage_block`]) whose environment references
+    /// are expanded; `from_env` lists the variables read and their values, which every error
+    /// this source gives replaces with `(the value of $NAME)`.
+    pub fn from_block(
+        storage: Map<String, Value>,
+        base_dir: &Path,
+        from_env: Vec<(String, String)>,
+    ) -> Result<Self> {
         let hide = |e: Error| e.map_message(|m| hide_env_values(m, &from_env));
         let plugins = match storage.get("plugins") {
             None | Some(Value::Null) => Vec::new(),
@@ -207,33 +178,4 @@ impl ConfigSource {
         super::resolve::resolve(&self.storage, &self.base_dir, &self.plugins, registry)
             .map_err(|e| e.map_message(|m| hide_env_values(m, &self.from_env)))
     }
-}
-
-/// Reads at most [`MAX_CONFIG_BYTES`] (and one byte more, to tell a larger file), so that a
-/// huge file, or a device that never ends, is refused without being read whole.
-fn read_limited(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let cannot = |e: std::io::Error| {
-        Error::config(format!("cannot read config file {}: {e}", path.display()))
-    };
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    if let Ok(meta) = file.metadata()
-        && meta.is_file()
-    {
-        check_size(usize::try_from(meta.len()).unwrap_or(usize::MAX))
-            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    check_size(bytes.len())
-        .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))?;
-    String::from_utf8(bytes).map_err(|e| {
-        Error::config(format!(
-            "cannot read config file {}: not UTF-8 text (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
 }

@@ -1,14 +1,15 @@
-//! The parse that storage-core owns, with test factories standing in for backends: the file
+//! The two-step parse read from YAML, with test factories standing in for backends: the file
 //! rules, environment references, common fields and synonyms, fallback chains, the default
 //! `parse` of a factory, and the assembled schema. Each backend's own fields are tested in its
-//! crate, and the whole configuration reference in storage-manager.
+//! crate, and the whole configuration reference in `tests/config.rs`.
 
-use super::*;
-use crate::{BackendFactory, Registry, Result};
+use super::{from_yaml_str, from_yaml_str_with_env};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use storage_core::config::*;
+use storage_core::{BackendFactory, Registry, Result};
 
 /// A backend with one field, `level`, and a synonym for `retryDelayMillis`.
 struct Leveled;
@@ -79,7 +80,7 @@ pub(super) fn registry() -> Registry {
 pub(super) fn parse(yaml: &str) -> Result<StorageConfig> {
     let vars = HashMap::from([("PORT", "6543"), ("PW", "s3cret")]);
     let lookup = move |name: &str| vars.get(name).map(|v| v.to_string());
-    ConfigSource::from_yaml_str_with_env(yaml, Path::new("/base"), &lookup)?.resolve(&registry())
+    from_yaml_str_with_env(yaml, Path::new("/base"), &lookup)?.resolve(&registry())
 }
 
 pub(super) fn err(yaml: &str) -> String {
@@ -178,7 +179,7 @@ fn unknown_and_missing_types_list_the_known_ones() {
     let e = err("cache: { keyPrefix: x }");
     assert!(e.starts_with("storage.cache.type: missing field"), "{e}");
     // No default registered for a role that is left out.
-    let source = ConfigSource::from_yaml_str("cache: { type: plain }", Path::new("/")).unwrap();
+    let source = from_yaml_str("cache: { type: plain }", Path::new("/")).unwrap();
     let e = source
         .resolve(&Registry::new())
         .unwrap_err()
@@ -230,25 +231,24 @@ fn default_fallback_chains_come_from_the_registry_policy() {
     assert_eq!(types_of(&c.database), ["leveled", "plain"]);
     let mut registry = registry();
     registry.set_default_fallback("lvl", Role::Database, &["not-compiled-in", "leveled"]);
-    let source =
-        ConfigSource::from_yaml_str("database: { type: leveled }", Path::new("/b")).unwrap();
+    let source = from_yaml_str("database: { type: leveled }", Path::new("/b")).unwrap();
     let c = source.resolve(&registry).unwrap();
     assert_eq!(types_of(&c.database), ["leveled", "leveled"]);
     // The cache role has no policy: the factory's own chain.
-    let source = ConfigSource::from_yaml_str("cache: { type: leveled }", Path::new("/b")).unwrap();
+    let source = from_yaml_str("cache: { type: leveled }", Path::new("/b")).unwrap();
     let c = source.resolve(&registry).unwrap();
     assert_eq!(types_of(&c.cache), ["leveled", "plain"]);
 }
 
 #[test]
 fn plugins_are_listed_relative_to_the_file() {
-    let s = ConfigSource::from_yaml_str(
+    let s = from_yaml_str(
         "plugins: [lib/x.so]\ncache: { type: plain }",
         Path::new("/b"),
     )
     .unwrap();
     assert_eq!(s.plugins(), [Path::new("/b/lib/x.so")]);
-    let e = ConfigSource::from_yaml_str("plugins: [7]", Path::new("/b")).unwrap_err();
+    let e = from_yaml_str("plugins: [7]", Path::new("/b")).unwrap_err();
     assert!(e.message().starts_with("storage.plugins[0]"), "{e}");
 }
 

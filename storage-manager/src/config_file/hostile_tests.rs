@@ -2,8 +2,8 @@
 //! repair, control characters and values from the environment in errors. Each test is the
 //! regression of one way a file was once read wrong; the ordinary file rules are in `tests.rs`.
 
-use super::ConfigSource;
 use super::tests::{err, parse};
+use super::{from_file, from_yaml_str};
 use std::io::Write;
 use std::path::Path;
 
@@ -38,14 +38,12 @@ fn a_file_over_the_size_limit_is_refused_before_parsing() {
     f.write_all(b"storage:\n").unwrap();
     f.write_all("a: [1]\n".repeat(150_000).as_bytes()).unwrap();
     drop(f);
-    let e = ConfigSource::from_file(&big).unwrap_err().to_string();
+    let e = from_file(&big).unwrap_err().to_string();
     assert!(e.contains("over the limit of 1048576 bytes"), "{e}");
     assert!(e.contains("big.yml"), "{e}");
-    let e = ConfigSource::from_file(Path::new("/dev/zero"))
-        .unwrap_err()
-        .to_string();
+    let e = from_file(Path::new("/dev/zero")).unwrap_err().to_string();
     assert!(e.contains("over the limit"), "{e}");
-    let e = ConfigSource::from_yaml_str(&" ".repeat(1024 * 1024 + 1), Path::new("/b"))
+    let e = from_yaml_str(&" ".repeat(1024 * 1024 + 1), Path::new("/b"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("over the limit"), "{e}");
@@ -84,7 +82,7 @@ fn a_key_written_twice_is_refused_in_yaml_and_json() {
         r#"{"storage": {"cache": {"type": "plain"}, "cache": {"type": "plain"}}}"#,
     )
     .unwrap();
-    let e = ConfigSource::from_file(&file).unwrap_err().to_string();
+    let e = from_file(&file).unwrap_err().to_string();
     assert!(
         e.contains("duplicate key `storage.cache`") && e.contains("line 1"),
         "{e}"
@@ -93,13 +91,13 @@ fn a_key_written_twice_is_refused_in_yaml_and_json() {
 
     // Same value as serde's own for every kind the two formats carry.
     let text = r#"{"a": [1, -2, 18446744073709551615, 1.5, "s", true, null, {}], "b": {"c": []}}"#;
-    let strict = crate::json::parse_strict(text).unwrap();
+    let strict = storage_core::json::parse_strict(text).unwrap();
     assert_eq!(
         strict,
         serde_json::from_str::<serde_json::Value>(text).unwrap()
     );
     let yaml = "a: [1, -2, 18446744073709551615, 1.5, s, true, ~, .inf, {}]\nb: { c: [] }\n";
-    let strict = serde_norway::from_str::<crate::json::Document>(yaml)
+    let strict = serde_norway::from_str::<storage_core::json::Document>(yaml)
         .unwrap()
         .0;
     assert_eq!(

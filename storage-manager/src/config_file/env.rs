@@ -1,7 +1,8 @@
-//! `$VAR` / `${VAR}` expansion on the parsed `storage:` block.
+//! `$VAR` / `${VAR}` expansion on the parsed `storage:` block. Not the hiding of the values it
+//! read from errors: that is storage-core's, which the resolved configuration keeps doing.
 
-use crate::error::{Error, Result};
 use serde_json::Value;
+use storage_core::{Error, Result};
 
 /// Expands environment references in every string of `value`, in place. `path` names `value`
 /// in errors (`storage.database`), and `lookup` reads a variable.
@@ -78,35 +79,6 @@ fn expand_str(s: &str, path: &str, lookup: &dyn Fn(&str) -> Option<String>) -> R
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// `message` with every value that `vars` (name, value) put into the configuration replaced by
-/// the variable's name, or `None` when it holds none. An error about a field whose value came
-/// from `$DB_PASSWORD` must not print the password: it says `the value of $DB_PASSWORD`.
-/// Values of three characters or fewer are replaced only where quoted, so that a `$PORT` of
-/// `1` does not rewrite every `1` in the message.
-pub(super) fn hide_env_values(message: &str, vars: &[(String, String)]) -> Option<String> {
-    let mut out = message.to_owned();
-    let mut vars: Vec<&(String, String)> = vars.iter().filter(|(_, v)| !v.is_empty()).collect();
-    // Longest first, so a value holding another is replaced whole.
-    vars.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-    for (name, value) in vars {
-        let shown = format!("(the value of ${name})");
-        for quoted in [
-            format!("\"{value}\""),
-            format!("`{value}`"),
-            format!("'{value}'"),
-        ] {
-            out = out.replace(&quoted, &shown);
-        }
-        // serde quotes a string with Rust's escapes; a value holding a quote or backslash is
-        // matched in that form too.
-        out = out.replace(&format!("{value:?}"), &shown);
-        if value.chars().count() > 3 {
-            out = out.replace(value.as_str(), &shown);
-        }
-    }
-    (out != message).then_some(out)
 }
 
 fn var(name: &str, path: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {

@@ -3,10 +3,10 @@
 //! Not the top-level rules or the fields: those are `source.rs` and the factories'.
 
 use super::yaml_scan::{MAX_DEPTH, ScanError, scan};
-use crate::error::{Error, Result};
-use crate::json::Document;
 use serde_json::Value;
 use std::borrow::Cow;
+use storage_core::json::Document;
+use storage_core::{Error, Result};
 
 /// The largest configuration file read, in bytes (1 MiB). An agent.yml is a few kilobytes;
 /// a larger file is refused before it is parsed, so a stray multi-megabyte file costs neither
