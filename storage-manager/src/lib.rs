@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+mod block_in_place;
 mod cache_aside;
 mod cache_aside_database;
 pub mod config_file;
@@ -38,6 +39,7 @@ mod registry;
 mod status;
 mod walk;
 
+pub use block_in_place::tokio_block_in_place;
 pub use cache_aside::{CacheAside, CacheAsideOptions, FailedWrite, WriteBehindReport};
 pub use plugins::load_plugin;
 pub use registry::builtin_registry;

@@ -156,7 +156,7 @@ pub fn load_plugin(path: &Path, registry: &mut Registry) -> Result<Vec<String>> 
     // SAFETY: the ABI version matched, so the declaration has our layout.
     unsafe { check(decl, path)? };
     let mut registrar = PluginRegistrar::with_host(HostServices {
-        block_in_place: storage_plugin::tokio_block_in_place,
+        block_in_place: crate::tokio_block_in_place,
     });
     // SAFETY: the declaration passed every check; register gets an exclusive registrar.
     let status = unsafe { (decl.register)(&mut registrar) };

@@ -6,7 +6,8 @@
 //! runtime: the work runs where it is, and the executor moves its other tasks to another
 //! thread meanwhile. A plugin cannot call it itself, because its copy of tokio does not see the
 //! host's executor; the host lends its own through
-//! [`HostServices`](storage_core::plugin::HostServices), and [`block_in_place`] uses it.
+//! [`HostServices`](storage_core::plugin::HostServices) (storage-manager's loader lends
+//! `tokio_block_in_place`), and [`block_in_place`] uses it.
 //!
 //! Not a general executor bridge: only this one hook crosses the boundary.
 
@@ -54,39 +55,12 @@ fn run_with<R, F: FnOnce() -> R>(hook: fn(&mut dyn FnMut()) -> bool, f: F) -> Re
     }
 }
 
-/// The host's side: tokio's `block_in_place` where the current thread may use it.
-///
-/// The host's loader lends this to every plugin it loads. It returns `false`, without running
-/// the closure, outside a multi-threaded tokio runtime. Plugin code calls [`block_in_place`]
-/// instead.
-pub fn tokio_block_in_place(f: &mut dyn FnMut()) -> bool {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {}
-        _ => return false,
-    }
-    // One case passes the check and is still refused by tokio: a multi-threaded runtime's
-    // handle entered inside a current-thread runtime's `block_on`. tokio panics there before
-    // running anything, which is told apart from a panic in `f` by whether `f` started.
-    let mut started = false;
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        tokio::task::block_in_place(|| {
-            started = true;
-            f()
-        })
-    }));
-    match outcome {
-        Ok(()) => true,
-        Err(_) if !started => false,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc;
     use std::time::Duration;
+    use storage_manager::tokio_block_in_place;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn runs_in_place_while_the_executor_serves_other_tasks() {

@@ -29,7 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod blocking;
-pub use blocking::{block_in_place, tokio_block_in_place};
+pub use blocking::block_in_place;
 
 use async_trait::async_trait;
 use serde_json::Value;

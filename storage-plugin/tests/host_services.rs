@@ -17,7 +17,7 @@ async fn a_registered_plugin_blocks_in_place_through_the_host() {
         "no host has registered this library yet"
     );
     let mut registrar = PluginRegistrar::with_host(HostServices {
-        block_in_place: storage_plugin::tokio_block_in_place,
+        block_in_place: storage_manager::tokio_block_in_place,
     });
     // SAFETY: the declaration is this binary's own; the registrar is exclusive for the call.
     let status = unsafe { (STORAGE_PLUGIN_DECLARATION.register)(&mut registrar) };

@@ -11,8 +11,8 @@
 //! with any backend, not even storage-core's glob matcher or LRANGE arithmetic. It does not
 //! depend on any built-in backend, so a plugin author can run it from their own crate's tests.
 //!
-//! [`faults`] adds the cases for backends behind a network: a dead, stalled, slow or lossy
-//! server, through a fault proxy.
+//! `faults` (the feature of the same name) adds the cases for backends behind a network: a
+//! dead, stalled, slow or lossy server, through a fault proxy.
 //!
 //! It is not a benchmark, and it does not test configuration parsing or fallback.
 //!
@@ -38,9 +38,11 @@
 
 mod cases;
 mod check;
+#[cfg(feature = "faults")]
 pub mod faults;
 pub mod model;
 
+#[cfg(feature = "faults")]
 pub use faults::{
     FaultOpener, FaultTarget, FaultTimeouts, Opened, fault_case_names, run_fault_suite,
 };
