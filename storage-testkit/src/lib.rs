@@ -14,6 +14,10 @@
 //! `faults` (the feature of the same name) adds the cases for backends behind a network: a
 //! dead, stalled, slow or lossy server, through a fault proxy.
 //!
+//! [`cache_trials`] and [`database_trials`] give the same cases as libtest-mimic trials named
+//! `cache::<case>` and `database::<case>`, so that a test target with `harness = false` lists
+//! them one by one and `cargo test -- database::append_creates_and_orders` runs one.
+//!
 //! It is not a benchmark, and it does not test configuration parsing or fallback.
 //!
 //! ```
@@ -41,11 +45,14 @@ mod check;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod model;
+mod trials;
 
 #[cfg(feature = "faults")]
 pub use faults::{
     FaultOpener, FaultTarget, FaultTimeouts, Opened, fault_case_names, run_fault_suite,
 };
+
+pub use trials::{cache_trials, database_trials};
 
 use std::fmt;
 use std::future::Future;
@@ -223,6 +230,21 @@ pub async fn run_database_suite(
     run(Role::Database, cases::database_cases(), cx, options).await
 }
 
+/// Runs one case: in a task of its own, so that a panic inside a backend is reported as that
+/// case's failure, and under a timeout, so that a hung backend cannot stall the run; then
+/// clears what it left under its prefix.
+async fn run_case(case: &cases::Case, cx: cases::Cx, timeout: Duration) -> Outcome {
+    let task = tokio::spawn((case.run)(cx.clone()));
+    let outcome = match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(Ok(()))) => Outcome::Passed,
+        Ok(Ok(Err(msg))) => Outcome::Failed(msg),
+        Ok(Err(join)) => Outcome::Failed(format!("case panicked: {join}")),
+        Err(_) => Outcome::Failed(format!("case did not finish within {timeout:?}")),
+    };
+    cx.cleanup().await;
+    outcome
+}
+
 async fn run(
     role: Role,
     cases: Vec<cases::Case>,
@@ -241,19 +263,7 @@ async fn run(
             prefix: format!("{}{i:02}:", options.prefix),
             seed: options.seed.wrapping_add(i as u64),
         };
-        // Each case runs in a task of its own, so that a panic inside a backend is reported as
-        // that case's failure, and under a timeout, so that a hung backend cannot stall the run.
-        let task = tokio::spawn((case.run)(cx.clone()));
-        let outcome = match tokio::time::timeout(options.case_timeout, task).await {
-            Ok(Ok(Ok(()))) => Outcome::Passed,
-            Ok(Ok(Err(msg))) => Outcome::Failed(msg),
-            Ok(Err(join)) => Outcome::Failed(format!("case panicked: {join}")),
-            Err(_) => Outcome::Failed(format!(
-                "case did not finish within {:?}",
-                options.case_timeout
-            )),
-        };
-        cx.cleanup().await;
+        let outcome = run_case(&case, cx, options.case_timeout).await;
         reports.push(CaseReport {
             name: case.name,
             outcome,

@@ -230,7 +230,7 @@ pub async fn glob_edge_rows(cx: Cx) -> CaseResult {
         ("😀", &["😀"]),
         ("*😀*", &["😀"]),
     ];
-    super::common::keys_match_rows(&s, rows).await
+    super::listing::keys_match_rows(&s, rows).await
 }
 
 /// Under contention, `set` and `delete` never fail with WrongType (they replace or remove

@@ -1,7 +1,7 @@
 //! Database cases: lists, and the one-kind-per-key rule.
 
 use super::Cx;
-use super::common::value_classes;
+use super::values::value_classes;
 use crate::check::{CaseResult, Ctx, ensure, ensure_eq, expect_err, same};
 use crate::model;
 use proptest::prelude::*;

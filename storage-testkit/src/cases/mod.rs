@@ -1,10 +1,13 @@
 //! The cases, and what they share.
 
 mod cache;
-mod common;
 mod contract;
 mod database;
+mod keys;
+mod listing;
+mod operations;
 mod sequences;
+mod values;
 
 use crate::check::{CaseResult, Ctx};
 use crate::{BoxFuture, CacheBuilder, DatabaseBuilder};
@@ -83,41 +86,41 @@ pub(crate) fn database_cases() -> Vec<Case> {
 
 fn common_cases() -> Vec<Case> {
     cases![
-        common::null_is_stored_and_distinct_from_missing,
-        common::falsy_values_round_trip,
-        common::strings_round_trip,
-        common::integer_edges_round_trip,
-        common::float_edges_round_trip_bit_for_bit,
-        common::nested_documents_round_trip,
-        common::depth_64_accepted,
-        common::depth_65_rejected_and_nothing_stored,
-        common::large_value_round_trips,
-        common::hostile_keys_are_exact,
-        common::keys_are_case_sensitive,
-        common::key_at_limit_accepted,
-        common::key_over_limit_rejected,
-        common::empty_key_rejected,
-        common::nul_in_key_rejected,
-        common::prefix_at_limit_accepted,
-        common::prefix_over_limit_rejected,
-        common::kind_of_values,
-        common::delete_reports_existence,
-        common::overwrite_replaces,
-        common::mget_order_repeats_and_missing,
-        common::mget_empty,
-        common::mset_last_of_repeated_keys_wins,
-        common::mset_rejects_bad_entry_and_stores_nothing,
-        common::keys_lists_whole_namespace,
-        common::keys_has_no_duplicates,
-        common::glob_pattern_table,
-        common::glob_literal_prefix_among_many,
-        common::prefix_is_never_seen,
-        common::glob_chars_in_prefix_do_not_widen,
-        common::clear_one_namespace_beside_another,
-        common::clear_empty_namespace,
-        common::ping_is_cheap_and_writes_nothing,
-        common::concurrent_sets_all_land,
-        common::close_is_idempotent,
+        values::null_is_stored_and_distinct_from_missing,
+        values::falsy_values_round_trip,
+        values::strings_round_trip,
+        values::integer_edges_round_trip,
+        values::float_edges_round_trip_bit_for_bit,
+        values::nested_documents_round_trip,
+        values::depth_64_accepted,
+        values::depth_65_rejected_and_nothing_stored,
+        values::large_value_round_trips,
+        keys::hostile_keys_are_exact,
+        keys::keys_are_case_sensitive,
+        keys::key_at_limit_accepted,
+        keys::key_over_limit_rejected,
+        keys::empty_key_rejected,
+        keys::nul_in_key_rejected,
+        keys::prefix_at_limit_accepted,
+        keys::prefix_over_limit_rejected,
+        operations::kind_of_values,
+        operations::delete_reports_existence,
+        operations::overwrite_replaces,
+        operations::mget_order_repeats_and_missing,
+        operations::mget_empty,
+        operations::mset_last_of_repeated_keys_wins,
+        operations::mset_rejects_bad_entry_and_stores_nothing,
+        listing::keys_lists_whole_namespace,
+        listing::keys_has_no_duplicates,
+        listing::glob_pattern_table,
+        listing::glob_literal_prefix_among_many,
+        listing::prefix_is_never_seen,
+        listing::glob_chars_in_prefix_do_not_widen,
+        listing::clear_one_namespace_beside_another,
+        listing::clear_empty_namespace,
+        operations::ping_is_cheap_and_writes_nothing,
+        operations::concurrent_sets_all_land,
+        operations::close_is_idempotent,
         contract::object_member_order_is_kept,
         contract::oversized_value_fails_cleanly_then_works,
         contract::glob_edge_rows,
