@@ -4,7 +4,8 @@
 //!
 //! It is not a backend and knows no driver: each backend gives its own connection manager and
 //! a function that turns its driver's connect error into a storage [`Error`]. Nor is it the
-//! retry policy (that is each backend's command runner).
+//! retry policy (that is each backend's command runner), though [`Resend`], how an operation
+//! says whether it may be sent again, is here, shared by both runners.
 
 #![warn(missing_docs)]
 
@@ -15,6 +16,16 @@ use storage_core::telemetry::PoolState;
 use storage_core::{Error, Result};
 
 pub use bb8;
+
+/// Whether an operation may be sent again after a transient error: a property of the
+/// operation, decided where the operation is written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Resend {
+    /// Idempotent (a read, `set`, `delete`): sending it twice leaves what sending it once does.
+    Allowed,
+    /// Not idempotent (`append`, `trim`): an error is returned as it is, never re-sent.
+    Never,
+}
 
 /// How a backend reads its pool's connect errors: a storage [`Error`] for a connect that
 /// failed, or `None` for a pooled connection found stale on checkout (bb8 reports both the

@@ -16,17 +16,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use storage_core::config::BackendSpec;
 use storage_core::{Error, Result};
+pub(crate) use storage_pool::Resend;
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
-
-/// Whether an operation may be sent again after a transient error.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Resend {
-    /// Idempotent: sent again (at most [`RETRIES`] times) after a connection error.
-    Allowed,
-    /// Not idempotent (append): an error is returned as it is, never re-sent.
-    Never,
-}
 
 pub(crate) const KIND_LIST: i16 = 1;
 const RECLAIM_EVERY: u64 = 128;

@@ -40,16 +40,17 @@
 
 mod backend;
 pub mod config;
-pub mod conninfo;
+mod conninfo;
 mod core;
 mod pool;
 mod schema;
+// The statements, for the plan tests and the benchmark's baseline; not an API.
+#[doc(hidden)]
 pub mod sql;
 mod tls;
 
 pub use crate::core::PostgresBackend;
 pub use config::{PostgresConfig, SslMode, SslSettings, TYPE_NAME};
-pub use tls::client_config as tls_client_config;
 
 use async_trait::async_trait;
 use serde_json::Value;

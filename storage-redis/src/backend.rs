@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::time::Duration;
 use storage_core::raw::encode_value;
 use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
+use storage_pool::Resend;
 
 #[async_trait]
 impl Store for RedisBackend {
@@ -19,7 +20,7 @@ impl Store for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Value>> {
         let raw: Option<Vec<u8>> = self
             .query(
-                true,
+                Resend::Allowed,
                 redis::cmd("GET").arg(self.key(key)),
                 "reading the key",
             )
@@ -31,7 +32,7 @@ impl Store for RedisBackend {
     async fn delete(&self, key: &str) -> Result<bool> {
         let n: u64 = self
             .query(
-                true,
+                Resend::Allowed,
                 redis::cmd("UNLINK").arg(self.key(key)),
                 "deleting the key",
             )
@@ -42,7 +43,11 @@ impl Store for RedisBackend {
     async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
         let full: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let raw: Vec<Option<Vec<u8>>> = self
-            .query(true, redis::cmd("MGET").arg(&full), "reading the keys")
+            .query(
+                Resend::Allowed,
+                redis::cmd("MGET").arg(&full),
+                "reading the keys",
+            )
             .await?;
         keys.iter()
             .zip(raw)
@@ -53,7 +58,7 @@ impl Store for RedisBackend {
     async fn exists(&self, key: &str) -> Result<bool> {
         let n: u64 = self
             .query(
-                true,
+                Resend::Allowed,
                 redis::cmd("EXISTS").arg(self.key(key)),
                 "checking the key",
             )
@@ -64,7 +69,7 @@ impl Store for RedisBackend {
     async fn kind(&self, key: &str) -> Result<KeyKind> {
         let t: String = self
             .query(
-                true,
+                Resend::Allowed,
                 redis::cmd("TYPE").arg(self.key(key)),
                 "reading the type",
             )
@@ -97,7 +102,7 @@ impl Store for RedisBackend {
         let keys = self.scan(None).await?;
         for chunk in keys.chunks(BATCH) {
             self.query::<u64>(
-                true,
+                Resend::Allowed,
                 redis::cmd("UNLINK").arg(chunk),
                 "clearing the namespace",
             )
@@ -107,7 +112,8 @@ impl Store for RedisBackend {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.query::<()>(true, &redis::cmd("PING"), "ping").await
+        self.query::<()>(Resend::Allowed, &redis::cmd("PING"), "ping")
+            .await
     }
 
     async fn close(&self) -> Result<()> {
@@ -124,7 +130,8 @@ impl Cache for RedisBackend {
         if let Some(t) = ttl {
             cmd.arg("PX").arg(t.as_millis() as u64);
         }
-        self.query::<()>(true, &cmd, "storing the value").await
+        self.query::<()>(Resend::Allowed, &cmd, "storing the value")
+            .await
     }
 
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
@@ -138,7 +145,7 @@ impl Cache for RedisBackend {
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let ms: i64 = self
             .query(
-                true,
+                Resend::Allowed,
                 redis::cmd("PTTL").arg(self.key(key)),
                 "reading the TTL",
             )
@@ -168,7 +175,7 @@ impl Database for RedisBackend {
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
         // Never re-sent: a lost reply may hide an RPUSH the server applied.
         self.query::<u64>(
-            false,
+            Resend::Never,
             redis::cmd("RPUSH")
                 .arg(self.key(key))
                 .arg(encode_value(value)?),
@@ -186,7 +193,7 @@ impl Database for RedisBackend {
             cmd.arg(encode_value(v)?);
         }
         // One RPUSH: atomic, and never re-sent.
-        self.query::<u64>(false, &cmd, "appending")
+        self.query::<u64>(Resend::Never, &cmd, "appending")
             .await
             .map_err(wrong_type(key, Error::holds_value))?;
         Ok(())
@@ -195,7 +202,7 @@ impl Database for RedisBackend {
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
         let raw: Vec<Vec<u8>> = self
             .query(
-                true,
+                Resend::Allowed,
                 redis::cmd("LRANGE").arg(self.key(key)).arg(start).arg(end),
                 "reading the list",
             )
@@ -206,7 +213,7 @@ impl Database for RedisBackend {
 
     async fn get_length(&self, key: &str) -> Result<u64> {
         self.query(
-            true,
+            Resend::Allowed,
             redis::cmd("LLEN").arg(self.key(key)),
             "reading the list length",
         )
@@ -218,7 +225,7 @@ impl Database for RedisBackend {
         // LTRIM is the contract's trim. Not idempotent (a window counted from one end shrinks
         // the list again), so never retried.
         self.query::<()>(
-            false,
+            Resend::Never,
             redis::cmd("LTRIM").arg(self.key(key)).arg(start).arg(end),
             "trimming the list",
         )

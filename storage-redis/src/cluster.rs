@@ -17,6 +17,7 @@ use redis::{Cmd, Pipeline, RedisError};
 use std::collections::HashMap;
 use storage_core::config::BackendSpec;
 use storage_core::{Error, Result};
+use storage_pool::Resend;
 
 /// A connection to one server or to a cluster; commands are sent the same way to both.
 #[derive(Clone)]
@@ -201,9 +202,9 @@ impl RedisBackend {
             .arg("COUNT")
             .arg(BATCH);
         match route {
-            None => self.query(true, &cmd, "scanning keys").await,
+            None => self.query(Resend::Allowed, &cmd, "scanning keys").await,
             Some(route) => {
-                self.with_conn(true, "scanning keys", |link| {
+                self.with_conn(Resend::Allowed, "scanning keys", |link| {
                     let cmd = cmd.clone();
                     let route = route.clone();
                     async move {

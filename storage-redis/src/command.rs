@@ -11,18 +11,19 @@ use redis::{Cmd, Pipeline, RedisError};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use storage_core::{Error, Result};
+use storage_pool::Resend;
 
 impl RedisBackend {
     /// Runs `f` on a pooled connection under the operation timeout, marking the connection
     /// broken on an I/O error and retrying idempotent work after transient errors.
-    pub(crate) async fn with_conn<T, F, Fut>(&self, idempotent: bool, what: &str, f: F) -> Result<T>
+    pub(crate) async fn with_conn<T, F, Fut>(&self, resend: Resend, what: &str, f: F) -> Result<T>
     where
         F: Fn(Link) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
     {
         let pool = match self.links()? {
             Links::Node(pool) => pool,
-            Links::Cluster(links) => return self.on_cluster(links, idempotent, what, f).await,
+            Links::Cluster(links) => return self.on_cluster(links, resend, what, f).await,
         };
         let attempt = async {
             let mut tries = 0;
@@ -90,7 +91,7 @@ impl RedisBackend {
                 };
                 match result {
                     Err(e)
-                        if idempotent
+                        if resend == Resend::Allowed
                             && e.kind() == storage_core::ErrorKind::Connection
                             && tries < self.retries =>
                     {
@@ -123,7 +124,7 @@ impl RedisBackend {
     async fn on_cluster<T, F, Fut>(
         &self,
         links: ClusterLinks,
-        idempotent: bool,
+        resend: Resend,
         what: &str,
         f: F,
     ) -> Result<T>
@@ -131,7 +132,7 @@ impl RedisBackend {
         F: Fn(Link) -> Fut,
         Fut: Future<Output = std::result::Result<T, RedisError>>,
     {
-        let conn = if idempotent {
+        let conn = if resend == Resend::Allowed {
             &links.retrying
         } else {
             &links.once
@@ -148,7 +149,7 @@ impl RedisBackend {
                 // with the new topology. Other transient errors are re-sent only when the
                 // command is idempotent, `maxRetriesPerRequest` times.
                 let refused = cluster::not_applied(&e);
-                let again = refused || (idempotent && redis_error_is_transient(&e));
+                let again = refused || (resend == Resend::Allowed && redis_error_is_transient(&e));
                 if again && (refused || tries < self.retries) {
                     tries += 1;
                     let wait = (25 * u64::from(tries)).min(200);
@@ -167,11 +168,11 @@ impl RedisBackend {
 
     pub(crate) async fn query<T: redis::FromRedisValue + Send>(
         &self,
-        idempotent: bool,
+        resend: Resend,
         cmd: &Cmd,
         what: &str,
     ) -> Result<T> {
-        self.with_conn(idempotent, what, |mut c| async move {
+        self.with_conn(resend, what, |mut c| async move {
             cmd.query_async::<T>(&mut c).await
         })
         .await
@@ -182,7 +183,7 @@ impl RedisBackend {
         pipe: &Pipeline,
         what: &str,
     ) -> Result<T> {
-        self.with_conn(true, what, |mut c| async move {
+        self.with_conn(Resend::Allowed, what, |mut c| async move {
             pipe.query_async::<T>(&mut c).await
         })
         .await

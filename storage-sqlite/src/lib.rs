@@ -40,6 +40,8 @@ pub mod config;
 mod core;
 mod open;
 mod schema;
+// The statements, for the file tests and the benchmark's baseline; not an API.
+#[doc(hidden)]
 pub mod sql;
 
 pub use config::{SqliteConfig, SqliteLocation, SqliteSync, TYPE_NAME};
