@@ -41,6 +41,18 @@ struct Queue {
     failed_space: Notify,
 }
 
+impl Queue {
+    /// Takes the operation at the front off the queue once the worker is done with it
+    /// (written, or kept among the refused ones), and frees its slot.
+    fn done_with_front(&self) {
+        let mut ops = lock(&self.ops);
+        ops.pop_front();
+        metrics::gauge!(telemetry::WRITE_BEHIND_DEPTH).set(ops.len() as f64);
+        drop(ops);
+        self.space.add_permits(1);
+    }
+}
+
 /// A write-behind operation the database refused for a reason a retry cannot fix (a read-only
 /// server, a constraint): kept, with its error, until [`CacheAside::retry_failed`] or
 /// [`CacheAside::acknowledge_failed`].
@@ -453,19 +465,11 @@ async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>, cache: Arc<dyn Ca
                     space.await;
                 }
                 failures = 0;
-                let mut ops = lock(&queue.ops);
-                ops.pop_front();
-                metrics::gauge!(telemetry::WRITE_BEHIND_DEPTH).set(ops.len() as f64);
-                drop(ops);
-                queue.space.add_permits(1);
+                queue.done_with_front();
             }
             Ok(()) => {
                 failures = 0;
-                let mut ops = lock(&queue.ops);
-                ops.pop_front();
-                metrics::gauge!(telemetry::WRITE_BEHIND_DEPTH).set(ops.len() as f64);
-                drop(ops);
-                queue.space.add_permits(1);
+                queue.done_with_front();
             }
         }
     }
