@@ -27,6 +27,9 @@ pub enum ErrorKind {
     Timeout,
     /// The configuration is invalid.
     Configuration,
+    /// The server refused the credentials (or their absence). Retrying or falling back to
+    /// another backend cannot fix it.
+    Authentication,
     /// The backend does not offer this operation or role.
     Unsupported,
     /// A runtime plugin could not be loaded, or misbehaved.
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Connection => "connection error",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Configuration => "configuration error",
+            ErrorKind::Authentication => "authentication error",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Plugin => "plugin error",
             ErrorKind::Other => "error",
@@ -63,6 +67,7 @@ impl ErrorKind {
             ErrorKind::Connection => "connection",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Configuration => "configuration",
+            ErrorKind::Authentication => "authentication",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Plugin => "plugin",
             ErrorKind::Other => "other",
@@ -70,13 +75,68 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// What an error of this kind says of its operation unless its backend knows better:
+    /// [`Outcome::Unknown`] for a lost connection, a timeout, a plugin's or an unclassified
+    /// error; [`Outcome::NotApplied`] for everything refused before it could take effect.
+    pub fn default_outcome(self) -> Outcome {
+        match self {
+            ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Plugin | ErrorKind::Other => {
+                Outcome::Unknown
+            }
+            _ => Outcome::NotApplied,
+        }
+    }
+
+    /// Whether an error of this kind may pass on a retry, unless its backend knows better:
+    /// [`Status::Temporary`] for a connection error and a timeout, [`Status::Permanent`] for
+    /// the rest.
+    pub fn default_status(self) -> Status {
+        match self {
+            ErrorKind::Connection | ErrorKind::Timeout => Status::Temporary,
+            _ => Status::Permanent,
+        }
+    }
+}
+
+/// What a failed operation did to the stored data. Success is not an error, so it is not here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It provably took no effect: refused before it was sent (bad input, no connection, a
+    /// pool timeout), or rejected by the server (a wrong type, a constraint, a conflict). The
+    /// same operation may be sent again.
+    NotApplied,
+    /// It was sent and its answer was lost (a timeout without a confirmed cancel, a connection
+    /// lost after sending): it may or may not have taken effect. Sending a non-idempotent
+    /// operation (`append`, `trim`) again may apply it twice; read the data first.
+    Unknown,
+}
+
+impl Outcome {
+    /// `not_applied` or `unknown`, for logs and metric labels.
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::NotApplied => "not_applied",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// Whether trying again may succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// A retry may succeed: the server was unreachable, busy, failing over, or slow.
+    Temporary,
+    /// A retry will fail the same way: bad input, a wrong type, the configuration, the
+    /// credentials.
+    Permanent,
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
-
-const AUTHENTICATION_FAILED: &str = "authentication failed (check the user and password)";
 
 /// The error of every storage operation.
 ///
@@ -88,6 +148,8 @@ const AUTHENTICATION_FAILED: &str = "authentication failed (check the user and p
 #[derive(thiserror::Error)]
 pub struct Error {
     kind: ErrorKind,
+    outcome: Outcome,
+    status: Status,
     backend: Option<Cow<'static, str>>,
     op: Option<Cow<'static, str>>,
     message: String,
@@ -100,6 +162,8 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
+            outcome: kind.default_outcome(),
+            status: kind.default_status(),
             backend: None,
             op: None,
             message: message.into(),
@@ -167,16 +231,43 @@ impl Error {
         })
     }
 
-    /// The server refused the credentials: a [`ErrorKind::Configuration`] error that retrying
-    /// or falling back cannot fix, so the manager neither retries it nor walks the fallback
-    /// chain past it ([`Error::is_authentication`]). The message never holds the credentials.
+    /// The server refused the credentials: an [`ErrorKind::Authentication`] error, which the
+    /// manager neither retries nor walks the fallback chain past. The message never holds the
+    /// credentials.
     pub fn authentication(what: &str) -> Self {
-        Self::config(format!("{what}: {AUTHENTICATION_FAILED}"))
+        Self::new(
+            ErrorKind::Authentication,
+            format!("{what}: authentication failed (check the user and password)"),
+        )
     }
 
-    /// Whether this error is [`Error::authentication`]'s.
+    /// Whether the server refused the credentials.
     pub fn is_authentication(&self) -> bool {
-        self.kind == ErrorKind::Configuration && self.message.ends_with(AUTHENTICATION_FAILED)
+        self.kind == ErrorKind::Authentication
+    }
+
+    /// The same error, saying that its operation took no effect.
+    pub fn not_applied(mut self) -> Self {
+        self.outcome = Outcome::NotApplied;
+        self
+    }
+
+    /// The same error, saying that its operation may or may not have taken effect.
+    pub fn outcome_unknown(mut self) -> Self {
+        self.outcome = Outcome::Unknown;
+        self
+    }
+
+    /// The same error, saying that a retry may succeed.
+    pub fn temporary(mut self) -> Self {
+        self.status = Status::Temporary;
+        self
+    }
+
+    /// The same error, saying that a retry will fail the same way.
+    pub fn permanent(mut self) -> Self {
+        self.status = Status::Permanent;
+        self
     }
 
     /// The same error with its message rewritten (to take out what must not be shown).
@@ -225,12 +316,40 @@ impl Error {
         &self.message
     }
 
-    /// Whether trying again later may succeed: connection errors and timeouts.
+    /// What the failed operation did to the stored data.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Whether trying again may succeed.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Whether trying again may succeed ([`Status::Temporary`]).
     ///
-    /// Transient does not mean safe to retry: an `append` whose acknowledgement was lost may
-    /// have been applied, so only idempotent operations are retried.
-    pub fn is_transient(&self) -> bool {
-        matches!(self.kind, ErrorKind::Connection | ErrorKind::Timeout)
+    /// Temporary does not mean safe to send again: an `append` whose answer was lost
+    /// ([`Outcome::Unknown`]) may have been applied. Sending again is safe when the error is
+    /// temporary and either [`Outcome::NotApplied`] or the operation is idempotent.
+    pub fn is_temporary(&self) -> bool {
+        self.status == Status::Temporary
+    }
+
+    /// A copy of this error: kind, outcome, status, backend, operation and message, with its
+    /// cause kept as text (a cause is not `Clone`). For an error handed to many waiters.
+    pub fn duplicate(&self) -> Error {
+        Error {
+            kind: self.kind,
+            outcome: self.outcome,
+            status: self.status,
+            backend: self.backend.clone(),
+            op: self.op.clone(),
+            message: self.message.clone(),
+            source: self
+                .source
+                .as_ref()
+                .map(|s| Box::new(CauseText(cause_chain(s.as_ref()))) as _),
+        }
     }
 }
 
@@ -247,9 +366,10 @@ impl fmt::Display for Error {
         // And bounded: a driver's error for a failed batch may hold one entry per command.
         write!(f, "{}: {}", self.kind, bounded(&self.message, 2000))?;
         if let Some(source) = &self.source {
-            // The source is part of the one line a CLI prints; drivers' messages carry no secrets
-            // that we have not already redacted in the URL we gave them.
-            let text = source.to_string();
+            // The cause is part of the one line a CLI prints, down to its root (the OS error
+            // under a driver's "error connecting to server"); drivers' messages carry no
+            // secrets that we have not already redacted in the URL we gave them.
+            let text = cause_chain(source.as_ref());
             if !text.is_empty() && !self.message.contains(&text) {
                 write!(f, ": {}", bounded(&text, 1000))?;
             }
@@ -257,6 +377,33 @@ impl fmt::Display for Error {
         Ok(())
     }
 }
+
+/// `error` and its causes, joined by `: `, each left out when the one before already says it.
+fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+/// A cause kept as its text, for [`Error::duplicate`].
+#[derive(Debug)]
+struct CauseText(String);
+
+impl fmt::Display for CauseText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CauseText {}
 
 /// `text` escaped, and cut with its length when longer than `max` characters.
 fn bounded(text: &str, max: usize) -> Cow<'_, str> {
@@ -311,10 +458,73 @@ mod tests {
     }
 
     #[test]
-    fn transient_kinds() {
-        assert!(Error::connection("x").is_transient());
-        assert!(Error::timeout("x").is_transient());
-        assert!(!Error::wrong_type("x").is_transient());
-        assert!(!Error::config("x").is_transient());
+    fn kinds_give_a_status_and_an_outcome_a_backend_can_refine() {
+        assert!(Error::connection("x").is_temporary());
+        assert!(Error::timeout("x").is_temporary());
+        assert!(!Error::wrong_type("x").is_temporary());
+        assert!(!Error::config("x").is_temporary());
+        assert!(!Error::authentication("connecting").is_temporary());
+        assert_eq!(Error::timeout("x").outcome(), Outcome::Unknown);
+        assert_eq!(Error::wrong_type("x").outcome(), Outcome::NotApplied);
+        let refused = Error::connection("refused").not_applied();
+        assert_eq!(
+            (refused.outcome(), refused.status()),
+            (Outcome::NotApplied, Status::Temporary)
+        );
+        let busy = Error::other("serialization failure")
+            .temporary()
+            .not_applied();
+        assert!(busy.is_temporary());
+        assert_eq!(busy.outcome(), Outcome::NotApplied);
+    }
+
+    /// Regression: authentication was recognised by the end of its message, so a message
+    /// rewritten on its way (an environment value hidden) could stop being one.
+    #[test]
+    fn authentication_is_a_kind_not_a_message() {
+        let e = Error::authentication("connecting");
+        assert_eq!(e.kind(), ErrorKind::Authentication);
+        assert!(e.is_authentication());
+        let hidden = e.map_message(|_| Some("something else".into()));
+        assert!(hidden.is_authentication());
+        assert!(
+            !Error::config("authentication failed (check the user and password)")
+                .is_authentication()
+        );
+    }
+
+    /// Regression: a refused connection said only "error connecting to server", the driver's
+    /// outer error; the OS error under it ("Connection refused") was never shown, and a copy
+    /// handed to other waiters lost even that.
+    #[test]
+    fn the_cause_chain_is_shown_to_its_root_and_survives_a_duplicate() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error connecting to server")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        let e = Error::connection("connecting")
+            .not_applied()
+            .with_source(Outer(refused));
+        let shown = e.to_string();
+        assert_eq!(
+            shown,
+            "connection error: connecting: error connecting to server: Connection refused (os error 111)"
+        );
+        let copy = e.duplicate();
+        assert_eq!(copy.to_string(), shown);
+        assert_eq!(copy.outcome(), Outcome::NotApplied);
+        assert_eq!(copy.kind(), ErrorKind::Connection);
     }
 }

@@ -76,6 +76,7 @@ pub mod plugin;
 mod range;
 pub mod redact;
 mod registry;
+mod retry;
 #[cfg(test)]
 #[path = "../serde_json_version.rs"]
 mod serde_json_version;
@@ -86,7 +87,7 @@ pub use backend::{
     Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, Store, StoreExt,
 };
 pub use config::Role;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Outcome, Result, Status};
 pub use registry::{BackendFactory, Registry};
 pub use typed::{Backend, Typed};
 
@@ -116,6 +117,7 @@ pub mod raw {
         value_depth,
     };
     pub use crate::range::lrange_window;
+    pub use crate::retry::{Resend, RetryPolicy};
 }
 
 /// What an application needs in scope: the traits with their typed helpers, the error, the
@@ -134,7 +136,7 @@ pub mod raw {
 pub mod prelude {
     pub use crate::{
         Cache, CacheEntry, CacheExt, Database, DatabaseExt, Error, ErrorKind, KeyKind, KeyTtl,
-        Result, Store, StoreExt,
+        Outcome, Result, Status, Store, StoreExt,
     };
     pub use serde_json::{Value, json};
 }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use storage_core::raw::{Resend, RetryPolicy};
 use storage_core::telemetry;
 use storage_core::{Cache, Database, Error, Result};
 use tokio::sync::{Notify, Semaphore};
@@ -24,6 +25,14 @@ impl Op {
         }
     }
 }
+
+/// How the write-behind worker retries: without a limit (it keeps an operation until it lands,
+/// or until shutdown), backing off from 50 ms to 2 s.
+const WRITE_BEHIND_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: u32::MAX,
+    base_delay: Duration::from_millis(50),
+    max_delay: Duration::from_secs(2),
+};
 
 struct Queue {
     /// Queued operations. `stop` is set, and every push happens, under this lock, so no
@@ -430,11 +439,16 @@ async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>, cache: Arc<dyn Ca
             Op::Set(k, v) => database.set(k, v).await,
             Op::Delete(k) => database.delete(k).await.map(|_| ()),
         };
+        // Set and delete are idempotent: retried, as the one retry rule allows, until they
+        // land or shutdown's timeout aborts the worker.
+        let retry = result
+            .as_ref()
+            .err()
+            .and_then(|e| WRITE_BEHIND_RETRY.next_delay(e, Resend::Allowed, failures.min(6)));
         match result {
-            // Retried until it lands, or until shutdown's timeout aborts the worker.
-            Err(e) if e.is_transient() => {
+            Err(e) if retry.is_some() => {
                 failures += 1;
-                let delay = crate::walk::backoff(Duration::from_millis(50), failures.min(6));
+                let delay = retry.unwrap_or_default();
                 tracing::warn!(key = op.key(), error = %e, ?delay, "write-behind failed; will retry");
                 tokio::time::sleep(delay).await;
             }

@@ -3,26 +3,10 @@
 //! themselves (the configuration decides them) nor what is built (the registry's factories).
 
 use crate::status::{FailedCandidate, RoleStatus};
-use std::time::Duration;
 use storage_core::config::{BackendSpec, Role, RoleConfig};
+use storage_core::raw::{Resend, RetryPolicy};
 use storage_core::{Error, Result, telemetry};
 use tracing::Instrument;
-
-/// A small, dependency-free jitter source: the low bits of the clock.
-fn jitter_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
-}
-
-/// The delay before retry `n` (0-based): `base * 2^n`, capped at 2 s, with the upper half jittered.
-pub(crate) fn backoff(base: Duration, n: u32) -> Duration {
-    let exp = base
-        .saturating_mul(1u32 << n.min(16))
-        .min(Duration::from_secs(2));
-    exp.mul_f64(0.5 + 0.5 * jitter_fraction())
-}
 
 /// Reports which backend serves `role` and whether it is degraded (gauge
 /// `storage.role.degraded`), and counts a walk that did not end on the primary.
@@ -54,38 +38,40 @@ where
     let mut failed = Vec::new();
     for spec in chain.chain() {
         let span = tracing::info_span!("storage.connect", role = role.as_str(), backend = %spec);
-        let outcome = async {
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let result = tokio::time::timeout(spec.common.connect_timeout, open(spec))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::timeout(format!(
-                            "did not connect within {:?}",
-                            spec.common.connect_timeout
-                        )))
-                    });
-                match result {
-                    Ok(b) => return Ok(b),
-                    // Only a transient failure is worth retrying; a bad file stays bad.
-                    Err(e) if e.is_transient() && attempts <= spec.common.max_retries => {
-                        metrics::counter!(
-                            telemetry::CONNECT_RETRIES,
-                            telemetry::ROLE => role.as_str(),
-                            telemetry::SYSTEM => spec.type_name.clone()
-                        )
-                        .increment(1);
-                        let delay = backoff(spec.common.retry_delay, attempts - 1);
-                        tracing::debug!(error = %e, ?delay, attempts, "connect failed; retrying");
-                        tokio::time::sleep(delay).await;
+        // Connecting is idempotent: each candidate gets the retries its settings give, as the
+        // one retry rule allows (only a temporary failure; a bad file stays bad).
+        let attempts = std::cell::Cell::new(0u32);
+        let outcome = RetryPolicy::from_settings(&spec.common)
+            .run(
+                Resend::Allowed,
+                None,
+                |_| {
+                    attempts.set(attempts.get() + 1);
+                    async {
+                        tokio::time::timeout(spec.common.connect_timeout, open(spec))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Error::timeout(format!(
+                                    "did not connect within {:?}",
+                                    spec.common.connect_timeout
+                                ))
+                                .not_applied())
+                            })
                     }
-                    Err(e) => return Err((e, attempts)),
-                }
-            }
-        }
-        .instrument(span)
-        .await;
+                },
+                tokio::time::sleep,
+                |e, retries, delay| {
+                    metrics::counter!(
+                        telemetry::CONNECT_RETRIES,
+                        telemetry::ROLE => role.as_str(),
+                        telemetry::SYSTEM => spec.type_name.clone()
+                    )
+                    .increment(1);
+                    tracing::debug!(error = %e, ?delay, retries, "connect failed; retrying");
+                },
+            )
+            .instrument(span)
+            .await;
         match outcome {
             Ok(backend) => {
                 record_role(role, &spec.type_name, !failed.is_empty());
@@ -107,15 +93,19 @@ where
                     },
                 ));
             }
-            Err((e, _)) if e.is_authentication() => {
+            Err(e) if e.is_authentication() => {
                 // Wrong credentials are a configuration mistake: falling back would hide it.
-                return Err(Error::config(format!(
-                    "{role}: {spec} at {}: {}",
-                    spec.path,
-                    storage_core::redact::redact(e.message())
-                )));
+                return Err(Error::new(
+                    e.kind(),
+                    format!(
+                        "{role}: {spec} at {}: {}",
+                        spec.path,
+                        storage_core::redact::redact(e.message())
+                    ),
+                ));
             }
-            Err((e, attempts)) => {
+            Err(e) => {
+                let attempts = attempts.get();
                 tracing::warn!(role = role.as_str(), backend = %spec, error = %e, "storage backend failed to connect");
                 failed.push(FailedCandidate {
                     backend: spec.to_string(),

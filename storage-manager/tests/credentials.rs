@@ -32,7 +32,7 @@ async fn wrong_password_stops_the_fallback_walk() {
         .connect_cache()
         .await
         .expect_err("no fallback past wrong credentials");
-    assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
     assert!(e.to_string().contains("authentication failed"), "{e}");
     assert!(!e.to_string().contains("wrong-pw-7"), "{e}");
     assert!(
@@ -82,7 +82,7 @@ async fn a_missing_postgres_password_stops_the_fallback_walk() {
             .connect_database()
             .await
             .expect_err("no fallback past missing or wrong credentials");
-        assert_eq!(e.kind(), ErrorKind::Configuration, "{userinfo}: {e}");
+        assert_eq!(e.kind(), ErrorKind::Authentication, "{userinfo}: {e}");
         assert!(e.is_authentication(), "{userinfo}: {e}");
         assert!(e.to_string().contains(says), "{userinfo}: {e}");
         assert!(!e.to_string().contains("pg-wrong-pw"), "{e}");
@@ -138,7 +138,7 @@ async fn a_missing_redis_password_is_noticed_at_connect() {
             m.connect_database().await.map(drop)
         }
         .expect_err("a missing password must fail the connect");
-        assert_eq!(e.kind(), ErrorKind::Configuration, "{role}: {e}");
+        assert_eq!(e.kind(), ErrorKind::Authentication, "{role}: {e}");
         assert!(e.is_authentication(), "{role}: {e}");
         assert!(
             e.to_string()

@@ -4,39 +4,39 @@
 //!
 //! It is not a backend and knows no driver: each backend gives its own connection manager and
 //! a function that turns its driver's connect error into a storage [`Error`]. Nor is it the
-//! retry policy (that is each backend's command runner), though [`Resend`], how an operation
-//! says whether it may be sent again, is here, shared by both runners.
+//! retry policy (that is storage-core's `raw::RetryPolicy`, which each runner loops through).
 
 #![warn(missing_docs)]
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use storage_core::config::CommonSettings;
 use storage_core::telemetry::PoolState;
 use storage_core::{Error, Result};
 
 pub use bb8;
 
-/// Whether an operation may be sent again after a transient error: a property of the
-/// operation, decided where the operation is written.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Resend {
-    /// Idempotent (a read, `set`, `delete`): sending it twice leaves what sending it once does.
-    Allowed,
-    /// Not idempotent (`append`, `trim`): an error is returned as it is, never re-sent.
-    Never,
+/// A connect that failed: its error, and when the attempt began.
+#[derive(Debug)]
+pub struct ConnectFailure {
+    /// Why it failed.
+    pub error: Error,
+    /// When the attempt began: a checkout that began later did not wait for it, and is not
+    /// failed by it.
+    pub started: Instant,
 }
 
-/// How a backend reads its pool's connect errors: a storage [`Error`] for a connect that
-/// failed, or `None` for a pooled connection found stale on checkout (bb8 reports both the
-/// same way, but a stale connection is replaced, not a reason to fail the waiting operation).
-pub type Classify<E> = fn(E) -> Option<Error>;
+/// How a backend reads its pool's errors: a [`ConnectFailure`] for a connect that failed, or
+/// `None` for a pooled connection found stale on checkout (bb8 reports both the same way, but
+/// a stale connection is replaced, not a reason to fail the waiting operation).
+pub type Classify<E> = fn(E) -> Option<ConnectFailure>;
 
 /// The pool's connect failures: keeps the last one, so that a checkout timeout can say why, and
 /// wakes the checkouts waiting for a connection when a connect fails, so that they fail at once
 /// with that error instead of waiting out the acquire timeout.
 pub struct ConnectFailures<E> {
-    last: Arc<Mutex<Option<Error>>>,
+    last: Arc<Mutex<Option<ConnectFailure>>>,
     failed: Arc<tokio::sync::Notify>,
     classify: Classify<E>,
     system: &'static str,
@@ -71,9 +71,7 @@ impl<E: Send + 'static> bb8::ErrorSink<E> for ConnectFailures<E> {
             );
             return;
         };
-        tracing::debug!(db.system.name = self.system, %error, "connecting failed");
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
-        self.failed.notify_waiters();
+        self.sink_failure(error);
     }
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<E>> {
@@ -92,13 +90,29 @@ impl<E> ConnectFailures<E> {
         }
     }
 
-    /// The last connect error, as an error of its own (the same kind and message).
+    /// The last connect error, as an error of its own ([`Error::duplicate`]: its cause kept).
     pub fn last_error(&self) -> Option<Error> {
+        self.last_since(None)
+    }
+
+    /// The last connect error, if that connect began at `since` or later.
+    fn last_since(&self, since: Option<Instant>) -> Option<Error> {
         self.last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|e| Error::new(e.kind(), e.message().to_string()))
+            .filter(|f| since.is_none_or(|since| f.started >= since))
+            .map(|f| f.error.duplicate())
+    }
+}
+
+impl<E> ConnectFailures<E> {
+    /// Records a failed connect and wakes the checkouts waiting (what the error sink does with
+    /// a failure its classifier read).
+    fn sink_failure(&self, failure: ConnectFailure) {
+        tracing::debug!(db.system.name = self.system, error = %failure.error, "connecting failed");
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure);
+        self.failed.notify_waiters();
     }
 }
 
@@ -108,6 +122,7 @@ impl<E: Send + 'static> ConnectFailures<E> {
     pub fn run_error(&self, error: bb8::RunError<E>) -> Error {
         match error {
             bb8::RunError::User(e) => (self.classify)(e)
+                .map(|f| f.error)
                 .unwrap_or_else(|| Error::connection("a pooled connection went stale")),
             bb8::RunError::TimedOut => {
                 let last = self.last_error().map(|e| e.to_string());
@@ -138,18 +153,27 @@ impl<E: Send + 'static> ConnectFailures<E> {
         self.first_of(pool.get_owned()).await
     }
 
+    /// The connection `got` gives, or the error of a connect that began while this checkout
+    /// waited and failed. A connect that began earlier (for another operation, or before the
+    /// network came back) does not fail it: its error is another attempt's.
     async fn first_of<T>(
         &self,
         got: impl Future<Output = std::result::Result<T, bb8::RunError<E>>>,
     ) -> Result<T> {
-        let failed = self.failed.notified();
-        tokio::pin!(failed);
-        failed.as_mut().enable();
-        tokio::select! {
-            got = got => got.map_err(|e| self.run_error(e)),
-            () = failed => Err(self
-                .last_error()
-                .unwrap_or_else(|| Error::connection("connecting failed"))),
+        let began = Instant::now();
+        tokio::pin!(got);
+        loop {
+            let failed = self.failed.notified();
+            tokio::pin!(failed);
+            failed.as_mut().enable();
+            tokio::select! {
+                got = &mut got => return got.map_err(|e| self.run_error(e)),
+                () = failed => {
+                    if let Some(error) = self.last_since(Some(began)) {
+                        return Err(error);
+                    }
+                }
+            }
         }
     }
 }
@@ -186,7 +210,7 @@ pub fn state<M: bb8::ManageConnection>(pool: &bb8::Pool<M>) -> PoolState {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConnectFailures, builder};
+    use super::{ConnectFailure, ConnectFailures, builder};
     use bb8::ErrorSink;
     use std::time::{Duration, Instant};
     use storage_core::config::CommonSettings;
@@ -209,8 +233,11 @@ mod tests {
         }
     }
 
-    fn classify(e: &'static str) -> Option<Error> {
-        (e != "stale").then(|| Error::connection(e))
+    fn classify(e: &'static str) -> Option<ConnectFailure> {
+        (e != "stale").then(|| ConnectFailure {
+            error: Error::connection(e),
+            started: Instant::now(),
+        })
     }
 
     #[tokio::test]
@@ -230,6 +257,66 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
         assert!(e.to_string().contains("refused"), "{e}");
         assert_eq!(super::state(&pool).open, 0);
+    }
+
+    /// A server that never answers a connect.
+    struct Silent;
+
+    impl bb8::ManageConnection for Silent {
+        type Connection = ();
+        type Error = &'static str;
+        async fn connect(&self) -> Result<(), &'static str> {
+            std::future::pending().await
+        }
+        async fn is_valid(&self, _: &mut ()) -> Result<(), &'static str> {
+            Ok(())
+        }
+        fn has_broken(&self, _: &mut ()) -> bool {
+            false
+        }
+    }
+
+    fn failure(error: &str, started: Instant) -> ConnectFailure {
+        ConnectFailure {
+            error: Error::connection(error.to_string()),
+            started,
+        }
+    }
+
+    /// Regression: an operation failed with the error of a connect that began before it (17
+    /// operations in an 8 s stall said "connecting took longer than 5s" after 0 to 997 ms,
+    /// and after the network came back, such errors kept failing new operations). Only a
+    /// connect that began while the checkout waited fails it.
+    #[tokio::test]
+    async fn a_checkout_is_failed_only_by_a_connect_that_began_after_it() {
+        let failures = ConnectFailures::new("test", classify);
+        let common = CommonSettings {
+            pool_min: 0,
+            acquire_timeout: Duration::from_millis(400),
+            ..CommonSettings::default()
+        };
+        let pool = builder(&common, &failures).build_unchecked(Silent);
+        let (sink, earlier) = (failures.clone(), Instant::now());
+        let stale = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sink.sink_failure(failure("an older connect's error", earlier));
+        });
+        let Err(e) = failures.checkout(&pool).await else {
+            panic!("a silent server lent a connection");
+        };
+        stale.await.unwrap();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        let sink = failures.clone();
+        let fresh = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sink.sink_failure(failure("this connect's error", Instant::now()));
+        });
+        let Err(e) = failures.checkout(&pool).await else {
+            panic!("a silent server lent a connection");
+        };
+        fresh.await.unwrap();
+        assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+        assert!(e.to_string().contains("this connect's error"), "{e}");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use storage_core::config::BackendSpec;
+pub(crate) use storage_core::raw::Resend;
+use storage_core::raw::RetryPolicy;
 use storage_core::{Error, Result};
-pub(crate) use storage_pool::Resend;
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -27,13 +28,21 @@ const RETRIES: u32 = 2;
 
 pub(crate) type Pool = bb8::Pool<PgManager>;
 
-/// Maps a driver error to the contract's kinds; transient ones are those a retry may fix.
+/// Maps a driver error to the contract's kind, outcome and status, from the driver's types
+/// (the SQLSTATE, `is_closed`, an I/O cause), never its message.
+///
+/// An error the server answered with (it has a SQLSTATE) means the statement failed and its
+/// transaction rolled back: not applied. A failover (a shutting-down or read-only server), a
+/// serialization failure or a deadlock are temporary; a statement timeout (the server's own
+/// cancel) too. An error without one is the connection failing or closing: temporary, and its
+/// outcome is unknown (a statement may have been on the wire); the caller marks what it knows
+/// was never sent (`connecting`, preparing) as not applied.
 pub(crate) fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
     if let Some(code) = e.code() {
         // A failover shows as a shutting-down server or a read-only one (the old primary, now
-        // a standby): transient, and the connection is discarded, so the retry reaches the
+        // a standby): temporary, and the connection is discarded, so the retry reaches the
         // new primary.
-        let transient = [
+        let temporary = [
             SqlState::T_R_SERIALIZATION_FAILURE,
             SqlState::T_R_DEADLOCK_DETECTED,
             SqlState::ADMIN_SHUTDOWN,
@@ -42,36 +51,34 @@ pub(crate) fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
             SqlState::CANNOT_CONNECT_NOW,
             SqlState::TOO_MANY_CONNECTIONS,
         ];
-        if transient.contains(code) {
-            return Error::connection(format!(
-                "{what}: {}",
-                e.as_db_error()
-                    .map_or_else(|| e.to_string(), |d| d.message().to_string())
-            ));
-        }
-        if *code == SqlState::QUERY_CANCELED {
-            return Error::timeout(format!("{what}: statement timeout")).with_source(e);
-        }
-        if *code == SqlState::INVALID_PASSWORD
+        let said = |e: &tokio_postgres::Error| {
+            e.as_db_error()
+                .map(|d| format!("{what}: {} (SQLSTATE {})", d.message(), code.code()))
+                .unwrap_or_else(|| what.to_string())
+        };
+        let error = if temporary.contains(code) {
+            Error::connection(said(&e)).temporary()
+        } else if *code == SqlState::QUERY_CANCELED {
+            Error::timeout(format!("{what}: statement timeout")).with_source(e)
+        } else if *code == SqlState::INVALID_PASSWORD
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
-            return Error::authentication(what).with_source(e);
-        }
-        if *code == SqlState::INVALID_CATALOG_NAME {
-            return Error::config(format!("{what}: the database does not exist")).with_source(e);
-        }
-        // The server's own words and SQLSTATE say why (a constraint, a read-only server).
-        let said = e
-            .as_db_error()
-            .map(|d| format!("{what}: {} (SQLSTATE {})", d.message(), code.code()))
-            .unwrap_or_else(|| what.to_string());
-        return Error::other(said).with_source(e);
+            Error::authentication(what).with_source(e)
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            Error::config(format!("{what}: the database does not exist")).with_source(e)
+        } else {
+            // The server's own words and SQLSTATE say why (a constraint, a read-only server).
+            Error::other(said(&e)).permanent().with_source(e)
+        };
+        return error.not_applied();
     }
-    // No SQLSTATE: the connection failed or closed (transient), or the client side refused
-    // something (not transient).
+    // No SQLSTATE: the connection failed or closed (temporary; a statement may have been on
+    // the wire), or the client side refused something (permanent).
     let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     if e.is_closed() || io {
-        Error::connection(what.to_string()).with_source(e)
+        Error::connection(what.to_string())
+            .outcome_unknown()
+            .with_source(e)
     } else {
         Error::other(what.to_string()).with_source(e)
     }
@@ -176,10 +183,11 @@ impl PostgresBackend {
             .ok_or_else(|| Error::connection("backend is closed"))
     }
 
-    /// Runs `op` on a pooled connection under the operation timeout. An idempotent operation is
-    /// retried after a transient error; a non-idempotent one (append) never is. A connection
-    /// whose operation timed out or failed on I/O is marked broken and never lent again, and a
-    /// timed-out statement is cancelled on the server, so it holds no lock afterwards.
+    /// Runs `op` on a pooled connection under the operation timeout, sent again as
+    /// [`RetryPolicy`] allows (at most [`RETRIES`] times; an `append` only when the error
+    /// proves it did not run). A connection whose operation timed out or failed on I/O is
+    /// marked broken and never lent again, and a timed-out statement is cancelled on the
+    /// server, so it holds no lock afterwards.
     pub(crate) async fn run<T, F, Fut>(&self, resend: Resend, op: F) -> Result<T>
     where
         F: Fn(bb8::PooledConnection<'static, PgManager>, Arc<Statements>) -> Fut,
@@ -187,59 +195,73 @@ impl PostgresBackend {
     {
         let pool = self.pool()?;
         let deadline = tokio::time::Instant::now() + self.operation_timeout;
-        let mut tries = 0;
-        loop {
-            let checkout =
-                tokio::time::timeout_at(deadline, self.last_error.checkout_owned(&pool)).await;
-            self.pool_metrics
-                .maybe_report(|| storage_pool::state(&pool));
-            let result = match checkout {
-                // Nothing was sent: nothing happened.
-                Err(_) => {
-                    return Err(Error::timeout(format!(
-                        "no connection within the operation timeout ({:?}); nothing was sent",
-                        self.operation_timeout
-                    )));
-                }
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(conn)) => {
-                    let broken = conn.broken.clone();
-                    let cancel = conn.client.cancel_token();
-                    match tokio::time::timeout_at(deadline, op(conn, self.stmts.clone())).await {
-                        Ok(result) => {
-                            if let Err(e) = &result
-                                && breaks_connection(e)
-                            {
-                                broken.store(true, Ordering::Relaxed);
-                            }
-                            result
-                        }
-                        Err(_) => {
-                            broken.store(true, Ordering::Relaxed);
-                            let tls = self.tls.clone();
-                            tokio::spawn(async move {
-                                let limit = Duration::from_secs(5);
-                                let _ = tokio::time::timeout(limit, cancel.cancel_query(tls)).await;
-                            });
-                            return Err(Error::timeout(format!(
-                                "no answer within {:?}; the statement was cancelled on the server, but it may have completed first: the outcome is unknown",
-                                self.operation_timeout
-                            )));
-                        }
-                    }
-                }
-            };
-            match result {
-                Err(e)
-                    if resend == Resend::Allowed
-                        && e.kind() == storage_core::ErrorKind::Connection
-                        && tries < RETRIES =>
+        let policy = RetryPolicy {
+            max_retries: RETRIES,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        };
+        policy
+            .run(
+                resend,
+                Some(deadline.into_std()),
+                |_| self.attempt(&pool, deadline, &op),
+                tokio::time::sleep,
+                |e, retries, delay| tracing::debug!(error = %e, retries, ?delay, "sending again"),
+            )
+            .await
+    }
+
+    /// One try of `op`, by `deadline`.
+    async fn attempt<T, F, Fut>(
+        &self,
+        pool: &Pool,
+        deadline: tokio::time::Instant,
+        op: &F,
+    ) -> Result<T>
+    where
+        F: Fn(bb8::PooledConnection<'static, PgManager>, Arc<Statements>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let checkout =
+            tokio::time::timeout_at(deadline, self.last_error.checkout_owned(pool)).await;
+        self.pool_metrics.maybe_report(|| storage_pool::state(pool));
+        let conn = match checkout {
+            Err(_) => {
+                return Err(Error::timeout(format!(
+                    "no connection within the operation timeout ({:?}); nothing was sent",
+                    self.operation_timeout
+                ))
+                .not_applied());
+            }
+            // Nothing was sent: the checkout's own error (a failed connect) says why.
+            Ok(Err(e)) => return Err(e.not_applied()),
+            Ok(Ok(conn)) => conn,
+        };
+        let broken = conn.broken.clone();
+        let cancel = conn.client.cancel_token();
+        match tokio::time::timeout_at(deadline, op(conn, self.stmts.clone())).await {
+            Ok(result) => {
+                if let Err(e) = &result
+                    && breaks_connection(e)
                 {
-                    tries += 1;
-                    tracing::debug!(error = %e, tries, "retrying an idempotent operation");
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(tries))).await;
+                    broken.store(true, Ordering::Relaxed);
                 }
-                other => return other,
+                result
+            }
+            Err(_) => {
+                broken.store(true, Ordering::Relaxed);
+                let tls = self.tls.clone();
+                tokio::spawn(async move {
+                    let limit = Duration::from_secs(5);
+                    let _ = tokio::time::timeout(limit, cancel.cancel_query(tls)).await;
+                });
+                // The cancel request is sent, not confirmed: the statement may have committed
+                // before it arrived, or after this error is returned.
+                Err(Error::timeout(format!(
+                    "no answer within {:?}; a cancel request was sent to the server, but the statement may have completed first or may still complete: the outcome is unknown",
+                    self.operation_timeout
+                ))
+                .outcome_unknown())
             }
         }
     }

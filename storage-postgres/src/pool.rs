@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use storage_core::{Error, Result};
+use storage_pool::ConnectFailure;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// A connection idle longer than this is checked with a round trip before it is lent.
@@ -47,7 +48,8 @@ impl PgConn {
             .client
             .prepare(sql)
             .await
-            .map_err(|e| pg_error(e, "preparing a statement"))?;
+            // A statement prepared is not the operation's: whatever failed, it did not run.
+            .map_err(|e| pg_error(e, "preparing a statement").not_applied())?;
         self.statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
@@ -102,7 +104,11 @@ impl bb8::ManageConnection for PgManager {
     type Error = PgPoolError;
 
     async fn connect(&self) -> std::result::Result<PgConn, PgPoolError> {
-        self.open().await.map_err(PgPoolError::Connect)
+        let started = Instant::now();
+        self.open().await.map_err(|e| PgPoolError::Connect {
+            error: e.not_applied(),
+            started,
+        })
     }
 
     async fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), PgPoolError> {
@@ -161,17 +167,17 @@ impl PgManager {
 /// on checkout (bb8 hands both to the error sink; only the first fails an operation).
 #[derive(Debug)]
 pub(crate) enum PgPoolError {
-    /// Connecting failed.
-    Connect(Error),
+    /// Connecting, begun at `started`, failed.
+    Connect { error: Error, started: Instant },
     /// A pooled connection was closed, or did not answer a check; it is replaced.
     Stale(&'static str),
 }
 
 /// How the pool's failures read: a failed connect is the operation's error, a stale
 /// connection is replaced.
-pub(crate) fn classify(error: PgPoolError) -> Option<Error> {
+pub(crate) fn classify(error: PgPoolError) -> Option<ConnectFailure> {
     match error {
-        PgPoolError::Connect(e) => Some(e),
+        PgPoolError::Connect { error, started } => Some(ConnectFailure { error, started }),
         PgPoolError::Stale(why) => {
             tracing::debug!(why, "postgresql: a pooled connection went stale");
             None

@@ -7,9 +7,9 @@ use crate::core::{BATCH, RedisBackend, decode, not_utf8_key, wrong_type};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
+use storage_core::raw::Resend;
 use storage_core::raw::encode_value;
 use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
-use storage_pool::Resend;
 
 #[async_trait]
 impl Store for RedisBackend {

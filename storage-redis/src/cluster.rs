@@ -7,17 +7,17 @@
 //! are computed by redis-rs's [`Slot::for_key`] and commands are routed by its router.
 
 use crate::config::RedisConfig;
-use crate::core::{BATCH, Links, RedisBackend, redis_error};
+use crate::core::{BATCH, Links, RedisBackend, Sent, redis_error};
 use redis::RedisFuture;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{Cmd, Pipeline, RedisError};
+use redis::{Cmd, Pipeline};
 use std::collections::HashMap;
 use storage_core::config::BackendSpec;
+use storage_core::raw::Resend;
 use storage_core::{Error, Result};
-use storage_pool::Resend;
 
 /// A connection to one server or to a cluster; commands are sent the same way to both.
 #[derive(Clone)]
@@ -111,7 +111,7 @@ pub(crate) async fn connect(
                         "connecting to {describe} took longer than {limit:?}"
                     ))
                 })?
-                .map_err(|e| redis_error(e, "connecting to the cluster"))
+                .map_err(|e| redis_error(e, "connecting to the cluster", Sent::No))
         }
     };
     // Redirections and reconnects count as retries in redis-rs: give the retrying connection
@@ -119,25 +119,6 @@ pub(crate) async fn connect(
     let retrying = connect(build(settings.max_retries_per_request.max(1) * 4)?).await?;
     let once = connect(build(0)?).await?;
     Ok(ClusterLinks { retrying, once })
-}
-
-/// Whether the server's answer proves the command did not run: a redirection, a slot being
-/// moved or not served, or a replica refusing a write. Such a command can be re-sent even
-/// when it is not idempotent.
-pub(crate) fn not_applied(e: &RedisError) -> bool {
-    e.is_connection_refusal()
-        || matches!(
-            e.code(),
-            Some(
-                "MOVED"
-                    | "ASK"
-                    | "TRYAGAIN"
-                    | "CLUSTERDOWN"
-                    | "READONLY"
-                    | "MASTERDOWN"
-                    | "LOADING"
-            )
-        )
 }
 
 impl RedisBackend {
@@ -171,7 +152,7 @@ impl RedisBackend {
         )
         .await
         .map_err(|_| Error::timeout("reading the cluster's slots: no answer in time"))?
-        .map_err(|e| redis_error(e, "reading the cluster's slots"))?;
+        .map_err(|e| redis_error(e, "reading the cluster's slots", Sent::Yes))?;
         let mut primaries = Vec::new();
         for (host, port) in primaries_of(&reply)? {
             if !primaries.contains(&(host.clone(), port)) {

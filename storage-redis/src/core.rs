@@ -8,7 +8,6 @@
 use crate::cluster::{self, ClusterLinks};
 use crate::config::{RedisConfig, TYPE_NAME};
 use crate::pool::{LastError, Manager, Pool};
-use bb8::ManageConnection;
 use redis::{AsyncConnectionConfig, Client, Pipeline, RedisError};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -54,46 +53,83 @@ pub(crate) fn not_utf8_key(raw: &[u8]) -> Error {
 }
 
 pub(crate) fn is_wrong_type(e: &RedisError) -> bool {
+    // WRONGTYPE is a reply code redis-rs does not type; the code, not the message, is read.
     e.code() == Some("WRONGTYPE")
 }
 
-/// Maps a redis-rs error; connection-level failures are transient, a refused password is a
-/// configuration error (retrying or falling back cannot fix it).
-pub(crate) fn redis_error(e: RedisError, what: &str) -> Error {
-    if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || e.code() == Some("NOAUTH")
-        || e.code() == Some("WRONGPASS")
-    {
-        Error::authentication(what)
-    } else if e.is_timeout() {
-        // Redis cannot cancel a command: it may have run.
-        Error::timeout(format!(
-            "{what}: the server did not answer in time; the command may have been applied: the outcome is unknown"
-        ))
-        .with_source(e)
-    } else if e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
-    {
-        Error::connection(format!("{what}: {e}"))
-    } else if matches!(
-        e.code(),
-        Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "READONLY")
-    ) {
-        Error::connection(format!(
-            "{what}: the cluster is moving a slot or failing over ({e})"
-        ))
-    } else if matches!(e.code(), Some("LOADING" | "MASTERDOWN")) {
-        Error::connection(format!("{what}: server busy ({e})"))
-    } else {
-        Error::other(format!("{what}: {e}"))
-    }
+/// How far a command got when its error came: whether the server may have run it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Sent {
+    /// Nothing was written to the server (connecting, or checking a connection out).
+    No,
+    /// The command was written; its answer may be lost.
+    Yes,
 }
 
-/// Whether `redis_error` would call `e` transient (a connection or busy-server error).
-pub(crate) fn redis_error_is_transient(e: &RedisError) -> bool {
-    redis_error(e.clone(), "").kind() == storage_core::ErrorKind::Connection
+/// Maps a redis-rs error to the contract's kind, outcome and status, from the driver's typed
+/// kinds (never its message): a refused password is an authentication error; a redirection,
+/// a slot not served, a replica refusing a write, a loading or failing-over server are
+/// temporary and not applied (the server refused the command); a lost connection or a
+/// timeout is temporary, and after `Sent::Yes` its outcome is unknown (Redis cannot cancel a
+/// command); any other reply from the server is a permanent rejection, not applied.
+pub(crate) fn redis_error(e: RedisError, what: &str, sent: Sent) -> Error {
+    use redis::{ErrorKind as Kind, ServerErrorKind as Server};
+    let lost = |e: Error| match sent {
+        Sent::No => e.not_applied(),
+        Sent::Yes => e.outcome_unknown(),
+    };
+    match e.kind() {
+        // NOAUTH and WRONGPASS are reply codes redis-rs does not type.
+        Kind::AuthenticationFailed => return Error::authentication(what),
+        _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) => {
+            return Error::authentication(what);
+        }
+        _ => {}
+    }
+    if e.is_timeout() {
+        return lost(match sent {
+            Sent::No => Error::timeout(format!(
+                "{what}: the server did not answer in time; nothing was sent"
+            )),
+            Sent::Yes => Error::timeout(format!(
+                "{what}: the server did not answer in time; Redis cannot cancel a command, so it may have run: the outcome is unknown"
+            )),
+        })
+        .with_source(e);
+    }
+    if e.is_connection_refusal() {
+        return Error::connection(what.to_string())
+            .not_applied()
+            .with_source(e);
+    }
+    if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+        let said = match sent {
+            Sent::No => what.to_string(),
+            Sent::Yes => format!(
+                "{what}: the connection was lost after the command was sent: the outcome is unknown"
+            ),
+        };
+        return lost(Error::connection(said)).with_source(e);
+    }
+    match e.kind() {
+        Kind::Server(
+            Server::Moved | Server::Ask | Server::TryAgain | Server::ClusterDown | Server::ReadOnly,
+        ) => Error::connection(format!(
+            "{what}: the cluster is moving a slot or failing over"
+        ))
+        .not_applied()
+        .with_source(e),
+        Kind::Server(Server::BusyLoading | Server::MasterDown) => {
+            Error::connection(format!("{what}: the server is busy"))
+                .not_applied()
+                .with_source(e)
+        }
+        // The server answered with an error: it did not run the command.
+        Kind::Server(_) | Kind::Extension => {
+            Error::other(what.to_string()).not_applied().with_source(e)
+        }
+        _ => Error::other(what.to_string()).with_source(e),
+    }
 }
 
 pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
@@ -222,7 +258,7 @@ impl RedisBackend {
         // once, and the manager's fallback moves on without waiting for a pool timeout.
         let describe = spec.to_string();
         let limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
-        let first = tokio::time::timeout(limit, manager.connect())
+        let first = tokio::time::timeout(limit, manager.open())
             .await
             .map_err(|_| {
                 Error::timeout(format!(
@@ -230,7 +266,7 @@ impl RedisBackend {
                 ))
             })?
             .map_err(|e| {
-                let error = redis_error(e, "connecting");
+                let error = redis_error(e, "connecting", Sent::No);
                 let no_password = manager
                     .client
                     .get_connection_info()
@@ -315,6 +351,9 @@ impl RedisBackend {
         atomic: bool,
     ) -> Result<()> {
         let groups = self.slot_groups(entries);
+        // A batch is applied whole or not at all only as one `MULTI`/`EXEC`: a pipeline of
+        // plain commands, or one transaction per slot, may fail after part of it landed.
+        let one_transaction = atomic && groups.len() == 1;
         let atomic = atomic || groups.len() > 1;
         let pipes: Vec<Pipeline> = groups
             .iter()
@@ -339,7 +378,14 @@ impl RedisBackend {
                 .iter()
                 .map(|pipe| self.pipeline::<()>(pipe, "storing the batch")),
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            if one_transaction {
+                e
+            } else {
+                e.outcome_unknown()
+            }
+        })?;
         Ok(())
     }
 }

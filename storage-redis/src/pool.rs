@@ -2,13 +2,13 @@
 //! the configured timeouts), a broken flag set by I/O errors, and how its connect errors read.
 //! Not the retry policy (that is `RedisBackend::with_conn`).
 
-use crate::core::redis_error;
+use crate::core::{Sent, redis_error};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use storage_core::Error;
+use storage_pool::ConnectFailure;
 
 /// A pooled connection, whether an I/O error has broken it, and when it last carried a command.
 pub struct Conn {
@@ -27,11 +27,43 @@ pub struct Manager {
     pub(crate) config: AsyncConnectionConfig,
 }
 
+/// A connect that failed, begun at `started`; or a check that failed (`started` is then the
+/// check's time, which fails no waiting checkout: the runner checks connections itself).
+#[derive(Debug)]
+pub struct ConnectError {
+    error: RedisError,
+    started: std::time::Instant,
+}
+
 impl bb8::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = RedisError;
+    type Error = ConnectError;
 
-    async fn connect(&self) -> std::result::Result<Conn, RedisError> {
+    async fn connect(&self) -> std::result::Result<Conn, ConnectError> {
+        let started = std::time::Instant::now();
+        self.open()
+            .await
+            .map_err(|error| ConnectError { error, started })
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), ConnectError> {
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn.inner)
+            .await
+            .map_err(|error| ConnectError {
+                error,
+                started: std::time::Instant::now(),
+            })
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken.load(Ordering::Relaxed)
+    }
+}
+
+impl Manager {
+    /// One connection, with a PING when no password proves the server's consent.
+    pub(crate) async fn open(&self) -> std::result::Result<Conn, RedisError> {
         let mut inner = self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
@@ -54,23 +86,18 @@ impl bb8::ManageConnection for Manager {
             last_used: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         })
     }
-
-    async fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), RedisError> {
-        redis::cmd("PING").query_async::<()>(&mut conn.inner).await
-    }
-
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken.load(Ordering::Relaxed)
-    }
 }
 
 pub(crate) type Pool = bb8::Pool<Manager>;
 
 /// How the pool's failures read: every one is a failed connect (the check on checkout is the
 /// runner's own, so bb8 reports no stale connection here).
-pub(crate) fn classify(error: RedisError) -> Option<Error> {
-    Some(redis_error(error, "connecting"))
+pub(crate) fn classify(error: ConnectError) -> Option<ConnectFailure> {
+    Some(ConnectFailure {
+        error: redis_error(error.error, "connecting", Sent::No),
+        started: error.started,
+    })
 }
 
 /// The pool's connect failures, read by [`classify`].
-pub(crate) type LastError = storage_pool::ConnectFailures<RedisError>;
+pub(crate) type LastError = storage_pool::ConnectFailures<ConnectError>;

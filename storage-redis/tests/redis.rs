@@ -206,7 +206,7 @@ async fn wrong_password_is_a_configuration_error_at_once() {
     let started = Instant::now();
     let m = storage_manager_free_open(&yaml).await;
     let e = m.expect_err("a wrong password must not connect");
-    assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
     assert!(e.is_authentication(), "{e}");
     assert!(!e.to_string().contains("wrong-pw-9"), "{e}");
     // Not retried: three retries would take over a second.

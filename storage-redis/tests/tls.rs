@@ -73,7 +73,7 @@ async fn tls_rediss_with_a_wrong_ca_is_refused() {
     .await
     .expect_err("an unrelated CA must be refused");
     assert!(
-        err.is_transient() || err.to_string().contains("certificate"),
+        err.is_temporary() || err.to_string().contains("certificate"),
         "{err}"
     );
     // Plain text against the TLS-only port is refused too.

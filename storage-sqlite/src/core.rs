@@ -261,6 +261,7 @@ impl SqliteBackend {
                 Error::timeout(format!(
                     "no pooled connection within the acquire timeout: {e}"
                 ))
+                .not_applied()
             })?;
             let limited = remaining < busy;
             conn.busy_timeout(busy.min(remaining))
@@ -271,6 +272,7 @@ impl SqliteBackend {
                         "the operation timeout ({} ms, operationTimeoutMillis) passed while another writer held the database",
                         operation_timeout.as_millis()
                     ))
+                    .not_applied()
                     .with_source(e))
                 }
                 other => other,

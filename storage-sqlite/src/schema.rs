@@ -38,36 +38,38 @@ const MIGRATIONS: &[&str] = &[
 
 pub(crate) fn sql_error(e: r2d2_sqlite::rusqlite::Error, what: &str) -> Error {
     use r2d2_sqlite::rusqlite::Error as E;
-    let kind_msg = match &e {
-        E::SqliteFailure(f, _) => match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                return Error::timeout(format!(
-                    "{what}: the database stayed locked by another writer past the busy timeout"
-                ))
-                .with_source(e);
-            }
-            ErrorCode::NotADatabase => {
-                return Error::config(format!("{what}: the file is not a SQLite database"))
-                    .with_source(e);
-            }
-            ErrorCode::DatabaseCorrupt => {
-                return Error::other(format!("{what}: the database file is corrupt"))
-                    .with_source(e);
-            }
-            ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
-                return Error::connection(format!(
-                    "{what}: cannot open or write the database file"
-                ))
-                .with_source(e);
-            }
-            ErrorCode::DiskFull | ErrorCode::SystemIoFailure => {
-                return Error::connection(format!("{what}: I/O error")).with_source(e);
-            }
-            _ => what.to_string(),
-        },
-        _ => what.to_string(),
+    // Every write is one transaction, rolled back on any error before its commit: SQLite's
+    // error means the operation did not take effect, unless the disk failed under the commit
+    // itself (an I/O error), whose outcome is unknown.
+    let code = match &e {
+        E::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
     };
-    Error::other(kind_msg).with_source(e)
+    let error = match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::timeout(format!(
+            "{what}: the database stayed locked by another writer past the busy timeout"
+        ))
+        .not_applied(),
+        Some(ErrorCode::NotADatabase) => {
+            Error::config(format!("{what}: the file is not a SQLite database"))
+        }
+        Some(ErrorCode::DatabaseCorrupt) => {
+            Error::other(format!("{what}: the database file is corrupt")).not_applied()
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            Error::connection(format!("{what}: cannot open or write the database file"))
+                .not_applied()
+        }
+        Some(ErrorCode::DiskFull) => {
+            Error::connection(format!("{what}: the disk is full")).not_applied()
+        }
+        Some(ErrorCode::SystemIoFailure) => {
+            Error::connection(format!("{what}: I/O error")).outcome_unknown()
+        }
+        Some(_) => Error::other(what.to_string()).not_applied(),
+        None => Error::other(what.to_string()),
+    };
+    error.with_source(e)
 }
 
 /// Checks that the file is ours (or empty), refuses it otherwise without writing to it, and

@@ -1,6 +1,6 @@
 //! The fault cases themselves: each breaks the traffic one way and checks the contract.
 
-use super::{Check, Cx, Opened, bound, fails_within};
+use super::{Check, Cx, Opened, all_not_applied, bound, fails_within};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +11,19 @@ pub(super) async fn refused(cx: Arc<Cx>) -> Check {
     cx.every_operation("warm").await;
     cx.proxy.set(Fault::Refuse);
     let each = bound(cx.limits.connect);
-    fails_within(cx.every_operation("refused"), each, ErrorKind::Connection).await?;
-    cx.recovers().await
+    // The first round may meet connections the refusal cut after a command was written; by
+    // the second, no connection exists and none can be made: nothing reaches the server.
+    let first = fails_within(cx.every_operation("refused"), each, ErrorKind::Connection).await?;
+    let again = fails_within(
+        cx.every_operation("refused-again"),
+        each,
+        ErrorKind::Connection,
+    )
+    .await?;
+    all_not_applied(&again)?;
+    cx.recovers().await?;
+    cx.not_applied_left_nothing("refused", &first).await?;
+    cx.not_applied_left_nothing("refused-again", &again).await
 }
 
 pub(super) async fn black_hole(cx: Arc<Cx>) -> Check {
@@ -20,14 +31,18 @@ pub(super) async fn black_hole(cx: Arc<Cx>) -> Check {
     cx.proxy.set(Fault::BlackHole);
     let each = bound(cx.limits.operation);
     // On the open connections, then on new ones (the first round broke the old ones).
-    fails_within(cx.every_operation("stalled"), each, ErrorKind::Timeout).await?;
-    fails_within(
+    let first = fails_within(cx.every_operation("stalled"), each, ErrorKind::Timeout).await?;
+    let again = fails_within(
         cx.every_operation("stalled-again"),
         each,
         ErrorKind::Timeout,
     )
     .await?;
     cx.recovers().await?;
+    // A write that said it was not applied must not land once the stall clears.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cx.not_applied_left_nothing("stalled", &first).await?;
+    cx.not_applied_left_nothing("stalled-again", &again).await?;
     // Every pool slot is usable again: twice the pool's size at once.
     let n = cx.limits.pool_max * 2;
     let mut tasks = Vec::new();
@@ -74,6 +89,16 @@ pub(super) async fn lost_reply_append(cx: Arc<Cx>) -> Check {
         if n > 1 {
             return Err(format!(
                 "the lost reply made the write land {n} times ({r:?})"
+            ));
+        }
+        // The request reached the server and its answer was lost: the caller cannot know
+        // whether it landed, and must be told so, not handed a plain connection error.
+        if let Err(e) = &r
+            && e.outcome() != storage_core::Outcome::Unknown
+        {
+            return Err(format!(
+                "an append whose reply was lost (it landed {n} times) said its outcome is {}: {e}",
+                e.outcome().code()
             ));
         }
         if r.is_ok() && n == 0 {
@@ -180,9 +205,12 @@ pub(super) async fn timed_out_append(cx: Arc<Cx>) -> Check {
     if n > 1 {
         return Err(format!("a timed-out append landed {n} times"));
     }
-    if n == 1 && !e.message().contains("outcome is unknown") {
+    // The request was on its way when the time ran out: whether or not it lands, the
+    // timeout must say the outcome is unknown (a cancel request, if any, is not confirmed).
+    if e.outcome() != storage_core::Outcome::Unknown {
         return Err(format!(
-            "the append landed after a timeout that did not say its outcome was unknown: {e}"
+            "a timed-out append (landed {n} times) said its outcome is {}: {e}",
+            e.outcome().code()
         ));
     }
     // Nothing holds the key's lock: a write to it goes through.

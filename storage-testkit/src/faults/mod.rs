@@ -114,7 +114,7 @@ fn bound(d: Duration) -> Duration {
 
 impl Cx {
     /// Every kind of operation, each as a future that reports its name.
-    async fn every_operation(&self, tag: &str) -> Vec<(&'static str, Result<()>)> {
+    async fn every_operation(&self, tag: &str) -> Results {
         let b = &self.backend;
         let key = format!("fault:{tag}");
         let mut out = vec![
@@ -133,6 +133,41 @@ impl Cx {
             out.push(("get_range", d.get_range(&list, -2, -1).await.map(|_| ())));
         }
         out
+    }
+
+    /// After the fault cleared: every write of [`Cx::every_operation`]`(tag)` whose error said
+    /// it was not applied left no trace (the value not stored, the item not appended).
+    async fn not_applied_left_nothing(&self, tag: &str, results: &Results) -> Check {
+        let said_not_applied = |name: &str| {
+            results.iter().any(|(op, r)| {
+                *op == name
+                    && r.as_ref()
+                        .is_err_and(|e| e.outcome() == storage_core::Outcome::NotApplied)
+            })
+        };
+        let value = json!(tag);
+        if said_not_applied("set") {
+            let now = self.backend.store().get(&format!("fault:{tag}")).await;
+            if now.as_ref().is_ok_and(|v| v.as_ref() == Some(&value)) {
+                return Err(format!(
+                    "set said it was not applied, but fault:{tag} holds it"
+                ));
+            }
+        }
+        if said_not_applied("append")
+            && let Some(d) = self.backend.db()
+        {
+            let list = d
+                .get_range(&format!("fault:list:{tag}"), 0, -1)
+                .await
+                .map_err(|e| e.to_string())?;
+            if list.contains(&value) {
+                return Err(format!(
+                    "append said it was not applied, but the list holds {value}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The same backend object serves again within 2 s of the fault clearing.
@@ -157,16 +192,20 @@ impl Cx {
     }
 }
 
-/// Times `f`, failing unless it ends within `limit` with an error of `kind`.
-async fn fails_within<F: std::future::Future<Output = Vec<(&'static str, Result<()>)>>>(
+/// What [`Cx::every_operation`] did: each operation's name and result.
+type Results = Vec<(&'static str, Result<()>)>;
+
+/// Times `f`, failing unless every operation ends within `each_limit` with an error of
+/// `kind`; gives the results back for the case to read their outcomes.
+async fn fails_within<F: std::future::Future<Output = Results>>(
     f: F,
     each_limit: Duration,
     kind: ErrorKind,
-) -> Check {
+) -> std::result::Result<Results, String> {
     let started = Instant::now();
     let results = f.await;
     let n = results.len() as u32;
-    for (op, r) in results {
+    for (op, r) in &results {
         match r {
             Err(e) if e.kind() == kind => {}
             Err(e) => return Err(format!("{op}: expected a {kind} error, got {e}")),
@@ -178,6 +217,21 @@ async fn fails_within<F: std::future::Future<Output = Vec<(&'static str, Result<
         return Err(format!(
             "{n} operations took {took:?}, more than {each_limit:?} each"
         ));
+    }
+    Ok(results)
+}
+
+/// Fails unless every operation says it was not applied: nothing could reach the server.
+fn all_not_applied(results: &Results) -> Check {
+    for (op, r) in results {
+        if let Err(e) = r
+            && e.outcome() != storage_core::Outcome::NotApplied
+        {
+            return Err(format!(
+                "{op}: nothing could reach the server, but the error says the outcome is {}: {e}",
+                e.outcome().code()
+            ));
+        }
     }
     Ok(())
 }
