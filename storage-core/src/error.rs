@@ -222,6 +222,7 @@ impl Error {
     }
 
     /// A pool checkout that timed out, naming the last connection error the pool saw, if any.
+    /// Nothing was sent: [`Outcome::NotApplied`].
     pub fn checkout_timeout(last_connection_error: Option<&str>) -> Self {
         Self::timeout(match last_connection_error {
             Some(why) => format!(
@@ -229,6 +230,7 @@ impl Error {
             ),
             None => "no pooled connection within the acquire timeout".to_string(),
         })
+        .not_applied()
     }
 
     /// The server refused the credentials: an [`ErrorKind::Authentication`] error, which the

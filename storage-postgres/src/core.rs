@@ -149,6 +149,7 @@ impl PostgresBackend {
                 Error::timeout(format!(
                     "connecting to {describe} took longer than {connect_limit:?}"
                 ))
+                .not_applied()
             })??;
         let last_error = LastError::new(TYPE_NAME, pool::classify);
         let pool = storage_pool::builder(&spec.common, &last_error)

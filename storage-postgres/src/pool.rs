@@ -105,10 +105,9 @@ impl bb8::ManageConnection for PgManager {
 
     async fn connect(&self) -> std::result::Result<PgConn, PgPoolError> {
         let started = Instant::now();
-        self.open().await.map_err(|e| PgPoolError::Connect {
-            error: e.not_applied(),
-            started,
-        })
+        self.open()
+            .await
+            .map_err(|error| PgPoolError::Connect { error, started })
     }
 
     async fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), PgPoolError> {
@@ -143,6 +142,7 @@ impl PgManager {
                     "connecting (TCP, TLS, startup and authentication) took longer than {:?}",
                     self.connect_timeout
                 ))
+                .not_applied()
             })?
             .map_err(|e| {
                 let error = pg_error(e, "connecting");
@@ -151,7 +151,8 @@ impl PgManager {
                         "connecting: the server asks for a password and the configuration gives none",
                     )
                 } else {
-                    error
+                    // No operation had been sent on a connection still connecting.
+                    error.not_applied()
                 }
             })?;
         Ok(PgConn {

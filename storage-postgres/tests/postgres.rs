@@ -420,3 +420,32 @@ async fn expired_rows_are_reclaimed_without_reads() {
     assert!(rows <= 256, "{rows} rows left of 10,256 written");
     cache.close().await.unwrap();
 }
+
+/// Regression: a refused connection said only "connection error: connecting" or "error
+/// connecting to server"; the operating system's reason under the driver's error was lost.
+/// Nothing listens on the port, so nothing was sent: the outcome is "not applied".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_names_its_cause_and_applied_nothing() {
+    let port = storage_servers::free_port().unwrap();
+    let yaml = format!(
+        "database: {{ type: postgresql, url: 'postgresql://postgres@127.0.0.1:{port}/postgres', connectionTimeoutMillis: 2000 }}\ncache: {{ type: in-memory }}"
+    );
+    let mut registry = Registry::new();
+    registry
+        .register(Arc::new(storage_postgres::PostgresFactory::new()))
+        .unwrap();
+    registry
+        .register(Arc::new(storage_memory_stub::Memory))
+        .unwrap();
+    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
+        .unwrap()
+        .resolve(&registry)
+        .unwrap();
+    let Err(e) = registry.open_database(&config.database.primary).await else {
+        panic!("connected to a port nothing listens on");
+    };
+    let shown = e.to_string();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{shown}");
+    assert!(shown.to_lowercase().contains("refused"), "{shown}");
+    assert_eq!(e.outcome(), storage_core::Outcome::NotApplied, "{shown}");
+}

@@ -110,6 +110,7 @@ pub(crate) async fn connect(
                     Error::timeout(format!(
                         "connecting to {describe} took longer than {limit:?}"
                     ))
+                    .not_applied()
                 })?
                 .map_err(|e| redis_error(e, "connecting to the cluster", Sent::No))
         }

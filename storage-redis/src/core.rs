@@ -264,6 +264,7 @@ impl RedisBackend {
                 Error::timeout(format!(
                     "connecting to {describe} took longer than {limit:?}"
                 ))
+                .not_applied()
             })?
             .map_err(|e| {
                 let error = redis_error(e, "connecting", Sent::No);

@@ -288,6 +288,12 @@ fn cases() -> Vec<FaultCase> {
             run: |cx| Box::pin(timed_out_append(cx)),
         },
         FaultCase {
+            name: "fault_stall_then_operations_after_it_fail_on_no_older_connect",
+            database_only: false,
+            limits: d,
+            run: |cx| Box::pin(stall_then_recover(cx)),
+        },
+        FaultCase {
             name: "fault_idle_restart_then_every_operation_succeeds",
             database_only: false,
             limits: d,
