@@ -92,3 +92,12 @@ fn a_read_only_layer_through_the_manager() {
     let out = run(bin, dir.path(), &[]);
     assert!(out.contains("still 3 turn(s)"), "{out}");
 }
+
+#[test]
+fn an_append_whose_outcome_is_unknown_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(env!("CARGO_BIN_EXE_append_once"), dir.path(), &[]);
+    assert!(out.contains("append failed (unknown)"), "{out}");
+    assert!(out.contains("not sent again"), "{out}");
+    assert!(out.contains("the list holds the turn 1 time(s)"), "{out}");
+}

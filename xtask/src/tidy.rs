@@ -217,3 +217,54 @@ fn no_backend_depends_on_another() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// Where errors are classified: the contract, the pool, the backends and the manager.
+const CLASSIFYING_CRATES: [&str; 8] = [
+    "storage-core/src/",
+    "storage-pool/src/",
+    "storage-memory/src/",
+    "storage-sqlite/src/",
+    "storage-postgres/src/",
+    "storage-redis/src/",
+    "storage-manager/src/",
+    "plugins/storage-redb/src/",
+];
+
+/// An error is classified from its driver's types (a SQLSTATE, a redis-rs kind, a SQLite
+/// result code, `is_closed`), never from the words of its message: a message is for people,
+/// and a reworded or redacted one must not change what a caller is told.
+#[test]
+fn errors_are_never_classified_by_their_message_text() {
+    let reads_text = [
+        "message().contains(",
+        "message().starts_with(",
+        "message().ends_with(",
+        "to_string().contains(",
+        "to_string().starts_with(",
+        "to_string().ends_with(",
+    ];
+    let mut found = Vec::new();
+    for file in source_files() {
+        let path = rel(&file);
+        if !CLASSIFYING_CRATES.iter().any(|c| path.starts_with(c)) {
+            continue;
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        // Up to the first test module: tests read messages to check what people are shown.
+        let body = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in body.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            if reads_text.iter().any(|r| code.contains(r)) {
+                found.push(format!("{path}:{}: {}", n + 1, code));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "error classification by message text (use the error's kind, status or outcome):\n{}",
+        found.join("\n")
+    );
+}
