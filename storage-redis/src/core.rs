@@ -390,3 +390,7 @@ impl RedisBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

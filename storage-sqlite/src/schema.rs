@@ -195,3 +195,7 @@ fn enable_wal(conn: &Connection, busy: std::time::Duration) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod tests;

@@ -1,0 +1,137 @@
+//! How driver errors read: every branch of `redis_error`, from errors built the way redis-rs
+//! builds them (an I/O error, a kind with a description), before and after sending.
+
+use super::{Sent, redis_error};
+use redis::{ErrorKind as Kind, RedisError, ServerErrorKind as Server};
+use std::io;
+use storage_core::{ErrorKind, Outcome, Status};
+
+fn io_error(kind: io::ErrorKind) -> RedisError {
+    RedisError::from(io::Error::new(kind, "from the socket"))
+}
+
+fn read(e: RedisError, sent: Sent) -> (ErrorKind, Outcome, Status) {
+    let e = redis_error(e, "testing", sent);
+    (e.kind(), e.outcome(), e.status())
+}
+
+#[test]
+fn a_refused_connection_applied_nothing_whenever_it_came() {
+    for sent in [Sent::No, Sent::Yes] {
+        assert_eq!(
+            read(io_error(io::ErrorKind::ConnectionRefused), sent),
+            (
+                ErrorKind::Connection,
+                Outcome::NotApplied,
+                Status::Temporary
+            )
+        );
+    }
+}
+
+/// Regression: a connect that timed out said "the command may have been applied: the outcome
+/// is unknown", though no command had been sent.
+#[test]
+fn a_timeout_is_unknown_only_after_sending() {
+    let before = redis_error(io_error(io::ErrorKind::TimedOut), "connecting", Sent::No);
+    assert_eq!(
+        (before.kind(), before.outcome(), before.status()),
+        (ErrorKind::Timeout, Outcome::NotApplied, Status::Temporary)
+    );
+    assert!(before.to_string().contains("nothing was sent"), "{before}");
+    assert!(!before.to_string().contains("may have"), "{before}");
+    assert_eq!(
+        read(io_error(io::ErrorKind::TimedOut), Sent::Yes),
+        (ErrorKind::Timeout, Outcome::Unknown, Status::Temporary)
+    );
+}
+
+/// Regression: an append whose connection dropped after it was sent said only "appending:
+/// broken pipe", which reads as "not applied".
+#[test]
+fn a_connection_lost_after_sending_is_unknown() {
+    for cut in [
+        io::ErrorKind::BrokenPipe,
+        io::ErrorKind::ConnectionReset,
+        io::ErrorKind::UnexpectedEof,
+    ] {
+        assert_eq!(
+            read(io_error(cut), Sent::Yes),
+            (ErrorKind::Connection, Outcome::Unknown, Status::Temporary),
+            "{cut:?}"
+        );
+        assert_eq!(
+            read(io_error(cut), Sent::No),
+            (
+                ErrorKind::Connection,
+                Outcome::NotApplied,
+                Status::Temporary
+            ),
+            "{cut:?}"
+        );
+    }
+    let e = redis_error(io_error(io::ErrorKind::BrokenPipe), "appending", Sent::Yes);
+    assert!(e.to_string().contains("the outcome is unknown"), "{e}");
+}
+
+#[test]
+fn a_cluster_or_a_busy_server_refusing_the_command_applied_nothing() {
+    for kind in [
+        Server::Moved,
+        Server::Ask,
+        Server::TryAgain,
+        Server::ClusterDown,
+        Server::ReadOnly,
+        Server::BusyLoading,
+        Server::MasterDown,
+    ] {
+        assert_eq!(
+            read(RedisError::from((Kind::Server(kind), "refused")), Sent::Yes),
+            (
+                ErrorKind::Connection,
+                Outcome::NotApplied,
+                Status::Temporary
+            ),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn a_server_rejection_is_permanent_and_applied_nothing() {
+    for kind in [Server::ResponseError, Server::ExecAbort, Server::NoPerm] {
+        assert_eq!(
+            read(
+                RedisError::from((Kind::Server(kind), "rejected")),
+                Sent::Yes
+            ),
+            (ErrorKind::Other, Outcome::NotApplied, Status::Permanent),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn refused_credentials_are_an_authentication_error() {
+    let e = redis_error(
+        RedisError::from((Kind::AuthenticationFailed, "WRONGPASS")),
+        "connecting",
+        Sent::No,
+    );
+    assert_eq!(
+        (e.kind(), e.outcome(), e.status()),
+        (
+            ErrorKind::Authentication,
+            Outcome::NotApplied,
+            Status::Permanent
+        )
+    );
+}
+
+#[test]
+fn a_client_side_error_is_permanent() {
+    assert_eq!(
+        read(RedisError::from((Kind::Client, "bad argument")), Sent::No).2,
+        Status::Permanent
+    );
+}
