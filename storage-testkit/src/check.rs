@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use std::fmt::{Debug, Display};
-use storage_core::{ErrorKind, Result};
+use storage_core::{ErrorKind, Outcome, Result};
 
 /// A case's result: `Err` carries what differed.
 pub type CaseResult = std::result::Result<(), String>;
@@ -20,9 +20,19 @@ impl<T> Ctx<T> for Result<T> {
 }
 
 /// Expects an error of `kind`.
+///
+/// Every error a case expects is a rejection (bad input, a wrong type): it must also say that
+/// nothing was applied and that a retry would fail the same way.
 pub fn expect_err<T: Debug>(r: Result<T>, kind: ErrorKind, what: impl Display) -> CaseResult {
     match r {
         Ok(v) => Err(format!("{what}: expected a {kind} error, got Ok({v:?})")),
+        Err(e) if e.kind() == kind && e.outcome() != Outcome::NotApplied => Err(format!(
+            "{what}: a rejection must say it applied nothing, but its outcome is {}: {e}",
+            e.outcome().code()
+        )),
+        Err(e) if e.kind() == kind && e.is_temporary() => Err(format!(
+            "{what}: a rejection must say a retry fails the same way, but it is temporary: {e}"
+        )),
         Err(e) if e.kind() == kind => Ok(()),
         Err(e) => Err(format!(
             "{what}: expected a {kind} error, got {:?}: {e}",
