@@ -221,6 +221,14 @@ impl Error {
         Self::wrong_type(format!("key {key:?} holds a value, not a list"))
     }
 
+    /// The error of an operation on a backend after its `close`: nothing is sent, and trying
+    /// again on the same backend fails the same way.
+    pub fn closed() -> Self {
+        Self::connection("backend is closed")
+            .not_applied()
+            .permanent()
+    }
+
     /// A pool checkout that timed out, naming the last connection error the pool saw, if any.
     /// Nothing was sent: [`Outcome::NotApplied`].
     pub fn checkout_timeout(last_connection_error: Option<&str>) -> Self {

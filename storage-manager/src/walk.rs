@@ -130,5 +130,6 @@ where
     Err(Error::connection(format!(
         "no {role} backend could connect; tried {}",
         list.join("; ")
-    )))
+    ))
+    .not_applied())
 }

@@ -225,7 +225,7 @@ pub struct MemoryBackend {
 impl MemoryBackend {
     fn open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
-            Err(Error::connection("backend is closed"))
+            Err(Error::closed())
         } else {
             Ok(())
         }

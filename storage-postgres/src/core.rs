@@ -181,7 +181,7 @@ impl PostgresBackend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| Error::connection("backend is closed"))
+            .ok_or_else(|| Error::closed())
     }
 
     /// Runs `op` on a pooled connection under the operation timeout, sent again as

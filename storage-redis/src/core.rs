@@ -317,7 +317,7 @@ impl RedisBackend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| Error::connection("backend is closed"))
+            .ok_or_else(|| Error::closed())
     }
 
     /// Every full key of this namespace matching `pattern`, as the server holds it (bytes:

@@ -234,7 +234,7 @@ impl SqliteBackend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| Error::connection("backend is closed"))
+            .ok_or_else(|| Error::closed())
     }
 
     /// Runs `f` with a pooled connection on a blocking thread.
