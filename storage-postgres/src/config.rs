@@ -251,7 +251,8 @@ impl PostgresConfig {
             None => {}
         }
 
-        let ssl = crate::tls::settle(block, &b, url_field, url_tls)?;
+        let options_ssl = b.options.as_ref().and_then(|o| o.ssl.as_ref());
+        let ssl = crate::tls::settle(block, b.ssl.as_ref(), options_ssl, url_field, url_tls)?;
         let schema = match b.schema {
             None => None,
             Some(s) => {

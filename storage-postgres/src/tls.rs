@@ -3,7 +3,6 @@
 //! encrypts without verifying, `verify-full` checks the chain and the host name against the
 //! system roots or a given CA.
 
-use crate::config::PostgresBlock;
 use crate::conninfo::TlsParams;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
@@ -74,7 +73,8 @@ impl SslSettings {
 /// `ssl`, `options.ssl` and the connection string's parameters: every one given must agree.
 pub(crate) fn settle(
     block: &BlockInput<'_>,
-    b: &PostgresBlock,
+    ssl: Option<&SslField>,
+    options_ssl: Option<&SslField>,
     url_field: &str,
     url_tls: TlsParams,
 ) -> Result<SslSettings> {
@@ -100,10 +100,10 @@ pub(crate) fn settle(
             },
         })
     };
-    if let Some(v) = &b.ssl {
+    if let Some(v) = ssl {
         sources.push(("ssl".into(), field(v, "ssl")?));
     }
-    if let Some(v) = b.options.as_ref().and_then(|o| o.ssl.as_ref()) {
+    if let Some(v) = options_ssl {
         sources.push(("options.ssl".into(), field(v, "options.ssl")?));
     }
     let url_mode = match &url_tls.sslmode {
