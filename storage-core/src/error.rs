@@ -221,6 +221,11 @@ impl Error {
         Self::wrong_type(format!("key {key:?} holds a value, not a list"))
     }
 
+    /// A first connect to `target` that did not finish within `limit`: nothing was sent.
+    pub fn connect_timeout(target: &str, limit: std::time::Duration) -> Self {
+        Self::timeout(format!("connecting to {target} took longer than {limit:?}")).not_applied()
+    }
+
     /// The error of an operation on a backend after its `close`: nothing is sent, and trying
     /// again on the same backend fails the same way.
     pub fn closed() -> Self {

@@ -145,12 +145,7 @@ impl PostgresBackend {
         };
         let first = tokio::time::timeout(connect_limit, first)
             .await
-            .map_err(|_| {
-                Error::timeout(format!(
-                    "connecting to {describe} took longer than {connect_limit:?}"
-                ))
-                .not_applied()
-            })??;
+            .map_err(|_| Error::connect_timeout(&describe, connect_limit))??;
         let last_error = LastError::new(TYPE_NAME, pool::classify);
         let pool = storage_pool::builder(&spec.common, &last_error)
             // The check on checkout is free for a connection in use (a flag and `is_closed`);
@@ -181,7 +176,7 @@ impl PostgresBackend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| Error::closed())
+            .ok_or_else(Error::closed)
     }
 
     /// Runs `op` on a pooled connection under the operation timeout, sent again as

@@ -106,12 +106,7 @@ pub(crate) async fn connect(
         async move {
             tokio::time::timeout(limit, client.get_async_connection())
                 .await
-                .map_err(|_| {
-                    Error::timeout(format!(
-                        "connecting to {describe} took longer than {limit:?}"
-                    ))
-                    .not_applied()
-                })?
+                .map_err(|_| Error::connect_timeout(&describe, limit))?
                 .map_err(|e| redis_error(e, "connecting to the cluster", Sent::No))
         }
     };

@@ -260,12 +260,7 @@ impl RedisBackend {
         let limit = spec.common.connect_timeout.max(spec.common.acquire_timeout);
         let first = tokio::time::timeout(limit, manager.open())
             .await
-            .map_err(|_| {
-                Error::timeout(format!(
-                    "connecting to {describe} took longer than {limit:?}"
-                ))
-                .not_applied()
-            })?
+            .map_err(|_| Error::connect_timeout(&describe, limit))?
             .map_err(|e| {
                 let error = redis_error(e, "connecting", Sent::No);
                 let no_password = manager
@@ -317,7 +312,7 @@ impl RedisBackend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| Error::closed())
+            .ok_or_else(Error::closed)
     }
 
     /// Every full key of this namespace matching `pattern`, as the server holds it (bytes:

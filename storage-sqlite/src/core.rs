@@ -234,7 +234,7 @@ impl SqliteBackend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| Error::closed())
+            .ok_or_else(Error::closed)
     }
 
     /// Runs `f` with a pooled connection on a blocking thread.
@@ -287,15 +287,7 @@ impl SqliteBackend {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.with_conn(move |conn, ns| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| sql_error(e, "beginning a write"))?;
-            let out = f(&tx, ns)?;
-            tx.commit().map_err(|e| sql_error(e, "committing"))?;
-            Ok(out)
-        })
-        .await
+        self.transaction(Access::Write, f).await
     }
 
     /// Runs `f` in a read transaction, so that what it reads is one snapshot.
@@ -303,14 +295,39 @@ impl SqliteBackend {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.transaction(Access::Read, f).await
+    }
+
+    /// Runs `f` in a transaction of `access`'s kind, and ends it.
+    async fn transaction<T: Send + 'static>(
+        &self,
+        access: Access,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.with_conn(move |conn, ns| {
+            let (behavior, beginning) = match access {
+                // A writer takes the write lock up front, so that it waits (within the busy
+                // timeout) at its start rather than failing at its first write.
+                Access::Write => (TransactionBehavior::Immediate, "beginning a write"),
+                Access::Read => (TransactionBehavior::Deferred, "beginning a read"),
+            };
             let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Deferred)
-                .map_err(|e| sql_error(e, "beginning a read"))?;
+                .transaction_with_behavior(behavior)
+                .map_err(|e| sql_error(e, beginning))?;
             let out = f(&tx, ns)?;
-            tx.finish().map_err(|e| sql_error(e, "ending a read"))?;
+            match access {
+                Access::Write => tx.commit().map_err(|e| sql_error(e, "committing"))?,
+                Access::Read => tx.finish().map_err(|e| sql_error(e, "ending a read"))?,
+            }
             Ok(out)
         })
         .await
     }
+}
+
+/// What a transaction may do.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
 }

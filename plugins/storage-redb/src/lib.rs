@@ -171,7 +171,7 @@ impl RedbBackend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| Error::closed())
+            .ok_or_else(Error::closed)
     }
 
     /// Runs a point read here, on the awaiting thread (see the crate docs).
