@@ -65,6 +65,7 @@
 #[path = "../abi_fingerprint.rs"]
 mod abi_fingerprint;
 mod backend;
+mod closable;
 pub mod config;
 mod encode;
 mod error;
@@ -106,6 +107,7 @@ pub use typed::{Backend, Typed};
 /// assert_eq!(normalize_ttl(Duration::from_micros(10)).unwrap(), 1);
 /// ```
 pub mod raw {
+    pub use crate::closable::Closable;
     pub use crate::encode::{EncodedEntry, encode_cache_entries, encode_entries, encode_value};
     pub use crate::glob::{
         escape_glob, glob_match, glob_match_bytes, literal_prefix, prefix_upper_bound,

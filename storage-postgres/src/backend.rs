@@ -150,7 +150,7 @@ impl Store for PostgresBackend {
     }
 
     async fn close(&self) -> Result<()> {
-        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.pool.close();
         Ok(())
     }
 }

@@ -11,12 +11,12 @@ use crate::tls;
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use storage_core::config::BackendSpec;
 pub(crate) use storage_core::raw::Resend;
-use storage_core::raw::RetryPolicy;
+use storage_core::raw::{Closable, RetryPolicy};
 use storage_core::{Error, Result};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -98,7 +98,7 @@ pub(crate) fn ttl_ms(ttl: Option<Duration>) -> Option<i64> {
 
 /// A namespace of one PostgreSQL database; serves both roles.
 pub struct PostgresBackend {
-    pub(crate) pool: RwLock<Option<Pool>>,
+    pub(crate) pool: Closable<Pool>,
     pub(crate) ns: String,
     stmts: Arc<Statements>,
     describe: String,
@@ -154,7 +154,7 @@ impl PostgresBackend {
             .build_unchecked(manager);
         let _ = pool.add(first);
         let backend = PostgresBackend {
-            pool: RwLock::new(Some(pool)),
+            pool: Closable::new(pool),
             ns: spec.common.key_prefix.clone(),
             stmts: Arc::new(Statements::new(settings.schema.as_deref())),
             describe,
@@ -171,14 +171,6 @@ impl PostgresBackend {
         Ok(backend)
     }
 
-    pub(crate) fn pool(&self) -> Result<Pool> {
-        self.pool
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(Error::closed)
-    }
-
     /// Runs `op` on a pooled connection under the operation timeout, sent again as
     /// [`RetryPolicy`] allows (at most [`RETRIES`] times; an `append` only when the error
     /// proves it did not run). A connection whose operation timed out or failed on I/O is
@@ -189,7 +181,7 @@ impl PostgresBackend {
         F: Fn(bb8::PooledConnection<'static, PgManager>, Arc<Statements>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let pool = self.pool()?;
+        let pool = self.pool.get()?;
         let deadline = tokio::time::Instant::now() + self.operation_timeout;
         let policy = RetryPolicy {
             max_retries: RETRIES,

@@ -117,7 +117,7 @@ impl Store for RedisBackend {
     }
 
     async fn close(&self) -> Result<()> {
-        self.links.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.links.close();
         Ok(())
     }
 }

@@ -120,7 +120,7 @@ pub(crate) async fn connect(
 impl RedisBackend {
     /// The cluster connections, or `None` on one server.
     fn cluster(&self) -> Result<Option<ClusterLinks>> {
-        Ok(match self.links()? {
+        Ok(match self.links.get()? {
             Links::Cluster(c) => Some(c),
             Links::Node(_) => None,
         })

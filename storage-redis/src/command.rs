@@ -41,7 +41,7 @@ impl RedisBackend {
         F: Fn(Link) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
     {
-        let links = self.links()?;
+        let links = self.links.get()?;
         let policy = self.retry_policy(matches!(links, Links::Cluster(_)));
         let deadline = std::time::Instant::now() + self.operation_timeout;
         // Set once a command is handed to a connection: until then, a timeout sent nothing.

@@ -12,10 +12,9 @@ use redis::{AsyncConnectionConfig, Client, Pipeline, RedisError};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::RwLock;
 use std::time::Duration;
 use storage_core::config::{BackendSpec, Role};
-use storage_core::raw::escape_glob;
+use storage_core::raw::{Closable, escape_glob};
 use storage_core::{Error, Result};
 
 /// Keys per `SCAN` step and per `UNLINK` batch.
@@ -177,7 +176,7 @@ pub(crate) enum Links {
 
 /// A namespace on one Redis server or a Redis Cluster; serves both roles.
 pub struct RedisBackend {
-    pub(crate) links: RwLock<Option<Links>>,
+    pub(crate) links: Closable<Links>,
     /// The full-key prefix: the `keyPrefix`, or `{keyPrefix}` when `hash_tagged`.
     pub(crate) prefix: String,
     pub(crate) is_cluster: bool,
@@ -230,7 +229,7 @@ impl RedisBackend {
                 spec.common.key_prefix.clone()
             };
             return Ok(RedisBackend {
-                links: RwLock::new(Some(Links::Cluster(links))),
+                links: Closable::new(Links::Cluster(links)),
                 match_prefix: escape_glob(&prefix),
                 prefix,
                 is_cluster: true,
@@ -284,7 +283,7 @@ impl RedisBackend {
             .build_unchecked(manager);
         let _ = pool.add(first);
         let backend = RedisBackend {
-            links: RwLock::new(Some(Links::Node(pool))),
+            links: Closable::new(Links::Node(pool)),
             prefix: spec.common.key_prefix.clone(),
             is_cluster: false,
             hash_tagged: false,
@@ -305,14 +304,6 @@ impl RedisBackend {
 
     pub(crate) fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
-    }
-
-    pub(crate) fn links(&self) -> Result<Links> {
-        self.links
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(Error::closed)
     }
 
     /// Every full key of this namespace matching `pattern`, as the server holds it (bytes:

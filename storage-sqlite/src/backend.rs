@@ -168,7 +168,7 @@ impl Store for SqliteBackend {
 
     async fn close(&self) -> Result<()> {
         // Dropping the pool closes its connections once in-flight operations return theirs.
-        self.pool.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.pool.close();
         Ok(())
     }
 }

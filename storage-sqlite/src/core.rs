@@ -9,9 +9,10 @@ use r2d2_sqlite::rusqlite::{self, Connection, OpenFlags, TransactionBehavior};
 use serde_json::Value;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use storage_core::config::BackendSpec;
+use storage_core::raw::Closable;
 use storage_core::{Error, Result};
 
 pub(crate) const KIND_VALUE: i64 = 0;
@@ -51,7 +52,7 @@ fn reaper() -> Arc<scheduled_thread_pool::ScheduledThreadPool> {
 
 /// A namespace of one SQLite database; serves both roles.
 pub struct SqliteBackend {
-    pub(crate) pool: RwLock<Option<Pool>>,
+    pub(crate) pool: Closable<Pool>,
     ns: Arc<str>,
     location: String,
     /// For `:memory:`, a connection that keeps the shared in-memory database alive while the
@@ -217,7 +218,7 @@ impl SqliteBackend {
             timeouts: AtomicU64::new(0),
         });
         Ok(SqliteBackend {
-            pool: RwLock::new(Some(pool)),
+            pool: Closable::new(pool),
             ns,
             location,
             _anchor: anchor,
@@ -229,20 +230,12 @@ impl SqliteBackend {
         })
     }
 
-    pub(crate) fn pool(&self) -> Result<Pool> {
-        self.pool
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(Error::closed)
-    }
-
     /// Runs `f` with a pooled connection on a blocking thread.
     pub(crate) async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &str) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let pool = self.pool()?;
+        let pool = self.pool.get()?;
         let ns = self.ns.clone();
         let metrics = self.pool_metrics.clone();
         // Every wait inside the operation (the checkout, another writer's lock) ends by the
