@@ -1,13 +1,20 @@
 //! How driver errors read: every branch of `redis_error`, from errors built the way redis-rs
 //! builds them (an I/O error, a kind with a description), before and after sending.
 
-use super::{Sent, redis_error};
+use super::{Sent, is_wrong_type, redis_error};
 use redis::{ErrorKind as Kind, RedisError, ServerErrorKind as Server};
 use std::io;
 use storage_core::{ErrorKind, Outcome, Status};
 
 fn io_error(kind: io::ErrorKind) -> RedisError {
     RedisError::from(io::Error::new(kind, "from the socket"))
+}
+
+/// The error of a reply the server sent (`-CODE detail`), as redis-rs reads it off the wire.
+fn reply(line: &str) -> RedisError {
+    redis::parse_redis_value(format!("{line}\r\n").as_bytes())
+        .and_then(redis::Value::extract_error)
+        .expect_err("an error reply")
 }
 
 fn read(e: RedisError, sent: Sent) -> (ErrorKind, Outcome, Status) {
@@ -133,5 +140,41 @@ fn a_client_side_error_is_permanent() {
     assert_eq!(
         read(RedisError::from((Kind::Client, "bad argument")), Sent::No).2,
         Status::Permanent
+    );
+}
+
+#[test]
+fn each_sign_of_a_lost_connection_counts_alone() {
+    // An I/O error that is neither a dropped connection nor one to reconnect after.
+    assert_eq!(
+        read(io_error(io::ErrorKind::Other), Sent::Yes),
+        (ErrorKind::Connection, Outcome::Unknown, Status::Temporary)
+    );
+    // A reply that does not parse: not I/O, but the connection must be replaced.
+    assert_eq!(
+        read(RedisError::from((Kind::Parse, "garbled")), Sent::Yes),
+        (ErrorKind::Connection, Outcome::Unknown, Status::Temporary)
+    );
+}
+
+#[test]
+fn reply_codes_redis_rs_does_not_type_are_read_by_code() {
+    assert!(is_wrong_type(&reply(
+        "-WRONGTYPE Operation against a key holding the wrong kind of value"
+    )));
+    assert!(!is_wrong_type(&reply("-ERR unknown command")));
+    for line in [
+        "-NOAUTH Authentication required.",
+        "-WRONGPASS invalid username-password pair",
+    ] {
+        assert_eq!(
+            read(reply(line), Sent::Yes).0,
+            ErrorKind::Authentication,
+            "{line}"
+        );
+    }
+    assert_eq!(
+        read(reply("-ERR unknown command"), Sent::Yes),
+        (ErrorKind::Other, Outcome::NotApplied, Status::Permanent)
     );
 }
