@@ -319,6 +319,44 @@ mod tests {
         assert!(e.to_string().contains("this connect's error"), "{e}");
     }
 
+    /// A server that accepts every connection.
+    struct Accepting;
+
+    impl bb8::ManageConnection for Accepting {
+        type Connection = ();
+        type Error = &'static str;
+        async fn connect(&self) -> Result<(), &'static str> {
+            Ok(())
+        }
+        async fn is_valid(&self, _: &mut ()) -> Result<(), &'static str> {
+            Ok(())
+        }
+        fn has_broken(&self, _: &mut ()) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn the_state_counts_open_and_idle_connections() {
+        let failures = ConnectFailures::new("test", classify);
+        let common = CommonSettings {
+            pool_min: 0,
+            ..CommonSettings::default()
+        };
+        let pool = builder(&common, &failures).build_unchecked(Accepting);
+        let lent = failures.checkout(&pool).await.expect("a connection");
+        let state = super::state(&pool);
+        assert_eq!((state.open, state.idle), (1, 0));
+        drop(lent);
+        let state = super::state(&pool);
+        assert_eq!((state.open, state.idle), (1, 1));
+        let shown = format!("{failures:?}");
+        assert!(
+            shown.contains("\"test\"") && shown.contains("last: None"),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn a_stale_connection_is_not_a_failure_and_a_timeout_names_the_last_one() {
         let failures = ConnectFailures::new("test", classify);
