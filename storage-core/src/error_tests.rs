@@ -102,3 +102,44 @@ fn the_cause_chain_is_shown_to_its_root_and_survives_a_duplicate() {
     assert_eq!(copy.outcome(), Outcome::NotApplied);
     assert_eq!(copy.kind(), ErrorKind::Connection);
 }
+
+#[test]
+fn codes_are_stable_labels() {
+    assert_eq!(ErrorKind::Authentication.code(), "authentication");
+    assert_eq!(ErrorKind::Timeout.code(), "timeout");
+    assert_eq!(ErrorKind::WrongType.code(), "wrong_type");
+    assert_eq!(Outcome::NotApplied.code(), "not_applied");
+    assert_eq!(Outcome::Unknown.code(), "unknown");
+}
+
+#[test]
+fn a_cause_already_said_is_not_said_again() {
+    // The message already quotes the cause: it is not appended.
+    let e =
+        Error::other("reading: disk on fire").with_source(std::io::Error::other("disk on fire"));
+    assert_eq!(e.to_string(), "error: reading: disk on fire");
+    // A cause with no words adds nothing.
+    let e = Error::other("reading").with_source(std::io::Error::other(""));
+    assert_eq!(e.to_string(), "error: reading");
+    // A cause whose own cause repeats it is said once.
+    #[derive(Debug)]
+    struct Wraps(std::io::Error);
+    impl fmt::Display for Wraps {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "wrapped: {}", self.0)
+        }
+    }
+    impl std::error::Error for Wraps {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let e = Error::other("reading").with_source(Wraps(std::io::Error::other("gone")));
+    assert_eq!(e.to_string(), "error: reading: wrapped: gone");
+}
+
+#[test]
+fn debug_is_the_kind_and_the_one_line() {
+    let e = Error::timeout("x").at("kv", "get");
+    assert_eq!(format!("{e:?}"), "Error(Timeout, \"kv get: timeout: x\")");
+}

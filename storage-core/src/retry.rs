@@ -238,5 +238,19 @@ mod tests {
             1,
             "no retry whose backoff ends past the deadline"
         );
+        // A deadline far off leaves room for every retry.
+        let tries = Cell::new(0);
+        let out: Result<()> = block_on(policy.run(
+            Resend::Allowed,
+            Some(Instant::now() + Duration::from_secs(60)),
+            |_| {
+                tries.set(tries.get() + 1);
+                std::future::ready(Err(Error::timeout("no answer")))
+            },
+            |_| std::future::ready(()),
+            |_, _, _| {},
+        ));
+        assert!(out.is_err());
+        assert_eq!(tries.get(), 6, "the first try and five retries");
     }
 }
