@@ -181,6 +181,28 @@ mod tests {
         assert!(draws.len() > 1, "no jitter: {draws:?}");
     }
 
+    /// How many times `policy` tries an operation that always fails with `error()`.
+    fn tries_until_given_up(
+        policy: &RetryPolicy,
+        resend: Resend,
+        deadline: Option<Instant>,
+        error: impl Fn() -> Error,
+    ) -> u32 {
+        let tries = Cell::new(0);
+        let out: Result<()> = block_on(policy.run(
+            resend,
+            deadline,
+            |_| {
+                tries.set(tries.get() + 1);
+                std::future::ready(Err(error()))
+            },
+            |_| std::future::ready(()),
+            |_, _, _| {},
+        ));
+        assert!(out.is_err());
+        tries.get()
+    }
+
     #[test]
     fn run_retries_until_success_and_stops_at_the_first_final_error() {
         let policy = RetryPolicy::new(5, Duration::from_millis(1));
@@ -203,54 +225,25 @@ mod tests {
         ));
         assert_eq!(out.unwrap(), 2);
         assert_eq!(slept.get(), 2);
-        let tries = Cell::new(0);
-        let out: Result<()> = block_on(policy.run(
-            Resend::Never,
-            None,
-            |_| {
-                tries.set(tries.get() + 1);
-                std::future::ready(Err(Error::connection("lost after sending")))
-            },
-            |_| std::future::ready(()),
-            |_, _, _| {},
-        ));
-        assert!(out.is_err());
+        let lost = || Error::connection("lost after sending");
         assert_eq!(
-            tries.get(),
+            tries_until_given_up(&policy, Resend::Never, None, lost),
             1,
             "an append whose outcome is unknown is sent once"
         );
-        let tries = Cell::new(0);
         let slow = RetryPolicy::new(5, Duration::from_secs(60));
-        let out: Result<()> = block_on(slow.run(
-            Resend::Allowed,
-            Some(Instant::now() + Duration::from_secs(1)),
-            |_| {
-                tries.set(tries.get() + 1);
-                std::future::ready(Err(Error::timeout("no answer")))
-            },
-            |_| std::future::ready(()),
-            |_, _, _| {},
-        ));
-        assert!(out.is_err());
+        let soon = Some(Instant::now() + Duration::from_secs(1));
+        let no_answer = || Error::timeout("no answer");
         assert_eq!(
-            tries.get(),
+            tries_until_given_up(&slow, Resend::Allowed, soon, no_answer),
             1,
             "no retry whose backoff ends past the deadline"
         );
-        // A deadline far off leaves room for every retry.
-        let tries = Cell::new(0);
-        let out: Result<()> = block_on(policy.run(
-            Resend::Allowed,
-            Some(Instant::now() + Duration::from_secs(60)),
-            |_| {
-                tries.set(tries.get() + 1);
-                std::future::ready(Err(Error::timeout("no answer")))
-            },
-            |_| std::future::ready(()),
-            |_, _, _| {},
-        ));
-        assert!(out.is_err());
-        assert_eq!(tries.get(), 6, "the first try and five retries");
+        let far = Some(Instant::now() + Duration::from_secs(60));
+        assert_eq!(
+            tries_until_given_up(&policy, Resend::Allowed, far, no_answer),
+            6,
+            "a deadline far off leaves room for the first try and five retries"
+        );
     }
 }

@@ -34,10 +34,10 @@ fn unique(tag: &str) -> String {
     format!("{tag}:{}:{nanos}:", std::process::id())
 }
 
-async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
-    let yaml = format!(
-        "database: {{ type: postgresql, url: '{url}', {extra} }}\ncache: {{ type: in-memory }}"
-    );
+/// A registry with PostgreSQL (and a stand-in for the cache role's type), and the
+/// configuration of `database`, a block for the database role.
+fn resolve(database: &str) -> (Registry, storage_core::config::StorageConfig) {
+    let yaml = format!("database: {database}\ncache: {{ type: in-memory }}");
     let mut registry = Registry::new();
     registry
         .register(Arc::new(storage_postgres::PostgresFactory::new()))
@@ -49,6 +49,11 @@ async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
         .unwrap()
         .resolve(&registry)
         .unwrap();
+    (registry, config)
+}
+
+async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
+    let (registry, config) = resolve(&format!("{{ type: postgresql, url: '{url}', {extra} }}"));
     registry
         .open_database(&config.database.primary)
         .await
@@ -427,20 +432,9 @@ async fn expired_rows_are_reclaimed_without_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_names_its_cause_and_applied_nothing() {
     let port = storage_servers::free_port().unwrap();
-    let yaml = format!(
-        "database: {{ type: postgresql, url: 'postgresql://postgres@127.0.0.1:{port}/postgres', connectionTimeoutMillis: 2000 }}\ncache: {{ type: in-memory }}"
-    );
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_postgres::PostgresFactory::new()))
-        .unwrap();
-    registry
-        .register(Arc::new(storage_memory_stub::Memory))
-        .unwrap();
-    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
-        .unwrap()
-        .resolve(&registry)
-        .unwrap();
+    let (registry, config) = resolve(&format!(
+        "{{ type: postgresql, url: 'postgresql://postgres@127.0.0.1:{port}/postgres', connectionTimeoutMillis: 2000 }}"
+    ));
     let Err(e) = registry.open_database(&config.database.primary).await else {
         panic!("connected to a port nothing listens on");
     };

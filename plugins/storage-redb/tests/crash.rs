@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage_core::Database;
-use storage_core::Registry;
+mod common;
+use common::registry;
 use storage_core::config::BackendSpec;
 use storage_redb::RedbConfig;
 
@@ -129,14 +130,4 @@ fn parent(path: &Path) {
         });
     }
     assert!(acked > 0);
-}
-
-/// A registry holding the plugin's backend, as a host builds one: it opens backends through
-/// the same checks and layers the host gives them.
-fn registry() -> Registry {
-    let mut registry = Registry::new();
-    registry
-        .register_backend::<storage_redb::RedbBackend>()
-        .unwrap();
-    registry
 }

@@ -5,7 +5,8 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use storage_core::BackendFactory;
-use storage_core::Registry;
+mod common;
+use common::registry;
 use storage_core::config::{BackendSpec, BlockInput};
 use storage_redb::RedbFactory;
 use storage_testkit::{SuiteOptions, run_cache_suite, run_database_suite};
@@ -212,14 +213,4 @@ async fn deadlines_of_an_older_file_are_indexed_and_rewritten_keys_survive() {
         0,
         "the index holds nothing due"
     );
-}
-
-/// A registry holding the plugin's backend, as a host builds one: it opens backends through
-/// the same checks and layers the host gives them.
-fn registry() -> Registry {
-    let mut registry = Registry::new();
-    registry
-        .register_backend::<storage_redb::RedbBackend>()
-        .unwrap();
-    registry
 }
