@@ -443,3 +443,72 @@ async fn a_refused_connection_names_its_cause_and_applied_nothing() {
     assert!(shown.to_lowercase().contains("refused"), "{shown}");
     assert_eq!(e.outcome(), storage_core::Outcome::NotApplied, "{shown}");
 }
+
+/// A statement the server cancels itself (its `statement_timeout` passed while another session
+/// held the key's row lock) is a timeout that applied nothing, and the value stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_the_server_cancels_is_a_timeout_that_applied_nothing() {
+    let Some((_guard, url)) = server("a_statement_the_server_cancels") else {
+        return;
+    };
+    let ns = unique("cancel");
+    let db = open(
+        &url,
+        &format!("keyPrefix: '{ns}', options: {{ statement_timeout: 300 }}"),
+    )
+    .await;
+    db.set("k", &json!("before")).await.unwrap();
+    let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute(
+            "SELECT 1 FROM storage_kv WHERE ns = $1 AND key = 'k' FOR UPDATE",
+            &[&ns],
+        )
+        .await
+        .unwrap();
+    let e = db.set("k", &json!("after")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(e.outcome(), storage_core::Outcome::NotApplied, "{e}");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(db.get("k").await.unwrap(), Some(json!("before")));
+}
+
+/// A database that does not exist is a configuration error naming it so, not a connection
+/// error to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_does_not_exist_is_a_configuration_error() {
+    let Some((_guard, url)) = server("a_database_that_does_not_exist") else {
+        return;
+    };
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let (registry, config) = resolve(&format!(
+        "{{ type: postgresql, url: '{base}/storage_no_such_database' }}"
+    ));
+    let Err(e) = registry.open_database(&config.database.primary).await else {
+        panic!("connected to a database that does not exist");
+    };
+    assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    assert!(!e.is_temporary(), "{e}");
+}
+
+/// A role the server does not know (SQLSTATE 28000) is refused credentials: an
+/// authentication error, never retried nor fallen back past.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_role_is_an_authentication_error() {
+    let Some((_guard, url)) = server("an_unknown_role") else {
+        return;
+    };
+    let unknown = url.replacen("postgres@", "storage_no_such_role@", 1);
+    assert_ne!(unknown, url, "the URL names its user: {url}");
+    let (registry, config) = resolve(&format!("{{ type: postgresql, url: '{unknown}' }}"));
+    let Err(e) = registry.open_database(&config.database.primary).await else {
+        panic!("connected as a role that does not exist");
+    };
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    assert!(!e.is_temporary(), "{e}");
+}
