@@ -8,6 +8,7 @@
 pub const BOUNDARY_FILES: &[&str] = &[
     "src/backend.rs",
     "src/error.rs",
+    "src/version.rs",
     "src/registry.rs",
     "src/plugin.rs",
     "src/config/spec.rs",

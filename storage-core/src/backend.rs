@@ -1,6 +1,8 @@
 //! The cache and database traits.
 
 use crate::error::{Error, Result};
+use crate::update::UpdatePolicy;
+use crate::version::{Condition, Version};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -107,6 +109,17 @@ pub trait Cache: Store {
 
     /// The remaining time to live of `key`.
     async fn ttl(&self, key: &str) -> Result<KeyTtl>;
+
+    /// Stores `value` at `key` only when the key holds nothing (an expired key holds nothing),
+    /// atomically: of concurrent callers on one key, exactly one gets `true`. The primitive of
+    /// leases and locks (Redis `SET NX PX`): the holder's claim ends with the TTL. `false`
+    /// when the key was taken; nothing was written. The default refuses (`Unsupported`).
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        let _ = (value, ttl);
+        Err(Error::unsupported(format!(
+            "this backend cannot store {key:?} only if absent"
+        )))
+    }
 }
 
 /// The durable role: values and lists, no TTL.
@@ -124,6 +137,36 @@ pub trait Database: Store {
 
     /// Stores all entries in one transaction, or none. The last of repeated keys wins.
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()>;
+
+    /// The value stored at `key` with its [`Version`], or `None`. A list key is a wrong-type
+    /// error (a list has no version). The default refuses (`Unsupported`).
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        Err(Error::unsupported(format!(
+            "this backend keeps no versions (key {key:?})"
+        )))
+    }
+
+    /// Stores `value` at `key` when `condition` holds, checked and written atomically, and
+    /// returns the value's new version. When it does not hold, nothing is written and the
+    /// error is an [`crate::ErrorKind::Conflict`] carrying the key's current version
+    /// ([`Error::as_conflict`]). `Condition::Version` on a list key is a wrong-type error;
+    /// `Condition::Any` replaces a list, as `set` does. The default refuses (`Unsupported`).
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        let _ = (value, condition);
+        Err(Error::unsupported(format!(
+            "this backend cannot write {key:?} conditionally"
+        )))
+    }
+
+    /// Removes `key` when `condition` holds, atomically; true when something was removed.
+    /// `Condition::Absent` removes nothing and succeeds only when the key holds nothing;
+    /// otherwise as [`Database::set_if`]. The default refuses (`Unsupported`).
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        let _ = condition;
+        Err(Error::unsupported(format!(
+            "this backend cannot delete {key:?} conditionally"
+        )))
+    }
 
     /// Adds `value` at the tail of the list at `key`, creating it. Never retried blindly.
     async fn append(&self, key: &str, value: &Value) -> Result<()>;
@@ -228,6 +271,46 @@ pub trait DatabaseExt: Database {
         value: &'a T,
     ) -> impl Future<Output = Result<()>> + Send + 'a {
         async move { self.append(key, &encode(value)?).await }
+    }
+
+    /// Reads `key` with its version, computes its new value with `change` (given the current
+    /// value, `None` when the key holds nothing), and writes it only if nobody wrote the key in
+    /// between ([`Database::set_if`]); on a conflict, starts over after a random pause, as
+    /// [`UpdatePolicy::default`] says. Returns what was written and its version. The helper
+    /// for state several instances change: no update is lost. `change` may run more than once
+    /// and should do nothing but compute; an error it returns ends the update with nothing
+    /// written.
+    ///
+    /// ```
+    /// # async fn demo(db: &dyn storage_core::Database) -> storage_core::Result<()> {
+    /// use storage_core::prelude::*;
+    /// let (count, _version) = db
+    ///     .update("visits", |v| Ok(json!(v.and_then(Value::as_i64).unwrap_or(0) + 1)))
+    ///     .await?;
+    /// # let _ = count; Ok(()) }
+    /// ```
+    fn update<'a, F>(
+        &'a self,
+        key: &'a str,
+        change: F,
+    ) -> impl Future<Output = Result<(Value, Version)>> + Send + 'a
+    where
+        F: FnMut(Option<&Value>) -> Result<Value> + Send + 'a,
+    {
+        crate::update::update(self, key, UpdatePolicy::default(), change)
+    }
+
+    /// [`DatabaseExt::update`] with its own bound on tries and pauses.
+    fn update_with<'a, F>(
+        &'a self,
+        key: &'a str,
+        policy: UpdatePolicy,
+        change: F,
+    ) -> impl Future<Output = Result<(Value, Version)>> + Send + 'a
+    where
+        F: FnMut(Option<&Value>) -> Result<Value> + Send + 'a,
+    {
+        crate::update::update(self, key, policy, change)
     }
 
     /// [`Database::get_range`], each item decoded as `T`.

@@ -1,6 +1,7 @@
 //! The one error type of the project.
 
 use crate::redact::escape_controls;
+use crate::version::{Conflict, Version};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -30,6 +31,9 @@ pub enum ErrorKind {
     /// The server refused the credentials (or their absence). Retrying or falling back to
     /// another backend cannot fix it.
     Authentication,
+    /// A conditional write found the key not as its condition said (another writer came
+    /// first); nothing was written. [`Error::conflict`] carries the key's current version.
+    Conflict,
     /// The backend does not offer this operation or role.
     Unsupported,
     /// A runtime plugin could not be loaded, or misbehaved.
@@ -50,6 +54,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Configuration => "configuration error",
             ErrorKind::Authentication => "authentication error",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Plugin => "plugin error",
             ErrorKind::Other => "error",
@@ -68,6 +73,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Configuration => "configuration",
             ErrorKind::Authentication => "authentication",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Plugin => "plugin",
             ErrorKind::Other => "other",
@@ -153,6 +159,7 @@ pub struct Error {
     backend: Option<Cow<'static, str>>,
     op: Option<Cow<'static, str>>,
     message: String,
+    conflict: Option<Box<Conflict>>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -167,6 +174,7 @@ impl Error {
             backend: None,
             op: None,
             message: message.into(),
+            conflict: None,
             source: None,
         }
     }
@@ -254,6 +262,31 @@ impl Error {
             ErrorKind::Authentication,
             format!("{what}: authentication failed (check the user and password)"),
         )
+    }
+
+    /// A conditional write refused: `key` was not as the condition said, and holds the version
+    /// `current` (`None`: nothing, or a list). [`Outcome::NotApplied`] and permanent: sending
+    /// the same write again fails the same way; read the key again and decide (as
+    /// [`crate::DatabaseExt::update`] does).
+    pub fn conflict(key: &str, current: Option<Version>) -> Self {
+        let now = match current {
+            Some(v) => format!("it is at version {v}"),
+            None => "it holds no value".to_string(),
+        };
+        let mut error = Self::new(
+            ErrorKind::Conflict,
+            format!("key {key:?} changed since it was read: {now}"),
+        );
+        error.conflict = Some(Box::new(Conflict {
+            key: key.to_string(),
+            current,
+        }));
+        error
+    }
+
+    /// The conflict of a refused conditional write: the key and its current version.
+    pub fn as_conflict(&self) -> Option<&Conflict> {
+        self.conflict.as_deref()
     }
 
     /// Whether the server refused the credentials.
@@ -360,6 +393,7 @@ impl Error {
             backend: self.backend.clone(),
             op: self.op.clone(),
             message: self.message.clone(),
+            conflict: self.conflict.clone(),
             source: self
                 .source
                 .as_ref()

@@ -50,6 +50,7 @@ pub use validate::Validate;
 
 use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, Store};
 use crate::error::Result;
+use crate::version::{Condition, Version};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::fmt;
@@ -186,6 +187,14 @@ pub trait ForwardCache: ForwardStore {
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         self.around("ttl", self.inner_cache().ttl(key)).await
     }
+    /// As [`Cache::set_if_absent`].
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.around(
+            "set_if_absent",
+            self.inner_cache().set_if_absent(key, value, ttl),
+        )
+        .await
+    }
 }
 
 /// The database's own operations, forwarded to [`ForwardDatabase::inner_database`] unless the
@@ -208,6 +217,24 @@ pub trait ForwardDatabase: ForwardStore {
     /// As [`Database::mset`].
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         self.around("mset", self.inner_database().mset(entries))
+            .await
+    }
+    /// As [`Database::get_versioned`].
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        self.around("get_versioned", self.inner_database().get_versioned(key))
+            .await
+    }
+    /// As [`Database::set_if`].
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.around(
+            "set_if",
+            self.inner_database().set_if(key, value, condition),
+        )
+        .await
+    }
+    /// As [`Database::delete_if`].
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.around("delete_if", self.inner_database().delete_if(key, condition))
             .await
     }
     /// As [`Database::append`].
@@ -288,6 +315,9 @@ impl<L: ForwardCache> Cache for L {
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         ForwardCache::ttl(self, key).await
     }
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        ForwardCache::set_if_absent(self, key, value, ttl).await
+    }
 }
 
 #[async_trait]
@@ -300,6 +330,15 @@ impl<L: ForwardDatabase> Database for L {
     }
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         ForwardDatabase::mset(self, entries).await
+    }
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        ForwardDatabase::get_versioned(self, key).await
+    }
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        ForwardDatabase::set_if(self, key, value, condition).await
+    }
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        ForwardDatabase::delete_if(self, key, condition).await
     }
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
         ForwardDatabase::append(self, key, value).await

@@ -83,6 +83,8 @@ mod retry;
 mod serde_json_version;
 pub mod telemetry;
 mod typed;
+mod update;
+mod version;
 
 pub use backend::{
     Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, Store, StoreExt,
@@ -91,6 +93,8 @@ pub use config::Role;
 pub use error::{Error, ErrorKind, Outcome, Result, Status};
 pub use registry::{BackendFactory, Registry};
 pub use typed::{Backend, Typed};
+pub use update::UpdatePolicy;
+pub use version::{Condition, Conflict, Version};
 
 /// For backend and plugin authors: the helpers that define the contract's semantics (every
 /// backend calls them rather than reimplementing them), the limits, and the contract's layers
@@ -137,8 +141,8 @@ pub mod raw {
 /// ```
 pub mod prelude {
     pub use crate::{
-        Cache, CacheEntry, CacheExt, Database, DatabaseExt, Error, ErrorKind, KeyKind, KeyTtl,
-        Outcome, Result, Status, Store, StoreExt,
+        Cache, CacheEntry, CacheExt, Condition, Database, DatabaseExt, Error, ErrorKind, KeyKind,
+        KeyTtl, Outcome, Result, Status, Store, StoreExt, Version,
     };
     pub use serde_json::{Value, json};
 }

@@ -11,7 +11,7 @@ use crate::cache_aside::CacheAside;
 use serde_json::Value;
 use storage_core::async_trait;
 use storage_core::layer::{ForwardDatabase, ForwardStore};
-use storage_core::{Database, Result, Store};
+use storage_core::{Condition, Database, Result, Store, Version};
 
 #[async_trait]
 impl ForwardStore for CacheAside {
@@ -51,6 +51,28 @@ impl ForwardDatabase for CacheAside {
 
     async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
         CacheAside::set(self, key, &value).await
+    }
+
+    /// The database's conditional write, then the key out of the cache (the next `get` reads
+    /// it through). Versions live in the database only; a write-behind `set` still queued for
+    /// the key is not seen by the condition.
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        let (cache, database) = self.parts();
+        let version = database.set_if(key, value, condition).await?;
+        if let Err(e) = cache.delete(key).await {
+            self.cache_failed("set_if", key, &e);
+        }
+        Ok(version)
+    }
+
+    /// As [`CacheAside`]'s `set_if`: the database, then the key out of the cache.
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        let (cache, database) = self.parts();
+        let removed = database.delete_if(key, condition).await?;
+        if removed && let Err(e) = cache.delete(key).await {
+            self.cache_failed("delete_if", key, &e);
+        }
+        Ok(removed)
     }
 
     /// The database in one transaction, then each key out of the cache (the next `get` reads

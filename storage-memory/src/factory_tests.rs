@@ -4,6 +4,7 @@
 use super::*;
 use crate::*;
 use serde_json::json;
+use std::time::Instant;
 use storage_core::{BackendFactory, Registry};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -97,6 +98,7 @@ fn an_entry_expires_at_its_deadline() {
     let now = Instant::now();
     let entry = |deadline| Entry {
         slot: Slot::Value(json!(1)),
+        version: 1,
         expiry: Some((deadline, 0)),
     };
     let at = Now(now.into());

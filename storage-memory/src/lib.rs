@@ -31,137 +31,19 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use storage_core::raw::{
     checked_cache, checked_database, glob_match, literal_prefix, lrange_window, validate_key_prefix,
 };
-use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
+use storage_core::{
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+};
 
 /// The type name this crate registers.
 pub const TYPE_NAME: &str = "in-memory";
-
-#[derive(Debug, Clone)]
-enum Slot {
-    Value(Value),
-    List(VecDeque<Value>),
-}
-
-#[derive(Debug)]
-struct Entry {
-    slot: Slot,
-    /// The deadline and its tie-breaking sequence number, as filed in the expiry index.
-    expiry: Option<(Instant, u64)>,
-}
-
-impl Entry {
-    fn live(&self, now: &Now) -> bool {
-        self.expiry.is_none_or(|(deadline, _)| deadline > now.get())
-    }
-}
-
-/// The time of one operation, read from the clock only if something needs it: most keys have
-/// no TTL, and a clock read costs about as much as the lookup it would serve.
-#[derive(Default)]
-struct Now(std::cell::OnceCell<Instant>);
-
-impl Now {
-    fn get(&self) -> Instant {
-        *self.0.get_or_init(Instant::now)
-    }
-}
-
-#[derive(Debug, Default)]
-struct State {
-    namespaces: HashMap<String, HashMap<String, Entry>>,
-    /// (deadline, seq) -> (namespace, key), for every entry with a TTL.
-    expiry: BTreeMap<(Instant, u64), (String, String)>,
-    next_seq: u64,
-}
-
-impl State {
-    /// Removes every entry whose deadline has passed. Called on each write, so that memory
-    /// held by expired keys is bounded by what was written since the last write.
-    fn reclaim(&mut self, now: &Now) {
-        while let Some(entry) = self.expiry.first_entry() {
-            if entry.key().0 > now.get() {
-                break;
-            }
-            let (ns, key) = entry.remove();
-            if let Some(map) = self.namespaces.get_mut(&ns) {
-                map.remove(&key);
-                if map.is_empty() {
-                    self.namespaces.remove(&ns);
-                }
-            }
-        }
-    }
-
-    fn ns_mut(&mut self, ns: &str) -> &mut HashMap<String, Entry> {
-        if !self.namespaces.contains_key(ns) {
-            self.namespaces.insert(ns.to_string(), HashMap::new());
-        }
-        self.namespaces.get_mut(ns).expect("inserted above")
-    }
-
-    /// Removes `key`, unfiling its deadline. Returns the entry if it was live.
-    fn remove(&mut self, ns: &str, key: &str, now: &Now) -> Option<Entry> {
-        let map = self.namespaces.get_mut(ns)?;
-        let entry = map.remove(key)?;
-        if map.is_empty() {
-            self.namespaces.remove(ns);
-        }
-        if let Some(exp) = entry.expiry {
-            self.expiry.remove(&exp);
-        }
-        entry.live(now).then_some(entry)
-    }
-
-    /// Stores `slot` at `key` and returns the entry it replaced, for the caller to drop after
-    /// releasing the lock (a value's drop frees every part of it). An existing key keeps its
-    /// allocation: one lookup, no new key string.
-    #[must_use = "drop the replaced entry after releasing the lock"]
-    fn put(
-        &mut self,
-        ns: &str,
-        key: &str,
-        slot: Slot,
-        ttl: Option<Duration>,
-        now: &Now,
-    ) -> Option<Entry> {
-        // A deadline past what `Instant` can represent (hundreds of years) is "never".
-        let expiry = ttl.and_then(|t| now.get().checked_add(t)).map(|deadline| {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.expiry
-                .insert((deadline, seq), (ns.to_string(), key.to_string()));
-            (deadline, seq)
-        });
-        let entry = Entry { slot, expiry };
-        let map = self.ns_mut(ns);
-        let old = match map.get_mut(key) {
-            Some(existing) => Some(std::mem::replace(existing, entry)),
-            None => {
-                map.insert(key.to_string(), entry);
-                None
-            }
-        };
-        if let Some(exp) = old.as_ref().and_then(|o| o.expiry) {
-            self.expiry.remove(&exp);
-        }
-        old
-    }
-
-    fn live(&self, ns: &str, key: &str, now: &Now) -> Option<&Entry> {
-        self.namespaces.get(ns)?.get(key).filter(|e| e.live(now))
-    }
-
-    fn entry_count(&self) -> usize {
-        self.namespaces.values().map(HashMap::len).sum()
-    }
-}
 
 /// A thread-safe store that any number of namespaced handles share.
 #[derive(Debug, Clone, Default)]
@@ -371,6 +253,10 @@ impl Cache for MemoryBackend {
         Ok(())
     }
 
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.put_if_absent(key, value, ttl)
+    }
+
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         self.open()?;
         let state = self.store.read();
@@ -413,6 +299,18 @@ impl Database for MemoryBackend {
         drop(state);
         drop(replaced);
         Ok(())
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        self.versioned(key)
+    }
+
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.put_if(key, value, condition)
+    }
+
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.remove_if(key, condition)
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
@@ -493,6 +391,9 @@ impl Database for MemoryBackend {
     }
 }
 
+mod conditional;
+mod state;
+use state::{Entry, Now, Slot, State};
 mod factory;
 pub use factory::{MemoryConfig, MemoryFactory};
 

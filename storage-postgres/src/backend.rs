@@ -11,7 +11,9 @@ use storage_core::raw::{
     EncodedEntry, encode_cache_entries, encode_entries, encode_value, glob_match, literal_prefix,
     prefix_upper_bound,
 };
-use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
+use storage_core::{
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+};
 
 #[async_trait]
 impl Store for PostgresBackend {
@@ -165,6 +167,12 @@ impl Cache for PostgresBackend {
         self.set_many(encode_cache_entries(entries)?).await
     }
 
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.put_if_absent(key, &encode_value(value)?, ttl_ms(ttl))
+            .await
+            .map(|stored| stored.is_some())
+    }
+
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let row = self
             .run(Resend::Allowed, |mut conn, s| async move {
@@ -192,6 +200,18 @@ impl Database for PostgresBackend {
 
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         self.set_many(encode_entries(entries)?).await
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        self.versioned(key).await
+    }
+
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.put_if(key, value, condition).await
+    }
+
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.remove_if(key, condition).await
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
@@ -324,15 +344,26 @@ impl PostgresBackend {
         if ttl.is_some() && self.reclaim_due() {
             self.reclaim().await;
         }
-        self.run(Resend::Allowed, |mut conn, s| {
-            let (text, key) = (&text, key);
-            async move {
-                let statement = conn.cached(&s.set).await?;
-                conn.query_one(&statement, &[&self.ns, &key, text, &ttl])
-                    .await
-                    .map_err(|e| pg_error(e, "storing the value"))?;
-                Ok(())
-            }
+        self.store_value(key, &text, ttl, Version::fresh()).await?;
+        Ok(())
+    }
+
+    /// One `SET` statement at `version`; sent again as often as needed (the same version each
+    /// time, so a resend leaves what one send does).
+    pub(crate) async fn store_value(
+        &self,
+        key: &str,
+        text: &str,
+        ttl: Option<i64>,
+        version: Version,
+    ) -> Result<Version> {
+        let raw = version.raw() as i64;
+        self.run(Resend::Allowed, |mut conn, s| async move {
+            let statement = conn.cached(&s.set).await?;
+            conn.query_one(&statement, &[&self.ns, &key, &text, &ttl, &raw])
+                .await
+                .map_err(|e| pg_error(e, "storing the value"))?;
+            Ok(version)
         })
         .await
     }
@@ -347,18 +378,20 @@ impl PostgresBackend {
         let mut keys = Vec::new();
         let mut values = Vec::new();
         let mut ttls = Vec::new();
+        let mut versions = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             if last.get(e.key.as_str()) == Some(&i) {
                 keys.push(e.key.as_str());
                 values.push(e.text.as_str());
                 ttls.push(ttl_ms(e.ttl));
+                versions.push(Version::fresh().raw() as i64);
             }
         }
         if ttls.iter().any(Option::is_some) && self.reclaim_due() {
             self.reclaim().await;
         }
         self.run(Resend::Allowed, |mut conn, s| {
-            let (keys, values, ttls) = (&keys, &values, &ttls);
+            let (keys, values, ttls, versions) = (&keys, &values, &ttls, &versions);
             async move {
                 // Prepared (once per connection) before the transaction borrows the connection.
                 let mset = conn.cached(&s.mset).await?;
@@ -368,7 +401,7 @@ impl PostgresBackend {
                     .await
                     .map_err(|e| pg_error(e, "starting the batch"))?;
                 let lists = tx
-                    .query(&mset, &[&self.ns, keys, values, ttls])
+                    .query(&mset, &[&self.ns, keys, values, ttls, versions])
                     .await
                     .map_err(|e| pg_error(e, "storing the batch"))?;
                 for row in lists {

@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod conditional;
 pub mod config;
 mod conninfo;
 mod core;

@@ -27,6 +27,11 @@ pub(crate) struct Statements {
     pub(crate) trim_items: String,
     pub(crate) set_window: String,
     pub(crate) delete_key: String,
+    pub(crate) get_versioned: String,
+    pub(crate) version_of: String,
+    pub(crate) set_if_version: String,
+    pub(crate) set_if_absent: String,
+    pub(crate) delete_if_version: String,
 }
 
 /// Quotes an identifier that config validation already restricted to `[A-Za-z0-9_$]`.
@@ -69,6 +74,11 @@ impl Statements {
             trim_items: fill(sql::TRIM_ITEMS),
             set_window: fill(sql::SET_WINDOW),
             delete_key: fill(sql::DELETE_KEY),
+            get_versioned: fill(sql::GET_VERSIONED),
+            version_of: fill(sql::VERSION_OF),
+            set_if_version: fill(sql::SET_IF_VERSION),
+            set_if_absent: fill(sql::SET_IF_ABSENT),
+            delete_if_version: fill(sql::DELETE_IF_VERSION),
         }
     }
 }
@@ -139,6 +149,11 @@ pub(crate) async fn migrate(
         tx.batch_execute(&sql::MIGRATION_2.replace("{kv}", &kv))
             .await
             .map_err(|e| pg_error(e, "migrating to version 2"))?;
+    }
+    if version < 3 {
+        tx.batch_execute(&sql::MIGRATION_3.replace("{kv}", &kv))
+            .await
+            .map_err(|e| pg_error(e, "migrating to version 3"))?;
     }
     tx.execute(
             &format!("INSERT INTO {meta} (id, version) VALUES (true, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version"),

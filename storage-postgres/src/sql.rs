@@ -8,7 +8,7 @@
 pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Creates the tables (version 1). `{schema_create}` creates the schema when one is configured.
 pub const MIGRATION_1: &str = r#"
@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS {items} (
 pub const MIGRATION_2: &str =
     "ALTER TABLE {kv} ADD COLUMN IF NOT EXISTS list_head bigint NOT NULL DEFAULT 0";
 
+/// Version 3: a value's version (random, drawn by each write; 0 for values written before).
+pub const MIGRATION_3: &str =
+    "ALTER TABLE {kv} ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0";
+
 /// A live row's kind and value.
 pub const GET: &str = "SELECT kind, value FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
 
@@ -50,35 +54,35 @@ pub const HEADER: &str = "SELECT kind, list_len FROM {kv} WHERE ns = $1 AND key 
 /// A live row's remaining milliseconds (null when it has no TTL).
 pub const TTL: &str = "SELECT expires_at - {now} FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
 
-/// Stores a value (`$3`) with a TTL in ms (`$4`, or null), replacing a list. The upsert takes the
+/// Stores a value (`$3`) with a TTL in ms (`$4`, or null) at version `$5`, replacing a list. The upsert takes the
 /// key's row lock. Items of a replaced list are deleted in the same statement; items that a
 /// concurrent append commits after this statement's snapshot are harmless orphans (every read is
 /// bounded by the header's length, and a new list overwrites them).
 pub const SET: &str = "WITH up AS (
-    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, list_head)
-    VALUES ($1, $2, 0, $3, {now} + $4, 0, 0)
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, list_head, version)
+    VALUES ($1, $2, 0, $3, {now} + $4, 0, 0, $5)
     ON CONFLICT (ns, key) DO UPDATE
-    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0, list_head = 0
+    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0, list_head = 0, version = EXCLUDED.version
     RETURNING 1
 ), gone AS (
     DELETE FROM {items} WHERE ns = $1 AND key = $2 RETURNING 1
 )
 SELECT count(*) FROM up";
 
-/// Stores many values (`$2` keys, `$3` values, `$4` TTLs in ms), locking keys in key order so
+/// Stores many values (`$2` keys, `$3` values, `$4` TTLs in ms, `$5` versions), locking keys in key order so
 /// that concurrent batches cannot deadlock, and returns the keys that held lists. The caller
 /// deletes their items with [`DELETE_ITEMS`] in the same transaction: a single statement that
 /// deletes by "key in this batch" lets the planner scan every item of the namespace once a long
 /// list exists.
 pub const MSET: &str = "WITH input AS (
-    SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) AS t(key, value, ttl)
+    SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS t(key, value, ttl, version)
 ), lists AS (
     SELECT key FROM {kv} WHERE ns = $1 AND key = ANY($2::text[]) AND kind = 1
 ), up AS (
-    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, list_head)
-    SELECT $1, key, 0, value, {now} + ttl, 0, 0 FROM input ORDER BY key
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, list_head, version)
+    SELECT $1, key, 0, value, {now} + ttl, 0, 0, version FROM input ORDER BY key
     ON CONFLICT (ns, key) DO UPDATE
-    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0, list_head = 0
+    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0, list_head = 0, version = EXCLUDED.version
     RETURNING 1
 )
 SELECT key FROM lists";
@@ -102,7 +106,7 @@ pub const APPEND: &str = "WITH h AS (
     ON CONFLICT (ns, key) DO UPDATE
     SET list_len = CASE WHEN kv.kind = 1 THEN kv.list_len + 1 ELSE 1 END,
         list_head = CASE WHEN kv.kind = 1 THEN kv.list_head ELSE 0 END,
-        kind = 1, value = NULL, expires_at = NULL
+        kind = 1, value = NULL, expires_at = NULL, version = 0
     WHERE kv.kind = 1 OR (kv.expires_at IS NOT NULL AND kv.expires_at <= {now})
     RETURNING list_len, list_head
 )
@@ -119,7 +123,7 @@ pub const APPEND_MANY: &str = "WITH h AS (
     ON CONFLICT (ns, key) DO UPDATE
     SET list_len = CASE WHEN kv.kind = 1 THEN kv.list_len ELSE 0 END + cardinality($3::text[]),
         list_head = CASE WHEN kv.kind = 1 THEN kv.list_head ELSE 0 END,
-        kind = 1, value = NULL, expires_at = NULL
+        kind = 1, value = NULL, expires_at = NULL, version = 0
     WHERE kv.kind = 1 OR (kv.expires_at IS NOT NULL AND kv.expires_at <= {now})
     RETURNING list_len, list_head
 )
@@ -159,6 +163,35 @@ pub const SET_WINDOW: &str =
 
 /// Removes a key's header row (its items are removed by [`DELETE_ITEMS`]).
 pub const DELETE_KEY: &str = "DELETE FROM {kv} WHERE ns = $1 AND key = $2";
+
+/// A live row's kind, value and version.
+pub const GET_VERSIONED: &str = "SELECT kind, value, version FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
+
+/// A live row's kind and version: what a refused condition reports.
+pub const VERSION_OF: &str = "SELECT kind, version FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
+
+/// Replaces the value at version `$5` (or already at `$4`: this write, sent again after its
+/// answer was lost) with `$3` at version `$4`, under the row's lock. No row: the condition
+/// does not hold.
+pub const SET_IF_VERSION: &str = "UPDATE {kv} SET value = $3, version = $4
+    WHERE ns = $1 AND key = $2 AND kind = 0 AND version IN ($5, $4)
+      AND (expires_at IS NULL OR expires_at > {now})
+    RETURNING 1";
+
+/// Stores `$3` at version `$4` with a TTL in ms (`$5`, or null) where the key holds nothing
+/// live (or already holds this write, sent again). No row: the key was taken.
+pub const SET_IF_ABSENT: &str = "INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, list_head, version)
+    VALUES ($1, $2, 0, $3, {now} + $5, 0, 0, $4)
+    ON CONFLICT (ns, key) DO UPDATE
+    SET kind = 0, value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, list_len = 0, list_head = 0, version = EXCLUDED.version
+    WHERE (kv.expires_at IS NOT NULL AND kv.expires_at <= {now}) OR (kv.kind = 0 AND kv.version = EXCLUDED.version)
+    RETURNING 1";
+
+/// Removes the value at version `$3`. No row: the condition does not hold.
+pub const DELETE_IF_VERSION: &str = "DELETE FROM {kv}
+    WHERE ns = $1 AND key = $2 AND kind = 0 AND version = $3
+      AND (expires_at IS NULL OR expires_at > {now})
+    RETURNING 1";
 
 /// Live keys of a namespace.
 pub const KEYS_ALL: &str =

@@ -2,6 +2,7 @@
 //!
 //! Not the connection or the configuration: those are `core.rs` and `config.rs`.
 
+use crate::conditional::with_version;
 use crate::config::TYPE_NAME;
 use crate::core::{BATCH, RedisBackend, decode, not_utf8_key, wrong_type};
 use async_trait::async_trait;
@@ -9,7 +10,9 @@ use serde_json::Value;
 use std::time::Duration;
 use storage_core::raw::Resend;
 use storage_core::raw::encode_value;
-use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
+use storage_core::{
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+};
 
 #[async_trait]
 impl Store for RedisBackend {
@@ -142,6 +145,10 @@ impl Cache for RedisBackend {
         self.mset_pipe(encoded, false).await
     }
 
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.put_if_absent(key, value, ttl).await
+    }
+
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let ms: i64 = self
             .query(
@@ -161,15 +168,31 @@ impl Cache for RedisBackend {
 #[async_trait]
 impl Database for RedisBackend {
     async fn set(&self, key: &str, value: &Value) -> Result<()> {
-        Cache::set(self, key, value, None).await
+        self.put_if(key, value, &Condition::Any).await?;
+        Ok(())
     }
 
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         let encoded = entries
             .iter()
-            .map(|(k, v)| Ok((k.clone(), (encode_value(v)?, None))))
+            .map(|(k, v)| {
+                let stored = with_version(Version::fresh(), &encode_value(v)?);
+                Ok((k.clone(), (stored, None)))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.mset_pipe(encoded, true).await
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        self.versioned(key).await
+    }
+
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.put_if(key, value, condition).await
+    }
+
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.remove_if(key, condition).await
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {

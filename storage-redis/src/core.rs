@@ -132,6 +132,8 @@ pub(crate) fn redis_error(e: RedisError, what: &str, sent: Sent) -> Error {
 }
 
 pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
+    // A database value carries its version in front (`conditional.rs`).
+    let (bytes, _) = crate::conditional::split_version(bytes)?;
     serde_json::from_slice(bytes).map_err(|_| {
         Error::other(format!(
             "the value at {key:?} is not JSON written by this library ({} bytes)",

@@ -49,6 +49,7 @@
 mod backend;
 mod cluster;
 mod command;
+mod conditional;
 pub mod config;
 mod core;
 mod pool;

@@ -15,7 +15,9 @@ use storage_core::raw::{
     EncodedEntry, encode_cache_entries, encode_entries, encode_value, glob_match, literal_prefix,
     lrange_window, prefix_upper_bound,
 };
-use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
+use storage_core::{
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+};
 
 #[async_trait]
 impl Store for SqliteBackend {
@@ -183,6 +185,10 @@ impl Cache for SqliteBackend {
         self.set_many(encode_cache_entries(entries)?).await
     }
 
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.put_if_absent(key, value, ttl).await
+    }
+
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
         let key = key.to_string();
         self.with_conn(move |conn, ns| {
@@ -211,6 +217,18 @@ impl Database for SqliteBackend {
 
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         self.set_many(encode_entries(entries)?).await
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        self.versioned(key).await
+    }
+
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.put_if(key, value, condition).await
+    }
+
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.remove_if(key, condition).await
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
@@ -349,7 +367,14 @@ impl SqliteBackend {
             if reclaim {
                 reclaim_expired(tx, now)?;
             }
-            put_value(tx, ns, &key, &text, ttl.map(|t| deadline(now, t)))
+            put_value(
+                tx,
+                ns,
+                &key,
+                &text,
+                ttl.map(|t| deadline(now, t)),
+                Version::fresh(),
+            )
         })
         .await
     }
@@ -362,7 +387,8 @@ impl SqliteBackend {
                 reclaim_expired(tx, now)?;
             }
             for e in &entries {
-                put_value(tx, ns, &e.key, &e.text, e.ttl.map(|t| deadline(now, t)))?;
+                let expires = e.ttl.map(|t| deadline(now, t));
+                put_value(tx, ns, &e.key, &e.text, expires, Version::fresh())?;
             }
             Ok(())
         })
@@ -370,7 +396,7 @@ impl SqliteBackend {
     }
 }
 
-fn deadline(now: i64, ttl: Duration) -> i64 {
+pub(crate) fn deadline(now: i64, ttl: Duration) -> i64 {
     now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64)
 }
 
@@ -381,13 +407,14 @@ fn reclaim_expired(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<()> {
     Ok(())
 }
 
-/// Stores a value, dropping the items of a list the key held.
-fn put_value(
+/// Stores a value at `version`, dropping the items of a list the key held.
+pub(crate) fn put_value(
     tx: &rusqlite::Transaction<'_>,
     ns: &str,
     key: &str,
     text: &str,
     expires: Option<i64>,
+    version: Version,
 ) -> Result<()> {
     let was_list = tx
         .prepare_cached(sql::HEADER)
@@ -403,7 +430,7 @@ fn put_value(
             .map_err(|e| sql_error(e, "dropping the list"))?;
     }
     tx.prepare_cached(sql::UPSERT_VALUE)
-        .and_then(|mut s| s.execute((ns, key, text, expires)))
+        .and_then(|mut s| s.execute((ns, key, text, expires, version.raw() as i64)))
         .map_err(|e| sql_error(e, "storing the value"))?;
     Ok(())
 }

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod conditional;
 pub mod config;
 mod core;
 mod open;

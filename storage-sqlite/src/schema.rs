@@ -7,7 +7,7 @@ use storage_core::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x5354_4f52;
 
 /// The schema version this build writes. Migrations bring older files up to it.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -34,6 +34,8 @@ const MIGRATIONS: &[&str] = &[
     // 1 -> 2: a list's first sequence number, so that trimming its head removes only the
     // removed items (a list's items are seq list_head .. list_head+list_len-1).
     "ALTER TABLE kv ADD COLUMN list_head INTEGER NOT NULL DEFAULT 0;",
+    // 2 -> 3: a value's version (random, drawn by each write; 0 for values written before).
+    "ALTER TABLE kv ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) fn sql_error(e: r2d2_sqlite::rusqlite::Error, what: &str) -> Error {

@@ -14,16 +14,20 @@ pub const MGET: &str = "SELECT wanted.key, kv.kind, kv.value FROM json_each(?2) 
 pub const HEADER: &str = "SELECT kind, list_len, list_head FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
 /// A live row's deadline.
 pub const EXPIRY: &str = "SELECT expires_at FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
-/// Stores a value, replacing a value or a list header.
-pub const UPSERT_VALUE: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len, list_head) VALUES (?1, ?2, 0, ?3, ?4, 0, 0) \
-     ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = excluded.value, expires_at = excluded.expires_at, list_len = 0, list_head = 0";
+/// A live row's kind, value and version.
+pub const GET_VERSIONED: &str = "SELECT kind, value, version FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+/// A live row's kind and version, for a condition.
+pub const VERSION_OF: &str = "SELECT kind, version FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
+/// Stores a value at version `?5`, replacing a value or a list header.
+pub const UPSERT_VALUE: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len, list_head, version) VALUES (?1, ?2, 0, ?3, ?4, 0, 0, ?5) \
+     ON CONFLICT (ns, key) DO UPDATE SET kind = 0, value = excluded.value, expires_at = excluded.expires_at, list_len = 0, list_head = 0, version = excluded.version";
 /// Removes a key's row, saying what it was.
 pub const DELETE_ROW: &str = "DELETE FROM kv WHERE ns = ?1 AND key = ?2 RETURNING kind, expires_at";
 /// Removes a list's items.
 pub const DELETE_ITEMS: &str = "DELETE FROM list_items WHERE ns = ?1 AND key = ?2";
 /// Starts a list of `?3` items (the first append).
-pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len, list_head) VALUES (?1, ?2, 1, NULL, NULL, ?3, 0) \
-     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = ?3, list_head = 0";
+pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len, list_head, version) VALUES (?1, ?2, 1, NULL, NULL, ?3, 0, 0) \
+     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = ?3, list_head = 0, version = 0";
 /// Grows a list by `?3` items.
 pub const BUMP_LIST: &str = "UPDATE kv SET list_len = list_len + ?3 WHERE ns = ?1 AND key = ?2";
 /// Adds an item at sequence `?3`.

@@ -13,7 +13,9 @@ use redb::ReadableTable;
 use serde_json::Value;
 use std::time::Duration;
 use storage_core::raw::{glob_match, literal_prefix, lrange_window, prefix_upper_bound};
-use storage_core::{Cache, CacheEntry, Database, Error, KeyKind, KeyTtl, Result, Store};
+use storage_core::{
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+};
 
 #[async_trait]
 impl Store for RedbBackend {
@@ -181,7 +183,8 @@ impl Cache for RedbBackend {
     async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
         let (key, json) = (key.to_string(), encode(value)?.into_bytes());
         self.write(move |tx, ns, now| put_value(tx, ns, &key, &json, deadline(now, ttl)))
-            .await
+            .await?;
+        Ok(())
     }
 
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
@@ -196,6 +199,10 @@ impl Cache for RedbBackend {
             Ok(())
         })
         .await
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.put_if_absent(key, value, ttl).await
     }
 
     async fn ttl(&self, key: &str) -> Result<KeyTtl> {
@@ -227,6 +234,18 @@ impl Database for RedbBackend {
             .map(|(k, v)| CacheEntry::new(k.clone(), v.clone(), None))
             .collect();
         Cache::mset(self, &entries).await
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        self.versioned(key)
+    }
+
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.put_if(key, value, condition).await
+    }
+
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.remove_if(key, condition).await
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {

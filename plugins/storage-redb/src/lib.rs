@@ -36,10 +36,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storage_core::config::{BackendSpec, BlockInput, Role};
 use storage_core::plugin::PluginRegistrar;
-use storage_core::{Error, Result};
+use storage_core::{Error, Result, Version};
 
 mod backend;
 mod commit;
+mod conditional;
 pub mod config;
 mod expiry;
 mod file;
@@ -59,7 +60,8 @@ const RECLAIM_EVERY: u64 = 128;
 /// The most entries a read touches and still runs inline; see the crate docs.
 pub const INLINE_READ_LIMIT: u64 = 1024;
 
-/// A key's header: what it holds, its deadline (caches), and a list's length.
+/// A key's header: what it holds, its deadline (caches), and a list's length or a value's
+/// version (`Version::raw`; 0 for values written before versions existed).
 #[derive(Debug, Clone, PartialEq)]
 struct Header {
     list: bool,
@@ -90,6 +92,11 @@ impl Header {
             len: u64::from_le_bytes(bytes[10..18].try_into().expect("8 bytes")),
             json: bytes[18..].to_vec(),
         })
+    }
+
+    /// A value's version; `None` for a list.
+    fn version(&self) -> Option<Version> {
+        (!self.list).then_some(Version::from_raw(self.len))
     }
 
     fn live(&self, now: i64) -> bool {
@@ -257,14 +264,15 @@ fn remove_items(
     Ok(())
 }
 
-/// Stores a value under the key's header, dropping a list it held.
+/// Stores a value under the key's header at a new version, dropping a list it held.
 fn put_value(
     tx: &redb::WriteTransaction,
     ns: &str,
     key: &str,
     json: &[u8],
     expires_at: Option<i64>,
-) -> Result<()> {
+) -> Result<Version> {
+    let version = Version::fresh();
     let old = {
         let table = tx
             .open_table(KEYS)
@@ -283,7 +291,7 @@ fn put_value(
     let header = Header {
         list: false,
         expires_at,
-        len: 0,
+        len: version.raw(),
         json: json.to_vec(),
     };
     table
@@ -292,7 +300,7 @@ fn put_value(
     if let Some(at) = expires_at {
         index_deadline(tx, ns, key, at)?;
     }
-    Ok(())
+    Ok(version)
 }
 
 fn append_texts(

@@ -6,6 +6,7 @@ use super::{AsStore, ForwardCache, ForwardDatabase, ForwardStore};
 use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, Store};
 use crate::error::{Error, Result};
 use crate::limits::{normalize_ttl, validate_key, validate_value};
+use crate::version::{Condition, Version};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::fmt;
@@ -153,6 +154,12 @@ impl ForwardCache for Validate<dyn Cache> {
         self.check_key("ttl", key)?;
         self.inner.ttl(key).await
     }
+
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.check_entry("set_if_absent", key, value)?;
+        let ttl = normalized(ttl).map_err(|e| self.ctx(e, "set_if_absent"))?;
+        self.inner.set_if_absent(key, value, ttl).await
+    }
 }
 
 #[async_trait]
@@ -179,6 +186,21 @@ impl ForwardDatabase for Validate<dyn Database> {
             return Ok(());
         }
         self.inner.mset(entries).await
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        self.check_key("get_versioned", key)?;
+        self.inner.get_versioned(key).await
+    }
+
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.check_entry("set_if", key, value)?;
+        self.inner.set_if(key, value, condition).await
+    }
+
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.check_key("delete_if", key)?;
+        self.inner.delete_if(key, condition).await
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {

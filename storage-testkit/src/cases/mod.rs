@@ -1,6 +1,7 @@
 //! The cases, and what they share.
 
 mod cache;
+pub(crate) mod conditional;
 mod contract;
 mod database;
 mod keys;
@@ -45,6 +46,7 @@ pub(crate) fn cache_cases() -> Vec<Case> {
         cache::mset_entries_carry_their_own_ttl,
         cache::expired_keys_do_not_count_as_existing,
         contract::cache_mset_last_entry_wins_with_its_ttl,
+        conditional::cache_set_if_absent_has_one_winner,
         sequences::model_random_cache_operations,
     ]);
     all
@@ -80,6 +82,13 @@ pub(crate) fn database_cases() -> Vec<Case> {
         contract::trim_head_then_append_and_read,
         contract::trim_missing_and_wrong_type,
         sequences::model_random_database_operations,
+        conditional::every_write_changes_the_version,
+        conditional::set_if_absent_creates_once,
+        conditional::set_if_version_needs_the_current_version,
+        conditional::delete_if_conditions,
+        conditional::update_stops_on_the_functions_error,
+        conditional::set_if_racing_a_plain_set,
+        conditional::update_loses_no_increment,
     ]);
     all
 }
