@@ -12,6 +12,7 @@
 //! SQLite at `.storage/storage.db` and a memory cache. Exit codes: 0 success, 1 not found
 //! (`get` of a missing key), 2 any error, reported as one line on stderr.
 
+mod conditional;
 mod demo;
 mod key_line;
 mod migrate;
@@ -82,6 +83,14 @@ enum Command {
         /// Which role's backend to write to.
         #[arg(long, value_enum, default_value = "database")]
         role: RoleArg,
+        /// Write only if the key is still at this version (as `get --version` printed it);
+        /// otherwise exit 3, with the current version on stderr. Databases only.
+        #[arg(long, value_name = "VERSION", conflicts_with = "if_absent")]
+        if_version: Option<String>,
+        /// Write only if the key holds nothing; otherwise exit 3. On a cache, with --ttl, a
+        /// lease that ends with its TTL.
+        #[arg(long)]
+        if_absent: bool,
     },
     /// Prints a key's JSON value; exits 1 if it is missing.
     Get {
@@ -90,6 +99,10 @@ enum Command {
         /// Which role's backend to read.
         #[arg(long, value_enum, default_value = "database")]
         role: RoleArg,
+        /// Print one JSON object `{"value": V, "version": "..."}` (databases only), for a
+        /// later `set --if-version`.
+        #[arg(long)]
+        version: bool,
     },
     /// Deletes a key; prints whether it existed.
     Delete {
@@ -405,15 +418,20 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
             value_file,
             ttl,
             role,
+            if_version,
+            if_absent,
         } => {
             let value = value_arg(json.as_deref(), value_file.as_deref())?;
+            let ttl = ttl.map(Duration::from_millis);
+            if let Some(condition) = conditional::condition(if_version.as_deref(), *if_absent)? {
+                return conditional::set(m, key, &value, ttl, *role == RoleArg::Cache, condition)
+                    .await;
+            }
             match role {
                 RoleArg::Cache => {
                     let (cache, status) = m.connect_cache().await?;
                     warn_if_per_process(&status);
-                    cache
-                        .set(key, &value, ttl.map(Duration::from_millis))
-                        .await?;
+                    cache.set(key, &value, ttl).await?;
                 }
                 RoleArg::Database => {
                     if ttl.is_some() {
@@ -428,7 +446,12 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Get { key, role } => match store(m, *role).await?.get(key).await? {
+        Command::Get {
+            key,
+            role,
+            version: true,
+        } => conditional::get(m, key, *role == RoleArg::Cache).await,
+        Command::Get { key, role, .. } => match store(m, *role).await?.get(key).await? {
             Some(v) => {
                 println!("{v}");
                 Ok(ExitCode::SUCCESS)

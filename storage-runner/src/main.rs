@@ -33,6 +33,7 @@ use storage_core::{ErrorKind, Registry, Result};
 use storage_testkit::{Report, SuiteOptions};
 
 mod faults;
+mod processes;
 mod registry;
 
 struct Args {
@@ -42,6 +43,10 @@ struct Args {
     filter: Option<String>,
     fault_block: Option<String>,
     upstream: Option<std::net::SocketAddr>,
+    /// `--block B` or `--config F`, as given: what a child process is started with.
+    source: Vec<String>,
+    /// A child's work: `--increment KEY --times N --prefix P`.
+    increment: Option<(String, u64, String)>,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -49,6 +54,7 @@ fn parse_args() -> std::result::Result<Args, String> {
     let mut role = None;
     let (mut block, mut config, mut filter) = (None, None, None);
     let (mut fault_block, mut upstream) = (None, None);
+    let (mut increment, mut times, mut prefix) = (None, None, None);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -64,6 +70,15 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--block" => block = Some(value("--block")?),
             "--config" => config = Some(PathBuf::from(value("--config")?)),
             "--filter" => filter = Some(value("--filter")?),
+            "--increment" => increment = Some(value("--increment")?),
+            "--times" => {
+                let v = value("--times")?;
+                times = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("--times: {v:?} is not a count"))?,
+                );
+            }
+            "--prefix" => prefix = Some(value("--prefix")?),
             "--fault-block" => fault_block = Some(value("--fault-block")?),
             "--upstream" => {
                 let v = value("--upstream")?;
@@ -83,6 +98,16 @@ fn parse_args() -> std::result::Result<Args, String> {
     if fault_block.is_some() != upstream.is_some() {
         return Err("--fault-block and --upstream go together".into());
     }
+    let source = match (&block, &config) {
+        (Some(b), _) => vec!["--block".to_string(), b.clone()],
+        (None, Some(c)) => vec!["--config".to_string(), c.display().to_string()],
+        (None, None) => Vec::new(),
+    };
+    let increment = match (increment, times, prefix) {
+        (None, None, None) => None,
+        (Some(key), Some(n), Some(p)) => Some((key, n, p)),
+        _ => return Err("--increment, --times and --prefix go together".into()),
+    };
     Ok(Args {
         role,
         block,
@@ -90,6 +115,8 @@ fn parse_args() -> std::result::Result<Args, String> {
         filter,
         fault_block,
         upstream,
+        source,
+        increment,
     })
 }
 
@@ -140,6 +167,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some((key, n, prefix)) = &args.increment {
+        return match processes::child(&registry, &spec, prefix, key, *n).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("storage-runner: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let line = |passed: usize, failed: usize, skipped: usize| {
         println!(
             "matrix: {} {} passed={passed} failed={failed} skipped={skipped}",
@@ -161,6 +197,7 @@ async fn main() -> ExitCode {
     } else {
         Vec::new()
     })
+    .chain((args.role == Role::Database && processes::applies(&spec)).then_some(processes::CASE))
     .filter(|n| args.filter.as_deref().is_none_or(|f| n.contains(f)))
     .collect();
     if names.is_empty() {
@@ -242,6 +279,31 @@ async fn main() -> ExitCode {
         println!("{fault_report}");
         passed += fault_report.passed();
         failed += fault_report.failed();
+    }
+    if args.role == Role::Database
+        && args
+            .filter
+            .as_deref()
+            .is_none_or(|f| processes::CASE.contains(f))
+    {
+        if processes::applies(&spec) {
+            match processes::run(registry.clone(), &spec, &args.source, &options.prefix).await {
+                Ok(()) => {
+                    println!("  ok   database {}", processes::CASE);
+                    passed += 1;
+                }
+                Err(e) => {
+                    println!("  FAIL database {}: {e}", processes::CASE);
+                    failed += 1;
+                }
+            }
+        } else {
+            println!(
+                "  note: {} does not apply to {}: its data is not shared between processes",
+                processes::CASE,
+                spec.type_name
+            );
+        }
     }
     if passed + failed != total {
         println!("  the kit ran {} cases, expected {total}", passed + failed);

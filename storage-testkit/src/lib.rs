@@ -54,6 +54,17 @@ pub use faults::{
 
 pub use trials::{cache_trials, database_trials};
 
+/// `n` increments of the JSON counter at `key` through [`storage_core::DatabaseExt::update`]
+/// (room for heavy contention: up to 10 000 tries each). The kit's lost-update case runs it in
+/// 8 tasks; a runner can run it in several processes against one backend and check the sum.
+pub async fn increment_counter(
+    db: &dyn Database,
+    key: &str,
+    n: u64,
+) -> std::result::Result<(), String> {
+    cases::conditional::increments(db, key, n).await
+}
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

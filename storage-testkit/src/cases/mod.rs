@@ -2,6 +2,7 @@
 
 mod cache;
 pub(crate) mod conditional;
+mod conditional_model;
 mod contract;
 mod database;
 mod keys;
@@ -89,6 +90,7 @@ pub(crate) fn database_cases() -> Vec<Case> {
         conditional::update_stops_on_the_functions_error,
         conditional::set_if_racing_a_plain_set,
         conditional::update_loses_no_increment,
+        conditional_model::model_random_conditional_operations,
     ]);
     all
 }
