@@ -109,10 +109,10 @@ pub async fn model_random_conditional_operations(cx: Cx) -> CaseResult {
                 check(&got, &want, || format!("set_if {key} {condition}"))
                     .map_err(|e| fail(step, e))?;
                 if let Ok(version) = got {
-                    if let Some(Held::Value(_, Some(old))) = model.get(&key) {
-                        if *old == version {
-                            return Err(fail(step, format!("set_if {key} kept version {old}")));
-                        }
+                    if let Some(Held::Value(_, Some(old))) = model.get(&key)
+                        && *old == version
+                    {
+                        return Err(fail(step, format!("set_if {key} kept version {old}")));
                     }
                     model.insert(key, Held::Value(value, Some(version)));
                 }
@@ -149,10 +149,11 @@ fn check<T: std::fmt::Debug>(
     if judge(got, want) {
         return Ok(());
     }
-    if let Err(e) = got {
-        if e.kind() != ErrorKind::Conflict && !matches!(want, Want::Error(_)) {
-            return Err(format!("{}: unexpected error: {e}", op()));
-        }
+    if let Err(e) = got
+        && e.kind() != ErrorKind::Conflict
+        && !matches!(want, Want::Error(_))
+    {
+        return Err(format!("{}: unexpected error: {e}", op()));
     }
     Err(format!(
         "{}: backend gave {}, model expects {want:?}",
