@@ -66,7 +66,7 @@ pub(crate) async fn bench(url: &str, ops_scale: usize, rows: &mut Vec<Row>) {
     let items: Vec<Value> = (0..1000).map(payload).collect();
     db.append_many("list:1000", &items).await.expect("preload");
 
-    let db = Arc::new(Project(db));
+    let db = Arc::new(Project::new(db));
     let cache = Arc::new(CacheProject(cache));
     for c in [1, 64] {
         for op in [Op::Get, Op::Set, Op::Mget100, Op::Mset100, Op::Append(1000)] {

@@ -9,6 +9,7 @@
 
 mod baselines;
 mod cluster;
+mod conditional;
 mod harness;
 mod limits;
 mod peer;
@@ -41,10 +42,26 @@ pub trait Subject: Send + Sync + 'static {
             ))
         }
     }
+    /// A `set_if` on the version this subject last wrote at `key` (only the project has it).
+    fn set_if(&self, key: String, value: Value) -> impl Future<Output = Result<()>> + Send {
+        let _ = (key, value);
+        async { Err(storage_core::Error::unsupported("set_if has no baseline")) }
+    }
+    /// An `update` that increments the counter at `key` (only the project has it).
+    fn update(&self, key: String) -> impl Future<Output = Result<()>> + Send {
+        let _ = key;
+        async { Err(storage_core::Error::unsupported("update has no baseline")) }
+    }
 }
 
-/// The project's API.
-struct Project(Arc<dyn Database>);
+/// The project's API, and the version it last wrote at each key (for `set_if`).
+struct Project(Arc<dyn Database>, conditional::Versions);
+
+impl Project {
+    fn new(db: Arc<dyn Database>) -> Self {
+        Project(db, conditional::Versions::default())
+    }
+}
 
 impl Subject for Project {
     async fn get(&self, key: String) -> Result<()> {
@@ -75,6 +92,12 @@ impl Subject for Project {
     async fn trim_head(&self, key: String) -> Result<()> {
         self.0.trim(&key, 1, -1).await
     }
+    async fn set_if(&self, key: String, value: Value) -> Result<()> {
+        conditional::set_if(&*self.0, &self.1, key, value).await
+    }
+    async fn update(&self, key: String) -> Result<()> {
+        conditional::increment(&*self.0, &key).await
+    }
 }
 
 /// About 200 bytes of JSON.
@@ -97,6 +120,9 @@ enum Op {
     Tail20(u64),
     TrimHead(u64),
     KeysPrefix,
+    SetIf,
+    Update,
+    UpdateContended,
 }
 
 impl Op {
@@ -110,6 +136,9 @@ impl Op {
             Op::Tail20(_) => "range_tail20",
             Op::TrimHead(_) => "trim_head",
             Op::KeysPrefix => "keys_prefix",
+            Op::SetIf => "set_if",
+            Op::Update => "update",
+            Op::UpdateContended => "update_one_key",
         }
     }
     fn list_len(self) -> Option<u64> {
@@ -148,6 +177,9 @@ async fn run_op<S: Subject>(s: &S, op: Op, i: usize) -> Result<()> {
         Op::Tail20(n) => s.tail20(list_key(n)).await,
         Op::TrimHead(n) => s.trim_head(list_key(n)).await,
         Op::KeysPrefix => s.keys_prefix().await,
+        Op::SetIf => s.set_if(format!("ci:{}", i % 1000), payload(i)).await,
+        Op::Update => s.update(format!("u:{}", i % 1000)).await,
+        Op::UpdateContended => s.update("counter".to_string()).await,
     }
 }
 
@@ -292,9 +324,10 @@ async fn main() {
                 .await;
         preload(&db, big_list).await.expect("preload memory");
         let base = Arc::new(MemoryBaseline::preloaded(big_list));
+        let project = Arc::new(Project::new(db));
         bench_backend(
             "in-memory",
-            Arc::new(Project(db)),
+            project.clone(),
             base,
             &[1],
             ops_scale * 5,
@@ -302,6 +335,7 @@ async fn main() {
             &mut rows,
         )
         .await;
+        conditional::bench("in-memory", project, ops_scale * 5, &mut rows).await;
     }
     // sqlite
     {
@@ -310,9 +344,10 @@ async fn main() {
         let db = open(&format!("database: {{ type: sqlite, path: '{}', keyPrefix: 'bench:' }}\ncache: {{ type: in-memory }}", path.display())).await;
         preload(&db, big_list).await.expect("preload sqlite");
         let base = Arc::new(SqliteBaseline::open(&path, "bench:"));
+        let project = Arc::new(Project::new(db));
         bench_backend(
             "sqlite",
-            Arc::new(Project(db)),
+            project.clone(),
             base,
             &[1],
             ops_scale,
@@ -320,6 +355,7 @@ async fn main() {
             &mut rows,
         )
         .await;
+        conditional::bench("sqlite", project, ops_scale, &mut rows).await;
         peer::sqlite(&dir, ops_scale, &mut rows).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -327,9 +363,10 @@ async fn main() {
         let db = open(&format!("database: {{ type: postgresql, url: '{url}', keyPrefix: 'bench:', maxConnections: 64 }}\ncache: {{ type: in-memory }}")).await;
         preload(&db, big_list).await.expect("preload postgres");
         let base = Arc::new(PostgresBaseline::open(&url, "bench:", 64).await);
+        let project = Arc::new(Project::new(db));
         bench_backend(
             "postgresql",
-            Arc::new(Project(db)),
+            project.clone(),
             base,
             &[1, 64],
             ops_scale,
@@ -337,6 +374,7 @@ async fn main() {
             &mut rows,
         )
         .await;
+        conditional::bench("postgresql", project, ops_scale, &mut rows).await;
         match value_of("--pgbench") {
             Some(pgbench) => limits::pgbench(std::path::Path::new(&pgbench), &url, &mut rows),
             None => eprintln!("bench: no --pgbench PATH; the pgbench rows are left out"),
@@ -348,9 +386,10 @@ async fn main() {
         let db = open(&format!("database: {{ type: redis, url: '{url}', keyPrefix: 'bench:', maxConnections: 64 }}\ncache: {{ type: in-memory }}")).await;
         preload(&db, big_list).await.expect("preload redis");
         let base = Arc::new(RedisBaseline::open(&url, "bench:", 64).await);
+        let project = Arc::new(Project::new(db));
         bench_backend(
             "redis",
-            Arc::new(Project(db)),
+            project.clone(),
             base,
             &[1, 64],
             ops_scale,
@@ -358,6 +397,7 @@ async fn main() {
             &mut rows,
         )
         .await;
+        conditional::bench("redis", project, ops_scale, &mut rows).await;
         limits::redis_benchmark(&url, &mut rows);
     } else {
         eprintln!("bench: no --redis URL; redis is left out");

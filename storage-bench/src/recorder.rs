@@ -14,7 +14,7 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
         open("database: { type: in-memory, keyPrefix: 'rec:' }\ncache: { type: in-memory }").await;
     let gets: Vec<(String, Value)> = (0..1000).map(|i| (format!("g:{i}"), payload(i))).collect();
     db.mset(&gets).await.expect("preload");
-    let project = Arc::new(Project(db));
+    let project = Arc::new(Project::new(db));
     let total = ops_scale * 5;
     let mut without = Vec::new();
     for op in [Op::Get, Op::Set] {
