@@ -101,3 +101,17 @@ fn an_append_whose_outcome_is_unknown_is_stored_once() {
     assert!(out.contains("not sent again"), "{out}");
     assert!(out.contains("the list holds the turn 1 time(s)"), "{out}");
 }
+
+#[test]
+fn concurrent_updates_of_one_session_keep_every_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        env!("CARGO_BIN_EXE_shared_session"),
+        dir.path(),
+        &["session.db", "8", "25"],
+    );
+    assert!(
+        out.contains("8 writers × 25 notes: the session keeps 200 notes"),
+        "{out}"
+    );
+}

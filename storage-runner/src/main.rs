@@ -5,6 +5,11 @@
 //!                [--fault-block BLOCK --upstream HOST:PORT]
 //! ```
 //!
+//! For a database that processes share (SQLite, PostgreSQL, Redis), the case
+//! `lost_update_across_processes` runs two copies of this runner (`--increment KEY --times N
+//! --prefix P`, the child's mode) that add 500 each to one counter through `update`, and
+//! checks the sum.
+//!
 //! With `--fault-block` (the same backend's block, with `{addr}` where the server's address
 //! goes) and `--upstream` (the server's address), the kit's fault cases run too, each through a
 //! fault proxy in front of the server; they count in the matrix line like every other case.

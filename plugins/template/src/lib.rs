@@ -9,6 +9,12 @@
 //! is: the block's own fields parsed with unknown keys refused, the `Backend` impl,
 //! `storage_plugin::bridged` (your futures run on a runtime the plugin owns, and your panics
 //! become errors) and `declare_plugin!`.
+//!
+//! Conditional writes (plugin ABI 6): `get_versioned`, `set_if` and `delete_if` on the database
+//! role and `set_if_absent` on the cache role forward here like every other operation. Your own
+//! backend keeps a version beside each value (a new `Version::fresh()` on every write of it) and
+//! checks each condition and writes in one transaction; one that cannot leaves the trait's
+//! defaults, which answer `Unsupported`, and the kit's conditional cases then fail by name.
 
 use serde::Deserialize;
 use serde_json::Value;
