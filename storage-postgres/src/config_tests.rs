@@ -277,3 +277,66 @@ fn port_zero_is_refused_in_a_connection_string() {
         "u@h:1/d"
     );
 }
+
+/// What the mutation run found unpinned: the type name, `Debug`, the driver's config with the
+/// common settings, ports shared by several hosts, synonyms that agree, schema names with `_`
+/// and `$`, an empty `options=` in the URL, and the schema.
+#[test]
+fn names_synonyms_and_the_drivers_config() {
+    let c = parse(json!({"url": "postgresql://u@h/d"})).unwrap();
+    assert_eq!(c.type_name(), "postgresql");
+    let debug = format!("{c:?}");
+    assert!(
+        debug.starts_with("PostgresConfig {") && debug.contains("u@h:5432/d"),
+        "{debug}"
+    );
+    let mut common = storage_core::config::CommonSettings::default();
+    common.connect_timeout = std::time::Duration::from_millis(1234);
+    let driver = c.driver_config(&common);
+    assert_eq!(driver.get_connect_timeout(), Some(&common.connect_timeout));
+    assert_eq!(driver.get_dbname(), Some("d"));
+    // One port for every host, and none at all.
+    let c = parse(json!({"url": "host=a,b port=6000 user=u dbname=d"})).unwrap();
+    assert_eq!(c.describe(), "u@a:6000,b:6000/d");
+    let c = parse(json!({"url": "host=a,b user=u dbname=d"})).unwrap();
+    assert_eq!(c.describe(), "u@a:5432,b:5432/d");
+    let c = parse(json!({"url": "host=a,b port=1,2 user=u dbname=d"})).unwrap();
+    assert_eq!(c.describe(), "u@a:1,b:2/d");
+    // Synonyms may both be given when they agree.
+    parse(json!({"url": "postgresql://h/d", "connectionString": "postgresql://h/d"})).unwrap();
+    let c = parse(json!({"host": "h", "user": "u", "username": "u"})).unwrap();
+    assert!(c.describe().starts_with("u@h:"), "{}", c.describe());
+    for ok in ["_s", "a$b", "s_1"] {
+        let c = parse(json!({"url": "postgresql://h/d", "schema": ok})).unwrap();
+        assert_eq!(c.schema.as_deref(), Some(ok));
+    }
+    for bad in ["$a", "1a", "a-b", ""] {
+        let e = err(json!({"url": "postgresql://h/d", "schema": bad}));
+        assert!(e.contains("not a valid schema name"), "{bad:?}: {e}");
+    }
+    // An empty `options=` in the URL does not leave a leading space.
+    let c =
+        parse(json!({"url": "postgresql://h/d?options=%20", "options": {"statement_timeout": 5}}))
+            .unwrap();
+    assert_eq!(c.driver.get_options(), Some("-c statement_timeout=5"));
+    assert!(schema()["properties"]["url"].is_object());
+}
+
+/// `hosts` entries: a bracketed IPv6 address with or without a port, a bare IPv6 address, a
+/// name with a port, and what is not an entry.
+#[test]
+fn host_entries() {
+    assert_eq!(host_and_port("[::1]:7").unwrap(), ("::1".into(), Some(7)));
+    assert_eq!(host_and_port("[::1]").unwrap(), ("::1".into(), None));
+    assert_eq!(host_and_port("fe80::1").unwrap(), ("fe80::1".into(), None));
+    assert_eq!(host_and_port("h:9").unwrap(), ("h".into(), Some(9)));
+    assert_eq!(host_and_port("h").unwrap(), ("h".into(), None));
+    assert!(
+        host_and_port("[::1]x")
+            .unwrap_err()
+            .contains("after the address")
+    );
+    assert!(host_and_port("[::1").is_err());
+    assert!(host_and_port("").unwrap_err().contains("empty"));
+    assert!(host_and_port("h:0").is_err());
+}

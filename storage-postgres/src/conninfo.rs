@@ -205,4 +205,28 @@ mod tests {
         let e = take_tls_params("host").unwrap_err();
         assert!(e.contains("expected `=`"), "{e}");
     }
+
+    /// Backslash escapes, quoted and not, at the end of the text and before it, and an empty
+    /// value at the very end: each pair's value and its text as written.
+    #[test]
+    fn escapes_and_ends_of_the_key_value_form() {
+        let pairs = |s: &str| -> Vec<(String, String, String)> {
+            key_value_pairs(s)
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.key.to_string(), p.value, p.raw.to_string()))
+                .collect()
+        };
+        let one = |k: &str, v: &str, raw: &str| (k.to_string(), v.to_string(), raw.to_string());
+        assert_eq!(pairs("a="), vec![one("a", "", "a=")]);
+        assert_eq!(pairs("a = ''"), vec![one("a", "", "a = ''")]);
+        assert_eq!(
+            pairs(r"a='x\'y' b=1"),
+            vec![one("a", "x'y", r"a='x\'y'"), one("b", "1", "b=1")]
+        );
+        assert_eq!(pairs(r"a=x\ y"), vec![one("a", "x y", r"a=x\ y")]);
+        assert_eq!(pairs(r"a=x\"), vec![one("a", r"x\", r"a=x\")]);
+        assert_eq!(pairs(r"a=\\b"), vec![one("a", r"\b", r"a=\\b")]);
+        assert!(matches!(key_value_pairs(r"a='x\"), Err(e) if e.contains("unterminated")));
+    }
 }

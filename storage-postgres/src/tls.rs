@@ -273,3 +273,39 @@ pub fn client_config(ssl: &SslSettings) -> Result<ClientConfig> {
 pub fn connector(ssl: &SslSettings) -> Result<MakeRustlsConnect> {
     Ok(MakeRustlsConnect::new(client_config(ssl)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{EncryptOnly, SslMode, provider};
+    use rustls::client::danger::ServerCertVerifier;
+
+    #[test]
+    fn libpq_mode_names() {
+        for (name, mode) in [
+            ("disable", Some(SslMode::Disable)),
+            ("allow", Some(SslMode::Prefer)),
+            ("prefer", Some(SslMode::Prefer)),
+            ("require", Some(SslMode::Require)),
+            ("verify-full", Some(SslMode::VerifyFull)),
+            ("verify-ca", None),
+            ("", None),
+        ] {
+            assert_eq!(SslMode::parse(name), mode, "{name:?}");
+        }
+    }
+
+    /// Encrypting without verifying still offers the provider's signature schemes: a handshake
+    /// needs at least one.
+    #[test]
+    fn encrypt_only_offers_the_providers_schemes() {
+        let provider = provider();
+        let schemes = EncryptOnly(provider.clone()).supported_verify_schemes();
+        assert!(!schemes.is_empty());
+        assert_eq!(
+            schemes,
+            provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        );
+    }
+}

@@ -165,3 +165,113 @@ fn a_negative_database_or_port_zero_is_refused_in_every_form() {
     let c = parse(json!({"url": "redis://h:6379/15"})).unwrap();
     assert_eq!(c.describe(), "h:6379/15");
 }
+
+fn parse_as(role: Role, fields: Value) -> Result<RedisConfig> {
+    let Value::Object(map) = fields else {
+        unreachable!()
+    };
+    let mut block = BlockInput::new("storage.x", map, Path::new("/base"));
+    block.set_role(role);
+    RedisConfig::parse(&mut block)
+}
+
+/// What the mutation run found unpinned: the type name, `Debug`, `tls()`, the default retry
+/// count, each form `describe` and `identity` take, and the schema.
+#[test]
+fn names_descriptions_and_identities_of_every_form() {
+    let plain = parse(json!({"url": "redis://h:6379/2"})).unwrap();
+    assert_eq!(plain.type_name(), "redis");
+    assert!(!plain.tls());
+    assert_eq!(plain.describe(), "h:6379/2");
+    assert_eq!(plain.max_retries_per_request, 3, "the default");
+    let debug = format!("{plain:?}");
+    assert!(
+        debug.starts_with("RedisConfig {") && debug.contains("h:6379/2"),
+        "{debug}"
+    );
+    let tls = parse(json!({"url": "rediss://h:6380/0"})).unwrap();
+    assert!(tls.tls());
+    assert_eq!(tls.describe(), "h:6380/0 tls");
+    let unix = parse(json!({"url": "unix:///tmp/r.sock?db=1"})).unwrap();
+    assert_eq!(unix.describe(), "/tmp/r.sock/1");
+    let id = unix.identity().unwrap();
+    assert!(id.endpoints.contains("/tmp/r.sock"), "{id:?}");
+    assert_eq!(id.scope, "1");
+    let retries =
+        parse(json!({"url": "redis://h", "options": {"maxRetriesPerRequest": 5}})).unwrap();
+    assert_eq!(retries.max_retries_per_request, 5);
+    let cluster =
+        parse(json!({"cluster": true, "nodes": ["redis://a:7000", "redis://b:7001"]})).unwrap();
+    assert_eq!(cluster.describe(), "cluster a:7000,b:7001");
+    assert_eq!(cluster.cluster.as_ref().map(Vec::len), Some(2));
+    let schema = schema();
+    assert!(schema["properties"]["url"].is_object(), "{schema}");
+    assert!(schema["properties"]["nodes"].is_object(), "{schema}");
+}
+
+/// The seed-node rules: given as `nodes` or one URL, never both; at least one; the first is
+/// the connection info; database 0 only; one TLS mode and one set of credentials for all.
+#[test]
+fn cluster_seed_nodes_rules() {
+    let c = parse(json!({"cluster": true, "nodes": ["redis://a:7000/0"]})).unwrap();
+    assert_eq!(c.describe(), "cluster a:7000");
+    assert!(matches!(c.info.addr(), ConnectionAddr::Tcp(h, 7000) if h == "a"));
+    for (fields, says) in [
+        (
+            json!({"cluster": true, "nodes": ["redis://a"], "url": "redis://b"}),
+            "not both",
+        ),
+        (
+            json!({"cluster": true, "nodes": ["redis://a"], "host": "b"}),
+            "not both",
+        ),
+        (json!({"cluster": true, "nodes": []}), "lists no node"),
+        (
+            json!({"cluster": true, "nodes": ["redis://a/1"]}),
+            "only database 0",
+        ),
+        (
+            json!({"cluster": true, "nodes": ["redis://a"], "database": 1}),
+            "only database 0",
+        ),
+        (
+            json!({"cluster": true, "nodes": ["redis://a", "rediss://b"]}),
+            "one TLS mode",
+        ),
+        (
+            json!({"cluster": true, "nodes": ["redis://:x@a", "redis://:y@b"]}),
+            "same username and password",
+        ),
+        (
+            json!({"cluster": true, "nodes": ["redis://u:x@a", "redis://v:x@b"]}),
+            "same username and password",
+        ),
+    ] {
+        let e = err(fields.clone());
+        assert!(e.contains(says), "{fields}: {e}");
+    }
+    parse(json!({"cluster": true, "nodes": ["redis://:x@a", "redis://:x@b"], "database": 0}))
+        .unwrap();
+    // The database role keeps its namespace in one slot: it needs a keyPrefix; a cache does not.
+    let e = parse_as(
+        Role::Database,
+        json!({"cluster": true, "nodes": ["redis://a"]}),
+    )
+    .expect_err("an empty keyPrefix")
+    .to_string();
+    assert!(e.contains("keyPrefix"), "{e}");
+    parse_as(
+        Role::Cache,
+        json!({"cluster": true, "nodes": ["redis://a"]}),
+    )
+    .unwrap();
+}
+
+/// `#insecure` on a `rediss://` URL is kept when `ssl` is also given.
+#[test]
+fn an_insecure_url_stays_insecure_under_ssl() {
+    let c = parse(json!({"url": "rediss://h:6379/#insecure", "ssl": true})).unwrap();
+    assert_eq!(tls_of(&c), Some(true));
+    let c = parse(json!({"url": "rediss://h:6379/", "ssl": true})).unwrap();
+    assert_eq!(tls_of(&c), Some(false));
+}
