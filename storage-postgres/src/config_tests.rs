@@ -290,8 +290,10 @@ fn names_synonyms_and_the_drivers_config() {
         debug.starts_with("PostgresConfig {") && debug.contains("u@h:5432/d"),
         "{debug}"
     );
-    let mut common = storage_core::config::CommonSettings::default();
-    common.connect_timeout = std::time::Duration::from_millis(1234);
+    let common = storage_core::config::CommonSettings {
+        connect_timeout: std::time::Duration::from_millis(1234),
+        ..Default::default()
+    };
     let driver = c.driver_config(&common);
     assert_eq!(driver.get_connect_timeout(), Some(&common.connect_timeout));
     assert_eq!(driver.get_dbname(), Some("d"));
