@@ -166,6 +166,7 @@ enum Command {
         end: i64,
     },
     /// Copies one role's data from one config's backend to another's, then verifies it.
+    /// Versions restart on the target: a version read from the source matches nothing there.
     Migrate {
         /// The source config.
         #[arg(long)]
