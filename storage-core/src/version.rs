@@ -4,11 +4,11 @@
 //! [`Condition`] means; not how a backend keeps versions (each backend stores them beside its
 //! values) nor the retry loop of an update (`update.rs`).
 
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The version of a value on the database role: a token that changes on every write of its
 /// key (`set`, `mset`, `set_if`), compared only for equality.
@@ -117,12 +117,26 @@ pub struct Conflict {
     pub current: Option<Version>,
 }
 
-/// 64 random bits: a per-process random key (std's `RandomState`, seeded by the OS) hashing a
-/// counter and the time. Not for secrets; for versions and retry jitter.
+/// 64 random bits, cheaply: each thread walks its own SplitMix64 sequence from a random start
+/// (std's `RandomState`, seeded by the OS, hashing the time), so a thread never draws the same
+/// value twice and threads and processes start far apart. Not for secrets; for versions and
+/// retry jitter, drawn on every write.
 pub(crate) fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+fn seed() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -160,6 +174,20 @@ mod tests {
             (0..10_000).map(|_| Version::fresh()).collect();
         assert_eq!(drawn.len(), 10_000);
         assert!(!drawn.contains(&Version::UNVERSIONED));
+    }
+
+    #[test]
+    fn threads_draw_distinct_versions() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| (0..10_000).map(|_| Version::fresh()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            all.extend(t.join().unwrap());
+        }
+        assert_eq!(all.len(), 40_000);
     }
 
     #[test]
