@@ -174,7 +174,7 @@ impl Subject for SqliteBaseline {
                 tx.prepare_cached(q::DELETE_ITEMS)?.execute((ns, &key))?;
             }
             tx.prepare_cached(q::UPSERT_VALUE)?
-                .execute((ns, &key, &text, None::<i64>))?;
+                .execute((ns, &key, &text, None::<i64>, 1i64))?;
             tx.commit()
         })
         .await
@@ -216,7 +216,7 @@ impl Subject for SqliteBaseline {
                     tx.prepare_cached(q::DELETE_ITEMS)?.execute((ns, k))?;
                 }
                 tx.prepare_cached(q::UPSERT_VALUE)?
-                    .execute((ns, k, text, None::<i64>))?;
+                    .execute((ns, k, text, None::<i64>, 1i64))?;
             }
             tx.commit()
         })

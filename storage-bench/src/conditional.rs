@@ -1,40 +1,36 @@
 //! The conditional-write rows: an uncontended `set_if` and `update` beside the project's own
-//! `set` on the same backend (their "baseline" is that `set`, not a raw driver: the question is
-//! what the condition costs), and `update` of one counter from 8 and 64 tasks, where most
+//! `set` on the same backend (their "baseline" is that `set`, of a value the caller keeps, as
+//! `set_if` takes it; not a raw driver: the question is what the condition costs), and `update` of one counter from 8 and 64 tasks, where most
 //! tries meet a conflict and start over.
 
 use super::{Op, Project, Row};
 use crate::harness::{RUNS, Stats, measure};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use storage_core::{Condition, Database, DatabaseExt, Result, UpdatePolicy, Version};
 
-/// The version the benchmark last wrote at each key, so that each `set_if` names the current
-/// one (an uncontended conditional write, which succeeds).
-#[derive(Default)]
-pub struct Versions(Mutex<HashMap<String, Version>>);
+/// The version the benchmark last wrote at each of the 1,000 keys `ci:<slot>`, so that each
+/// `set_if` names the current one (an uncontended conditional write, which succeeds).
+pub struct Versions(Vec<Mutex<Option<Version>>>);
 
-/// `set_if` on the version last written at `key` (a plain condition the first time).
+impl Default for Versions {
+    fn default() -> Self {
+        Versions((0..1000).map(|_| Mutex::new(None)).collect())
+    }
+}
+
+/// `set_if` on the version last written at slot `slot` (a plain condition the first time).
 pub async fn set_if(
     db: &dyn Database,
     versions: &Versions,
-    key: String,
+    slot: usize,
     value: Value,
 ) -> Result<()> {
-    let known = versions
-        .0
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        .copied();
+    let at = &versions.0[slot % versions.0.len()];
+    let known = *at.lock().unwrap_or_else(|e| e.into_inner());
     let condition = known.map_or(Condition::Any, Condition::Version);
-    let version = db.set_if(&key, &value, &condition).await?;
-    versions
-        .0
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, version);
+    let version = db.set_if(&format!("ci:{slot}"), &value, &condition).await?;
+    *at.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
     Ok(())
 }
 
@@ -83,8 +79,8 @@ async fn paired(
 /// The rows for one backend.
 pub async fn bench(name: &str, project: Arc<Project>, ops_scale: usize, rows: &mut Vec<Row>) {
     let cases: [(Op, Option<Op>, usize, usize); 4] = [
-        (Op::SetIf, Some(Op::Set), 1, ops_scale),
-        (Op::Update, Some(Op::Set), 1, ops_scale),
+        (Op::SetIf, Some(Op::SetBorrowed), 1, ops_scale),
+        (Op::Update, Some(Op::SetBorrowed), 1, ops_scale),
         (Op::UpdateContended, None, 8, (ops_scale / 10).max(80)),
         (Op::UpdateContended, None, 64, (ops_scale / 10).max(640)),
     ];

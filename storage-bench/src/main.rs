@@ -42,10 +42,16 @@ pub trait Subject: Send + Sync + 'static {
             ))
         }
     }
-    /// A `set_if` on the version this subject last wrote at `key` (only the project has it).
-    fn set_if(&self, key: String, value: Value) -> impl Future<Output = Result<()>> + Send {
-        let _ = (key, value);
+    /// A `set_if` of key `ci:<slot>` on the version this subject last wrote there (only the
+    /// project has it).
+    fn set_if(&self, slot: usize, value: Value) -> impl Future<Output = Result<()>> + Send {
+        let _ = (slot, value);
         async { Err(storage_core::Error::unsupported("set_if has no baseline")) }
+    }
+    /// A `set` of a value the caller keeps (`set_if` takes its value so): what `set_if` is
+    /// compared with. Only the project's row uses it.
+    fn set_borrowed(&self, key: String, value: Value) -> impl Future<Output = Result<()>> + Send {
+        self.set(key, value)
     }
     /// An `update` that increments the counter at `key` (only the project has it).
     fn update(&self, key: String) -> impl Future<Output = Result<()>> + Send {
@@ -92,8 +98,11 @@ impl Subject for Project {
     async fn trim_head(&self, key: String) -> Result<()> {
         self.0.trim(&key, 1, -1).await
     }
-    async fn set_if(&self, key: String, value: Value) -> Result<()> {
-        conditional::set_if(&*self.0, &self.1, key, value).await
+    async fn set_if(&self, slot: usize, value: Value) -> Result<()> {
+        conditional::set_if(&*self.0, &self.1, slot, value).await
+    }
+    async fn set_borrowed(&self, key: String, value: Value) -> Result<()> {
+        self.0.set(&key, &value).await
     }
     async fn update(&self, key: String) -> Result<()> {
         conditional::increment(&*self.0, &key).await
@@ -121,6 +130,7 @@ enum Op {
     TrimHead(u64),
     KeysPrefix,
     SetIf,
+    SetBorrowed,
     Update,
     UpdateContended,
 }
@@ -137,6 +147,7 @@ impl Op {
             Op::TrimHead(_) => "trim_head",
             Op::KeysPrefix => "keys_prefix",
             Op::SetIf => "set_if",
+            Op::SetBorrowed => "set_borrowed",
             Op::Update => "update",
             Op::UpdateContended => "update_one_key",
         }
@@ -177,7 +188,8 @@ async fn run_op<S: Subject>(s: &S, op: Op, i: usize) -> Result<()> {
         Op::Tail20(n) => s.tail20(list_key(n)).await,
         Op::TrimHead(n) => s.trim_head(list_key(n)).await,
         Op::KeysPrefix => s.keys_prefix().await,
-        Op::SetIf => s.set_if(format!("ci:{}", i % 1000), payload(i)).await,
+        Op::SetIf => s.set_if(i % 1000, payload(i)).await,
+        Op::SetBorrowed => s.set_borrowed(format!("cs:{}", i % 1000), payload(i)).await,
         Op::Update => s.update(format!("u:{}", i % 1000)).await,
         Op::UpdateContended => s.update("counter".to_string()).await,
     }

@@ -269,11 +269,31 @@ async fn statements_use_indexes() {
     let batch: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
     let values: Vec<String> = (0..100).map(|i| i.to_string()).collect();
     let ttls: Vec<Option<i64>> = vec![None; 100];
+    let versions: Vec<i64> = (1..=100).collect();
     let mset = plan(
         client
             .query(
                 &format!("EXPLAIN {}", fill(storage_postgres::sql::MSET)),
-                &[&ns, &batch, &values, &ttls],
+                &[&ns, &batch, &values, &ttls, &versions],
+            )
+            .await
+            .unwrap(),
+    );
+    // A conditional write finds its row by the primary key, like every other write.
+    let set_if = plan(
+        client
+            .query(
+                &format!("EXPLAIN {}", fill(storage_postgres::sql::SET_IF_VERSION)),
+                &[&ns, &"k1", &"1", &2i64, &1i64],
+            )
+            .await
+            .unwrap(),
+    );
+    let delete_if = plan(
+        client
+            .query(
+                &format!("EXPLAIN {}", fill(storage_postgres::sql::DELETE_IF_VERSION)),
+                &[&ns, &"k1", &1i64],
             )
             .await
             .unwrap(),
@@ -283,6 +303,8 @@ async fn statements_use_indexes() {
         ("keys(prefix*)", keys),
         ("get_length", header),
         ("tail read", range),
+        ("set_if", set_if),
+        ("delete_if", delete_if),
     ] {
         assert!(p.contains("Index"), "{name}:\n{p}");
         assert!(!p.contains("Seq Scan"), "{name}:\n{p}");
@@ -313,11 +335,12 @@ async fn statements_use_indexes() {
             .unwrap(),
     );
     let no_ttls = vec!["NULL"; ttls.len()].join(",");
+    let some_versions = vec!["1"; ttls.len()].join(",");
     let generic_mset = plan(
         client
             .query(
                 &format!(
-                    "EXPLAIN EXECUTE mset('', {}, {}, ARRAY[{no_ttls}]::bigint[])",
+                    "EXPLAIN EXECUTE mset('', {}, {}, ARRAY[{no_ttls}]::bigint[], ARRAY[{some_versions}]::bigint[])",
                     array(&batch, "text"),
                     array(&values, "text"),
                 ),

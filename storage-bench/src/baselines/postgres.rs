@@ -104,7 +104,8 @@ impl Subject for PostgresBaseline {
         conn.client
             .query_one(
                 &conn.stmts["set"],
-                &[&self.ns, &key, &encode(&value), &None::<i64>],
+                // The same statement as the project's, version included.
+                &[&self.ns, &key, &encode(&value), &None::<i64>, &1i64],
             )
             .await
             .map_err(fail)?;
@@ -126,11 +127,15 @@ impl Subject for PostgresBaseline {
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         let values: Vec<String> = entries.iter().map(|(_, v)| encode(v)).collect();
         let ttls: Vec<Option<i64>> = vec![None; entries.len()];
+        let versions: Vec<i64> = vec![1; entries.len()];
         let mut conn = self.pool.get().await.map_err(fail)?;
         let Prepared { client, stmts } = &mut *conn;
         let tx = client.transaction().await.map_err(fail)?;
         let lists = tx
-            .query(&stmts["mset"], &[&self.ns, &keys, &values, &ttls])
+            .query(
+                &stmts["mset"],
+                &[&self.ns, &keys, &values, &ttls, &versions],
+            )
             .await
             .map_err(fail)?;
         for row in lists {
