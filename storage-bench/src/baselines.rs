@@ -18,7 +18,13 @@ fn fail(e: impl std::fmt::Display) -> Error {
 }
 
 fn decode(bytes: &[u8]) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(fail)
+    // A Redis database value carries its version in front (0x01 and 16 hex digits): a client
+    // reading the project's data skips it, as the project does.
+    let json = match bytes.first() {
+        Some(0x01) if bytes.len() >= 17 => &bytes[17..],
+        _ => bytes,
+    };
+    serde_json::from_slice(json).map_err(fail)
 }
 
 fn encode(v: &Value) -> String {
