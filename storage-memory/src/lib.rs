@@ -391,10 +391,12 @@ impl Database for MemoryBackend {
     }
 }
 
+mod blob;
 mod conditional;
 mod state;
 use state::{Entry, Now, Slot, State};
 mod factory;
+pub use blob::MemoryBlobStore;
 pub use factory::{MemoryConfig, MemoryFactory};
 
 #[cfg(test)]

@@ -40,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blob;
 mod cases;
 mod check;
 #[cfg(feature = "faults")]
@@ -163,8 +164,8 @@ pub struct CaseReport {
 /// The result of a suite run.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The role the suite tested.
-    pub role: Role,
+    /// The role the suite tested: `cache`, `database` or `blob`.
+    pub role: &'static str,
     /// Every case that ran, in order.
     pub cases: Vec<CaseReport>,
 }
@@ -281,7 +282,7 @@ async fn run(
         });
     }
     Report {
-        role,
+        role: role.as_str(),
         cases: reports,
     }
 }

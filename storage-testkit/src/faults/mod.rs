@@ -347,7 +347,7 @@ pub async fn run_fault_suite(
         });
     }
     Report {
-        role,
+        role: role.as_str(),
         cases: reports,
     }
 }
