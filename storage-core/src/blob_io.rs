@@ -55,6 +55,53 @@ pub fn too_large(limit: u64) -> Error {
     ))
 }
 
+/// Hashes a blob's bytes as they arrive in pieces, with the size limit checked as it goes:
+/// for a backend that stores a stream in chunks of its own (rows) rather than through
+/// [`copy_hashed`].
+pub struct BlobHasher {
+    hasher: Sha256,
+    size: u64,
+    head: Vec<u8>,
+    max_bytes: Option<u64>,
+}
+
+impl BlobHasher {
+    /// A hasher that refuses more than `max_bytes` in all.
+    pub fn new(max_bytes: Option<u64>) -> BlobHasher {
+        BlobHasher {
+            hasher: Sha256::new(),
+            size: 0,
+            head: Vec::new(),
+            max_bytes,
+        }
+    }
+
+    /// Takes the next piece; [`too_large`] once the limit is passed.
+    pub fn update(&mut self, piece: &[u8]) -> Result<()> {
+        self.size += piece.len() as u64;
+        if let Some(limit) = self.max_bytes
+            && self.size > limit
+        {
+            return Err(too_large(limit));
+        }
+        if self.head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - self.head.len()).min(piece.len());
+            self.head.extend_from_slice(&piece[..take]);
+        }
+        self.hasher.update(piece);
+        Ok(())
+    }
+
+    /// What the pieces were.
+    pub fn finish(self) -> Hashed {
+        Hashed {
+            id: BlobId::from_digest(self.hasher.finalize().into()),
+            size: self.size,
+            head: self.head,
+        }
+    }
+}
+
 /// Copies `src` into `dst` through one buffer, hashing as it goes, and stops with
 /// [`too_large`] as soon as more than `max_bytes` arrive. Flushes `dst` at the end.
 pub async fn copy_hashed<W: AsyncWrite + Unpin + ?Sized>(
@@ -62,9 +109,8 @@ pub async fn copy_hashed<W: AsyncWrite + Unpin + ?Sized>(
     dst: &mut W,
     max_bytes: Option<u64>,
 ) -> Result<Hashed> {
-    let mut hasher = Sha256::new();
+    let mut hasher = BlobHasher::new(max_bytes);
     let mut buffer = vec![0u8; BLOB_BUFFER_BYTES];
-    let (mut size, mut head) = (0u64, Vec::new());
     loop {
         let n = src
             .read(&mut buffer)
@@ -73,17 +119,7 @@ pub async fn copy_hashed<W: AsyncWrite + Unpin + ?Sized>(
         if n == 0 {
             break;
         }
-        size += n as u64;
-        if let Some(limit) = max_bytes
-            && size > limit
-        {
-            return Err(too_large(limit));
-        }
-        if head.len() < SNIFF_BYTES {
-            let take = (SNIFF_BYTES - head.len()).min(n);
-            head.extend_from_slice(&buffer[..take]);
-        }
-        hasher.update(&buffer[..n]);
+        hasher.update(&buffer[..n])?;
         dst.write_all(&buffer[..n])
             .await
             .map_err(|e| Error::other(format!("writing the blob: {e}")).with_source(e))?;
@@ -91,11 +127,7 @@ pub async fn copy_hashed<W: AsyncWrite + Unpin + ?Sized>(
     dst.flush()
         .await
         .map_err(|e| Error::other(format!("writing the blob: {e}")).with_source(e))?;
-    Ok(Hashed {
-        id: BlobId::from_digest(hasher.finalize().into()),
-        size,
-        head,
-    })
+    Ok(hasher.finish())
 }
 
 /// A reader of a whole blob that hashes what passes and, at the end, fails with

@@ -113,7 +113,9 @@ pub use version::{Condition, Conflict, Version};
 /// assert_eq!(normalize_ttl(Duration::from_micros(10)).unwrap(), 1);
 /// ```
 pub mod raw {
-    pub use crate::blob_io::{BLOB_BUFFER_BYTES, Hashed, Verified, copy_hashed, too_large};
+    pub use crate::blob_io::{
+        BLOB_BUFFER_BYTES, BlobHasher, Hashed, Verified, copy_hashed, too_large,
+    };
     pub use crate::closable::Closable;
     pub use crate::encode::{EncodedEntry, encode_cache_entries, encode_entries, encode_value};
     pub use crate::glob::{

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod blob;
 mod conditional;
 pub mod config;
 mod core;
@@ -45,6 +46,7 @@ mod schema;
 #[doc(hidden)]
 pub mod sql;
 
+pub use blob::{CHUNK_BYTES, SqliteBlobStore};
 pub use config::{SqliteConfig, SqliteLocation, SqliteSync, TYPE_NAME};
 pub use open::{open, open_in_memory, open_with};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};

@@ -7,7 +7,7 @@ use storage_core::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x5354_4f52;
 
 /// The schema version this build writes. Migrations bring older files up to it.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -36,6 +36,34 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE kv ADD COLUMN list_head INTEGER NOT NULL DEFAULT 0;",
     // 2 -> 3: a value's version (random, drawn by each write; 0 for values written before).
     "ALTER TABLE kv ADD COLUMN version INTEGER NOT NULL DEFAULT 0;",
+    // 3 -> 4: blobs. A blob's bytes are chunks of its upload; the blob row, written last in
+    // one transaction, is what makes it visible. An upload row marks chunks being written.
+    r#"
+    CREATE TABLE blobs (
+        ns         TEXT    NOT NULL,
+        id         BLOB    NOT NULL,              -- SHA-256, 32 bytes
+        upload     BLOB    NOT NULL,              -- whose chunks hold the bytes
+        size       INTEGER NOT NULL,
+        mime       TEXT    NOT NULL,
+        name       TEXT,
+        source     TEXT,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (ns, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE blob_chunks (
+        ns     TEXT    NOT NULL,
+        upload BLOB    NOT NULL,
+        seq    INTEGER NOT NULL,
+        data   BLOB    NOT NULL,
+        PRIMARY KEY (ns, upload, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE blob_uploads (
+        ns         TEXT    NOT NULL,
+        upload     BLOB    NOT NULL,
+        started_ms INTEGER NOT NULL,
+        PRIMARY KEY (ns, upload)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub(crate) fn sql_error(e: r2d2_sqlite::rusqlite::Error, what: &str) -> Error {
