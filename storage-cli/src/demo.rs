@@ -22,7 +22,10 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
         "  namespaces: keyPrefix {:?} (cache) and {:?} (database), the demo's own",
         config.cache.primary.common.key_prefix, config.database.primary.common.key_prefix
     );
-    for status in [Role::Cache, Role::Database].map(|role| backends.status(role)) {
+    for status in [Role::Cache, Role::Database]
+        .into_iter()
+        .filter_map(|role| backends.status(role))
+    {
         let note = status.degraded_note();
         println!(
             "  {:<9} served by {}{}",

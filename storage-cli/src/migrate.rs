@@ -286,6 +286,14 @@ fn refuse_overlap((from, a): (&Path, &BackendSpec), (to, b): (&Path, &BackendSpe
 }
 
 /// Runs the migration; returns the process exit code (0, or 2 when verification differs).
+/// The primary backend of the role migrated.
+fn primary(manager: &StorageManager, side: Side) -> BackendSpec {
+    match side {
+        Side::Cache => manager.config().cache.primary.clone(),
+        Side::Database => manager.config().database.primary.clone(),
+    }
+}
+
 pub async fn run(from: &Path, to: &Path, side: Side, mode: Mode) -> Result<u8> {
     // Fallback off: a missing target must be an error, not a migration into a fallback store.
     let src_manager = StorageManager::from_file(from)?.without_fallback();
@@ -295,8 +303,8 @@ pub async fn run(from: &Path, to: &Path, side: Side, mode: Mode) -> Result<u8> {
         Side::Database => Role::Database,
     };
     refuse_overlap(
-        (from, &src_manager.config().role(role).primary),
-        (to, &dst_manager.config().role(role).primary),
+        (from, &primary(&src_manager, side)),
+        (to, &primary(&dst_manager, side)),
     )?;
     let src = Endpoint::connect(&src_manager, side).await?;
     let dst = Endpoint::connect(&dst_manager, side).await?;

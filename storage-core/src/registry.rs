@@ -1,6 +1,7 @@
 //! The backend registry: type names to factories.
 
 use crate::backend::{Cache, Database};
+use crate::blob::BlobStore;
 use crate::config::{BackendConfig, BackendSpec, BlockInput, NoSettings, Role};
 use crate::error::{Error, Result};
 use crate::layer::{checked_cache, checked_database};
@@ -72,6 +73,14 @@ pub trait BackendFactory: Send + Sync {
             spec.type_name
         )))
     }
+
+    /// Builds and opens a blob store.
+    async fn open_blob(&self, spec: &BackendSpec) -> Result<Arc<dyn BlobStore>> {
+        Err(Error::unsupported(format!(
+            "{} does not serve the blob role",
+            spec.type_name
+        )))
+    }
 }
 
 /// Opens a cache through `factory`, checking the namespace first and wrapping the result in
@@ -112,7 +121,7 @@ async fn open_database(
 pub struct Registry {
     factories: BTreeMap<String, Arc<dyn BackendFactory>>,
     canonical: BTreeMap<String, String>,
-    role_defaults: [Option<String>; 2],
+    role_defaults: [Option<String>; 3],
     /// The fallback chains the composition root gives a type's blocks that declare none.
     fallback_policy: BTreeMap<(String, usize), Vec<String>>,
 }
@@ -185,6 +194,15 @@ impl Registry {
         open_database(factory.as_ref(), spec).await
     }
 
+    /// Opens the blob store that `spec` describes.
+    pub async fn open_blob(&self, spec: &BackendSpec) -> Result<Arc<dyn BlobStore>> {
+        let factory = self.factory(&spec.type_name)?;
+        factory
+            .open_blob(spec)
+            .await
+            .map_err(|e| e.at(spec.type_name.clone(), "connect"))
+    }
+
     /// The canonical names of every registered type.
     pub fn types(&self) -> Vec<String> {
         self.factories.keys().cloned().collect()
@@ -248,5 +266,6 @@ fn role_index(role: Role) -> usize {
     match role {
         Role::Cache => 0,
         Role::Database => 1,
+        Role::Blob => 2,
     }
 }

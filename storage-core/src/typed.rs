@@ -51,6 +51,7 @@
 //! ```
 
 use crate::backend::{Cache, Database};
+use crate::blob::BlobStore;
 use crate::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use crate::error::Result;
 use crate::registry::{BackendFactory, Registry};
@@ -80,6 +81,18 @@ pub trait Backend: Cache + Database + Sized + 'static {
 
     /// Connects, for `role`, with its settings and the common ones in `spec`.
     async fn open(config: &Self::Config, spec: &BackendSpec, role: Role) -> Result<Self>;
+
+    /// Whether it also serves the blob role (through [`Backend::open_blob`]).
+    const SERVES_BLOBS: bool = false;
+
+    /// Opens a blob store for the blob role. The default refuses (`Unsupported`).
+    async fn open_blob(config: &Self::Config, spec: &BackendSpec) -> Result<Arc<dyn BlobStore>> {
+        let _ = config;
+        Err(crate::Error::unsupported(format!(
+            "{} does not serve the blob role",
+            spec.type_name
+        )))
+    }
 }
 
 /// The factory of a typed [`Backend`]: the one erasure every typed backend shares.
@@ -119,7 +132,11 @@ impl<B: Backend> BackendFactory for Typed<B> {
     }
 
     fn roles(&self) -> Vec<Role> {
-        vec![Role::Cache, Role::Database]
+        let mut roles = vec![Role::Cache, Role::Database];
+        if B::SERVES_BLOBS {
+            roles.push(Role::Blob);
+        }
+        roles
     }
 
     fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
@@ -138,6 +155,10 @@ impl<B: Backend> BackendFactory for Typed<B> {
     async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
         let config = spec.settings::<B::Config>()?;
         Ok(Arc::new(B::open(config, spec, Role::Database).await?))
+    }
+
+    async fn open_blob(&self, spec: &BackendSpec) -> Result<Arc<dyn BlobStore>> {
+        B::open_blob(spec.settings::<B::Config>()?, spec).await
     }
 }
 

@@ -11,7 +11,10 @@
 
 #![warn(missing_docs)]
 
+mod factory;
 mod layout;
+
+pub use factory::{LocalBlock, LocalConfig, LocalFactory};
 
 use layout::{Layout, Stored};
 use std::io::SeekFrom;

@@ -22,7 +22,7 @@
 //! let backends = manager.connect().await.unwrap();
 //! backends.database.append("history", &serde_json::json!("hello")).await.unwrap();
 //! use storage_core::config::Role;
-//! assert_eq!(backends.status(Role::Database).serving.as_deref(), Some("sqlite"));
+//! assert_eq!(backends.status(Role::Database).unwrap().serving.as_deref(), Some("sqlite"));
 //! manager.disconnect().await.unwrap();
 //! # });
 //! ```
@@ -48,12 +48,28 @@ pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use storage_core::blob::BlobStore;
 use storage_core::config::{BackendSpec, ConfigSource, Role, StorageConfig};
 use storage_core::layer::Layer;
 use storage_core::{Cache, Database, Error, Registry, Result, Store};
 use walk::walk;
 
-/// Connected backends for both roles.
+/// What a health check pings: a key-value role or the blob role.
+enum Pinged {
+    Store(Arc<dyn Store>),
+    Blob(Arc<dyn BlobStore>),
+}
+
+impl Pinged {
+    async fn ping(&self) -> Result<()> {
+        match self {
+            Pinged::Store(s) => s.ping().await,
+            Pinged::Blob(b) => b.ping().await,
+        }
+    }
+}
+
+/// Connected backends for both key-value roles.
 #[derive(Clone)]
 pub struct StorageBackends {
     /// The cache role.
@@ -65,11 +81,13 @@ pub struct StorageBackends {
 }
 
 impl StorageBackends {
-    /// Which backend serves `role`, and what failed before it.
-    pub fn status(&self, role: Role) -> &RoleStatus {
+    /// Which backend serves `role`, and what failed before it; `None` for the blob role,
+    /// which [`StorageManager::connect_blob`] connects on its own.
+    pub fn status(&self, role: Role) -> Option<&RoleStatus> {
         match role {
-            Role::Cache => &self.cache_status,
-            Role::Database => &self.database_status,
+            Role::Cache => Some(&self.cache_status),
+            Role::Database => Some(&self.database_status),
+            Role::Blob => None,
         }
     }
 }
@@ -78,6 +96,7 @@ impl StorageBackends {
 struct Connected {
     cache: Option<(Arc<dyn Cache>, RoleStatus)>,
     database: Option<(Arc<dyn Database>, RoleStatus)>,
+    blob: Option<(Arc<dyn BlobStore>, RoleStatus)>,
 }
 
 /// Builds and owns the backends of one configuration.
@@ -151,9 +170,10 @@ impl StorageManager {
                 "{prefix}{}:",
                 if role == Role::Cache { "cache" } else { "db" }
             );
-            let chain = self.config.role_mut(role);
-            for spec in std::iter::once(&mut chain.primary).chain(chain.fallback.iter_mut()) {
-                spec.common.key_prefix = ns.clone();
+            if let Some(chain) = self.config.role_mut(role) {
+                for spec in std::iter::once(&mut chain.primary).chain(chain.fallback.iter_mut()) {
+                    spec.common.key_prefix = ns.clone();
+                }
             }
         }
         for theirs in original.cache.chain().chain(original.database.chain()) {
@@ -194,18 +214,22 @@ impl StorageManager {
         self
     }
 
-    /// Turns fallback off for both roles (the CLI's data commands never write into a fallback).
+    /// Turns fallback off for every role (the CLI's data commands never write into a
+    /// fallback).
     pub fn without_fallback(mut self) -> Self {
         self.config.cache.fallback.clear();
         self.config.database.fallback.clear();
+        if let Some(blob) = self.config.blob.as_mut() {
+            blob.fallback.clear();
+        }
         self
     }
 
     /// Checks the configuration without connecting: every type is registered and serves its
     /// role, and no two roles share a namespace on one server.
     pub fn validate_config(&self) -> Result<()> {
-        for role in [Role::Cache, Role::Database] {
-            for spec in self.config.role(role).chain() {
+        for role in self.config.roles() {
+            for spec in self.config.role(role).into_iter().flat_map(|r| r.chain()) {
                 let factory = self
                     .registry
                     .factory(&spec.type_name)
@@ -276,6 +300,27 @@ impl StorageManager {
         Ok((backend, status))
     }
 
+    /// Connects the blob role (reusing an earlier connection), walking its fallback chain; an
+    /// error when the configuration has no blob role. The application's layers do not wrap it.
+    pub async fn connect_blob(&self) -> Result<(Arc<dyn BlobStore>, RoleStatus)> {
+        if let Some((b, s)) = &self.lock().blob {
+            return Ok((b.clone(), s.clone()));
+        }
+        let Some(chain) = &self.config.blob else {
+            return Err(Error::config(
+                "storage.blob: no blob role is configured (add a `blob:` block)",
+            ));
+        };
+        let reg = &self.registry;
+        let (backend, status) = walk(Role::Blob, chain, |spec| {
+            let spec = spec.clone();
+            async move { reg.open_blob(&spec).await }
+        })
+        .await?;
+        self.lock().blob = Some((backend.clone(), status.clone()));
+        Ok((backend, status))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connected> {
         self.connected.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -284,21 +329,24 @@ impl StorageManager {
     /// It writes nothing, so instances sharing a backend never race on it.
     pub async fn health_check(&self) -> Vec<RoleHealth> {
         let mut out = Vec::new();
-        for role in [Role::Cache, Role::Database] {
-            let connected: Result<(Arc<dyn Store>, RoleStatus)> = match role {
+        for role in self.config.roles() {
+            let connected: Result<(Pinged, RoleStatus)> = match role {
                 Role::Cache => self
                     .connect_cache()
                     .await
-                    .map(|(c, s)| (c as Arc<dyn Store>, s)),
+                    .map(|(c, s)| (Pinged::Store(c as Arc<dyn Store>), s)),
                 Role::Database => self
                     .connect_database()
                     .await
-                    .map(|(d, s)| (d as Arc<dyn Store>, s)),
+                    .map(|(d, s)| (Pinged::Store(d as Arc<dyn Store>), s)),
+                Role::Blob => self.connect_blob().await.map(|(b, s)| (Pinged::Blob(b), s)),
             };
             let health = match connected {
                 Ok((store, status)) => {
                     let started = Instant::now();
-                    let timeout = self.config.role(role).primary.common.operation_timeout;
+                    let timeout = self.config.role(role).map_or(Duration::from_secs(5), |r| {
+                        r.primary.common.operation_timeout
+                    });
                     let ping = tokio::time::timeout(timeout, store.ping())
                         .await
                         .unwrap_or_else(|_| Err(Error::timeout("ping timed out")));

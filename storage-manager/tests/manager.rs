@@ -21,7 +21,9 @@ async fn corrupt_sqlite_falls_back_to_memory_and_says_why() {
     .unwrap();
     let m = manager(dir.path(), "database: { type: sqlite, path: bad.db }").unwrap();
     let backends = m.connect().await.unwrap();
-    let status = &backends.status(storage_core::config::Role::Database);
+    let status = backends
+        .status(storage_core::config::Role::Database)
+        .unwrap();
     assert_eq!(status.serving.as_deref(), Some("in-memory"));
     assert!(status.degraded());
     assert_eq!(status.failed.len(), 1);

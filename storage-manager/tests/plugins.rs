@@ -58,6 +58,7 @@ async fn plugin_memory_loads_from_a_config_file_and_serves_both_roles() {
     let b = m.connect().await.unwrap();
     assert_eq!(
         b.status(storage_core::config::Role::Cache)
+            .expect("the cache role")
             .serving
             .as_deref(),
         Some("plugin-memory")

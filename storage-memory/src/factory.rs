@@ -20,13 +20,21 @@ pub struct MemoryBlock {
     /// each backend has a store of its own.
     #[serde(default)]
     pub store: Option<String>,
+    /// The blob role: the largest blob accepted, in bytes.
+    #[serde(default, rename = "maxBlobBytes")]
+    pub max_blob_bytes: Option<u64>,
+    /// The blob role: the most bytes held in all.
+    #[serde(default, rename = "maxTotalBytes")]
+    pub max_total_bytes: Option<u64>,
 }
 
 /// The settings of an `in-memory` backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryConfig {
-    /// The shared store's name, if any.
+    /// The shared store's name, if any (the key-value roles).
     pub store: Option<String>,
+    /// The blob role's limits.
+    pub limits: storage_core::blob::BlobLimits,
 }
 
 impl BackendConfig for MemoryConfig {
@@ -79,7 +87,20 @@ impl storage_core::Backend for MemoryBackend {
         if b.store.as_deref() == Some("") {
             return Err(block.error("store", "must not be empty"));
         }
-        Ok(MemoryConfig { store: b.store })
+        let limits = storage_core::blob::BlobLimits {
+            max_blob_bytes: b.max_blob_bytes,
+            max_total_bytes: b.max_total_bytes,
+        };
+        if limits != Default::default() && block.role().is_some_and(|r| r != Role::Blob) {
+            return Err(block.error(
+                "maxBlobBytes",
+                "blob limits are for the blob role; this block serves another",
+            ));
+        }
+        Ok(MemoryConfig {
+            store: b.store,
+            limits,
+        })
     }
 
     async fn open(config: &MemoryConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
@@ -88,6 +109,18 @@ impl storage_core::Backend for MemoryBackend {
             None => MemoryStore::new(),
         };
         store.handle(&spec.common.key_prefix)
+    }
+
+    const SERVES_BLOBS: bool = true;
+
+    /// A blob store of its own (blobs are not shared through `store`).
+    async fn open_blob(
+        config: &MemoryConfig,
+        _spec: &BackendSpec,
+    ) -> Result<std::sync::Arc<dyn storage_core::blob::BlobStore>> {
+        Ok(std::sync::Arc::new(crate::MemoryBlobStore::new(
+            config.limits,
+        )))
     }
 }
 

@@ -23,10 +23,39 @@ fn resolve(block: &str) -> storage_core::Result<BackendSpec> {
     Ok(config.database.primary)
 }
 
+/// Blob limits belong to a blob block; a blob store from the factory has them.
+#[test]
+fn blob_limits_and_the_blob_role() {
+    let registry = storage_manager::builtin_registry();
+    let yaml = "blob: { type: in-memory, maxBlobBytes: 3 }\ncache: { type: in-memory, maxTotalBytes: 5 }\n";
+    let e = storage_manager::config_file::from_yaml_str(yaml, ".".as_ref())
+        .unwrap()
+        .resolve(&registry)
+        .unwrap_err();
+    assert!(e.to_string().contains("storage.cache.maxBlobBytes"), "{e}");
+    let yaml = "blob: { type: in-memory, maxBlobBytes: 3 }\n";
+    let config = storage_manager::config_file::from_yaml_str(yaml, ".".as_ref())
+        .unwrap()
+        .resolve(&registry)
+        .unwrap();
+    let spec = config.blob.unwrap().primary;
+    rt().block_on(async {
+        let store = registry.open_blob(&spec).await.unwrap();
+        let e = store
+            .put_bytes(b"four", &storage_core::blob::PutOptions::default())
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("maxBlobBytes (3 bytes)"), "{e}");
+    });
+}
+
 #[test]
 fn names_and_roles() {
     assert_eq!(MemoryFactory::new().type_names(), ["in-memory", "memory"]);
-    assert_eq!(MemoryFactory::new().roles(), [Role::Cache, Role::Database]);
+    assert_eq!(
+        MemoryFactory::new().roles(),
+        [Role::Cache, Role::Database, Role::Blob]
+    );
     let spec = resolve("{ type: memory }").unwrap();
     assert_eq!(spec.type_name, "in-memory");
     assert_eq!(spec.config.type_name(), "in-memory");

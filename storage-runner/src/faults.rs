@@ -49,14 +49,22 @@ pub async fn run(
             let block = block_for(&template, &target)?;
             let other = match role {
                 Role::Cache => "database",
-                Role::Database => "cache",
+                _ => "cache",
             };
             let doc = json!({ role.as_str(): block, other: { "type": "in-memory" } });
             let config = ConfigSource::from_document(doc, ".".as_ref())?.resolve(&registry)?;
-            let spec = config.role(role).primary.clone();
+            let spec = config
+                .role(role)
+                .map(|r| r.primary.clone())
+                .ok_or_else(|| Error::config(format!("the config has no {role} role")))?;
             Ok(match role {
                 Role::Cache => Opened::Cache(registry.open_cache(&spec).await?),
                 Role::Database => Opened::Database(registry.open_database(&spec).await?),
+                Role::Blob => {
+                    return Err(Error::unsupported(
+                        "the fault cases are for the key-value roles",
+                    ));
+                }
             })
         }
     };

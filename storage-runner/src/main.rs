@@ -37,6 +37,7 @@ use storage_core::config::{BackendSpec, Role};
 use storage_core::{ErrorKind, Registry, Result};
 use storage_testkit::{Report, SuiteOptions};
 
+mod blob;
 mod faults;
 mod processes;
 mod registry;
@@ -67,8 +68,11 @@ fn parse_args() -> std::result::Result<Args, String> {
                 role = Some(match value("--role")?.as_str() {
                     "cache" => Role::Cache,
                     "database" => Role::Database,
+                    "blob" => Role::Blob,
                     other => {
-                        return Err(format!("--role: expected cache or database, got {other:?}"));
+                        return Err(format!(
+                            "--role: expected cache, database or blob, got {other:?}"
+                        ));
                     }
                 })
             }
@@ -129,19 +133,29 @@ fn spec_for(args: &Args, registry: &Registry) -> Result<BackendSpec> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let source = match (&args.block, &args.config) {
         (Some(block), _) => {
-            // The other role is plain memory, so that only the tested block needs its backend.
-            let other = match args.role {
-                Role::Cache => Role::Database,
-                Role::Database => Role::Cache,
+            // The other roles are plain memory, so that only the tested block needs its backend.
+            let yaml = match args.role {
+                Role::Blob => blob::document(block),
+                Role::Cache => format!("cache: {block}\ndatabase: {{ type: in-memory }}\n"),
+                Role::Database => format!("database: {block}\ncache: {{ type: in-memory }}\n"),
             };
-            let yaml = format!("{}: {block}\n{other}: {{ type: in-memory }}\n", args.role);
             storage_manager::config_file::from_yaml_str(&yaml, &cwd)?
         }
         (None, Some(path)) => storage_manager::config_file::from_file(path)?,
         (None, None) => unreachable!("checked in parse_args"),
     };
     let config = source.resolve(registry)?;
-    Ok(config.role(args.role).primary.clone())
+    config
+        .role(args.role)
+        .map(|r| r.primary.clone())
+        .ok_or_else(|| storage_core::Error::config(format!("the config has no {} role", args.role)))
+}
+
+/// A store's ping, then its close.
+async fn ping_and_close(store: &dyn storage_core::Store) -> Result<()> {
+    let pinged = store.ping().await;
+    let _ = store.close().await;
+    pinged
 }
 
 /// The spec under the kit's prefix, which already starts with the block's own `keyPrefix`.
@@ -195,6 +209,7 @@ async fn main() -> ExitCode {
     let names: Vec<&str> = match args.role {
         Role::Cache => storage_testkit::cache_case_names(),
         Role::Database => storage_testkit::database_case_names(),
+        Role::Blob => storage_testkit::blob::blob_case_names(),
     }
     .into_iter()
     .chain(if args.fault_block.is_some() {
@@ -216,23 +231,23 @@ async fn main() -> ExitCode {
     // Reachability first: an unreachable server is a skip (when skips are allowed), not forty
     // failures; anything else that stops the backend is a failure.
     let probe_spec = with_prefix(&spec, &format!("{}probe:", spec.common.key_prefix));
-    let probe = match args.role {
-        Role::Cache => registry
-            .open_cache(&probe_spec)
-            .await
-            .map(|c| c as Arc<dyn storage_core::Store>),
-        Role::Database => registry
-            .open_database(&probe_spec)
-            .await
-            .map(|d| d as Arc<dyn storage_core::Store>),
-    };
-    let probe = match probe {
-        Ok(store) => {
-            let pinged = store.ping().await;
-            let _ = store.close().await;
-            pinged
-        }
-        Err(e) => Err(e),
+    let probe: Result<()> = match args.role {
+        Role::Cache => match registry.open_cache(&probe_spec).await {
+            Ok(store) => ping_and_close(store.as_ref()).await,
+            Err(e) => Err(e),
+        },
+        Role::Database => match registry.open_database(&probe_spec).await {
+            Ok(store) => ping_and_close(store.as_ref()).await,
+            Err(e) => Err(e),
+        },
+        Role::Blob => match registry.open_blob(&probe_spec).await {
+            Ok(store) => {
+                let pinged = store.ping().await;
+                let _ = store.close().await;
+                pinged
+            }
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = probe {
         let unreachable = matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout);
@@ -266,6 +281,15 @@ async fn main() -> ExitCode {
                     async move { reg.open_database(&spec).await }
                 }),
                 &options,
+            )
+            .await
+        }
+        Role::Blob => {
+            blob::run(
+                registry.clone(),
+                spec.clone(),
+                args.block.clone(),
+                args.filter.as_deref(),
             )
             .await
         }

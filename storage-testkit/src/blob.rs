@@ -11,9 +11,9 @@ use storage_core::blob::{BlobId, BlobLimits, BlobReader, BlobStore, PutOptions};
 use storage_core::{ErrorKind, Result};
 use tokio::io::AsyncReadExt;
 
-/// Builds an empty blob store with the given limits.
+/// Builds a blob store with the given limits (the kit empties it before each case).
 pub trait BlobBuilder: Send + Sync {
-    /// A new, empty store.
+    /// A store.
     fn build(&self, limits: BlobLimits) -> BoxFuture<'static, Result<Arc<dyn BlobStore>>>;
 }
 
@@ -85,9 +85,24 @@ pub async fn run_blob_suite(builder: Arc<dyn BlobBuilder>, filter: Option<&str>)
 }
 
 async fn store(b: &Arc<dyn BlobBuilder>) -> std::result::Result<Arc<dyn BlobStore>, String> {
-    b.build(BlobLimits::default())
-        .await
-        .ctx("building the store")
+    fresh(b, BlobLimits::default()).await
+}
+
+/// A store from the builder, emptied first (a builder may hand out one store each time, as a
+/// runner opening the same configuration does).
+async fn fresh(
+    b: &Arc<dyn BlobBuilder>,
+    limits: BlobLimits,
+) -> std::result::Result<Arc<dyn BlobStore>, String> {
+    let s = b.build(limits).await.ctx("building the store")?;
+    let everything = SystemTime::now() + Duration::from_secs(86_400);
+    s.cleanup(everything).await.ctx("emptying the store")?;
+    ensure_eq!(
+        s.stats().await.ctx("stats")?.count,
+        0,
+        "blobs after emptying the store"
+    );
+    Ok(s)
 }
 
 async fn read_all(mut r: BlobReader) -> std::result::Result<Vec<u8>, String> {
@@ -291,7 +306,7 @@ async fn limits_refuse_and_store_nothing(b: Arc<dyn BlobBuilder>) -> CaseResult 
         max_blob_bytes: Some(1000),
         max_total_bytes: Some(1500),
     };
-    let s = b.build(limits).await.ctx("building the store")?;
+    let s = fresh(&b, limits).await?;
     expect_err(
         s.put_bytes(&bytes(1001, 5), &PutOptions::default()).await,
         ErrorKind::InvalidInput,

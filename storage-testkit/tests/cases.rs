@@ -29,7 +29,10 @@ fn spec(registry: &Registry, block: &str, role: Role) -> Result<BackendSpec, Str
     let config = storage_manager::config_file::from_yaml_str(&yaml, &dir)
         .and_then(|source| source.resolve(registry))
         .map_err(|e| format!("STORAGE_KIT_BLOCK: {e}"))?;
-    Ok(config.role(role).primary.clone())
+    config
+        .role(role)
+        .map(|r| r.primary.clone())
+        .ok_or_else(|| format!("no {role} role"))
 }
 
 fn main() -> ExitCode {

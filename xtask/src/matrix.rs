@@ -63,6 +63,7 @@ pub struct Entry {
 }
 
 const SQLITE: &str = "{type: sqlite, path: '{tmp}/kit.db'}";
+const LOCAL_BLOBS: &str = "{type: local, path: '{tmp}/blobs'}";
 const POSTGRES: &str = "{type: postgresql, url: '{url}'}";
 const REDIS: &str = "{type: redis, url: '{url}'}";
 const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&sslrootcert={ca}', options: {application_name: matrix-tls}}";
@@ -97,6 +98,8 @@ pub const MATRIX: &[Entry] = &[
     ),
     entry("sqlite", "cache", Server::None, SQLITE),
     entry("sqlite", "database", Server::None, SQLITE),
+    entry("in-memory", "blob", Server::None, "{type: in-memory}"),
+    entry("local", "blob", Server::None, LOCAL_BLOBS),
     faulty(
         "postgresql",
         "database",

@@ -15,6 +15,7 @@ const DOWNSTREAM_SERDE_JSON: &str = "1.0.140";
 pub const PUBLISHED: &[&str] = &[
     "storage-core",
     "storage-memory",
+    "storage-local",
     "storage-sqlite",
     "storage-postgres",
     "storage-redis",

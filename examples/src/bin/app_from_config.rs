@@ -28,7 +28,10 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     };
     let manager = StorageManager::from_file(&path)?;
     let backends = manager.connect().await?;
-    for status in [Role::Cache, Role::Database].map(|role| backends.status(role)) {
+    for status in [Role::Cache, Role::Database]
+        .into_iter()
+        .filter_map(|role| backends.status(role))
+    {
         println!(
             "{}: served by {}{}",
             status.role,

@@ -57,21 +57,24 @@ pub use spec::{BackendConfig, BackendSpec, NoSettings, ServerIdentity};
 use std::fmt;
 use std::path::PathBuf;
 
-/// The two roles.
+/// The roles: the key-value cache and database, and blobs (files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Fast, ephemeral, with TTLs.
     Cache,
     /// Durable, with lists.
     Database,
+    /// Content-addressed files beside them.
+    Blob,
 }
 
 impl Role {
-    /// `cache` or `database`.
+    /// `cache`, `database` or `blob`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Cache => "cache",
             Role::Database => "database",
+            Role::Blob => "blob",
         }
     }
 }
@@ -89,6 +92,9 @@ pub struct StorageConfig {
     pub cache: RoleConfig,
     /// The database role.
     pub database: RoleConfig,
+    /// The blob role: `None` when the config leaves it out and the registry sets no default
+    /// blob backend.
+    pub blob: Option<RoleConfig>,
     /// Plugin libraries, as absolute paths.
     pub plugins: Vec<PathBuf>,
     /// The directory relative paths resolved against.
@@ -96,20 +102,31 @@ pub struct StorageConfig {
 }
 
 impl StorageConfig {
-    /// The role's configuration.
-    pub fn role(&self, role: Role) -> &RoleConfig {
+    /// The role's configuration; `None` only for a blob role the config leaves out.
+    pub fn role(&self, role: Role) -> Option<&RoleConfig> {
         match role {
-            Role::Cache => &self.cache,
-            Role::Database => &self.database,
+            Role::Cache => Some(&self.cache),
+            Role::Database => Some(&self.database),
+            Role::Blob => self.blob.as_ref(),
         }
     }
 
-    /// The role's configuration, mutably.
-    pub fn role_mut(&mut self, role: Role) -> &mut RoleConfig {
+    /// The role's configuration, mutably; see [`StorageConfig::role`].
+    pub fn role_mut(&mut self, role: Role) -> Option<&mut RoleConfig> {
         match role {
-            Role::Cache => &mut self.cache,
-            Role::Database => &mut self.database,
+            Role::Cache => Some(&mut self.cache),
+            Role::Database => Some(&mut self.database),
+            Role::Blob => self.blob.as_mut(),
         }
+    }
+
+    /// The roles this configuration serves, in order: cache, database, then blob if present.
+    pub fn roles(&self) -> Vec<Role> {
+        let mut roles = vec![Role::Cache, Role::Database];
+        if self.blob.is_some() {
+            roles.push(Role::Blob);
+        }
+        roles
     }
 }
 

@@ -23,6 +23,11 @@ pub(crate) fn resolve(
     Ok(StorageConfig {
         cache: cx.role(Role::Cache, storage.get("cache"))?,
         database: cx.role(Role::Database, storage.get("database"))?,
+        // Optional: left out, it is served only where the registry names a default.
+        blob: match storage.get("blob") {
+            None | Some(Value::Null) if registry.role_default(Role::Blob).is_none() => None,
+            block => Some(cx.role(Role::Blob, block)?),
+        },
         plugins: plugins.to_vec(),
         base_dir: base_dir.to_path_buf(),
     })

@@ -13,7 +13,7 @@ pub fn json_schema(registry: &Registry) -> Value {
         serde_json::to_value(schemars::schema_for!(CommonBlock)).unwrap_or(Value::Null),
         &mut defs,
     );
-    let mut per_role: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
+    let mut per_role: [Vec<Value>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for name in registry.types() {
         let Ok(factory) = registry.factory(&name) else {
             continue;
@@ -46,11 +46,12 @@ pub fn json_schema(registry: &Registry) -> Value {
             let i = match role {
                 Role::Cache => 0,
                 Role::Database => 1,
+                Role::Blob => 2,
             };
             per_role[i].push(block.clone());
         }
     }
-    let [cache, database] = per_role;
+    let [cache, database, blob] = per_role;
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "storage",
@@ -60,6 +61,7 @@ pub fn json_schema(registry: &Registry) -> Value {
         "properties": {
             "cache": { "description": "The fast, ephemeral role.", "anyOf": cache },
             "database": { "description": "The durable role, with lists.", "anyOf": database },
+            "blob": { "description": "Files: content-addressed blobs.", "anyOf": blob },
             "plugins": {
                 "description": "Plugin libraries to load, relative to the config file.",
                 "type": "array",

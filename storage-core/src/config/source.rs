@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-const ROLE_KEYS: [&str; 3] = ["cache", "database", "plugins"];
+const ROLE_KEYS: [&str; 4] = ["cache", "database", "blob", "plugins"];
 
 /// A parsed configuration, before its blocks are typed (step one of two).
 #[derive(Clone)]
@@ -77,7 +77,7 @@ impl ConfigSource {
                     Value::Object(block) => block,
                     other => {
                         return Err(Error::config(format!(
-                            "storage: expected a map with `cache`, `database` and `plugins`, found {}",
+                            "storage: expected a map with `cache`, `database`, `blob` and `plugins`, found {}",
                             json_type(&other)
                         )));
                     }
@@ -96,7 +96,7 @@ impl ConfigSource {
                     .map(|k| format!("`{k}`"))
                     .collect();
                 return Err(Error::config(format!(
-                    "{}: unknown top-level field; expected `storage` (or the content of a storage block: `cache`, `database`, `plugins`)",
+                    "{}: unknown top-level field; expected `storage` (or the content of a storage block: `cache`, `database`, `blob`, `plugins`)",
                     found.join(", ")
                 )));
             }
@@ -117,7 +117,7 @@ impl ConfigSource {
         for key in storage.keys() {
             if !ROLE_KEYS.contains(&key.as_str()) {
                 return Err(Error::config(format!(
-                    "storage.{key}: unknown field `{key}`, expected one of `cache`, `database`, `plugins`"
+                    "storage.{key}: unknown field `{key}`, expected one of `cache`, `database`, `blob`, `plugins`"
                 )));
             }
         }
