@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::plugin::PluginRegistrar;
-use storage_core::{BackendFactory, Cache, CacheEntry, Database, KeyKind, KeyTtl, Result, Store};
+use storage_core::{
+    BackendFactory, Cache, CacheEntry, Condition, Database, KeyKind, KeyTtl, Result, Store, Version,
+};
 use storage_memory::{MemoryBackend, MemoryStore};
 
 /// The type name this plugin registers.
@@ -95,6 +97,10 @@ impl Cache for TimedMemory {
         self.enter("ttl").await;
         self.inner.ttl(key).await
     }
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.enter("set_if_absent").await;
+        self.inner.set_if_absent(key, value, ttl).await
+    }
 }
 
 #[async_trait]
@@ -106,6 +112,18 @@ impl Database for TimedMemory {
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
         self.enter("mset").await;
         Database::mset(&self.inner, entries).await
+    }
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
+        self.enter("get_versioned").await;
+        self.inner.get_versioned(key).await
+    }
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.enter("set_if").await;
+        self.inner.set_if(key, value, condition).await
+    }
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.enter("delete_if").await;
+        self.inner.delete_if(key, condition).await
     }
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
         self.enter("append").await;
