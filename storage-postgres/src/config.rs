@@ -318,8 +318,8 @@ impl PostgresConfig {
             .iter()
             .enumerate()
             .map(|(i, host)| {
+                // One port serves every host; otherwise each host its own, 5432 when none.
                 let port = match ports.len() {
-                    0 => DEFAULT_PORT,
                     1 => ports[0],
                     _ => ports.get(i).copied().unwrap_or(DEFAULT_PORT),
                 };
