@@ -12,6 +12,7 @@
 //! SQLite at `.storage/storage.db` and a memory cache. Exit codes: 0 success, 1 not found
 //! (`get` of a missing key), 2 any error, reported as one line on stderr.
 
+mod blob;
 mod conditional;
 mod demo;
 mod key_line;
@@ -166,6 +167,11 @@ enum Command {
         /// The last index kept, included.
         #[arg(allow_hyphen_values = true)]
         end: i64,
+    },
+    /// Files in the blob role: put, get, ls, rm, gc, stats.
+    Blob {
+        #[command(subcommand)]
+        command: blob::BlobCommand,
     },
     /// Copies one role's data from one config's backend to another's, then verifies it.
     /// Versions restart on the target: a version read from the source matches nothing there.
@@ -474,6 +480,7 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Blob { command } => blob::run(m, command).await,
         Command::Demo | Command::Health { .. } | Command::Schema | Command::Migrate { .. } => {
             unreachable!("handled in run")
         }
