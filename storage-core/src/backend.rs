@@ -58,7 +58,7 @@ impl CacheEntry {
 
 /// The operations both roles share.
 ///
-/// Keys are checked ([`crate::validate_key`]) before any I/O; every method may be called
+/// Keys are checked ([`crate::raw::validate_key`]) before any I/O; every method may be called
 /// concurrently from many tasks. A backend is built connected by its factory and stays usable
 /// until [`Store::close`].
 #[async_trait]
@@ -182,7 +182,7 @@ pub trait Database: Store {
     }
 
     /// Redis `LRANGE`: both ends inclusive, negative indices count from the tail.
-    /// See [`crate::lrange_window`].
+    /// See [`crate::raw::lrange_window`].
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>>;
 
     /// The number of items in the list at `key`; 0 when missing.

@@ -2,7 +2,8 @@
 //!
 //! `storage-core` is what every backend of this project — the built-in memory, SQLite,
 //! PostgreSQL and Redis crates, and third-party plugins — implements, and what applications
-//! program against. It holds no database driver, pool or async runtime.
+//! program against. It holds no database driver, pool or async runtime (it uses tokio's I/O
+//! traits for blob streams, and tokio's timer, when it runs inside tokio, for `update`'s pauses).
 //!
 //! # The contract
 //!
@@ -36,6 +37,8 @@
 //! - the traits ([`Store`], [`Cache`], [`Database`]) and typed helpers ([`StoreExt`], ...), all
 //!   in the [`prelude`];
 //! - the error type ([`Error`], [`ErrorKind`]);
+//! - versions and conditional writes ([`Version`], [`Condition`], [`DatabaseExt::update`]);
+//! - the blob role ([`blob`]);
 //! - the configuration ([`config`]) and the [`Registry`] of backend factories;
 //! - the metric names ([`telemetry`]).
 //!
