@@ -102,6 +102,17 @@ impl BlobHasher {
     }
 }
 
+/// Checks `maxTotalBytes`: `Ok` when a store holding `held` bytes may take `adding` more,
+/// else the error (nothing stored). The one rule every blob backend applies.
+pub fn check_total(limits: &crate::blob::BlobLimits, held: u64, adding: u64) -> Result<()> {
+    match limits.max_total_bytes {
+        Some(limit) if held.saturating_add(adding) > limit => Err(Error::invalid_input(format!(
+            "storing {adding} more bytes would pass maxTotalBytes ({limit}; {held} held); nothing was stored"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Copies `src` into `dst` through one buffer, hashing as it goes, and stops with
 /// [`too_large`] as soon as more than `max_bytes` arrive. Flushes `dst` at the end.
 pub async fn copy_hashed<W: AsyncWrite + Unpin + ?Sized>(

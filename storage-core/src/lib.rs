@@ -117,7 +117,7 @@ pub use version::{Condition, Conflict, Version};
 /// ```
 pub mod raw {
     pub use crate::blob_io::{
-        BLOB_BUFFER_BYTES, BlobHasher, Hashed, Verified, copy_hashed, too_large,
+        BLOB_BUFFER_BYTES, BlobHasher, Hashed, Verified, check_total, copy_hashed, too_large,
     };
     pub use crate::closable::Closable;
     pub use crate::encode::{EncodedEntry, encode_cache_entries, encode_entries, encode_value};

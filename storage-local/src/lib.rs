@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use storage_core::blob::{
     BlobId, BlobLimits, BlobMeta, BlobReader, BlobStats, BlobStore, PutOptions,
 };
-use storage_core::raw::{Verified, copy_hashed};
+use storage_core::raw::{Verified, check_total, copy_hashed};
 use storage_core::{Error, Result, async_trait};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -116,14 +116,8 @@ impl BlobStore for LocalBlobStore {
                 // The same bytes are stored already: keep the first.
                 return Ok((meta, false));
             }
-            if let Some(limit) = self.limits.max_total_bytes {
-                let held = self.held().await?;
-                if held + hashed.size > limit {
-                    return Err(Error::invalid_input(format!(
-                        "storing {} more bytes would pass maxTotalBytes ({limit}; {held} held); nothing was stored",
-                        hashed.size
-                    )));
-                }
+            if self.limits.max_total_bytes.is_some() {
+                check_total(&self.limits, self.held().await?, hashed.size)?;
             }
             let meta = hashed.meta(options);
             self.layout.commit(&temp_path, &meta).await?;

@@ -390,6 +390,11 @@ impl StorageManager {
         {
             first_error.get_or_insert(e);
         }
+        if let Some((b, _)) = connected.blob
+            && let Err(e) = b.close().await
+        {
+            first_error.get_or_insert(e);
+        }
         first_error.map_or(Ok(()), Err)
     }
 }

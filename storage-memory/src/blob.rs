@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use storage_core::blob::{
     BlobId, BlobLimits, BlobMeta, BlobReader, BlobStats, BlobStore, PutOptions,
 };
-use storage_core::raw::{Verified, copy_hashed};
+use storage_core::raw::{Verified, check_total, copy_hashed};
 use storage_core::{Error, Result, async_trait};
 
 /// The type name the blob store reports.
@@ -73,14 +73,9 @@ impl BlobStore for MemoryBlobStore {
         if let Some((meta, _)) = blobs.get(&hashed.id) {
             return Ok(meta.clone());
         }
-        if let Some(limit) = self.limits.max_total_bytes {
+        if self.limits.max_total_bytes.is_some() {
             let held: u64 = blobs.values().map(|(m, _)| m.size).sum();
-            if held + hashed.size > limit {
-                return Err(Error::invalid_input(format!(
-                    "storing {} more bytes would pass maxTotalBytes ({limit}; {held} held); nothing was stored",
-                    hashed.size
-                )));
-            }
+            check_total(&self.limits, held, hashed.size)?;
         }
         let meta = hashed.meta(options);
         blobs.insert(hashed.id, (meta.clone(), Shared(Arc::new(bytes))));

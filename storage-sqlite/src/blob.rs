@@ -15,7 +15,7 @@ use storage_core::blob::{
     BlobId, BlobLimits, BlobMeta, BlobReader, BlobStats, BlobStore, PutOptions,
 };
 use storage_core::config::BackendSpec;
-use storage_core::raw::{BlobHasher, Verified};
+use storage_core::raw::{BlobHasher, Verified, check_total};
 use storage_core::{Error, Result, Version, async_trait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -181,7 +181,7 @@ impl BlobStore for SqliteBlobStore {
         .await;
         let hashed = streamed.map(|()| hasher.finish());
         let meta = hashed.as_ref().ok().map(|h| h.meta(options));
-        let (limit, upload_id) = (self.limits.max_total_bytes, upload.clone());
+        let (limits, upload_id) = (self.limits, upload.clone());
         let stored = self
             .db
             .write(move |tx, ns| {
@@ -203,17 +203,14 @@ impl BlobStore for SqliteBlobStore {
                     drop_upload(tx)?;
                     return Ok(Some(first));
                 }
-                if let Some(limit) = limit {
+                if limits.max_total_bytes.is_some() {
                     let held: i64 = tx
                         .query_row("SELECT coalesce(sum(size), 0) FROM blobs WHERE ns = ?1", [ns], |r| r.get(0))
                         .map_err(|e| sql_error(e, "counting blob bytes"))?;
-                    if held as u64 + meta.size > limit {
+                    if let Err(e) = check_total(&limits, held as u64, meta.size) {
                         drop_upload(tx)?;
-                        return Err(Error::invalid_input(format!(
-                            "storing {} more bytes would pass maxTotalBytes ({limit}; {held} held); nothing was stored",
-                            meta.size
-                        )));
-                    }
+                        return Err(e);
+                        }
                 }
                 tx.execute(
                     "INSERT INTO blobs (ns, id, upload, size, mime, name, source, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
