@@ -125,6 +125,35 @@ pub struct BlobLimits {
     pub max_total_bytes: Option<u64>,
 }
 
+impl BlobLimits {
+    /// The limits a block gives (`maxBlobBytes`, `maxTotalBytes`), refused on a block that
+    /// serves another role: a backend serving several roles takes them only for blobs.
+    pub fn of_block(
+        block: &crate::config::BlockInput<'_>,
+        max_blob_bytes: Option<u64>,
+        max_total_bytes: Option<u64>,
+    ) -> Result<BlobLimits> {
+        let limits = BlobLimits {
+            max_blob_bytes,
+            max_total_bytes,
+        };
+        if limits != BlobLimits::default()
+            && block.role().is_some_and(|r| r != crate::config::Role::Blob)
+        {
+            let field = if max_blob_bytes.is_some() {
+                "maxBlobBytes"
+            } else {
+                "maxTotalBytes"
+            };
+            return Err(block.error(
+                field,
+                "blob limits are for the blob role; this block serves another",
+            ));
+        }
+        Ok(limits)
+    }
+}
+
 /// The blob role: content-addressed, immutable files, streamed both ways.
 ///
 /// A blob is visible only once all of it is stored (a crash mid-`put` leaves nothing readable);

@@ -87,16 +87,8 @@ impl storage_core::Backend for MemoryBackend {
         if b.store.as_deref() == Some("") {
             return Err(block.error("store", "must not be empty"));
         }
-        let limits = storage_core::blob::BlobLimits {
-            max_blob_bytes: b.max_blob_bytes,
-            max_total_bytes: b.max_total_bytes,
-        };
-        if limits != Default::default() && block.role().is_some_and(|r| r != Role::Blob) {
-            return Err(block.error(
-                "maxBlobBytes",
-                "blob limits are for the blob role; this block serves another",
-            ));
-        }
+        let limits =
+            storage_core::blob::BlobLimits::of_block(block, b.max_blob_bytes, b.max_total_bytes)?;
         Ok(MemoryConfig {
             store: b.store,
             limits,

@@ -32,7 +32,7 @@ fn blob_limits_and_the_blob_role() {
         .unwrap()
         .resolve(&registry)
         .unwrap_err();
-    assert!(e.to_string().contains("storage.cache.maxBlobBytes"), "{e}");
+    assert!(e.to_string().contains("storage.cache.maxTotalBytes"), "{e}");
     let yaml = "blob: { type: in-memory, maxBlobBytes: 3 }\n";
     let config = storage_manager::config_file::from_yaml_str(yaml, ".".as_ref())
         .unwrap()

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use storage_core::Result;
+use storage_core::blob::BlobLimits;
 use storage_core::config::{BackendConfig, BlockInput, NumOrEnv, ServerIdentity, num};
 
 /// The type name this crate registers.
@@ -35,6 +36,12 @@ pub struct SqliteBlock {
     /// SQLite's own settings.
     #[serde(default)]
     pub options: Option<SqliteOptions>,
+    /// The blob role: the largest blob accepted, in bytes.
+    #[serde(default)]
+    pub max_blob_bytes: Option<u64>,
+    /// The blob role: the most bytes held in all.
+    #[serde(default)]
+    pub max_total_bytes: Option<u64>,
 }
 
 /// `options` of a `sqlite` block.
@@ -80,6 +87,8 @@ pub struct SqliteConfig {
     pub synchronous: SqliteSync,
     /// `options.busyTimeoutMillis`.
     pub busy_timeout: Duration,
+    /// The blob role's limits (`maxBlobBytes`, `maxTotalBytes`).
+    pub blob_limits: BlobLimits,
 }
 
 impl SqliteConfig {
@@ -89,6 +98,7 @@ impl SqliteConfig {
             location: SqliteLocation::File(path.into()),
             synchronous: SqliteSync::Full,
             busy_timeout: Duration::from_millis(5000),
+            blob_limits: BlobLimits::default(),
         }
     }
 
@@ -130,6 +140,7 @@ impl SqliteConfig {
             location,
             synchronous: options.synchronous.unwrap_or(SqliteSync::Full),
             busy_timeout: Duration::from_millis(busy),
+            blob_limits: BlobLimits::of_block(block, b.max_blob_bytes, b.max_total_bytes)?,
         })
     }
 }

@@ -77,4 +77,17 @@ impl storage_core::Backend for SqliteBackend {
     async fn open(config: &SqliteConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
         SqliteBackend::connect(config, spec).await
     }
+
+    const SERVES_BLOBS: bool = true;
+
+    /// Blobs in the same file, as chunk rows, in the block's `keyPrefix` namespace.
+    async fn open_blob(
+        config: &SqliteConfig,
+        spec: &BackendSpec,
+    ) -> Result<std::sync::Arc<dyn storage_core::blob::BlobStore>> {
+        let store =
+            SqliteBlobStore::open(config.clone(), &spec.common.key_prefix, config.blob_limits)
+                .await?;
+        Ok(std::sync::Arc::new(store))
+    }
 }

@@ -100,6 +100,7 @@ pub const MATRIX: &[Entry] = &[
     entry("sqlite", "database", Server::None, SQLITE),
     entry("in-memory", "blob", Server::None, "{type: in-memory}"),
     entry("local", "blob", Server::None, LOCAL_BLOBS),
+    entry("sqlite", "blob", Server::None, SQLITE),
     faulty(
         "postgresql",
         "database",
