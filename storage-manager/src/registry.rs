@@ -3,7 +3,7 @@
 use storage_core::Registry;
 
 /// A registry holding every built-in backend compiled in: `in-memory`, `sqlite` and `local`
-/// (blobs) by default, `postgresql` and `redis` with their features. A role left out of a
+/// (blobs) by default, `postgresql`, `redis` and `s3` (blobs) with their features. A role left out of a
 /// config gets `in-memory` (cache), `sqlite` (database) or `local` (blob); a block without
 /// `fallback` gets the default chain set here.
 pub fn builtin_registry() -> Registry {
@@ -29,6 +29,10 @@ pub fn builtin_registry() -> Registry {
     registry
         .register(std::sync::Arc::new(storage_local::LocalFactory))
         .expect("built-in backends have distinct names");
+    #[cfg(feature = "s3")]
+    registry
+        .register(std::sync::Arc::new(storage_s3::S3Factory))
+        .expect("built-in backends have distinct names");
     // The fallback policy: a server that does not answer falls back to what is embedded (a
     // PostgreSQL database to SQLite, then memory; everything else to memory). It lives here,
     // where the backends are composed, and not in any backend. Entries not compiled in are
@@ -44,6 +48,7 @@ pub fn builtin_registry() -> Registry {
         &["sqlite", "in-memory"],
     );
     registry.set_default_fallback("local", storage_core::Role::Blob, &["in-memory"]);
+    registry.set_default_fallback("s3", storage_core::Role::Blob, &["local", "in-memory"]);
     // The embedded default: a memory cache and a SQLite database, when compiled in.
     #[cfg(feature = "memory")]
     registry.set_role_default(storage_core::Role::Cache, storage_memory::TYPE_NAME);

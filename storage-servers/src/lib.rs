@@ -1,4 +1,4 @@
-//! Throwaway PostgreSQL and Redis servers for tests and for `cargo xtask test`.
+//! Throwaway PostgreSQL, Redis and S3-protocol servers for tests and for `cargo xtask test`.
 //!
 //! Each server gets its own directory under `/tmp`, listens on 127.0.0.1 on a free port, and is
 //! stopped when its handle drops (SIGINT for PostgreSQL's fast shutdown, SIGTERM for Redis,
@@ -28,6 +28,7 @@ mod postgres;
 mod proxy;
 mod redis;
 mod redis_cluster;
+mod s3;
 
 #[cfg(feature = "tls")]
 pub use certs::TestCerts;
@@ -36,6 +37,7 @@ pub use postgres::{Postgres, PostgresOptions, TlsFiles};
 pub use proxy::{Fault, FaultProxy};
 pub use redis::{Redis, RedisOptions};
 pub use redis_cluster::RedisCluster;
+pub use s3::{S3S_FS_VERSION, S3Server, find_s3s_fs};
 
 use std::fs;
 use std::io;
@@ -61,7 +63,7 @@ pub fn skip_or_fail(test: &str, why: &str) {
         panic!("{test}: {why} (STORAGE_TEST_REQUIRE_ALL=1 forbids skipping)");
     }
     eprintln!(
-        "\n!!! SKIPPED {test}: {why}\n!!! install: apt-get install -y redis-server postgresql\n"
+        "\n!!! SKIPPED {test}: {why}\n!!! install: apt-get install -y redis-server postgresql; cargo xtask test installs s3s-fs\n"
     );
 }
 

@@ -10,7 +10,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use storage_servers::{Postgres, PostgresOptions, Redis, RedisCluster, RedisOptions, TestCerts};
+use storage_servers::{
+    Postgres, PostgresOptions, Redis, RedisCluster, RedisOptions, S3Server, TestCerts,
+};
 
 mod bench;
 mod matrix;
@@ -67,9 +69,46 @@ fn ensure_redis_installed() {
     }
 }
 
+/// Installs the S3-protocol test server into `target/tools` when it is not found: it is not
+/// packaged by distributions, and building it needs only the crate registry.
+fn ensure_s3s_fs_installed() {
+    if storage_servers::find_s3s_fs().is_some() {
+        return;
+    }
+    let target = target_dir();
+    let version = storage_servers::S3S_FS_VERSION;
+    eprintln!(
+        "xtask: s3s-fs not found; cargo install s3s-fs@{version} into {}",
+        target.join("tools").display()
+    );
+    let installed = cargo()
+        .args([
+            "install",
+            &format!("s3s-fs@{version}"),
+            "--features",
+            "binary",
+            "--locked",
+        ])
+        .arg("--root")
+        .arg(target.join("tools"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status();
+    if !installed.is_ok_and(|s| s.success()) {
+        eprintln!("xtask: cargo install s3s-fs@{version} failed");
+    }
+}
+
+/// The target directory (`$CARGO_TARGET_DIR` or `target`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 fn loud_skip(what: &str, why: &str) {
     eprintln!(
-        "\n!!! SKIPPED {what}: {why}\n!!! install: apt-get install -y redis-server postgresql\n"
+        "\n!!! SKIPPED {what}: {why}\n!!! install: apt-get install -y redis-server postgresql; cargo xtask test installs s3s-fs\n"
     );
 }
 
@@ -80,6 +119,7 @@ fn test(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     }
     ensure_redis_installed();
+    ensure_s3s_fs_installed();
 
     // The shared servers, for the matrix entries and the tests that need them. They stop when
     // these handles drop, on every return path below, and die with this process otherwise.
@@ -153,6 +193,13 @@ fn test(args: &[String]) -> ExitCode {
     let redis_cluster = start("Redis Cluster", needs(Server::RedisCluster), &|| {
         RedisCluster::start(&Default::default()).map(Served::RedisCluster)
     });
+    let s3 = start("S3-protocol server (s3s-fs)", needs(Server::S3), &|| {
+        S3Server::start().map(Served::S3)
+    });
+    let (s3_access, s3_secret) = match &s3 {
+        Some(Served::S3(s)) => (s.access_key().to_string(), s.secret_key().to_string()),
+        _ => Default::default(),
+    };
 
     let mut envs: Vec<(&str, String)> = Vec::new();
     if let Some(pg) = &postgres {
@@ -174,9 +221,7 @@ fn test(args: &[String]) -> ExitCode {
     if !built_all.is_ok_and(|s| s.success()) {
         failures.push("cargo build --workspace --all-targets --all-features failed".into());
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let target = target_dir();
     // The plugin template builds on its own, as a copied plugin would, into the same target
     // directory; the matrix then loads it like any plugin.
     // `--locked`: its lockfile must follow the host crates' dependencies, as a copied plugin's
@@ -227,6 +272,7 @@ fn test(args: &[String]) -> ExitCode {
                 Server::PostgresHa => postgres_ha.as_ref(),
                 Server::RedisTls => redis_tls.as_ref(),
                 Server::RedisCluster => redis_cluster.as_ref(),
+                Server::S3 => s3.as_ref(),
             };
             let url = match entry.server {
                 Server::None => Some(String::new()),
@@ -249,6 +295,8 @@ fn test(args: &[String]) -> ExitCode {
                 .block
                 .replace("{url}", &url)
                 .replace("{ca}", &ca)
+                .replace("{s3-access}", &s3_access)
+                .replace("{s3-secret}", &s3_secret)
                 .replace("{plugins}", &plugin_dir.display().to_string())
                 .replace("{tmp}", &tmp.display().to_string());
             eprintln!(

@@ -1,7 +1,7 @@
 //! The conformance matrix: every backend × role the runner is started for, the server each
 //! needs, its block, and (for network backends) the block the fault cases use.
 
-use storage_servers::{Postgres, Redis, RedisCluster};
+use storage_servers::{Postgres, Redis, RedisCluster, S3Server};
 
 /// A server a matrix entry needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub enum Server {
     PostgresHa,
     /// Six Redis nodes in cluster mode: three primaries, three replicas.
     RedisCluster,
+    /// An S3-protocol server (`s3s-fs`) with a bucket `test`.
+    S3,
 }
 
 /// A running shared server.
@@ -24,6 +26,7 @@ pub enum Served {
     /// Primary, standby.
     PostgresPair(Postgres, Postgres),
     RedisCluster(RedisCluster),
+    S3(S3Server),
 }
 
 impl Served {
@@ -32,6 +35,7 @@ impl Served {
             Served::Postgres(p) => p.url(),
             Served::Redis(r) => r.url(),
             Served::RedisCluster(c) => c.url(),
+            Served::S3(s) => s.endpoint(),
             Served::PostgresPair(p, s) => format!(
                 "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/postgres",
                 p.port(),
@@ -45,6 +49,7 @@ impl Served {
             Served::Postgres(p) | Served::PostgresPair(p, _) => p.port(),
             Served::Redis(r) => r.port(),
             Served::RedisCluster(c) => c.node(0).port(),
+            Served::S3(s) => s.port(),
         };
         format!("127.0.0.1:{port}")
     }
@@ -64,6 +69,8 @@ pub struct Entry {
 
 const SQLITE: &str = "{type: sqlite, path: '{tmp}/kit.db'}";
 const LOCAL_BLOBS: &str = "{type: local, path: '{tmp}/blobs'}";
+/// `{s3-access}` and `{s3-secret}` are the S3 server's keys.
+const S3: &str = "{type: s3, endpoint: '{url}', bucket: test, accessKeyId: '{s3-access}', secretAccessKey: '{s3-secret}', keyPrefix: kit}";
 const POSTGRES: &str = "{type: postgresql, url: '{url}'}";
 const REDIS: &str = "{type: redis, url: '{url}'}";
 const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&sslrootcert={ca}', options: {application_name: matrix-tls}}";
@@ -101,6 +108,7 @@ pub const MATRIX: &[Entry] = &[
     entry("in-memory", "blob", Server::None, "{type: in-memory}"),
     entry("local", "blob", Server::None, LOCAL_BLOBS),
     entry("sqlite", "blob", Server::None, SQLITE),
+    entry("s3", "blob", Server::S3, S3),
     faulty(
         "postgresql",
         "database",

@@ -16,6 +16,7 @@ pub const PUBLISHED: &[&str] = &[
     "storage-core",
     "storage-memory",
     "storage-local",
+    "storage-s3",
     "storage-sqlite",
     "storage-postgres",
     "storage-redis",
