@@ -79,6 +79,12 @@ pub struct PostgresBlock {
     /// Driver settings.
     #[serde(default)]
     pub options: Option<PostgresOptions>,
+    /// The blob role: the largest blob accepted, in bytes.
+    #[serde(default)]
+    pub max_blob_bytes: Option<u64>,
+    /// The blob role: the most bytes held in all.
+    #[serde(default)]
+    pub max_total_bytes: Option<u64>,
 }
 
 /// `targetSessionAttrs`.
@@ -116,6 +122,8 @@ pub struct PostgresConfig {
     pub ssl: SslSettings,
     /// The schema holding the tables (a validated identifier).
     pub schema: Option<String>,
+    /// The blob role's limits (`maxBlobBytes`, `maxTotalBytes`).
+    pub blob_limits: storage_core::blob::BlobLimits,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -292,6 +300,11 @@ impl PostgresConfig {
             driver,
             ssl,
             schema,
+            blob_limits: storage_core::blob::BlobLimits::of_block(
+                block,
+                b.max_blob_bytes,
+                b.max_total_bytes,
+            )?,
         })
     }
 
@@ -428,6 +441,7 @@ pub fn from_host(host: &str, port: u16, database: &str, user: &str) -> PostgresC
         driver,
         ssl: SslSettings::disabled(),
         schema: None,
+        blob_limits: Default::default(),
     }
 }
 

@@ -254,6 +254,11 @@ impl PostgresBackend {
         }
     }
 
+    /// The statements and table names.
+    pub(crate) fn statements(&self) -> &Statements {
+        &self.stmts
+    }
+
     pub(crate) fn reclaim_due(&self) -> bool {
         self.writes
             .fetch_add(1, Ordering::Relaxed)

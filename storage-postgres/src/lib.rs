@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod blob;
 mod conditional;
 pub mod config;
 mod conninfo;
@@ -51,6 +52,7 @@ pub mod sql;
 mod tls;
 
 pub use crate::core::PostgresBackend;
+pub use blob::{CHUNK_BYTES, PostgresBlobStore};
 pub use config::{PostgresConfig, SslMode, SslSettings, TYPE_NAME};
 
 use async_trait::async_trait;
@@ -76,5 +78,19 @@ impl storage_core::Backend for PostgresBackend {
 
     async fn open(config: &PostgresConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
         PostgresBackend::connect(config, spec).await
+    }
+
+    const SERVES_BLOBS: bool = true;
+
+    /// Blobs in the same database, as chunk rows, in the block's `keyPrefix` namespace.
+    async fn open_blob(
+        config: &PostgresConfig,
+        spec: &BackendSpec,
+    ) -> Result<std::sync::Arc<dyn storage_core::blob::BlobStore>> {
+        let db = PostgresBackend::connect(config, spec).await?;
+        Ok(std::sync::Arc::new(PostgresBlobStore::new(
+            db,
+            config.blob_limits,
+        )))
     }
 }

@@ -32,11 +32,23 @@ pub(crate) struct Statements {
     pub(crate) set_if_version: String,
     pub(crate) set_if_absent: String,
     pub(crate) delete_if_version: String,
+    /// The blob tables' (schema-qualified) names.
+    pub(crate) blobs: String,
+    pub(crate) blob_chunks: String,
+    pub(crate) blob_uploads: String,
 }
 
 /// Quotes an identifier that config validation already restricted to `[A-Za-z0-9_$]`.
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A table's name in `schema`, quoted.
+fn qualified(schema: Option<&str>, table: &str) -> String {
+    match schema {
+        Some(s) => format!("{}.{table}", quote_ident(s)),
+        None => table.to_string(),
+    }
 }
 
 impl Statements {
@@ -79,6 +91,9 @@ impl Statements {
             set_if_version: fill(sql::SET_IF_VERSION),
             set_if_absent: fill(sql::SET_IF_ABSENT),
             delete_if_version: fill(sql::DELETE_IF_VERSION),
+            blobs: qualified(schema, "storage_blobs"),
+            blob_chunks: qualified(schema, "storage_blob_chunks"),
+            blob_uploads: qualified(schema, "storage_blob_uploads"),
         }
     }
 }
@@ -154,6 +169,15 @@ pub(crate) async fn migrate(
         tx.batch_execute(&sql::MIGRATION_3.replace("{kv}", &kv))
             .await
             .map_err(|e| pg_error(e, "migrating to version 3"))?;
+    }
+    if version < 4 {
+        let ddl = sql::MIGRATION_4
+            .replace("{blobs}", &qualified(schema, "storage_blobs"))
+            .replace("{chunks}", &qualified(schema, "storage_blob_chunks"))
+            .replace("{uploads}", &qualified(schema, "storage_blob_uploads"));
+        tx.batch_execute(&ddl)
+            .await
+            .map_err(|e| pg_error(e, "migrating to version 4"))?;
     }
     tx.execute(
             &format!("INSERT INTO {meta} (id, version) VALUES (true, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version"),

@@ -8,7 +8,7 @@
 pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Creates the tables (version 1). `{schema_create}` creates the schema when one is configured.
 pub const MIGRATION_1: &str = r#"
@@ -39,6 +39,35 @@ pub const MIGRATION_2: &str =
 /// Version 3: a value's version (random, drawn by each write; 0 for values written before).
 pub const MIGRATION_3: &str =
     "ALTER TABLE {kv} ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0";
+
+/// Version 4: blobs. A blob's bytes are the chunks of its upload; the blob row, written last in
+/// one transaction, makes them visible. An upload row marks chunks still being written.
+pub const MIGRATION_4: &str = r#"
+CREATE TABLE IF NOT EXISTS {blobs} (
+    ns         text COLLATE "C" NOT NULL,
+    id         bytea NOT NULL,
+    upload     bytea NOT NULL,
+    size       bigint NOT NULL,
+    mime       text NOT NULL,
+    name       text,
+    source     text,
+    created_ms bigint NOT NULL,
+    PRIMARY KEY (ns, id)
+);
+CREATE TABLE IF NOT EXISTS {chunks} (
+    ns     text COLLATE "C" NOT NULL,
+    upload bytea NOT NULL,
+    seq    bigint NOT NULL,
+    data   bytea NOT NULL,
+    PRIMARY KEY (ns, upload, seq)
+);
+CREATE TABLE IF NOT EXISTS {uploads} (
+    ns         text COLLATE "C" NOT NULL,
+    upload     bytea NOT NULL,
+    started_ms bigint NOT NULL,
+    PRIMARY KEY (ns, upload)
+);
+"#;
 
 /// A live row's kind and value.
 pub const GET: &str = "SELECT kind, value FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";

@@ -109,6 +109,7 @@ pub const MATRIX: &[Entry] = &[
     entry("local", "blob", Server::None, LOCAL_BLOBS),
     entry("sqlite", "blob", Server::None, SQLITE),
     entry("s3", "blob", Server::S3, S3),
+    entry("postgresql", "blob", Server::Postgres, POSTGRES),
     faulty(
         "postgresql",
         "database",
