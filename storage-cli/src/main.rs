@@ -17,6 +17,7 @@ mod conditional;
 mod demo;
 mod key_line;
 mod migrate;
+mod migrate_blob;
 mod observed;
 mod value_arg;
 
@@ -50,6 +51,14 @@ struct Cli {
 enum RoleArg {
     Cache,
     Database,
+}
+
+/// The roles `migrate` copies.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MigrateRole {
+    Cache,
+    Database,
+    Blob,
 }
 
 #[derive(Subcommand)]
@@ -183,7 +192,7 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
         #[arg(long, value_enum, default_value = "database")]
-        role: RoleArg,
+        role: MigrateRole,
         /// Report what would be copied, and write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -315,16 +324,18 @@ async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
             dry_run,
             overwrite,
         } => {
-            let side = match role {
-                RoleArg::Cache => migrate::Side::Cache,
-                RoleArg::Database => migrate::Side::Database,
-            };
             let mode = match (*dry_run, *overwrite) {
                 (true, _) => migrate::Mode::DryRun,
                 (false, true) => migrate::Mode::Overwrite,
                 (false, false) => migrate::Mode::Copy,
             };
-            let code = migrate::run(from, to, side, mode).await?;
+            let code = match role {
+                MigrateRole::Cache => migrate::run(from, to, migrate::Side::Cache, mode).await?,
+                MigrateRole::Database => {
+                    migrate::run(from, to, migrate::Side::Database, mode).await?
+                }
+                MigrateRole::Blob => migrate_blob::run(from, to, mode).await?,
+            };
             Ok(ExitCode::from(code))
         }
         Command::Demo => {
