@@ -2,9 +2,11 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use storage_core::blob::{BlobId, PutOptions};
 use storage_core::config::Role;
 use storage_core::{CacheExt, Result};
 use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
+use tokio::io::AsyncReadExt;
 
 const SESSION_TTL: Duration = Duration::from_secs(3600);
 
@@ -106,19 +108,27 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
         let message = json!({ "role": role, "content": content, "run": runs, "timestamp": now });
         (db.append(history_key, &message)).await?;
     }
+    // 5. An attachment: the file goes to the blob role, the history refers to it by id.
+    let attachment = attach(manager, runs, now).await?;
+    if let Some(message) = &attachment {
+        db.append(history_key, message).await?;
+    }
     let len = (db.get_length(history_key)).await?;
     println!(
         "\nappended {} messages; history now holds {len}",
-        turns.len()
+        turns.len() + usize::from(attachment.is_some())
     );
-    let page = (db.get_range(history_key, -4, -1)).await?;
-    println!("latest page (get_range -4 -1):");
+    let page = (db.get_range(history_key, -5, -1)).await?;
+    println!("latest page (get_range -5 -1):");
     for m in &page {
         println!(
             "  [{}] {}",
             m["role"].as_str().unwrap_or("?"),
             m["content"].as_str().unwrap_or("")
         );
+    }
+    if let Some(message) = &attachment {
+        show_attachment(manager, message).await?;
     }
     let first = (db.get_range(history_key, 0, 1)).await?;
     println!("first page (get_range 0 1): {} message(s)", first.len());
@@ -134,6 +144,55 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
     println!(
         "\nrun the demo again: the history above will have grown by {} messages.",
         turns.len()
+    );
+    Ok(())
+}
+
+/// Stores a small chart as a blob and returns the history message that refers to it; `None`
+/// when no blob role is configured.
+async fn attach(manager: &StorageManager, run: u64, now: u64) -> Result<Option<Value>> {
+    if manager.config().blob.is_none() {
+        return Ok(None);
+    }
+    let (blobs, _) = manager.connect_blob().await?;
+    let chart = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"120\" height=\"40\"><rect width=\"90\" height=\"12\"/><rect y=\"20\" width=\"40\" height=\"12\"/></svg>\n";
+    let options = PutOptions {
+        mime: Some("image/svg+xml".into()),
+        name: Some("population.svg".into()),
+        source: Some("demo".into()),
+    };
+    let meta = blobs.put_bytes(chart.as_bytes(), &options).await?;
+    Ok(Some(json!({
+        "role": "assistant",
+        "content": "Here is a chart of it.",
+        "attachments": [{ "blob": meta.id.to_string(), "name": meta.name, "mime": meta.mime }],
+        "run": run,
+        "timestamp": now,
+    })))
+}
+
+/// Reads the attachment back through the reference in the message, as a chat UI would.
+async fn show_attachment(manager: &StorageManager, message: &Value) -> Result<()> {
+    let reference = message["attachments"][0]["blob"]
+        .as_str()
+        .unwrap_or_default();
+    let id: BlobId = reference.parse()?;
+    let (blobs, status) = manager.connect_blob().await?;
+    let Some((meta, mut reader)) = blobs.get(&id).await? else {
+        return Err(storage_core::Error::other(format!(
+            "{reference} is not stored"
+        )));
+    };
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| storage_core::Error::other(format!("reading {reference}: {e}")))?;
+    println!(
+        "attachment {reference}: {} bytes of {} read back from {} and checked against its id",
+        bytes.len(),
+        meta.mime,
+        status.serving_detail.as_deref().unwrap_or("the blob role")
     );
     Ok(())
 }

@@ -43,7 +43,12 @@ fn demo_twice_shows_persisted_history() {
             w.len() > 3 && w[0] == role && w[1] == backend && w[2] == op && w[3] == format!("n={n}")
         })
     };
-    assert!(row("database", "sqlite", "append", 4), "{out}");
+    assert!(row("database", "sqlite", "append", 5), "{out}");
+    // The attachment: stored in the blob role, referred to from the history, read back.
+    assert!(
+        out.contains("attachment blob:sha256:") && out.contains("checked against its id"),
+        "{out}"
+    );
     assert!(row("database", "sqlite", "get_range", 2), "{out}");
     assert!(row("cache", "in-memory", "get", 23), "{out}");
     assert!(
@@ -55,10 +60,11 @@ fn demo_twice_shows_persisted_history() {
     assert!(second.status.success(), "{}", stderr(&second));
     let out = stdout(&second);
     assert!(
-        out.contains("chat history from earlier runs: 4 message(s)"),
+        out.contains("chat history from earlier runs: 5 message(s)"),
         "{out}"
     );
     assert!(out.contains("this is run 2"), "{out}");
+    assert!(out.contains("\"attachments\":[{\"blob\":\"blob:sha256:"), "{out}");
 }
 
 #[test]

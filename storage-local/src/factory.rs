@@ -104,10 +104,21 @@ impl BackendFactory for LocalFactory {
         serde_json::to_value(schemars::schema_for!(LocalBlock)).unwrap_or_default()
     }
 
+    /// A `keyPrefix` is a namespace of its own: the directory `ns/<prefix, percent-encoded>`
+    /// under the store's, which the store's own listing never walks into.
     async fn open_blob(&self, spec: &BackendSpec) -> Result<Arc<dyn BlobStore>> {
         let config = spec.settings::<LocalConfig>()?;
-        Ok(Arc::new(
-            LocalBlobStore::open(config.path.clone(), config.limits).await?,
-        ))
+        let prefix = &spec.common.key_prefix;
+        let root = if prefix.is_empty() {
+            config.path.clone()
+        } else {
+            const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'-')
+                .remove(b'_')
+                .remove(b':');
+            let name = percent_encoding::utf8_percent_encode(prefix, KEEP).to_string();
+            config.path.join("ns").join(name)
+        };
+        Ok(Arc::new(LocalBlobStore::open(root, config.limits).await?))
     }
 }

@@ -165,10 +165,14 @@ impl StorageManager {
     /// namespaces are string prefixes, an empty keyPrefix sees everything).
     pub fn in_own_namespace(mut self, prefix: &str) -> Result<Self> {
         let original = self.config.clone();
-        for role in [Role::Cache, Role::Database] {
+        for role in [Role::Cache, Role::Database, Role::Blob] {
             let ns = format!(
                 "{prefix}{}:",
-                if role == Role::Cache { "cache" } else { "db" }
+                match role {
+                    Role::Cache => "cache",
+                    Role::Database => "db",
+                    Role::Blob => "blob",
+                }
             );
             if let Some(chain) = self.config.role_mut(role) {
                 for spec in std::iter::once(&mut chain.primary).chain(chain.fallback.iter_mut()) {
@@ -176,12 +180,22 @@ impl StorageManager {
                 }
             }
         }
-        for theirs in original.cache.chain().chain(original.database.chain()) {
-            for ours in self
-                .config
-                .cache
-                .chain()
-                .chain(self.config.database.chain())
+        // Key-value namespaces against key-value ones, blobs against blobs (a blob store keeps
+        // its own tables or folders, which no key reaches).
+        let key_values = |c: &StorageConfig| -> Vec<BackendSpec> {
+            c.cache.chain().chain(c.database.chain()).cloned().collect()
+        };
+        let blobs = |c: &StorageConfig| -> Vec<BackendSpec> {
+            c.blob.iter().flat_map(|b| b.chain()).cloned().collect()
+        };
+        let pairs = [
+            (key_values(&original), key_values(&self.config)),
+            (blobs(&original), blobs(&self.config)),
+        ];
+        for (theirs, ours) in pairs.iter().flat_map(|(t, o)| {
+            t.iter()
+                .flat_map(move |theirs| o.iter().map(move |ours| (theirs, ours)))
+        }) {
             {
                 if let Some(clash) = namespaces_clash(theirs, ours) {
                     return Err(Error::config(format!(
