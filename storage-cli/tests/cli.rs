@@ -50,6 +50,8 @@ fn demo_twice_shows_persisted_history() {
         "{out}"
     );
     assert!(row("database", "sqlite", "get_range", 2), "{out}");
+    assert!(row("blob", "local", "blob_put", 1), "{out}");
+    assert!(row("blob", "local", "blob_get", 1), "{out}");
     assert!(row("cache", "in-memory", "get", 23), "{out}");
     assert!(
         out.contains("cache-aside: 22 hits, 1 misses; hit rate 95.7%"),
@@ -64,7 +66,10 @@ fn demo_twice_shows_persisted_history() {
         "{out}"
     );
     assert!(out.contains("this is run 2"), "{out}");
-    assert!(out.contains("\"attachments\":[{\"blob\":\"blob:sha256:"), "{out}");
+    assert!(
+        out.contains("\"attachments\":[{\"blob\":\"blob:sha256:"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -43,9 +43,11 @@
 //! ```
 
 mod observe;
+mod observe_blob;
 mod validate;
 
 pub use observe::Observe;
+pub use observe_blob::ObserveBlobs;
 pub use validate::Validate;
 
 use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, Store};

@@ -194,13 +194,15 @@ impl Registry {
         open_database(factory.as_ref(), spec).await
     }
 
-    /// Opens the blob store that `spec` describes.
+    /// Opens the blob store that `spec` describes, observed ([`crate::layer::ObserveBlobs`]:
+    /// spans, the duration metric, errors naming backend and operation).
     pub async fn open_blob(&self, spec: &BackendSpec) -> Result<Arc<dyn BlobStore>> {
         let factory = self.factory(&spec.type_name)?;
-        factory
+        let raw = factory
             .open_blob(spec)
             .await
-            .map_err(|e| e.at(spec.type_name.clone(), "connect"))
+            .map_err(|e| e.at(spec.type_name.clone(), "connect"))?;
+        Ok(Arc::new(crate::layer::ObserveBlobs::new(raw)))
     }
 
     /// The canonical names of every registered type.
