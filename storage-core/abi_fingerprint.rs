@@ -9,6 +9,7 @@ pub const BOUNDARY_FILES: &[&str] = &[
     "src/backend.rs",
     "src/error.rs",
     "src/version.rs",
+    "src/blob.rs",
     "src/registry.rs",
     "src/plugin.rs",
     "src/config/spec.rs",

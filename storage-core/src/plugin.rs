@@ -34,10 +34,10 @@ use std::ffi::c_char;
 use std::sync::{Arc, OnceLock};
 
 /// Bumped whenever [`PluginDeclaration`] or the register protocol changes.
-pub const PLUGIN_ABI_VERSION: u32 = 6;
+pub const PLUGIN_ABI_VERSION: u32 = 7;
 
-/// A hash of the definitions that cross the boundary (`backend.rs`, `error.rs`,
-/// `registry.rs`, `plugin.rs`, `config/spec.rs`, `config/common.rs`, comments and whitespace
+/// A hash of the definitions that cross the boundary (`backend.rs`, `error.rs`, `version.rs`,
+/// `blob.rs`, `registry.rs`, `plugin.rs`, `config/spec.rs`, `config/common.rs`, comments and whitespace
 /// left out), computed when this crate is built. A plugin built against other definitions (a
 /// method added, a signature changed, an error kind added), even with the same crate version,
 /// has another fingerprint and is refused.
@@ -134,11 +134,16 @@ pub static LAYOUTS: SyncLayouts = SyncLayouts(layouts![
     Arc<dyn BackendFactory>,
     Arc<dyn crate::Cache>,
     Arc<dyn crate::Database>,
+    Arc<dyn crate::blob::BlobStore>,
+    crate::blob::BlobReader,
+    crate::blob::BlobMeta,
+    crate::blob::PutOptions,
+    crate::blob::BlobStats,
     PluginRegistrar,
 ]);
 
 /// [`TypeLayout`]s in a static (their names are pointers to string literals).
-pub struct SyncLayouts(pub [TypeLayout; 16]);
+pub struct SyncLayouts(pub [TypeLayout; 21]);
 // SAFETY: the pointers are to 'static, immutable string literals.
 unsafe impl Sync for SyncLayouts {}
 

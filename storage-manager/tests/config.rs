@@ -367,6 +367,8 @@ fn every_example_in_the_configuration_docs_loads() {
         ),
         ("DATABASE_PASSWORD", "pw"),
         ("DB_HOST", "db.local"),
+        ("S3_ACCESS_KEY_ID", "key"),
+        ("S3_SECRET_ACCESS_KEY", "secret"),
     ]);
     let lookup = move |name: &str| vars.get(name).map(|v| v.to_string());
     let mut examples = 0;

@@ -10,7 +10,8 @@
 //!   the plugin's runtime entered, and the plugin's worker threads drive its timers and sockets
 //!   (see [`on_plugin_runtime`]);
 //! - panics are caught around every call and every poll, and become [`ErrorKind::Plugin`]
-//!   errors.
+//!   errors;
+//! - a blob store's operations and the streams it returns cross the same way (`blob.rs`).
 //!
 //! [`block_in_place`] runs a plugin's blocking work on the caller's thread where the host's
 //! executor can spare it (see the [`blocking`] module).
@@ -28,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+mod blob;
 pub mod blocking;
 pub use blocking::block_in_place;
 
@@ -40,6 +42,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use storage_core::blob::BlobStore;
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::layer::{AsStore, Call, ForwardCache, ForwardDatabase, ForwardStore};
 use storage_core::{BackendFactory, Cache, Database, Error, Result, Store};
@@ -183,6 +186,12 @@ impl<F: BackendFactory + 'static> BackendFactory for BridgedFactory<F> {
         let (factory, spec) = (self.0.clone(), spec.clone());
         let inner = on_plugin_runtime(async move { factory.open_database(&spec).await }).await?;
         Ok(Arc::new(Bridged::<dyn Database>(inner)))
+    }
+
+    async fn open_blob(&self, spec: &BackendSpec) -> Result<Arc<dyn BlobStore>> {
+        let (factory, spec) = (self.0.clone(), spec.clone());
+        let inner = on_plugin_runtime(async move { factory.open_blob(&spec).await }).await?;
+        Ok(Arc::new(blob::BridgedBlobs(inner)))
     }
 }
 

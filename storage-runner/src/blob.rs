@@ -1,12 +1,11 @@
-//! The blob role's run: the kit's blob cases against the blob store a block describes, opened
-//! through the registry for each case (the kit empties it first). A case that needs limits
-//! gets the same block with `maxBlobBytes` and `maxTotalBytes` added, so `--block` must be a
-//! YAML flow map (`{type: local, path: …}`), as the matrix gives it.
+//! The blob role's run: the kit's blob cases against the blob store a block (or a config
+//! file's `blob:` block) describes, opened through the registry for each case (the kit empties
+//! it first). A case that needs limits gets the same block with `maxBlobBytes` and
+//! `maxTotalBytes` set in the parsed document.
 
-use std::path::Path;
 use std::sync::Arc;
 use storage_core::blob::{BlobLimits, BlobStore};
-use storage_core::config::{BackendSpec, Role};
+use storage_core::config::{BackendSpec, ConfigSource, Role};
 use storage_core::{Error, Registry, Result};
 use storage_testkit::Report;
 
@@ -15,43 +14,25 @@ pub fn document(block: &str) -> String {
     format!("blob: {block}\ncache: {{ type: in-memory }}\ndatabase: {{ type: in-memory }}\n")
 }
 
-/// `block` with the limits added to its flow map.
-fn with_limits(block: &str, limits: BlobLimits) -> Result<String> {
-    let trimmed = block.trim_end();
-    let Some(open) = trimmed.strip_suffix('}') else {
-        return Err(Error::config(
-            "--block: a case with limits needs the blob block as a YAML flow map `{...}`",
-        ));
-    };
-    let mut fields = Vec::new();
-    if let Some(n) = limits.max_blob_bytes {
-        fields.push(format!("maxBlobBytes: {n}"));
-    }
-    if let Some(n) = limits.max_total_bytes {
-        fields.push(format!("maxTotalBytes: {n}"));
-    }
-    Ok(format!("{open}, {}}}", fields.join(", ")))
-}
-
-/// Opens the blob store of `block` (or `spec` when no limits are asked).
+/// Opens the blob store of `spec`, or, for a case that asks for limits, of the same block with
+/// `maxBlobBytes` and `maxTotalBytes` set.
 async fn open(
     registry: &Registry,
     spec: &BackendSpec,
-    block: Option<&str>,
+    source: &ConfigSource,
     limits: BlobLimits,
 ) -> Result<Arc<dyn BlobStore>> {
     if limits == BlobLimits::default() {
         return registry.open_blob(spec).await;
     }
-    let Some(block) = block else {
-        return Err(Error::config(
-            "a case with limits needs the blob block given as --block",
-        ));
-    };
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let yaml = document(&with_limits(block, limits)?);
-    let config =
-        storage_manager::config_file::from_yaml_str(&yaml, Path::new(&cwd))?.resolve(registry)?;
+    let mut fields = serde_json::Map::new();
+    if let Some(n) = limits.max_blob_bytes {
+        fields.insert("maxBlobBytes".into(), n.into());
+    }
+    if let Some(n) = limits.max_total_bytes {
+        fields.insert("maxTotalBytes".into(), n.into());
+    }
+    let config = source.with_fields(Role::Blob, fields)?.resolve(registry)?;
     let spec = config
         .role(Role::Blob)
         .map(|r| r.primary.clone())
@@ -63,34 +44,15 @@ async fn open(
 pub async fn run(
     registry: Arc<Registry>,
     spec: BackendSpec,
-    block: Option<String>,
+    source: ConfigSource,
     filter: Option<&str>,
 ) -> Report {
     storage_testkit::blob::run_blob_suite(
         Arc::new(move |limits: BlobLimits| {
-            let (registry, spec, block) = (registry.clone(), spec.clone(), block.clone());
-            async move { open(&registry, &spec, block.as_deref(), limits).await }
+            let (registry, spec, source) = (registry.clone(), spec.clone(), source.clone());
+            async move { open(&registry, &spec, &source, limits).await }
         }),
         filter,
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_limits;
-    use storage_core::blob::BlobLimits;
-
-    #[test]
-    fn limits_join_a_flow_map() {
-        let limits = BlobLimits {
-            max_blob_bytes: Some(1),
-            max_total_bytes: Some(2),
-        };
-        assert_eq!(
-            with_limits("{type: local, path: x} ", limits).unwrap(),
-            "{type: local, path: x, maxBlobBytes: 1, maxTotalBytes: 2}"
-        );
-        assert!(with_limits("type: local", limits).is_err());
-    }
 }

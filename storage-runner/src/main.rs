@@ -33,7 +33,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use storage_core::config::{BackendSpec, Role};
+use storage_core::config::{BackendSpec, ConfigSource, Role};
 use storage_core::{ErrorKind, Registry, Result};
 use storage_testkit::{Report, SuiteOptions};
 
@@ -129,9 +129,11 @@ fn parse_args() -> std::result::Result<Args, String> {
     })
 }
 
-fn spec_for(args: &Args, registry: &Registry) -> Result<BackendSpec> {
+/// The configuration the run's backend comes from: the block in a document of its own, or the
+/// file.
+fn source_for(args: &Args) -> Result<ConfigSource> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let source = match (&args.block, &args.config) {
+    Ok(match (&args.block, &args.config) {
         (Some(block), _) => {
             // The other roles are plain memory, so that only the tested block needs its backend.
             let yaml = match args.role {
@@ -143,8 +145,11 @@ fn spec_for(args: &Args, registry: &Registry) -> Result<BackendSpec> {
         }
         (None, Some(path)) => storage_manager::config_file::from_file(path)?,
         (None, None) => unreachable!("checked in parse_args"),
-    };
-    let config = source.resolve(registry)?;
+    })
+}
+
+fn spec_for(args: &Args, registry: &Registry) -> Result<BackendSpec> {
+    let config = source_for(args)?.resolve(registry)?;
     config
         .role(args.role)
         .map(|r| r.primary.clone())
@@ -284,15 +289,21 @@ async fn main() -> ExitCode {
             )
             .await
         }
-        Role::Blob => {
-            blob::run(
-                registry.clone(),
-                spec.clone(),
-                args.block.clone(),
-                args.filter.as_deref(),
-            )
-            .await
-        }
+        Role::Blob => match source_for(&args) {
+            Ok(source) => {
+                blob::run(
+                    registry.clone(),
+                    spec.clone(),
+                    source,
+                    args.filter.as_deref(),
+                )
+                .await
+            }
+            Err(e) => {
+                eprintln!("storage-runner: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     println!("{report}");
     let (mut passed, mut failed) = (report.passed(), report.failed());

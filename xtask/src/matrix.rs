@@ -76,14 +76,14 @@ const REDIS: &str = "{type: redis, url: '{url}'}";
 const POSTGRES_TLS: &str = "{type: postgresql, url: '{url}?sslmode=verify-full&sslrootcert={ca}', options: {application_name: matrix-tls}}";
 /// Plugin entries are whole config files (written to the run's temp dir), so that the runner
 /// loads the library the way an application would.
-const PLUGIN_MEMORY: &str = "storage:\n  plugins: ['{plugins}/libplugin_memory.so']\n  cache: {type: plugin-memory}\n  database: {type: plugin-memory}\n";
+const PLUGIN_MEMORY: &str = "storage:\n  plugins: ['{plugins}/libplugin_memory.so']\n  cache: {type: plugin-memory}\n  database: {type: plugin-memory}\n  blob: {type: plugin-memory}\n";
 const REDB: &str = "storage:\n  plugins: ['{plugins}/libstorage_redb.so']\n  cache: {type: redb, options: {path: cache.redb}}\n  database: {type: redb, options: {path: kit.redb}}\n";
 /// The cluster has no fault block: its client learns every node's address from the cluster
 /// itself, so a proxy in front of one address is not in its path. Its failover test in
 /// storage-redis kills a primary instead.
 const REDIS_CLUSTER: &str = "{type: redis, cluster: true, url: '{url}', keyPrefix: 'kit:'}";
 /// The plugin template, built outside the workspace (`plugins/template`).
-const TEMPLATE: &str = "storage:\n  plugins: ['{plugins}/libstorage_plugin_template.so']\n  cache: {type: template-memory}\n  database: {type: template-memory, options: {label: kit}}\n";
+const TEMPLATE: &str = "storage:\n  plugins: ['{plugins}/libstorage_plugin_template.so']\n  cache: {type: template-memory}\n  database: {type: template-memory, options: {label: kit}}\n  blob: {type: template-memory}\n";
 const REDIS_TLS: &str = "{type: redis, url: '{url}', ssl: {ca: '{ca}'}}";
 const POSTGRES_FAULT: &str = "{type: postgresql, url: 'postgresql://postgres@{addr}/postgres'}";
 const REDIS_FAULT: &str = "{type: redis, url: 'redis://{addr}'}";
@@ -169,10 +169,12 @@ pub const MATRIX: &[Entry] = &[
     ),
     entry("plugin-memory", "cache", Server::None, PLUGIN_MEMORY),
     entry("plugin-memory", "database", Server::None, PLUGIN_MEMORY),
+    entry("plugin-memory", "blob", Server::None, PLUGIN_MEMORY),
     entry("redb", "database", Server::None, REDB),
     entry("redb", "cache", Server::None, REDB),
     entry("plugin template", "cache", Server::None, TEMPLATE),
     entry("plugin template", "database", Server::None, TEMPLATE),
+    entry("plugin template", "blob", Server::None, TEMPLATE),
 ];
 
 const fn entry(

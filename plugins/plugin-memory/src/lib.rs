@@ -3,7 +3,10 @@
 //! Every operation first awaits a tokio timer, so the runtime bridge is really exercised: run on
 //! the host's runtime, that timer would fail with "no reactor running". All backends of the
 //! process share one store, so that the conformance kit can put namespaces side by side.
-//! `options: { panicOn: <op> }` makes that operation panic, to test panic containment.
+//! `options: { panicOn: <op> }` makes that operation panic, to test panic containment. It also
+//! serves the blob role (`blobs.rs`).
+
+mod blobs;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -153,6 +156,12 @@ impl Database for TimedMemory {
 struct PluginMemoryBlock {
     #[serde(default)]
     options: Option<PluginMemoryOptions>,
+    /// The blob role: the largest blob accepted.
+    #[serde(default, rename = "maxBlobBytes")]
+    max_blob_bytes: Option<u64>,
+    /// The blob role: the most bytes held.
+    #[serde(default, rename = "maxTotalBytes")]
+    max_total_bytes: Option<u64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -167,6 +176,7 @@ struct PluginMemoryOptions {
 #[derive(Debug)]
 pub struct PluginMemoryConfig {
     panic_on: Option<String>,
+    limits: storage_core::blob::BlobLimits,
 }
 
 impl BackendConfig for PluginMemoryConfig {
@@ -208,7 +218,7 @@ impl BackendFactory for PluginMemoryFactory {
         vec![TYPE_NAME.to_string()]
     }
     fn roles(&self) -> Vec<Role> {
-        vec![Role::Cache, Role::Database]
+        vec![Role::Cache, Role::Database, Role::Blob]
     }
     fn parse(&self, block: &mut BlockInput<'_>) -> Result<Arc<dyn BackendConfig>> {
         let b: PluginMemoryBlock = block.typed()?;
@@ -216,7 +226,9 @@ impl BackendFactory for PluginMemoryFactory {
         if panic_on.as_deref() == Some("parse") {
             panic!("plugin-memory was asked to panic in parse");
         }
-        Ok(Arc::new(PluginMemoryConfig { panic_on }))
+        let limits =
+            storage_core::blob::BlobLimits::of_block(block, b.max_blob_bytes, b.max_total_bytes)?;
+        Ok(Arc::new(PluginMemoryConfig { panic_on, limits }))
     }
     fn schema(&self) -> Value {
         serde_json::json!({
@@ -235,6 +247,17 @@ impl BackendFactory for PluginMemoryFactory {
     }
     async fn open_database(&self, spec: &BackendSpec) -> Result<Arc<dyn Database>> {
         Ok(Arc::new(self.open(spec).await?))
+    }
+    /// A blob store of its own, behind a timer, its streams fed by the plugin's tasks.
+    async fn open_blob(
+        &self,
+        spec: &BackendSpec,
+    ) -> Result<Arc<dyn storage_core::blob::BlobStore>> {
+        tokio::time::sleep(Duration::from_micros(1)).await;
+        let limits = spec.settings::<PluginMemoryConfig>()?.limits;
+        Ok(Arc::new(blobs::TimedBlobs(
+            storage_memory::MemoryBlobStore::new(limits),
+        )))
     }
 }
 

@@ -15,15 +15,24 @@
 //! backend keeps a version beside each value (a new `Version::fresh()` on every write of it) and
 //! checks each condition and writes in one transaction; one that cannot leaves the trait's
 //! defaults, which answer `Unsupported`, and the kit's conditional cases then fail by name.
+//!
+//! The blob role (plugin ABI 7): `SERVES_BLOBS` and `open_blob` below return a
+//! `storage_core::blob::BlobStore` (here the memory one, with the block's `maxBlobBytes` and
+//! `maxTotalBytes`). Yours streams `put`'s reader into your storage while hashing it
+//! (`storage_core::raw::BlobHasher`), makes the blob visible only once complete, and wraps the
+//! stream `get` returns in `storage_core::raw::Verified`. Read `put`'s reader inside `put`'s
+//! own future, not from a task you spawn: it may belong to the host's runtime.
 
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use std::sync::OnceLock;
+use storage_core::blob::{BlobLimits, BlobStore};
 use storage_core::config::{BackendConfig, BackendSpec, BlockInput, Role};
 use storage_core::layer::{ForwardCache, ForwardDatabase, ForwardStore};
 use storage_core::plugin::PluginRegistrar;
 use storage_core::{Backend, Cache, Database, Result, Store, Typed, async_trait};
-use storage_memory::{MemoryBackend, MemoryStore};
+use storage_memory::{MemoryBackend, MemoryBlobStore, MemoryStore};
 
 /// The type name this plugin registers: what a config's `type:` says.
 pub const TYPE_NAME: &str = "template-memory";
@@ -34,6 +43,12 @@ pub const TYPE_NAME: &str = "template-memory";
 struct TemplateBlock {
     #[serde(default)]
     options: Option<TemplateOptions>,
+    /// The blob role: the largest blob accepted.
+    #[serde(default)]
+    max_blob_bytes: Option<u64>,
+    /// The blob role: the most bytes held.
+    #[serde(default)]
+    max_total_bytes: Option<u64>,
 }
 
 /// `options` of a `template-memory` block.
@@ -49,6 +64,7 @@ struct TemplateOptions {
 #[derive(Debug, Clone)]
 pub struct TemplateConfig {
     label: Option<String>,
+    limits: BlobLimits,
 }
 
 impl BackendConfig for TemplateConfig {
@@ -100,7 +116,9 @@ impl Backend for TemplateBackend {
                     "type": "object",
                     "properties": { "label": { "type": "string" } },
                     "additionalProperties": false
-                }
+                },
+                "maxBlobBytes": { "type": "integer", "minimum": 0 },
+                "maxTotalBytes": { "type": "integer", "minimum": 0 }
             }
         })
     }
@@ -109,11 +127,18 @@ impl Backend for TemplateBackend {
         let b: TemplateBlock = block.typed()?;
         Ok(TemplateConfig {
             label: b.options.and_then(|o| o.label),
+            limits: BlobLimits::of_block(block, b.max_blob_bytes, b.max_total_bytes)?,
         })
     }
 
     async fn open(_config: &TemplateConfig, spec: &BackendSpec, _role: Role) -> Result<Self> {
         Ok(TemplateBackend(store().handle(&spec.common.key_prefix)?))
+    }
+
+    const SERVES_BLOBS: bool = true;
+
+    async fn open_blob(config: &TemplateConfig, _spec: &BackendSpec) -> Result<Arc<dyn BlobStore>> {
+        Ok(Arc::new(MemoryBlobStore::new(config.limits)))
     }
 }
 

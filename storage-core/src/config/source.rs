@@ -172,6 +172,23 @@ impl ConfigSource {
         &self.base_dir
     }
 
+    /// The same source with `fields` set in the primary block of `role` (which must be a map):
+    /// how a test harness varies one setting of a block it was given, such as a blob store's
+    /// limits, without editing its text.
+    pub fn with_fields(&self, role: super::Role, fields: Map<String, Value>) -> Result<Self> {
+        let mut out = self.clone();
+        match out.storage.get_mut(role.as_str()) {
+            Some(Value::Object(block)) => {
+                block.extend(fields);
+                Ok(out)
+            }
+            _ => Err(Error::config(format!(
+                "storage.{role}: no block (a map) to set {:?} in",
+                fields.keys().collect::<Vec<_>>()
+            ))),
+        }
+    }
+
     /// Step two: types every role's block with the factories in `registry`, settling
     /// synonyms, defaults and fallback chains.
     pub fn resolve(&self, registry: &Registry) -> Result<StorageConfig> {
