@@ -8,6 +8,7 @@
 //! ```
 
 mod baselines;
+mod blobs;
 mod cluster;
 mod conditional;
 mod harness;
@@ -328,6 +329,19 @@ async fn main() {
     let ops_scale = if quick { 2000 } else { 20_000 };
     let big_list = 1_000_000;
     let mut rows = Vec::new();
+    let s3 = match (
+        value_of("--s3"),
+        value_of("--s3-access"),
+        value_of("--s3-secret"),
+    ) {
+        (Some(e), Some(k), Some(s)) => Some((e, k, s)),
+        _ => None,
+    };
+    if args.iter().any(|a| a == "--only-blobs") {
+        blobs::bench_all(quick, value_of("--postgres").as_deref(), s3, &mut rows).await;
+        write_results(&out, &rows);
+        return;
+    }
 
     // in-memory
     {
@@ -422,15 +436,21 @@ async fn main() {
 
     limits::json_decode(&mut rows);
 
+    blobs::bench_all(quick, value_of("--postgres").as_deref(), s3, &mut rows).await;
+
     // Last: it installs a process-wide recorder.
     recorder::bench(ops_scale, &mut rows).await;
 
+    write_results(&out, &rows);
+}
+
+/// Writes `results.json` and prints the table.
+fn write_results(out: &std::path::Path, rows: &[Row]) {
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent).expect("results directory");
     }
     let json = Value::Array(rows.iter().map(Row::json).collect());
-    std::fs::write(&out, serde_json::to_string_pretty(&json).expect("json"))
-        .expect("write results");
-    println!("{}", table(&rows));
+    std::fs::write(out, serde_json::to_string_pretty(&json).expect("json")).expect("write results");
+    println!("{}", table(rows));
     println!("results: {}", out.display());
 }

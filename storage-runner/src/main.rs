@@ -1,14 +1,17 @@
 //! `storage-runner`: the conformance kit against one backend, built from configuration.
 //!
 //! ```text
-//! storage-runner --role cache|database (--block JSON | --config FILE) [--filter TEXT]
+//! storage-runner --role cache|database|blob (--block JSON | --config FILE) [--filter TEXT]
 //!                [--fault-block BLOCK --upstream HOST:PORT]
 //! ```
 //!
 //! For a database that processes share (SQLite, PostgreSQL, Redis), the case
 //! `lost_update_across_processes` runs two copies of this runner (`--increment KEY --times N
 //! --prefix P`, the child's mode) that add 500 each to one counter through `update`, and
-//! checks the sum.
+//! checks the sum. For a blob store that outlives its writer (files, SQLite, PostgreSQL, S3),
+//! the case `crash_mid_put_leaves_no_partial_blob` starts copies of this runner
+//! (`--blob-writer PREFIX`, slow uploads until killed), kills each with SIGKILL mid-`put`, and
+//! checks that every blob left is whole.
 //!
 //! With `--fault-block` (the same backend's block, with `{addr}` where the server's address
 //! goes) and `--upstream` (the server's address), the kit's fault cases run too, each through a
@@ -38,6 +41,7 @@ use storage_core::{ErrorKind, Registry, Result};
 use storage_testkit::{Report, SuiteOptions};
 
 mod blob;
+mod blob_crash;
 mod faults;
 mod processes;
 mod registry;
@@ -53,6 +57,8 @@ struct Args {
     source: Vec<String>,
     /// A child's work: `--increment KEY --times N --prefix P`.
     increment: Option<(String, u64, String)>,
+    /// A child's work: `--blob-writer PREFIX`, slow blobs until killed.
+    blob_writer: Option<String>,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -61,6 +67,7 @@ fn parse_args() -> std::result::Result<Args, String> {
     let (mut block, mut config, mut filter) = (None, None, None);
     let (mut fault_block, mut upstream) = (None, None);
     let (mut increment, mut times, mut prefix) = (None, None, None);
+    let mut blob_writer = None;
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -88,6 +95,7 @@ fn parse_args() -> std::result::Result<Args, String> {
                 );
             }
             "--prefix" => prefix = Some(value("--prefix")?),
+            "--blob-writer" => blob_writer = Some(value("--blob-writer")?),
             "--fault-block" => fault_block = Some(value("--fault-block")?),
             "--upstream" => {
                 let v = value("--upstream")?;
@@ -118,6 +126,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         _ => return Err("--increment, --times and --prefix go together".into()),
     };
     Ok(Args {
+        blob_writer,
         role,
         block,
         config,
@@ -191,6 +200,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(prefix) = &args.blob_writer {
+        return match blob_crash::child(&registry, &spec, prefix).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("storage-runner: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some((key, n, prefix)) = &args.increment {
         return match processes::child(&registry, &spec, prefix, key, *n).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -223,6 +241,7 @@ async fn main() -> ExitCode {
         Vec::new()
     })
     .chain((args.role == Role::Database && processes::applies(&spec)).then_some(processes::CASE))
+    .chain((args.role == Role::Blob && blob_crash::applies(&spec)).then_some(blob_crash::CASE))
     .filter(|n| args.filter.as_deref().is_none_or(|f| n.contains(f)))
     .collect();
     if names.is_empty() {
@@ -341,6 +360,34 @@ async fn main() -> ExitCode {
             println!(
                 "  note: {} does not apply to {}: its data is not shared between processes",
                 processes::CASE,
+                spec.type_name
+            );
+        }
+    }
+    if args.role == Role::Blob
+        && args
+            .filter
+            .as_deref()
+            .is_none_or(|f| blob_crash::CASE.contains(f))
+    {
+        if blob_crash::applies(&spec) {
+            match blob_crash::run(registry.clone(), &spec, &args.source, &options.prefix).await {
+                Ok(blobs) => {
+                    println!(
+                        "  ok   blob {} ({blobs} whole blobs after 8 kills)",
+                        blob_crash::CASE
+                    );
+                    passed += 1;
+                }
+                Err(e) => {
+                    println!("  FAIL blob {}: {e}", blob_crash::CASE);
+                    failed += 1;
+                }
+            }
+        } else {
+            println!(
+                "  note: {} does not apply to {}: its blobs do not outlive the process",
+                blob_crash::CASE,
                 spec.type_name
             );
         }

@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod blob;
+pub mod blob_crash;
 mod cases;
 mod check;
 #[cfg(feature = "faults")]

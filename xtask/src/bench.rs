@@ -5,7 +5,7 @@
 use super::{cargo, ensure_redis_installed, loud_skip, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use storage_servers::{Postgres, Redis, RedisCluster};
+use storage_servers::{Postgres, Redis, RedisCluster, S3Server};
 
 /// `cargo xtask bench [--quick]`: the benchmark binary, in release mode, against private
 /// servers; results in `target/bench/results.json`.
@@ -20,6 +20,10 @@ pub fn run(args: &[String]) -> ExitCode {
         .ok();
     let cluster = RedisCluster::start(&Default::default())
         .map_err(|e| loud_skip("Redis Cluster", &e.to_string()))
+        .ok();
+    super::ensure_s3s_fs_installed();
+    let s3 = S3Server::start()
+        .map_err(|e| loud_skip("S3-protocol server", &e.to_string()))
         .ok();
     eprintln!("xtask: cargo build --release -p storage-bench -p storage-redb");
     let built = cargo()
@@ -55,6 +59,11 @@ pub fn run(args: &[String]) -> ExitCode {
     if let Some(c) = &cluster {
         cmd.args(["--redis-cluster", &c.url()]);
     }
+    if let Some(s) = &s3 {
+        cmd.args(["--s3", &s.endpoint()])
+            .args(["--s3-access", s.access_key()])
+            .args(["--s3-secret", s.secret_key()]);
+    }
     let status = cmd.status();
     let peers = status.as_ref().is_ok_and(|s| s.success()) && {
         let (pg, r) = (
@@ -72,7 +81,7 @@ pub fn run(args: &[String]) -> ExitCode {
         .map_err(|e| eprintln!("xtask bench: {e}"))
         .is_ok()
     };
-    drop((postgres, redis, cluster));
+    drop((postgres, redis, cluster, s3));
     if status.is_ok_and(|s| s.success()) && peers {
         ExitCode::SUCCESS
     } else {
