@@ -1,7 +1,8 @@
 //! The blob rows: `put` and `get` throughput in MB/s at 4 KiB, 1 MiB and 100 MiB on each blob
-//! backend, beside the raw path the backend stands on (a file written, synced and renamed, or
-//! read, for the embedded and database stores; the `object_store` client alone for S3), and the
-//! memory high-water of one large streamed `put` into the local store.
+//! backend, beside the raw path the backend stands on (a copy in memory for the in-memory store;
+//! a file written, synced and renamed, or read, for the local and database stores; the
+//! `object_store` client alone for S3), what SHA-256 alone runs at (every put and whole get
+//! hashes), and the memory high-water of one large streamed `put` into the local store.
 //!
 //! Every `put` stores new bytes (a counter in the first eight bytes), since the same bytes
 //! again are stored once and cost nothing; every `get` reads the whole blob through the hash
@@ -51,6 +52,8 @@ fn sizes(quick: bool) -> Vec<Size> {
 
 /// The raw path a backend is compared with.
 pub enum Raw {
+    /// Memory: the bytes copied into a map, and copied out.
+    Memory(std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>),
     /// Files in a directory: written, synced and renamed; read whole.
     Files(PathBuf),
     /// The S3 client alone, on a bucket: endpoint, bucket, access key, secret.
@@ -123,6 +126,10 @@ async fn raw_run(raw: &Raw, size: &Size, seq: &mut u64) -> (Stats, Stats) {
     let started = Instant::now();
     for (b, name) in blobs.iter().zip(&names) {
         match raw {
+            Raw::Memory(map) => {
+                let copy = b.clone();
+                map.lock().expect("map").insert(name.clone(), copy);
+            }
             Raw::Files(dir) => write_synced(dir, name, b).await,
             Raw::S3(client) => {
                 let path = object_store::path::Path::from(name.as_str());
@@ -138,6 +145,10 @@ async fn raw_run(raw: &Raw, size: &Size, seq: &mut u64) -> (Stats, Stats) {
     let started = Instant::now();
     for name in &names {
         match raw {
+            Raw::Memory(map) => {
+                let copy = map.lock().expect("map").get(name).cloned();
+                std::hint::black_box(copy);
+            }
             Raw::Files(dir) => {
                 tokio::fs::read(dir.join(name)).await.expect("raw read");
             }
@@ -156,6 +167,9 @@ async fn raw_run(raw: &Raw, size: &Size, seq: &mut u64) -> (Stats, Stats) {
     let get = mbps(size.bytes * size.count, started.elapsed().as_secs_f64());
     for name in &names {
         match raw {
+            Raw::Memory(map) => {
+                map.lock().expect("map").remove(name);
+            }
             Raw::Files(dir) => {
                 let _ = tokio::fs::remove_file(dir.join(name)).await;
             }
@@ -338,8 +352,10 @@ pub async fn bench_all(
     let dir = std::env::temp_dir().join(format!("storage-bench-blobs-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("raw")).expect("bench directory");
     let files = Raw::Files(dir.join("raw"));
+    hash_limit(rows);
     let memory = open("{ type: in-memory }").await;
-    bench("in-memory", &*memory, &files, quick, rows).await;
+    let copies = Raw::Memory(Default::default());
+    bench("in-memory", &*memory, &copies, quick, rows).await;
     drop(memory);
     let local = open(&format!(
         "{{ type: local, path: '{}' }}",
@@ -373,4 +389,26 @@ pub async fn bench_all(
         eprintln!("bench: no --s3 endpoint; s3 blobs are left out");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What SHA-256 alone runs at on this machine, over 100 MiB in memory: every `put` hashes what
+/// it stores and every whole `get` what it reads, so no store moves bytes faster than this.
+fn hash_limit(rows: &mut Vec<Row>) {
+    use sha2::Digest;
+    let bytes = data(100 * MIB, 1);
+    let runs: Vec<Stats> = (0..RUNS)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(sha2::Sha256::digest(&bytes));
+            mbps(bytes.len(), started.elapsed().as_secs_f64())
+        })
+        .collect();
+    rows.push(Row {
+        backend: "sha256 (hash only)".to_string(),
+        op: "hash_100MiB_MBps",
+        concurrency: Some(1),
+        list_len: None,
+        project: Some(Stats::median(runs)),
+        baseline: None,
+    });
 }

@@ -2,22 +2,9 @@
 //! prints the reference and stores the same bytes once, get writes them back, ls, stats, rm,
 //! gc, and the errors.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn storage(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_storage"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("STORAGE_LOG")
-        .output()
-        .expect("run storage")
-}
-
-fn out(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+#[path = "support/run.rs"]
+mod run;
+use run::{ok as out, storage};
 
 #[test]
 fn put_get_ls_stats_rm_and_gc() {

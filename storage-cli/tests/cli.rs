@@ -1,23 +1,8 @@
 //! The `storage` binary end to end, each test in a temp dir of its own.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn storage(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_storage"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("STORAGE_LOG")
-        .output()
-        .expect("run storage")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+#[path = "support/run.rs"]
+mod run;
+use run::{stderr, stdout, storage};
 
 #[test]
 fn demo_twice_shows_persisted_history() {

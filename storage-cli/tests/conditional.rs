@@ -3,22 +3,14 @@
 //! version on stderr, and the argument errors.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn storage(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_storage"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("STORAGE_LOG")
-        .output()
-        .expect("run storage")
-}
+#[path = "support/run.rs"]
+mod run;
+use run::{stderr as err, storage};
 
 fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    run::stdout(o).trim().to_string()
 }
 
 fn versioned(dir: &Path, key: &str) -> (serde_json::Value, String) {

@@ -2,27 +2,9 @@
 //! file's blob role, read back through their SHA-256, with the refusals of a non-empty target
 //! and of one store as both ends.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn storage(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_storage"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("STORAGE_LOG")
-        .output()
-        .expect("run storage")
-}
-
-fn out(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+#[path = "support/run.rs"]
+mod run;
+use run::{ok as out, storage};
 
 #[test]
 fn blobs_move_from_files_to_sqlite_and_verify() {
