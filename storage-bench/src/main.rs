@@ -337,6 +337,11 @@ async fn main() {
         (Some(e), Some(k), Some(s)) => Some((e, k, s)),
         _ => None,
     };
+    if let Some(i) = args.iter().position(|a| a == "--blob-high-water") {
+        let (dir, bytes) = (&args[i + 1], args[i + 2].parse().expect("a byte count"));
+        blobs::high_water_child(dir, bytes).await;
+        return;
+    }
     if args.iter().any(|a| a == "--only-blobs") {
         blobs::bench_all(quick, value_of("--postgres").as_deref(), s3, &mut rows).await;
         write_results(&out, &rows);
