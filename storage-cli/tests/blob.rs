@@ -90,3 +90,44 @@ fn put_get_ls_stats_rm_and_gc() {
         );
     }
 }
+
+/// An S3 store that does not answer: `health` shows the default chain at work (`s3` →
+/// `local`), degraded, without the secret; a data command, which never writes silently into a
+/// fallback store, fails naming the store instead.
+#[test]
+fn an_unreachable_s3_store_degrades_health_to_local_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("s3.yml"),
+        "storage:\n  blob:\n    type: s3\n    endpoint: http://127.0.0.1:1\n    bucket: b\n    accessKeyId: id\n    secretAccessKey: s3cr3t-value\n",
+    )
+    .unwrap();
+    let o = storage(d, &["--config", "s3.yml", "health"]);
+    assert_eq!(o.status.code(), Some(1), "{}", run::stderr(&o));
+    let text = run::stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("blob"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("local") && line.contains("degraded") && line.contains("s3"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+    let put = storage(d, &["--config", "s3.yml", "blob", "put", "s3.yml"]);
+    assert!(!put.status.success());
+    let err = run::stderr(&put);
+    assert!(err.contains("s3") && err.contains("127.0.0.1:1"), "{err}");
+    assert!(!err.contains("s3cr3t-value"), "{err}");
+    // `health` opened the fallback's directory; the put wrote nothing into it.
+    let shards = std::fs::read_dir(d.join(".storage/blobs"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().len() == 2)
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(shards, 0, "nothing written to the fallback");
+}
