@@ -97,7 +97,22 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
         (layer.get(&key)).await?;
     }
 
-    // 4. Chat history: append, then read back in pages.
+    // 4. Chat history: a second task follows the conversation from its current end while this
+    // one appends to it, as a chat UI on another instance would.
+    let start = db.get_length(history_key).await?;
+    let follower = {
+        let mut tail = storage_core::feed::Tail::new(db.clone(), history_key, start);
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while seen.len() < 5 {
+                match tokio::time::timeout(Duration::from_secs(10), tail.next()).await {
+                    Ok(Some(Ok(item))) => seen.push(item.index),
+                    _ => break,
+                }
+            }
+            seen
+        })
+    };
     let turns = [
         ("user", "What is the capital of France?"),
         ("assistant", "Paris."),
@@ -114,6 +129,15 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
         db.append(history_key, message).await?;
     }
     let len = (db.get_length(history_key)).await?;
+    // Chat backends that cannot follow lists say so instead.
+    match follower.await {
+        Ok(seen) if !seen.is_empty() => println!(
+            "a second task followed the conversation: saw items {}..={} as they were appended",
+            seen[0],
+            seen[seen.len() - 1]
+        ),
+        _ => println!("a second task could not follow the conversation on this backend"),
+    }
     println!(
         "\nappended {} messages; history now holds {len}",
         turns.len() + usize::from(attachment.is_some())

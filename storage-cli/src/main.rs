@@ -19,6 +19,7 @@ mod key_line;
 mod migrate;
 mod migrate_blob;
 mod observed;
+mod tail;
 mod value_arg;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -148,6 +149,16 @@ enum Command {
         /// Read the JSON text from this file (`-` for standard input).
         #[arg(long, value_name = "PATH", conflicts_with = "json")]
         value_file: Option<PathBuf>,
+    },
+    /// Follows a list like `tail -f`: each item appended from now on (or from the absolute index
+    /// `--from`; 0 is the list's first append), one JSON value a line, until Ctrl-C.
+    Tail {
+        /// The list's key; one starting with `-` goes after `--`.
+        key: String,
+        /// The absolute index to start from (appends since the list was created; a trim does
+        /// not move it).
+        #[arg(long)]
+        from: Option<u64>,
     },
     /// Prints list items START..=END, one JSON value per line (negative indices count from the end).
     Range {
@@ -454,6 +465,10 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
                     println!("{}", key_line::key_line(k));
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tail { key, from } => {
+            tail::run(m, key, *from).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Append {

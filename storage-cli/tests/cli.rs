@@ -36,6 +36,10 @@ fn demo_twice_shows_persisted_history() {
     );
     assert!(row("database", "sqlite", "get_range", 2), "{out}");
     assert!(row("blob", "local", "blob_put", 1), "{out}");
+    assert!(
+        out.contains("a second task followed the conversation: saw items 0..=4"),
+        "{out}"
+    );
     assert!(row("blob", "local", "blob_get", 1), "{out}");
     assert!(row("cache", "in-memory", "get", 23), "{out}");
     assert!(

@@ -198,6 +198,42 @@ pub trait Database: Store {
             "this backend cannot trim lists (key {key:?})"
         )))
     }
+
+    /// Up to `max` items of the list at `key` from the absolute index `from` on, with where
+    /// the list starts and ends ([`ListWindow`]), read at one point in time. An item's absolute
+    /// index counts the appends since the list was created: trimming the head does not move
+    /// it. What [`crate::feed::Tail`] reads. The default refuses (`Unsupported`).
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
+        let _ = (from, max);
+        Err(Error::unsupported(format!(
+            "this backend cannot follow lists (key {key:?})"
+        )))
+    }
+
+    /// Returns when the list at `key` may have changed, or once `limit` has passed, whichever
+    /// comes first. Waking for nothing is allowed and missing a change loses nothing (the
+    /// reader reads again from where it stands): this only sets how soon a follower sees an
+    /// append. The default waits `limit`, so a follower polls.
+    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
+        let _ = key;
+        tokio::time::sleep(limit).await;
+        Ok(())
+    }
+}
+
+/// A part of a list, by absolute index: what [`Database::list_window`] returns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListWindow {
+    /// Which incarnation of the list this is: drawn when the list is created, so that a list
+    /// deleted and created again under the same key is told apart; 0 when there is no list
+    /// (or the backend does not tell).
+    pub generation: u64,
+    /// The absolute index of the list's first item (the number of items trimmed from its head).
+    pub first: u64,
+    /// The absolute index the next append will take (`first` + the length).
+    pub next: u64,
+    /// The items from `max(from, first)` on, in order.
+    pub items: Vec<Value>,
 }
 
 fn decode<T: DeserializeOwned>(key: &str, value: Value) -> Result<T> {

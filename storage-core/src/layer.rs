@@ -50,7 +50,7 @@ pub use observe::Observe;
 pub use observe_blob::ObserveBlobs;
 pub use validate::Validate;
 
-use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, Store};
+use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, ListWindow, Store};
 use crate::error::Result;
 use crate::version::{Condition, Version};
 use async_trait::async_trait;
@@ -270,6 +270,22 @@ pub trait ForwardDatabase: ForwardStore {
         self.around("trim", self.inner_database().trim(key, start, end))
             .await
     }
+    /// As [`Database::list_window`].
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
+        self.around(
+            "list_window",
+            self.inner_database().list_window(key, from, max),
+        )
+        .await
+    }
+    /// As [`Database::wait_for_change`].
+    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
+        self.around(
+            "wait_for_change",
+            self.inner_database().wait_for_change(key, limit),
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -356,6 +372,12 @@ impl<L: ForwardDatabase> Database for L {
     }
     async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
         ForwardDatabase::trim(self, key, start, end).await
+    }
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
+        ForwardDatabase::list_window(self, key, from, max).await
+    }
+    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
+        ForwardDatabase::wait_for_change(self, key, limit).await
     }
 }
 

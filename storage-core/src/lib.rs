@@ -74,6 +74,7 @@ mod closable;
 pub mod config;
 mod encode;
 mod error;
+pub mod feed;
 mod glob;
 pub mod json;
 pub mod layer;
@@ -92,7 +93,8 @@ mod update;
 mod version;
 
 pub use backend::{
-    Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, Store, StoreExt,
+    Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, ListWindow, Store,
+    StoreExt,
 };
 pub use config::Role;
 pub use error::{Error, ErrorKind, Outcome, Result, Status};

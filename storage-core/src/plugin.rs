@@ -34,7 +34,7 @@ use std::ffi::c_char;
 use std::sync::{Arc, OnceLock};
 
 /// Bumped whenever [`PluginDeclaration`] or the register protocol changes.
-pub const PLUGIN_ABI_VERSION: u32 = 7;
+pub const PLUGIN_ABI_VERSION: u32 = 8;
 
 /// A hash of the definitions that cross the boundary (`backend.rs`, `error.rs`, `version.rs`,
 /// `blob.rs`, `registry.rs`, `plugin.rs`, `config/spec.rs`, `config/common.rs`, comments and whitespace

@@ -31,7 +31,6 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -39,7 +38,8 @@ use storage_core::raw::{
     checked_cache, checked_database, glob_match, literal_prefix, lrange_window, validate_key_prefix,
 };
 use storage_core::{
-    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
+    Version,
 };
 
 /// The type name this crate registers.
@@ -49,6 +49,8 @@ pub const TYPE_NAME: &str = "in-memory";
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     state: Arc<RwLock<State>>,
+    /// Woken on every append and trim, for followers of a list.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl MemoryStore {
@@ -123,7 +125,7 @@ impl MemoryBackend {
         Ok(())
     }
 
-    fn list_of<'a>(entry: Option<&'a Entry>, key: &str) -> Result<Option<&'a VecDeque<Value>>> {
+    fn list_of<'a>(entry: Option<&'a Entry>, key: &str) -> Result<Option<&'a ListItems>> {
         match entry.map(|e| &e.slot) {
             None => Ok(None),
             Some(Slot::List(items)) => Ok(Some(items)),
@@ -323,7 +325,7 @@ impl Database for MemoryBackend {
         let now = Now::default();
         if state.live(&self.ns, key, &now).is_none() {
             // Nothing live was there: what it replaces is an expired entry at most.
-            let _expired = state.put(&self.ns, key, Slot::List(VecDeque::new()), None, &now);
+            let _expired = state.put(&self.ns, key, Slot::List(ListItems::default()), None, &now);
         }
         let entry = state
             .ns_mut(&self.ns)
@@ -332,6 +334,8 @@ impl Database for MemoryBackend {
         match &mut entry.slot {
             Slot::List(items) => {
                 items.extend(values.iter().cloned());
+                drop(state);
+                self.store.changed.notify_waiters();
                 Ok(())
             }
             Slot::Value(_) => Err(Error::holds_value(key)),
@@ -360,6 +364,7 @@ impl Database for MemoryBackend {
                     // the rest.
                     items.truncate(last as usize + 1);
                     items.drain(..first as usize);
+                    items.head += first;
                 }
             }
         }
@@ -389,12 +394,36 @@ impl Database for MemoryBackend {
                 .map_or(0, |items| items.len() as u64),
         )
     }
+
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
+        self.open()?;
+        let state = self.store.read();
+        let entry = state.live(&self.ns, key, &Now::default());
+        let generation = entry.map_or(0, |e| e.version);
+        let Some(list) = Self::list_of(entry, key)? else {
+            return Ok(ListWindow::default());
+        };
+        let start = from.saturating_sub(list.head) as usize;
+        Ok(ListWindow {
+            generation,
+            first: list.head,
+            next: list.head + list.len() as u64,
+            items: list.iter().skip(start).take(max).cloned().collect(),
+        })
+    }
+
+    /// Woken by any append or trim in this store (any namespace): a follower reads again.
+    async fn wait_for_change(&self, _key: &str, limit: Duration) -> Result<()> {
+        self.open()?;
+        let _ = tokio::time::timeout(limit, self.store.changed.notified()).await;
+        Ok(())
+    }
 }
 
 mod blob;
 mod conditional;
 mod state;
-use state::{Entry, Now, Slot, State};
+use state::{Entry, ListItems, Now, Slot, State};
 mod factory;
 pub use blob::MemoryBlobStore;
 pub use factory::{MemoryConfig, MemoryFactory};

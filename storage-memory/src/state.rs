@@ -10,13 +10,35 @@ use storage_core::Version;
 #[derive(Debug, Clone)]
 pub(crate) enum Slot {
     Value(Value),
-    List(VecDeque<Value>),
+    List(ListItems),
+}
+
+/// A list's items and the absolute index of the first (how many were trimmed from its head),
+/// which followers read by.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListItems {
+    pub(crate) head: u64,
+    pub(crate) items: VecDeque<Value>,
+}
+
+impl std::ops::Deref for ListItems {
+    type Target = VecDeque<Value>;
+    fn deref(&self) -> &VecDeque<Value> {
+        &self.items
+    }
+}
+
+impl std::ops::DerefMut for ListItems {
+    fn deref_mut(&mut self) -> &mut VecDeque<Value> {
+        &mut self.items
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) slot: Slot,
-    /// A value's version (`Version::raw`); 0 for a list.
+    /// A value's version (`Version::raw`); for a list, its generation (drawn the same way when
+    /// the list is created, so that a list deleted and created again is told apart).
     pub(crate) version: u64,
     /// The deadline and its tie-breaking sequence number, as filed in the expiry index.
     pub(crate) expiry: Option<(Instant, u64)>,
@@ -97,10 +119,7 @@ impl State {
         ttl: Option<Duration>,
         now: &Now,
     ) -> Option<Entry> {
-        let version = match slot {
-            Slot::Value(_) => Version::fresh().raw(),
-            Slot::List(_) => 0,
-        };
+        let version = Version::fresh().raw();
         // A deadline past what `Instant` can represent (hundreds of years) is "never".
         let expiry = ttl.and_then(|t| now.get().checked_add(t)).map(|deadline| {
             let seq = self.next_seq;

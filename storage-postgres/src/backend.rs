@@ -12,7 +12,8 @@ use storage_core::raw::{
     prefix_upper_bound,
 };
 use storage_core::{
-    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
+    Version,
 };
 
 #[async_trait]
@@ -334,6 +335,14 @@ impl Database for PostgresBackend {
             Some((KIND_LIST, len)) => Ok(len as u64),
             Some(_) => Err(Error::holds_value(key)),
         }
+    }
+
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
+        self.window(key, from, max).await
+    }
+
+    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
+        self.wait_list_change(key, limit).await
     }
 }
 

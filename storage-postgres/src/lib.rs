@@ -44,6 +44,7 @@ mod conditional;
 pub mod config;
 mod conninfo;
 mod core;
+mod feed;
 mod pool;
 mod schema;
 // The statements, for the plan tests and the benchmark's baseline; not an API.

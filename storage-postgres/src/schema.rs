@@ -32,6 +32,8 @@ pub(crate) struct Statements {
     pub(crate) set_if_version: String,
     pub(crate) set_if_absent: String,
     pub(crate) delete_if_version: String,
+    pub(crate) list_header: String,
+    pub(crate) list_window: String,
     /// The blob tables' (schema-qualified) names.
     pub(crate) blobs: String,
     pub(crate) blob_chunks: String,
@@ -64,6 +66,7 @@ impl Statements {
             t.replace("{kv}", &kv)
                 .replace("{items}", &items)
                 .replace("{now}", sql::NOW_MS)
+                .replace("{generation}", sql::GENERATION)
         };
         Statements {
             get: fill(sql::GET),
@@ -91,6 +94,8 @@ impl Statements {
             set_if_version: fill(sql::SET_IF_VERSION),
             set_if_absent: fill(sql::SET_IF_ABSENT),
             delete_if_version: fill(sql::DELETE_IF_VERSION),
+            list_header: fill(sql::LIST_HEADER),
+            list_window: fill(sql::LIST_WINDOW),
             blobs: qualified(schema, "storage_blobs"),
             blob_chunks: qualified(schema, "storage_blob_chunks"),
             blob_uploads: qualified(schema, "storage_blob_uploads"),

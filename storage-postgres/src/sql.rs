@@ -69,6 +69,26 @@ CREATE TABLE IF NOT EXISTS {uploads} (
 );
 "#;
 
+/// A list's generation, drawn by the server when the list is created (in its `version`
+/// column), so that followers tell a list deleted and created again from the one they follow.
+pub const GENERATION: &str = "(floor(random() * 9.2e18))::bigint";
+
+/// A live row's kind, list length, head and version (a list's generation).
+pub const LIST_HEADER: &str = "SELECT kind, list_len, list_head, version FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
+
+/// A list's header (first row, `seq` -1) and up to `$4` items from the absolute index `$3`, in
+/// one statement, so one snapshot.
+pub const LIST_WINDOW: &str = "WITH h AS (
+    SELECT kind, list_len, list_head, version FROM {kv}
+    WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})
+)
+SELECT -1::bigint AS seq, kind, list_len, list_head, version, NULL::text AS value FROM h
+UNION ALL
+SELECT li.seq, NULL, NULL, NULL, NULL, li.value FROM {items} li JOIN h ON h.kind = 1
+WHERE li.ns = $1 AND li.key = $2 AND li.seq >= greatest($3, h.list_head)
+  AND li.seq < least(h.list_head + h.list_len, greatest($3, h.list_head) + $4)
+ORDER BY seq";
+
 /// A live row's kind and value.
 pub const GET: &str = "SELECT kind, value FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now})";
 
@@ -130,12 +150,13 @@ SELECT live FROM d";
 /// Appends `$3`: under the key's row lock, the header's length grows by one and the item takes
 /// the next sequence number. No row comes back when the key holds a live value.
 pub const APPEND: &str = "WITH h AS (
-    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
-    VALUES ($1, $2, 1, NULL, NULL, 1)
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, version)
+    VALUES ($1, $2, 1, NULL, NULL, 1, {generation})
     ON CONFLICT (ns, key) DO UPDATE
     SET list_len = CASE WHEN kv.kind = 1 THEN kv.list_len + 1 ELSE 1 END,
         list_head = CASE WHEN kv.kind = 1 THEN kv.list_head ELSE 0 END,
-        kind = 1, value = NULL, expires_at = NULL, version = 0
+        version = CASE WHEN kv.kind = 1 THEN kv.version ELSE {generation} END,
+        kind = 1, value = NULL, expires_at = NULL
     WHERE kv.kind = 1 OR (kv.expires_at IS NOT NULL AND kv.expires_at <= {now})
     RETURNING list_len, list_head
 )
@@ -147,12 +168,13 @@ RETURNING seq";
 /// Appends the items `$3` (a text array) in one statement: the header grows by their number
 /// under the key's row lock, and they take the next sequence numbers in order.
 pub const APPEND_MANY: &str = "WITH h AS (
-    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len)
-    VALUES ($1, $2, 1, NULL, NULL, cardinality($3::text[]))
+    INSERT INTO {kv} AS kv (ns, key, kind, value, expires_at, list_len, version)
+    VALUES ($1, $2, 1, NULL, NULL, cardinality($3::text[]), {generation})
     ON CONFLICT (ns, key) DO UPDATE
     SET list_len = CASE WHEN kv.kind = 1 THEN kv.list_len ELSE 0 END + cardinality($3::text[]),
         list_head = CASE WHEN kv.kind = 1 THEN kv.list_head ELSE 0 END,
-        kind = 1, value = NULL, expires_at = NULL, version = 0
+        version = CASE WHEN kv.kind = 1 THEN kv.version ELSE {generation} END,
+        kind = 1, value = NULL, expires_at = NULL
     WHERE kv.kind = 1 OR (kv.expires_at IS NOT NULL AND kv.expires_at <= {now})
     RETURNING list_len, list_head
 )

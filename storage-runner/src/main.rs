@@ -255,13 +255,18 @@ async fn main() -> ExitCode {
     // Reachability first: an unreachable server is a skip (when skips are allowed), not forty
     // failures; anything else that stops the backend is a failure.
     let probe_spec = with_prefix(&spec, &format!("{}probe:", spec.common.key_prefix));
+    // Whether the database can follow lists: the tail cases run where it can.
+    let mut tail_unsupported = None;
     let probe: Result<()> = match args.role {
         Role::Cache => match registry.open_cache(&probe_spec).await {
             Ok(store) => ping_and_close(store.as_ref()).await,
             Err(e) => Err(e),
         },
         Role::Database => match registry.open_database(&probe_spec).await {
-            Ok(store) => ping_and_close(store.as_ref()).await,
+            Ok(store) => {
+                tail_unsupported = storage_testkit::supports_tail(store.as_ref()).await;
+                ping_and_close(store.as_ref()).await
+            }
             Err(e) => Err(e),
         },
         Role::Blob => match registry.open_blob(&probe_spec).await {
@@ -284,6 +289,17 @@ async fn main() -> ExitCode {
         line(0, total, 0);
         return ExitCode::FAILURE;
     }
+
+    // The tail cases, where the database can follow lists (known once it answered).
+    let tail_names: Vec<&str> = if args.role == Role::Database && tail_unsupported.is_none() {
+        storage_testkit::tail_case_names()
+            .into_iter()
+            .filter(|n| args.filter.as_deref().is_none_or(|f| n.contains(f)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let total = total + tail_names.len();
 
     let report: Report = match args.role {
         Role::Cache => {
@@ -326,6 +342,25 @@ async fn main() -> ExitCode {
     };
     println!("{report}");
     let (mut passed, mut failed) = (report.passed(), report.failed());
+    if !tail_names.is_empty() {
+        let (reg, s) = (registry.clone(), spec.clone());
+        let tails = storage_testkit::run_tail_suite(
+            Arc::new(move |p: String| {
+                let (reg, spec) = (reg.clone(), with_prefix(&s, &p));
+                async move { reg.open_database(&spec).await }
+            }),
+            &options,
+        )
+        .await;
+        println!("{tails}");
+        passed += tails.passed();
+        failed += tails.failed();
+    } else if let Some(why) = &tail_unsupported {
+        println!(
+            "  note: the tail cases do not apply to {}: {why}",
+            spec.type_name
+        );
+    }
     if let (Some(template), Some(upstream)) = (&args.fault_block, args.upstream) {
         let fault_report = faults::run(
             args.role,

@@ -16,7 +16,8 @@ use storage_core::raw::{
     lrange_window, prefix_upper_bound,
 };
 use storage_core::{
-    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
+    Version,
 };
 
 #[async_trait]
@@ -313,6 +314,14 @@ impl Database for SqliteBackend {
         })
         .await
     }
+
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
+        self.window(key, from, max).await
+    }
+
+    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
+        self.wait_list_change(key, limit).await
+    }
 }
 
 impl SqliteBackend {
@@ -333,8 +342,10 @@ impl SqliteBackend {
                 Some(_) => return Err(Error::holds_value(&key)),
                 None => {
                     // Missing, or an expired value that has not been reclaimed yet.
+                    // A new list draws its generation, which followers tell incarnations by.
+                    let generation = Version::fresh().raw() as i64;
                     tx.prepare_cached(sql::NEW_LIST)
-                        .and_then(|mut s| s.execute((ns, &key, n)))
+                        .and_then(|mut s| s.execute((ns, &key, n, generation)))
                         .map_err(|e| sql_error(e, "starting the list"))?;
                     0
                 }

@@ -40,6 +40,7 @@ mod blob;
 mod conditional;
 pub mod config;
 mod core;
+mod feed;
 mod open;
 mod schema;
 // The statements, for the file tests and the benchmark's baseline; not an API.

@@ -26,8 +26,10 @@ pub const DELETE_ROW: &str = "DELETE FROM kv WHERE ns = ?1 AND key = ?2 RETURNIN
 /// Removes a list's items.
 pub const DELETE_ITEMS: &str = "DELETE FROM list_items WHERE ns = ?1 AND key = ?2";
 /// Starts a list of `?3` items (the first append).
-pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len, list_head, version) VALUES (?1, ?2, 1, NULL, NULL, ?3, 0, 0) \
-     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = ?3, list_head = 0, version = 0";
+pub const NEW_LIST: &str = "INSERT INTO kv (ns, key, kind, value, expires_at, list_len, list_head, version) VALUES (?1, ?2, 1, NULL, NULL, ?3, 0, ?4) \
+     ON CONFLICT (ns, key) DO UPDATE SET kind = 1, value = NULL, expires_at = NULL, list_len = ?3, list_head = 0, version = ?4";
+/// A live row's kind, list length, head and version (a list's generation).
+pub const LIST_HEADER: &str = "SELECT kind, list_len, list_head, version FROM kv WHERE ns = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)";
 /// Grows a list by `?3` items.
 pub const BUMP_LIST: &str = "UPDATE kv SET list_len = list_len + ?3 WHERE ns = ?1 AND key = ?2";
 /// Adds an item at sequence `?3`.

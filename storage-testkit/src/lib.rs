@@ -243,6 +243,30 @@ pub async fn run_database_suite(
     run(Role::Database, cases::database_cases(), cx, options).await
 }
 
+/// The names of the cases on following a list, in order.
+pub fn tail_case_names() -> Vec<&'static str> {
+    cases::tail_cases().iter().map(|c| c.name).collect()
+}
+
+/// Runs the cases on following a list (`storage_core::feed::Tail`), for a database that can
+/// ([`supports_tail`]). Needs a multi-threaded tokio runtime with time enabled.
+pub async fn run_tail_suite(builder: Arc<dyn DatabaseBuilder>, options: &SuiteOptions) -> Report {
+    let cx = cases::Builder::Database(builder);
+    let options = SuiteOptions {
+        prefix: format!("{}tail:", options.prefix),
+        ..options.clone()
+    };
+    run(Role::Database, cases::tail_cases(), cx, &options).await
+}
+
+/// Whether `db` can follow lists: `None` when it can, or why not (its `Unsupported` error).
+pub async fn supports_tail(db: &dyn storage_core::Database) -> Option<String> {
+    match db.list_window("tail-probe", 0, 1).await {
+        Err(e) if e.kind() == storage_core::ErrorKind::Unsupported => Some(e.to_string()),
+        _ => None,
+    }
+}
+
 /// Runs one case: in a task of its own, so that a panic inside a backend is reported as that
 /// case's failure, and under a timeout, so that a hung backend cannot stall the run; then
 /// clears what it left under its prefix.

@@ -148,6 +148,18 @@ impl Database for TimedMemory {
         self.enter("trim").await;
         self.inner.trim(key, start, end).await
     }
+    async fn list_window(
+        &self,
+        key: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<storage_core::ListWindow> {
+        self.enter("list_window").await;
+        self.inner.list_window(key, from, max).await
+    }
+    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
+        self.inner.wait_for_change(key, limit).await
+    }
 }
 
 /// The block's own fields: only `options.panicOn`.

@@ -85,8 +85,14 @@ impl ForwardCache for Observe<dyn Cache> {
     }
 }
 
+#[async_trait::async_trait]
 impl ForwardDatabase for Observe<dyn Database> {
     fn inner_database(&self) -> &dyn Database {
         &*self.inner
+    }
+
+    /// Not timed: a follower's wait is not an operation, and would swamp the latency figures.
+    async fn wait_for_change(&self, key: &str, limit: std::time::Duration) -> crate::Result<()> {
+        self.inner.wait_for_change(key, limit).await
     }
 }

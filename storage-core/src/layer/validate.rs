@@ -233,4 +233,9 @@ impl ForwardDatabase for Validate<dyn Database> {
         self.check_key("trim", key)?;
         self.inner.trim(key, start, end).await
     }
+
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<crate::ListWindow> {
+        self.check_key("list_window", key)?;
+        self.inner.list_window(key, from, max).await
+    }
 }

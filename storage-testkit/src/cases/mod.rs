@@ -9,6 +9,7 @@ mod keys;
 mod listing;
 mod operations;
 mod sequences;
+mod tail;
 mod values;
 
 use crate::check::{CaseResult, Ctx};
@@ -93,6 +94,17 @@ pub(crate) fn database_cases() -> Vec<Case> {
         conditional_model::model_random_conditional_operations,
     ]);
     all
+}
+
+/// The cases on following a list, for backends that can ([`storage_core::Database::list_window`]).
+pub(crate) fn tail_cases() -> Vec<Case> {
+    cases![
+        tail::tail_sees_items_before_during_and_after,
+        tail::tail_from_the_end_sees_only_new_items,
+        tail::tail_of_a_list_not_yet_created_waits_for_it,
+        tail::a_trim_past_undelivered_items_ends_the_tail,
+        tail::a_deleted_list_ends_the_tail,
+    ]
 }
 
 fn common_cases() -> Vec<Case> {
