@@ -11,7 +11,8 @@ use std::time::Duration;
 use storage_core::raw::Resend;
 use storage_core::raw::encode_value;
 use storage_core::{
-    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
+    Version,
 };
 
 #[async_trait]
@@ -98,6 +99,8 @@ impl Store for RedisBackend {
                 Ok(k) => Ok(k[self.prefix.len()..].to_string()),
                 Err(e) => Err(not_utf8_key(e.as_bytes())),
             })
+            // The list headers' hash is the namespace's own, not a caller's key.
+            .filter(|k| !matches!(k, Ok(k) if k == crate::feed::LISTS))
             .collect()
     }
 
@@ -196,30 +199,16 @@ impl Database for RedisBackend {
     }
 
     async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        // Never re-sent: a lost reply may hide an RPUSH the server applied.
-        self.query::<u64>(
-            Resend::Never,
-            redis::cmd("RPUSH")
-                .arg(self.key(key))
-                .arg(encode_value(value)?),
-            "appending",
-        )
-        .await
-        .map_err(wrong_type(key, Error::holds_value))?;
-        Ok(())
+        self.push(key, vec![encode_value(value)?]).await
     }
 
     async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        let mut cmd = redis::cmd("RPUSH");
-        cmd.arg(self.key(key));
-        for v in values {
-            cmd.arg(encode_value(v)?);
-        }
-        // One RPUSH: atomic, and never re-sent.
-        self.query::<u64>(Resend::Never, &cmd, "appending")
-            .await
-            .map_err(wrong_type(key, Error::holds_value))?;
-        Ok(())
+        let items = values
+            .iter()
+            .map(encode_value)
+            .collect::<Result<Vec<_>>>()?;
+        // One script: atomic, and never re-sent.
+        self.push(key, items).await
     }
 
     async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
@@ -245,14 +234,15 @@ impl Database for RedisBackend {
     }
 
     async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
-        // LTRIM is the contract's trim. Not idempotent (a window counted from one end shrinks
-        // the list again), so never retried.
-        self.query::<()>(
-            Resend::Never,
-            redis::cmd("LTRIM").arg(self.key(key)).arg(start).arg(end),
-            "trimming the list",
-        )
-        .await
-        .map_err(wrong_type(key, Error::holds_value))
+        // LTRIM is the contract's trim, in a script that moves the list's head with it.
+        self.trim_list(key, start, end).await
+    }
+
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
+        self.window(key, from, max).await
+    }
+
+    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
+        self.wait_list_change(key, limit).await
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Redis is the reference of the contract, so the backend mostly lets the server decide:
 //! values are JSON strings (`SET`/`GET`, TTLs as `PX` milliseconds after storage-core's
-//! normalisation), lists are Redis lists (`RPUSH`/`LRANGE`/`LLEN`), and `mget` of a list key
-//! gives `None` as `MGET` does.
+//! normalisation), lists are Redis lists (`RPUSH`/`LRANGE`/`LLEN`, appended and trimmed by
+//! scripts that keep each list's generation and head in the namespace's `\0lists` hash, for
+//! followers: `feed.rs`), and `mget` of a list key gives `None` as `MGET` does.
 //!
 //! - **Connections.** A bb8 pool of multiplexed redis-rs connections, built by a connection
 //!   manager of our own that applies the configured connect and response timeouts and does not
@@ -52,6 +53,7 @@ mod command;
 mod conditional;
 pub mod config;
 mod core;
+mod feed;
 mod pool;
 
 pub use crate::core::RedisBackend;

@@ -402,3 +402,33 @@ async fn a_killed_primary_is_replaced_and_the_backend_recovers_without_reopening
         "writes go on after the failover"
     );
 }
+
+/// A database namespace's lists can be followed on a cluster: the list and the namespace's
+/// list headers share the namespace's slot, so the append, trim and window scripts run there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_followed_on_a_cluster() {
+    let Some(c) = cluster("lists_are_followed_on_a_cluster", &RedisOptions::default()) else {
+        return;
+    };
+    let block = format!("type: redis, cluster: true, url: '{}'", c.url());
+    let (_, db) = open_both(&block, "tail:").await;
+    let items: Vec<_> = (0..6).map(|i| json!(i)).collect();
+    db.append_many("chat", &items).await.unwrap();
+    db.trim("chat", 2, -1).await.unwrap();
+    let window = db.list_window("chat", 0, 10).await.unwrap();
+    assert_eq!((window.first, window.next), (2, 6));
+    assert_eq!(window.items, items[2..]);
+    assert_ne!(window.generation, 0);
+    let mut tail = storage_core::feed::Tail::new(db.clone(), "chat", 4);
+    db.append("chat", &json!(6)).await.unwrap();
+    for i in 4..7 {
+        let item = tokio::time::timeout(Duration::from_secs(10), tail.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((item.index, item.value), (i, json!(i)));
+    }
+    // The headers' hash is not a caller's key.
+    assert_eq!(db.keys(None).await.unwrap(), vec!["chat".to_string()]);
+}
