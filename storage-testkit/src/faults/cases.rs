@@ -295,3 +295,54 @@ pub(super) async fn idle_restart(cx: Arc<Cx>) -> Check {
     }
     Ok(())
 }
+
+/// A follower of a list while the server goes away (connections cut, then refused for a
+/// while) and comes back: it delivers every item appended after the restart, once and in
+/// order, resuming from the last item it delivered.
+pub(super) async fn tail_across_a_restart(cx: Arc<Cx>) -> Check {
+    let Some(db) = cx.backend.db().cloned() else {
+        return Ok(());
+    };
+    let key = "fault:tail";
+    for i in 0..3 {
+        db.append(key, &json!(i))
+            .await
+            .map_err(|e| format!("append {i}: {e}"))?;
+    }
+    let mut tail = storage_core::feed::Tail::new(db.clone(), key, 0);
+    let follower = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            match tokio::time::timeout(Duration::from_secs(30), tail.next()).await {
+                Ok(Some(Ok(item))) => got.push((item.index, item.value)),
+                Ok(Some(Err(e))) => return Err(format!("the tail ended with {e} after {got:?}")),
+                Ok(None) => return Err(format!("the tail ended after {got:?}")),
+                Err(_) => return Err(format!("no item within 30 s after {got:?}")),
+            }
+        }
+        Ok(got)
+    });
+    // The tail has read the first three and waits; the server goes down and stays down.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cx.proxy.reset();
+    cx.proxy.set(Fault::Refuse);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cx.proxy.set(Fault::Pass);
+    for i in 3..6 {
+        // The first write after the restart may meet a connection the restart cut.
+        let mut tries = 0;
+        while let Err(e) = db.append(key, &json!(i)).await {
+            tries += 1;
+            if tries > 20 || e.outcome() != storage_core::Outcome::NotApplied {
+                return Err(format!("append {i} after the restart: {e}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let got = follower.await.map_err(|e| e.to_string())??;
+    let want: Vec<(u64, Value)> = (0..6).map(|i| (i, json!(i))).collect();
+    if got != want {
+        return Err(format!("the tail delivered {got:?}, want {want:?}"));
+    }
+    Ok(())
+}

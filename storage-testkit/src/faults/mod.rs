@@ -299,6 +299,12 @@ fn cases() -> Vec<FaultCase> {
             limits: d,
             run: |cx| Box::pin(idle_restart(cx)),
         },
+        FaultCase {
+            name: "fault_tail_across_a_restart_loses_and_repeats_nothing",
+            database_only: true,
+            limits: d,
+            run: |cx| Box::pin(tail_across_a_restart(cx)),
+        },
     ]
 }
 
