@@ -11,6 +11,7 @@ mod baselines;
 mod blobs;
 mod cluster;
 mod conditional;
+mod feeds;
 mod harness;
 mod limits;
 mod peer;
@@ -342,8 +343,24 @@ async fn main() {
         blobs::high_water_child(dir, bytes).await;
         return;
     }
+    if args.iter().any(|a| a == "--only-feeds") {
+        feeds_all(
+            value_of("--postgres").as_deref(),
+            value_of("--redis").as_deref(),
+            &mut rows,
+        )
+        .await;
+        write_results(&out, &rows);
+        return;
+    }
     if args.iter().any(|a| a == "--only-blobs") {
         blobs::bench_all(quick, value_of("--postgres").as_deref(), s3, &mut rows).await;
+        feeds_all(
+            value_of("--postgres").as_deref(),
+            value_of("--redis").as_deref(),
+            &mut rows,
+        )
+        .await;
         write_results(&out, &rows);
         return;
     }
@@ -442,11 +459,53 @@ async fn main() {
     limits::json_decode(&mut rows);
 
     blobs::bench_all(quick, value_of("--postgres").as_deref(), s3, &mut rows).await;
+    feeds_all(
+        value_of("--postgres").as_deref(),
+        value_of("--redis").as_deref(),
+        &mut rows,
+    )
+    .await;
 
     // Last: it installs a process-wide recorder.
     recorder::bench(ops_scale, &mut rows).await;
 
     write_results(&out, &rows);
+}
+
+/// The follower rows of every backend given: two instances each, one appending, one following.
+async fn feeds_all(postgres: Option<&str>, redis: Option<&str>, rows: &mut Vec<Row>) {
+    const COUNT: usize = 300;
+    let memory = "database: { type: in-memory, store: feeds }\ncache: { type: in-memory }";
+    feeds::bench(
+        "in-memory",
+        open(memory).await,
+        open(memory).await,
+        COUNT,
+        rows,
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("storage-bench-feeds-{}", std::process::id()));
+    let sqlite = format!(
+        "database: {{ type: sqlite, path: '{}' }}\ncache: {{ type: in-memory }}",
+        dir.join("feeds.db").display()
+    );
+    feeds::bench(
+        "sqlite",
+        open(&sqlite).await,
+        open(&sqlite).await,
+        COUNT,
+        rows,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, url) in [("postgresql", postgres), ("redis", redis)] {
+        if let Some(url) = url {
+            let yaml = format!(
+                "database: {{ type: {name}, url: '{url}', keyPrefix: 'feeds:' }}\ncache: {{ type: in-memory }}"
+            );
+            feeds::bench(name, open(&yaml).await, open(&yaml).await, COUNT, rows).await;
+        }
+    }
 }
 
 /// Writes `results.json` and prints the table.
