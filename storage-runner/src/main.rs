@@ -45,6 +45,7 @@ mod blob_crash;
 mod faults;
 mod processes;
 mod registry;
+mod tail_processes;
 
 struct Args {
     role: Role,
@@ -59,6 +60,8 @@ struct Args {
     increment: Option<(String, u64, String)>,
     /// A child's work: `--blob-writer PREFIX`, slow blobs until killed.
     blob_writer: Option<String>,
+    /// A child's work: `--append-items PREFIX`, the items a follower in the parent awaits.
+    append_items: Option<String>,
 }
 
 fn parse_args() -> std::result::Result<Args, String> {
@@ -68,6 +71,7 @@ fn parse_args() -> std::result::Result<Args, String> {
     let (mut fault_block, mut upstream) = (None, None);
     let (mut increment, mut times, mut prefix) = (None, None, None);
     let mut blob_writer = None;
+    let mut append_items = None;
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -96,6 +100,7 @@ fn parse_args() -> std::result::Result<Args, String> {
             }
             "--prefix" => prefix = Some(value("--prefix")?),
             "--blob-writer" => blob_writer = Some(value("--blob-writer")?),
+            "--append-items" => append_items = Some(value("--append-items")?),
             "--fault-block" => fault_block = Some(value("--fault-block")?),
             "--upstream" => {
                 let v = value("--upstream")?;
@@ -127,6 +132,7 @@ fn parse_args() -> std::result::Result<Args, String> {
     };
     Ok(Args {
         blob_writer,
+        append_items,
         role,
         block,
         config,
@@ -200,6 +206,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(prefix) = &args.append_items {
+        return match tail_processes::child(&registry, &spec, prefix).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("storage-runner: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(prefix) = &args.blob_writer {
         return match blob_crash::child(&registry, &spec, prefix).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -299,7 +314,14 @@ async fn main() -> ExitCode {
     } else {
         Vec::new()
     };
-    let total = total + tail_names.len();
+    let tail_across = args.role == Role::Database
+        && tail_unsupported.is_none()
+        && processes::applies(&spec)
+        && args
+            .filter
+            .as_deref()
+            .is_none_or(|f| tail_processes::CASE.contains(f));
+    let total = total + tail_names.len() + usize::from(tail_across);
 
     let report: Report = match args.role {
         Role::Cache => {
@@ -355,7 +377,20 @@ async fn main() -> ExitCode {
         println!("{tails}");
         passed += tails.passed();
         failed += tails.failed();
-    } else if let Some(why) = &tail_unsupported {
+    }
+    if tail_across {
+        match tail_processes::run(registry.clone(), &spec, &args.source, &options.prefix).await {
+            Ok(()) => {
+                println!("  ok   database {}", tail_processes::CASE);
+                passed += 1;
+            }
+            Err(e) => {
+                println!("  FAIL database {}: {e}", tail_processes::CASE);
+                failed += 1;
+            }
+        }
+    }
+    if let Some(why) = &tail_unsupported {
         println!(
             "  note: the tail cases do not apply to {}: {why}",
             spec.type_name
