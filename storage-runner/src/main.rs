@@ -11,7 +11,9 @@
 //! checks the sum. For a blob store that outlives its writer (files, SQLite, PostgreSQL, S3),
 //! the case `crash_mid_put_leaves_no_partial_blob` starts copies of this runner
 //! (`--blob-writer PREFIX`, slow uploads until killed), kills each with SIGKILL mid-`put`, and
-//! checks that every blob left is whole.
+//! checks that every blob left is whole. A database that can follow lists runs the kit's tail
+//! cases, and, where processes share it, `tail_follows_another_process` (a copy of this runner,
+//! `--append-items PREFIX`, appends while this one follows).
 //!
 //! With `--fault-block` (the same backend's block, with `{addr}` where the server's address
 //! goes) and `--upstream` (the server's address), the kit's fault cases run too, each through a
