@@ -13,7 +13,9 @@ const POLL: Duration = Duration::from_millis(10);
 impl PostgresBackend {
     /// See [`storage_core::Database::list_window`].
     pub(crate) async fn window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
-        let (from, max) = (from as i64, max as i64);
+        // Past i64 is past every list's end: clamped, never wrapped to a negative index.
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
         let rows = self
             .run(Resend::Allowed, |mut conn, s| async move {
                 let statement = conn.cached(&s.list_window).await?;

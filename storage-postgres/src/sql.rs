@@ -86,7 +86,7 @@ SELECT -1::bigint AS seq, kind, list_len, list_head, version, NULL::text AS valu
 UNION ALL
 SELECT li.seq, NULL, NULL, NULL, NULL, li.value FROM {items} li JOIN h ON h.kind = 1
 WHERE li.ns = $1 AND li.key = $2 AND li.seq >= greatest($3, h.list_head)
-  AND li.seq < least(h.list_head + h.list_len, greatest($3, h.list_head) + $4)
+  AND li.seq < h.list_head + h.list_len AND li.seq - greatest($3, h.list_head) < $4
 ORDER BY seq";
 
 /// A live row's kind and value.

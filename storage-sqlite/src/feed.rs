@@ -39,7 +39,8 @@ impl SqliteBackend {
                 Some(_) => return Err(Error::holds_value(&key)),
             };
             let next = head + len;
-            let start = (from as i64).max(head);
+            // Past i64 is past every list's end: clamped, never wrapped to a negative index.
+            let start = i64::try_from(from).unwrap_or(i64::MAX).max(head);
             let end = next.min(start.saturating_add(max as i64)) - 1;
             let mut items = Vec::new();
             if start <= end {

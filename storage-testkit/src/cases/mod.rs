@@ -104,6 +104,7 @@ pub(crate) fn tail_cases() -> Vec<Case> {
         tail::tail_of_a_list_not_yet_created_waits_for_it,
         tail::a_trim_past_undelivered_items_ends_the_tail,
         tail::a_deleted_list_ends_the_tail,
+        tail::a_window_past_the_end_is_empty_at_any_index,
     ]
 }
 

@@ -170,3 +170,18 @@ pub async fn a_deleted_list_ends_the_tail(cx: Cx) -> CaseResult {
     ensure!(e.contains("deleted"), "the error says the list went: {e}");
     Ok(())
 }
+
+pub async fn a_window_past_the_end_is_empty_at_any_index(cx: Cx) -> CaseResult {
+    let db = cx.db().await?;
+    db.append_many("chat", &[json!(0), json!(1), json!(2)])
+        .await
+        .ctx("append")?;
+    for from in [3, 1 << 40, i64::MAX as u64, u64::MAX] {
+        let w = db.list_window("chat", from, 256).await.ctx("list_window")?;
+        ensure_eq!((w.first, w.next), (0, 3), "the bounds read from {from}");
+        ensure!(w.items.is_empty(), "no items from {from}: {:?}", w.items);
+    }
+    let w = db.list_window("chat", 1, 1).await.ctx("list_window")?;
+    ensure_eq!(w.items, vec![json!(1)], "one item from index 1");
+    Ok(())
+}
