@@ -14,7 +14,8 @@ use serde_json::Value;
 use std::time::Duration;
 use storage_core::raw::{glob_match, literal_prefix, lrange_window, prefix_upper_bound};
 use storage_core::{
-    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, Result, Store, Version,
+    Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
+    Version,
 };
 
 #[async_trait]
@@ -280,9 +281,9 @@ impl Database for RedbBackend {
                     .map_err(|e| db_error(e, "opening the key table"))?;
                 header_of(&table, ns, &key)?.filter(|h| h.live(now))
             };
-            let (len, head) = match header {
+            let (len, head, generation) = match header {
                 None => return Ok(()),
-                Some(h) if h.list => (h.len, h.head()),
+                Some(h) if h.list => (h.len, h.head(), h.generation()),
                 Some(_) => return Err(Error::holds_value(&key)),
             };
             let window = lrange_window(len, start, end);
@@ -304,7 +305,7 @@ impl Database for RedbBackend {
                         .map_err(|e| db_error(e, "dropping the list"))?;
                 }
                 Some((first, last)) => {
-                    let kept = Header::list(last - first + 1, head + first);
+                    let kept = Header::list(last - first + 1, head + first, generation);
                     table
                         .insert((ns, key.as_str()), kept.encode().as_slice())
                         .map_err(|e| db_error(e, "updating the list header"))?;
@@ -320,6 +321,41 @@ impl Database for RedbBackend {
             None => Ok(0),
             Some(h) if h.list => Ok(h.len),
             Some(_) => Err(Error::holds_value(key)),
+        })
+    }
+
+    /// The list's header and items by absolute index (the header keeps the list's head and
+    /// generation), in one read transaction. A follower polls (the trait's default wait): the
+    /// file belongs to this process, so nothing else appends unseen.
+    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
+        self.read_inline(|tx, ns| {
+            let (len, head, generation) = match live_header(tx, ns, key, now_ms())? {
+                None => return Ok(ListWindow::default()),
+                Some(h) if h.list => (h.len, h.head(), h.generation()),
+                Some(_) => return Err(Error::holds_value(key)),
+            };
+            let next = head + len;
+            let start = from.max(head);
+            let end = next.min(start.saturating_add(max as u64));
+            let mut items = Vec::new();
+            if start < end {
+                let table = tx
+                    .open_table(ITEMS)
+                    .map_err(|e| db_error(e, "opening the item table"))?;
+                for row in table
+                    .range((ns, key, start)..(ns, key, end))
+                    .map_err(|e| db_error(e, "reading the list"))?
+                {
+                    let (_, v) = row.map_err(|e| db_error(e, "reading the list"))?;
+                    items.push(decode_json(key, v.value().as_bytes())?);
+                }
+            }
+            Ok(ListWindow {
+                generation,
+                first: head,
+                next,
+                items,
+            })
         })
     }
 }

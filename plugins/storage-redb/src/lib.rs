@@ -106,22 +106,32 @@ impl Header {
     /// A list's first sequence number (its items are `head .. head + len`). A list header keeps
     /// it where a value keeps its JSON; headers written before trimming existed have none: 0.
     fn head(&self) -> u64 {
-        match <[u8; 8]>::try_from(self.json.as_slice()) {
-            Ok(bytes) if self.list => u64::from_le_bytes(bytes),
+        match self.json.get(..8).map(<[u8; 8]>::try_from) {
+            Some(Ok(bytes)) if self.list => u64::from_le_bytes(bytes),
             _ => 0,
         }
     }
 
-    fn list(len: u64, head: u64) -> Header {
+    /// A list's generation, drawn when it was created (after the head in the header); 0 for
+    /// headers written before lists had one.
+    fn generation(&self) -> u64 {
+        match self.json.get(8..16).map(<[u8; 8]>::try_from) {
+            Some(Ok(bytes)) if self.list => u64::from_le_bytes(bytes),
+            _ => 0,
+        }
+    }
+
+    fn list(len: u64, head: u64, generation: u64) -> Header {
+        let json = match (head, generation) {
+            (0, 0) => Vec::new(),
+            (head, 0) => head.to_le_bytes().to_vec(),
+            (head, generation) => [head.to_le_bytes(), generation.to_le_bytes()].concat(),
+        };
         Header {
             list: true,
             expires_at: None,
             len,
-            json: if head == 0 {
-                Vec::new()
-            } else {
-                head.to_le_bytes().to_vec()
-            },
+            json,
         }
     }
 }
@@ -313,13 +323,14 @@ fn append_texts(
     let mut table = tx
         .open_table(KEYS)
         .map_err(|e| db_error(e, "opening the key table"))?;
-    let (head, len) = match header_of(&table, ns, key)?.filter(|h| h.live(now)) {
-        Some(h) if h.list => (h.head(), h.len),
+    let (head, len, generation) = match header_of(&table, ns, key)?.filter(|h| h.live(now)) {
+        Some(h) if h.list => (h.head(), h.len, h.generation()),
         Some(_) => return Err(Error::holds_value(key)),
-        None => (0, 0),
+        // A new list draws its generation, which followers tell incarnations by.
+        None => (0, 0, Version::fresh().raw()),
     };
     let start = head + len;
-    let header = Header::list(len + texts.len() as u64, head);
+    let header = Header::list(len + texts.len() as u64, head, generation);
     table
         .insert((ns, key), header.encode().as_slice())
         .map_err(|e| db_error(e, "growing the list"))?;
