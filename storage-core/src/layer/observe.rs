@@ -43,6 +43,33 @@ impl Observe<dyn Database> {
     }
 }
 
+/// `call` in a span named after the operation, its duration recorded
+/// (`db.client.operation.duration`), and backend and operation named in its error: what every
+/// observed role shares (the blob role's layer too).
+pub(crate) async fn observed<T>(
+    labels: &OperationLabels,
+    backend: &str,
+    op: &'static str,
+    call: impl std::future::Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    let span = tracing::debug_span!(
+        "db.client.operation",
+        db.system.name = %backend,
+        db.operation.name = op,
+        storage.role = %labels.role(),
+    );
+    let started = Instant::now();
+    let out = call.instrument(span).await;
+    let ended = Instant::now();
+    let error = out.as_ref().err().map(Error::kind);
+    labels.record(op, ended - started, ended, error);
+    out.map_err(|e| {
+        let e = e.at(backend.to_string(), op);
+        tracing::debug!(error = %e, "storage operation failed");
+        e
+    })
+}
+
 impl<R: fmt::Debug + ?Sized> fmt::Debug for Observe<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.inner.fmt(f)
@@ -57,25 +84,12 @@ impl<R: AsStore + ?Sized> ForwardStore for Observe<R> {
     /// Runs `call` in a span named after the operation, records its duration
     /// (`db.client.operation.duration`), and names backend and operation in its error.
     fn around<'a, T: Send + 'a>(&'a self, op: &'static str, call: Call<'a, T>) -> Call<'a, T> {
-        Box::pin(async move {
-            let backend = self.inner.as_store().backend();
-            let span = tracing::debug_span!(
-                "db.client.operation",
-                db.system.name = %backend,
-                db.operation.name = op,
-                storage.role = %self.labels.role(),
-            );
-            let started = Instant::now();
-            let out = call.instrument(span).await;
-            let ended = Instant::now();
-            let error = out.as_ref().err().map(Error::kind);
-            self.labels.record(op, ended - started, ended, error);
-            out.map_err(|e| {
-                let e = e.at(backend.to_string(), op);
-                tracing::debug!(error = %e, "storage operation failed");
-                e
-            })
-        })
+        Box::pin(observed(
+            &self.labels,
+            self.inner.as_store().backend(),
+            op,
+            call,
+        ))
     }
 }
 

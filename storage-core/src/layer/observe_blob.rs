@@ -5,14 +5,13 @@
 
 use crate::blob::{BlobId, BlobMeta, BlobReader, BlobStats, BlobStore, PutOptions};
 use crate::config::Role;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::telemetry::OperationLabels;
 use async_trait::async_trait;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
-use tracing::Instrument;
+use std::time::SystemTime;
 
 /// Observes the blob store it wraps.
 ///
@@ -40,23 +39,7 @@ impl ObserveBlobs {
         op: &'static str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let backend = self.inner.backend();
-        let span = tracing::debug_span!(
-            "db.client.operation",
-            db.system.name = %backend,
-            db.operation.name = op,
-            storage.role = "blob",
-        );
-        let started = Instant::now();
-        let out = call.instrument(span).await;
-        let ended = Instant::now();
-        let error = out.as_ref().err().map(Error::kind);
-        self.labels.record(op, ended - started, ended, error);
-        out.map_err(|e| {
-            let e = e.at(backend.to_string(), op);
-            tracing::debug!(error = %e, "storage operation failed");
-            e
-        })
+        super::observe::observed(&self.labels, self.inner.backend(), op, call).await
     }
 }
 
