@@ -133,6 +133,13 @@ pub fn parse(block: &mut BlockInput<'_>) -> Result<S3Config> {
     }
     if let Some(endpoint) = &b.endpoint {
         match url::Url::parse(endpoint) {
+            // Credentials in the URL would be printed wherever the endpoint is (health, errors).
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                return Err(block.error(
+                    "endpoint",
+                    "must not hold credentials: give accessKeyId and secretAccessKey",
+                ));
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
             Ok(_) => {
                 return Err(

@@ -69,6 +69,10 @@ fn refusals_name_the_field() {
             "storage.blob.accessKeyId",
         ),
         (json!({"bucket": "b", "colour": 1}), "colour"),
+        (
+            json!({"bucket": "b", "endpoint": "http://key:s3cr3t@127.0.0.1:9000"}),
+            "storage.blob.endpoint: must not hold credentials",
+        ),
     ];
     for (fields, expected) in cases {
         let e = parse_block(fields.clone()).unwrap_err();
