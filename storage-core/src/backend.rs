@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::update::UpdatePolicy;
 use crate::version::{Condition, Version};
+use crate::watch::ChangeWindow;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -96,6 +97,26 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Releases connections. Later operations fail. Calling it twice is fine.
     async fn close(&self) -> Result<()>;
+
+    /// About `max` changes of this namespace's log from position `from` on, with the oldest
+    /// position the log still holds ([`ChangeWindow`]); `from: None` reads none and says where
+    /// the log ends. What [`crate::watch::Watch`] reads. The default refuses (`Unsupported`).
+    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+        let _ = (from, max);
+        Err(Error::unsupported(
+            "this backend keeps no change log: its keys cannot be watched",
+        ))
+    }
+
+    /// Returns when the log may hold a change at or after `from`, or once `limit` has passed,
+    /// whichever comes first. Waking for nothing is allowed, and missing a change loses nothing
+    /// (the watcher reads again from where it stands): this only sets how soon it sees a
+    /// change. The default waits `limit`, so a watcher polls.
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        let _ = from;
+        tokio::time::sleep(limit).await;
+        Ok(())
+    }
 }
 
 /// The fast, ephemeral role: values with an optional TTL.

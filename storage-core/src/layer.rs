@@ -53,6 +53,7 @@ pub use validate::Validate;
 use crate::backend::{Cache, CacheEntry, Database, KeyKind, KeyTtl, ListWindow, Store};
 use crate::error::Result;
 use crate::version::{Condition, Version};
+use crate::watch::ChangeWindow;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::fmt;
@@ -166,6 +167,19 @@ pub trait ForwardStore: Send + Sync + fmt::Debug {
     /// As [`Store::close`].
     async fn close(&self) -> Result<()> {
         self.around("close", self.inner_store().close()).await
+    }
+    /// As [`Store::changes`].
+    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+        self.around("changes", self.inner_store().changes(from, max))
+            .await
+    }
+    /// As [`Store::wait_for_changes`].
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        self.around(
+            "wait_for_changes",
+            self.inner_store().wait_for_changes(from, limit),
+        )
+        .await
     }
 }
 
@@ -319,6 +333,12 @@ impl<L: ForwardStore> Store for L {
     }
     async fn close(&self) -> Result<()> {
         ForwardStore::close(self).await
+    }
+    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+        ForwardStore::changes(self, from, max).await
+    }
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        ForwardStore::wait_for_changes(self, from, limit).await
     }
 }
 

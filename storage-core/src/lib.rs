@@ -91,6 +91,7 @@ pub mod telemetry;
 mod typed;
 mod update;
 mod version;
+pub mod watch;
 
 pub use backend::{
     Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, ListWindow, Store,

@@ -37,6 +37,7 @@ use std::time::Duration;
 use storage_core::raw::{
     checked_cache, checked_database, glob_match, literal_prefix, lrange_window, validate_key_prefix,
 };
+use storage_core::watch::{ChangeKind, ChangeWindow};
 use storage_core::{
     Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
     Version,
@@ -218,6 +219,9 @@ impl Store for MemoryBackend {
                 }
             }
         }
+        state
+            .changes
+            .record(&self.ns, "", ChangeKind::Cleared, None);
         Ok(())
     }
 
@@ -227,6 +231,25 @@ impl Store for MemoryBackend {
 
     async fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The namespace's log in this store; kept from the first call on.
+    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+        self.open()?;
+        Ok(self.store.write().changes.window(&self.ns, from, max))
+    }
+
+    /// Looks at the log's end every millisecond: a read lock and a lookup, cheaper than waking
+    /// every watcher of the store on every write.
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        self.open()?;
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.store.read().changes.end(&self.ns) <= from
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         Ok(())
     }
 }
@@ -353,6 +376,9 @@ impl Database for MemoryBackend {
         match lrange_window(len, start, end) {
             None => {
                 state.ns_mut(&self.ns).remove(key);
+                state
+                    .changes
+                    .record(&self.ns, key, ChangeKind::Delete, None);
             }
             Some((first, last)) => {
                 if let Some(Entry {
@@ -421,6 +447,7 @@ impl Database for MemoryBackend {
 }
 
 mod blob;
+mod changes;
 mod conditional;
 mod state;
 use state::{Entry, ListItems, Now, Slot, State};

@@ -2,10 +2,12 @@
 //! and the expiry index. Not the operations (`lib.rs`, `conditional.rs`), which take the
 //! store's lock and call these.
 
+use crate::changes::ChangeLogs;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use storage_core::Version;
+use storage_core::watch::ChangeKind;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Slot {
@@ -67,6 +69,8 @@ pub(crate) struct State {
     /// (deadline, seq) -> (namespace, key), for every entry with a TTL.
     pub(crate) expiry: BTreeMap<(Instant, u64), (String, String)>,
     next_seq: u64,
+    /// What watchers read: every change below, filed as it is made.
+    pub(crate) changes: ChangeLogs,
 }
 
 impl State {
@@ -80,6 +84,7 @@ impl State {
             let (ns, key) = entry.remove();
             if let Some(map) = self.namespaces.get_mut(&ns) {
                 map.remove(&key);
+                self.changes.record(&ns, &key, ChangeKind::Expired, None);
                 if map.is_empty() {
                     self.namespaces.remove(&ns);
                 }
@@ -104,7 +109,14 @@ impl State {
         if let Some(exp) = entry.expiry {
             self.expiry.remove(&exp);
         }
-        entry.live(now).then_some(entry)
+        let live = entry.live(now);
+        let kind = if live {
+            ChangeKind::Delete
+        } else {
+            ChangeKind::Expired
+        };
+        self.changes.record(ns, key, kind, None);
+        live.then_some(entry)
     }
 
     /// Stores `slot` at `key` and returns the entry it replaced, for the caller to drop after
@@ -128,6 +140,8 @@ impl State {
                 .insert((deadline, seq), (ns.to_string(), key.to_string()));
             (deadline, seq)
         });
+        let value_version = matches!(slot, Slot::Value(_)).then_some(version);
+        self.changes.record(ns, key, ChangeKind::Set, value_version);
         let entry = Entry {
             slot,
             version,

@@ -13,7 +13,8 @@
 //! (`--blob-writer PREFIX`, slow uploads until killed), kills each with SIGKILL mid-`put`, and
 //! checks that every blob left is whole. A database that can follow lists runs the kit's tail
 //! cases, and, where processes share it, `tail_follows_another_process` (a copy of this runner,
-//! `--append-items PREFIX`, appends while this one follows).
+//! `--append-items PREFIX`, appends while this one follows); a backend that keeps a change log
+//! runs the kit's watch cases, in either role.
 //!
 //! With `--fault-block` (the same backend's block, with `{addr}` where the server's address
 //! goes) and `--upstream` (the server's address), the kit's fault cases run too, each through a
@@ -45,6 +46,7 @@ use storage_testkit::{Report, SuiteOptions};
 mod blob;
 mod blob_crash;
 mod faults;
+mod feeds;
 mod processes;
 mod registry;
 mod tail_processes;
@@ -261,13 +263,9 @@ async fn main() -> ExitCode {
     .chain((args.role == Role::Blob && blob_crash::applies(&spec)).then_some(blob_crash::CASE))
     .filter(|n| args.filter.as_deref().is_none_or(|f| n.contains(f)))
     .collect();
-    // The tail cases are counted once the backend says it can follow lists (below).
-    let tail_may_match = args.role == Role::Database
-        && storage_testkit::tail_case_names()
-            .into_iter()
-            .chain([tail_processes::CASE])
-            .any(|n| args.filter.as_deref().is_none_or(|f| n.contains(f)));
-    if names.is_empty() && !tail_may_match {
+    // The feed cases are counted once the backend says which feeds it keeps (below).
+    let feeds_may_match = feeds::may_match(args.role, args.filter.as_deref());
+    if names.is_empty() && !feeds_may_match {
         eprintln!("storage-runner: --filter matches no case");
         return ExitCode::from(2);
     }
@@ -278,16 +276,19 @@ async fn main() -> ExitCode {
     // Reachability first: an unreachable server is a skip (when skips are allowed), not forty
     // failures; anything else that stops the backend is a failure.
     let probe_spec = with_prefix(&spec, &format!("{}probe:", spec.common.key_prefix));
-    // Whether the database can follow lists: the tail cases run where it can.
-    let mut tail_unsupported = None;
+    // Which feeds the backend keeps: their cases run where it does.
+    let mut feed_support = feeds::Support::default();
     let probe: Result<()> = match args.role {
         Role::Cache => match registry.open_cache(&probe_spec).await {
-            Ok(store) => ping_and_close(store.as_ref()).await,
+            Ok(store) => {
+                feed_support = feeds::Support::probe(store.as_ref(), None).await;
+                ping_and_close(store.as_ref()).await
+            }
             Err(e) => Err(e),
         },
         Role::Database => match registry.open_database(&probe_spec).await {
             Ok(store) => {
-                tail_unsupported = storage_testkit::supports_tail(store.as_ref()).await;
+                feed_support = feeds::Support::probe(store.as_ref(), Some(store.as_ref())).await;
                 ping_and_close(store.as_ref()).await
             }
             Err(e) => Err(e),
@@ -313,23 +314,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    // The tail cases, where the database can follow lists (known once it answered).
-    let tail_names: Vec<&str> = if args.role == Role::Database && tail_unsupported.is_none() {
-        storage_testkit::tail_case_names()
-            .into_iter()
-            .filter(|n| args.filter.as_deref().is_none_or(|f| n.contains(f)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let tail_across = args.role == Role::Database
-        && tail_unsupported.is_none()
-        && processes::applies(&spec)
-        && args
-            .filter
-            .as_deref()
-            .is_none_or(|f| tail_processes::CASE.contains(f));
-    let total = total + tail_names.len() + usize::from(tail_across);
+    let total = total + feed_support.count(args.role, &spec, args.filter.as_deref());
 
     let report: Report = match args.role {
         Role::Cache => {
@@ -372,38 +357,11 @@ async fn main() -> ExitCode {
     };
     println!("{report}");
     let (mut passed, mut failed) = (report.passed(), report.failed());
-    if !tail_names.is_empty() {
-        let (reg, s) = (registry.clone(), spec.clone());
-        let tails = storage_testkit::run_tail_suite(
-            Arc::new(move |p: String| {
-                let (reg, spec) = (reg.clone(), with_prefix(&s, &p));
-                async move { reg.open_database(&spec).await }
-            }),
-            &options,
-        )
+    let (feed_passed, feed_failed) = feed_support
+        .run(args.role, registry.clone(), &spec, &args.source, &options)
         .await;
-        println!("{tails}");
-        passed += tails.passed();
-        failed += tails.failed();
-    }
-    if tail_across {
-        match tail_processes::run(registry.clone(), &spec, &args.source, &options.prefix).await {
-            Ok(()) => {
-                println!("  ok   database {}", tail_processes::CASE);
-                passed += 1;
-            }
-            Err(e) => {
-                println!("  FAIL database {}: {e}", tail_processes::CASE);
-                failed += 1;
-            }
-        }
-    }
-    if let Some(why) = &tail_unsupported {
-        println!(
-            "  note: the tail cases do not apply to {}: {why}",
-            spec.type_name
-        );
-    }
+    passed += feed_passed;
+    failed += feed_failed;
     if let (Some(template), Some(upstream)) = (&args.fault_block, args.upstream) {
         let fault_report = faults::run(
             args.role,

@@ -267,6 +267,53 @@ pub async fn supports_tail(db: &dyn storage_core::Database) -> Option<String> {
     }
 }
 
+/// The names of the cases on watching a namespace, in order.
+pub fn watch_case_names() -> Vec<&'static str> {
+    cases::watch_cases().iter().map(|c| c.name).collect()
+}
+
+/// Runs the cases on watching a namespace (`storage_core::watch::Watch`) for a cache, where the
+/// backend keeps a change log ([`supports_watch`]).
+pub async fn run_cache_watch_suite(
+    builder: Arc<dyn CacheBuilder>,
+    options: &SuiteOptions,
+) -> Report {
+    let options = SuiteOptions {
+        prefix: format!("{}watch:", options.prefix),
+        ..options.clone()
+    };
+    run(
+        Role::Cache,
+        cases::watch_cases(),
+        cases::Builder::Cache(builder),
+        &options,
+    )
+    .await
+}
+
+/// Runs the cases on watching a namespace for a database, where the backend keeps a change log
+/// ([`supports_watch`]).
+pub async fn run_database_watch_suite(
+    builder: Arc<dyn DatabaseBuilder>,
+    options: &SuiteOptions,
+) -> Report {
+    let options = SuiteOptions {
+        prefix: format!("{}watch:", options.prefix),
+        ..options.clone()
+    };
+    let cx = cases::Builder::Database(builder);
+    run(Role::Database, cases::watch_cases(), cx, &options).await
+}
+
+/// Whether `store` keeps a change log: `None` when it does, or why not (its `Unsupported`
+/// error).
+pub async fn supports_watch(store: &dyn storage_core::Store) -> Option<String> {
+    match store.changes(None, 0).await {
+        Err(e) if e.kind() == storage_core::ErrorKind::Unsupported => Some(e.to_string()),
+        _ => None,
+    }
+}
+
 /// Runs one case: in a task of its own, so that a panic inside a backend is reported as that
 /// case's failure, and under a timeout, so that a hung backend cannot stall the run; then
 /// clears what it left under its prefix.

@@ -76,6 +76,7 @@ impl<R: fmt::Debug + ?Sized> fmt::Debug for Observe<R> {
     }
 }
 
+#[async_trait::async_trait]
 impl<R: AsStore + ?Sized> ForwardStore for Observe<R> {
     fn inner_store(&self) -> &dyn Store {
         self.inner.as_store()
@@ -90,6 +91,11 @@ impl<R: AsStore + ?Sized> ForwardStore for Observe<R> {
             op,
             call,
         ))
+    }
+
+    /// Not timed: a watcher's wait is not an operation, and would swamp the latency figures.
+    async fn wait_for_changes(&self, from: u64, limit: std::time::Duration) -> crate::Result<()> {
+        self.inner.as_store().wait_for_changes(from, limit).await
     }
 }
 

@@ -11,6 +11,7 @@ mod operations;
 mod sequences;
 mod tail;
 mod values;
+mod watch;
 
 use crate::check::{CaseResult, Ctx};
 use crate::{BoxFuture, CacheBuilder, DatabaseBuilder};
@@ -105,6 +106,18 @@ pub(crate) fn tail_cases() -> Vec<Case> {
         tail::a_trim_past_undelivered_items_ends_the_tail,
         tail::a_deleted_list_ends_the_tail,
         tail::a_window_past_the_end_is_empty_at_any_index,
+    ]
+}
+
+/// The cases on watching a namespace, for backends that keep a change log
+/// ([`storage_core::Store::changes`]); both roles.
+pub(crate) fn watch_cases() -> Vec<Case> {
+    cases![
+        watch::watch_sees_sets_deletes_and_clears_from_another_instance,
+        watch::watch_reports_the_version_a_set_wrote,
+        watch::one_keys_changes_keep_their_order,
+        watch::a_resumed_watch_misses_nothing,
+        watch::a_watcher_that_falls_behind_gets_lagged,
     ]
 }
 
