@@ -15,6 +15,7 @@ use storage_core::raw::{
     EncodedEntry, encode_cache_entries, encode_entries, encode_value, glob_match, literal_prefix,
     lrange_window, prefix_upper_bound,
 };
+use storage_core::watch::{ChangeKind, ChangeWindow};
 use storage_core::{
     Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
     Version,
@@ -150,11 +151,22 @@ impl Store for SqliteBackend {
 
     async fn clear(&self) -> Result<()> {
         self.write(|tx, ns| {
+            let map = |e| sql_error(e, "clearing the namespace");
+            // One change for the clear, not one per key: the flag silences the trigger.
+            tx.prepare_cached(sql::SET_CLEARING)
+                .and_then(|mut s| s.execute([1]))
+                .map_err(map)?;
             for stmt in [sql::CLEAR_ITEMS, sql::CLEAR_KEYS] {
                 tx.prepare_cached(stmt)
                     .and_then(|mut s| s.execute([ns]))
-                    .map_err(|e| sql_error(e, "clearing the namespace"))?;
+                    .map_err(map)?;
             }
+            tx.prepare_cached(sql::SET_CLEARING)
+                .and_then(|mut s| s.execute([0]))
+                .map_err(map)?;
+            tx.prepare_cached(sql::LOG_CHANGE)
+                .and_then(|mut s| s.execute((ns, "", ChangeKind::Cleared.code())))
+                .map_err(map)?;
             Ok(())
         })
         .await
@@ -173,6 +185,14 @@ impl Store for SqliteBackend {
         // Dropping the pool closes its connections once in-flight operations return theirs.
         self.pool.close();
         Ok(())
+    }
+
+    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+        self.change_window(from, max).await
+    }
+
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        self.wait_changes(from, limit).await
     }
 }
 

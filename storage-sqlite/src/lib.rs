@@ -46,6 +46,7 @@ mod schema;
 // The statements, for the file tests and the benchmark's baseline; not an API.
 #[doc(hidden)]
 pub mod sql;
+mod watch;
 
 pub use blob::{CHUNK_BYTES, SqliteBlobStore};
 pub use config::{SqliteConfig, SqliteLocation, SqliteSync, TYPE_NAME};

@@ -7,7 +7,7 @@ use storage_core::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x5354_4f52;
 
 /// The schema version this build writes. Migrations bring older files up to it.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -63,6 +63,52 @@ const MIGRATIONS: &[&str] = &[
         started_ms INTEGER NOT NULL,
         PRIMARY KEY (ns, upload)
     ) WITHOUT ROWID;
+    "#,
+    // 4 -> 5: the change log watchers read. Triggers file every change of a key, whichever
+    // statement makes it, in the writing transaction: SQLite has one writer at a time, so the
+    // sequence is commit order. Appends and trims change a list's length, not its row's
+    // identity, and are not filed (followers of a list read the list). Every 1,000th change
+    // prunes what is 10,000 behind and raises the horizon, which tells a watcher standing
+    // before it that it missed changes. `clearing` is set by a clear, which files one change.
+    r#"
+    CREATE TABLE changes (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        ns      TEXT    NOT NULL,
+        key     TEXT    NOT NULL,
+        kind    INTEGER NOT NULL,   -- 0 set, 1 delete, 2 expired, 3 cleared
+        version INTEGER
+    );
+    CREATE INDEX changes_by_ns ON changes (ns, seq);
+    CREATE TABLE change_horizon (
+        id       INTEGER PRIMARY KEY CHECK (id = 0),
+        pruned   INTEGER NOT NULL,  -- every change at or below was pruned
+        clearing INTEGER NOT NULL
+    );
+    INSERT INTO change_horizon (id, pruned, clearing) VALUES (0, 0, 0);
+    CREATE TRIGGER kv_inserted AFTER INSERT ON kv BEGIN
+        INSERT INTO changes (ns, key, kind, version)
+        VALUES (NEW.ns, NEW.key, 0, CASE WHEN NEW.kind = 0 THEN NEW.version END);
+    END;
+    CREATE TRIGGER kv_updated AFTER UPDATE ON kv
+    WHEN NEW.kind IS NOT OLD.kind OR NEW.version IS NOT OLD.version OR NEW.value IS NOT OLD.value
+    BEGIN
+        INSERT INTO changes (ns, key, kind, version)
+        VALUES (NEW.ns, NEW.key, 0, CASE WHEN NEW.kind = 0 THEN NEW.version END);
+    END;
+    CREATE TRIGGER kv_deleted AFTER DELETE ON kv
+    WHEN (SELECT clearing FROM change_horizon WHERE id = 0) = 0
+    BEGIN
+        INSERT INTO changes (ns, key, kind, version)
+        VALUES (OLD.ns, OLD.key,
+                CASE WHEN OLD.expires_at IS NOT NULL AND OLD.expires_at
+                          <= CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
+                     THEN 2 ELSE 1 END,
+                NULL);
+    END;
+    CREATE TRIGGER changes_pruned AFTER INSERT ON changes WHEN NEW.seq % 1000 = 0 BEGIN
+        DELETE FROM changes WHERE seq <= NEW.seq - 10000;
+        UPDATE change_horizon SET pruned = max(pruned, NEW.seq - 10000) WHERE id = 0;
+    END;
     "#,
 ];
 

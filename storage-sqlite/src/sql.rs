@@ -60,3 +60,17 @@ pub const CLEAR_KEYS: &str = "DELETE FROM kv WHERE ns = ?1";
 pub const CLEAR_ITEMS: &str = "DELETE FROM list_items WHERE ns = ?1";
 /// Reclaims expired rows (they are always values).
 pub const RECLAIM: &str = "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1";
+
+/// Marks the clear in progress (its deletions file no change each) or done.
+pub const SET_CLEARING: &str = "UPDATE change_horizon SET clearing = ?1 WHERE id = 0";
+
+/// Files one change (a clear's).
+pub const LOG_CHANGE: &str =
+    "INSERT INTO changes (ns, key, kind, version) VALUES (?1, ?2, ?3, NULL)";
+
+/// The namespace's changes from position `?2`, at most `?3`.
+pub const CHANGES: &str =
+    "SELECT seq, key, kind, version FROM changes WHERE ns = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3";
+
+/// The last position handed out (0 before the first change) and the pruning horizon.
+pub const CHANGE_ENDS: &str = "SELECT (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'changes'), pruned FROM change_horizon WHERE id = 0";
