@@ -7,6 +7,7 @@ use crate::core::{KIND_LIST, PostgresBackend, Resend, decode, pg_error, ttl_ms};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
+use storage_core::watch::ChangeWindow;
 use storage_core::raw::{
     EncodedEntry, encode_cache_entries, encode_entries, encode_value, glob_match, literal_prefix,
     prefix_upper_bound,
@@ -133,10 +134,16 @@ impl Store for PostgresBackend {
 
     async fn clear(&self) -> Result<()> {
         self.run(Resend::Allowed, |mut conn, s| async move {
+            let map = |e| pg_error(e, "clearing the namespace");
+            let mark = conn.cached(&s.mark_clearing).await?;
             let statement = conn.cached(&s.clear).await?;
-            conn.query_one(&statement, &[&self.ns])
-                .await
-                .map_err(|e| pg_error(e, "clearing the namespace"))?;
+            let log = conn.cached(&s.log_clear).await?;
+            // One change for the clear, not one per key: the mark silences the trigger.
+            let tx = conn.transaction().await.map_err(map)?;
+            tx.query_one(&mark, &[]).await.map_err(map)?;
+            tx.query_one(&statement, &[&self.ns]).await.map_err(map)?;
+            tx.execute(&log, &[&self.ns]).await.map_err(map)?;
+            tx.commit().await.map_err(map)?;
             Ok(())
         })
         .await
@@ -155,6 +162,14 @@ impl Store for PostgresBackend {
     async fn close(&self) -> Result<()> {
         self.pool.close();
         Ok(())
+    }
+
+    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+        self.change_window(from, max).await
+    }
+
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        self.wait_changes(from, limit).await
     }
 }
 

@@ -51,6 +51,7 @@ mod schema;
 #[doc(hidden)]
 pub mod sql;
 mod tls;
+mod watch;
 
 pub use crate::core::PostgresBackend;
 pub use blob::{CHUNK_BYTES, PostgresBlobStore};

@@ -34,6 +34,11 @@ pub(crate) struct Statements {
     pub(crate) delete_if_version: String,
     pub(crate) list_header: String,
     pub(crate) list_window: String,
+    pub(crate) changes: String,
+    pub(crate) change_ends: String,
+    pub(crate) has_changes: String,
+    pub(crate) mark_clearing: String,
+    pub(crate) log_clear: String,
     /// The blob tables' (schema-qualified) names.
     pub(crate) blobs: String,
     pub(crate) blob_chunks: String,
@@ -62,8 +67,12 @@ impl Statements {
             ),
             None => ("storage_kv".to_string(), "storage_list_items".to_string()),
         };
+        let changes = qualified(schema, "storage_changes");
+        let horizon = qualified(schema, "storage_change_horizon");
         let fill = |t: &str| {
             t.replace("{kv}", &kv)
+                .replace("{changes}", &changes)
+                .replace("{horizon}", &horizon)
                 .replace("{items}", &items)
                 .replace("{now}", sql::NOW_MS)
                 .replace("{generation}", sql::GENERATION)
@@ -96,6 +105,11 @@ impl Statements {
             delete_if_version: fill(sql::DELETE_IF_VERSION),
             list_header: fill(sql::LIST_HEADER),
             list_window: fill(sql::LIST_WINDOW),
+            changes: fill(sql::CHANGES),
+            change_ends: fill(sql::CHANGE_ENDS),
+            has_changes: fill(sql::HAS_CHANGES),
+            mark_clearing: fill(sql::MARK_CLEARING),
+            log_clear: fill(sql::LOG_CLEAR),
             blobs: qualified(schema, "storage_blobs"),
             blob_chunks: qualified(schema, "storage_blob_chunks"),
             blob_uploads: qualified(schema, "storage_blob_uploads"),
@@ -183,6 +197,19 @@ pub(crate) async fn migrate(
         tx.batch_execute(&ddl)
             .await
             .map_err(|e| pg_error(e, "migrating to version 4"))?;
+    }
+    if version < 5 {
+        let ddl = sql::MIGRATION_5
+            .replace("{changes}", &qualified(schema, "storage_changes"))
+            .replace("{changes_name}", "storage_changes")
+            .replace("{horizon}", &qualified(schema, "storage_change_horizon"))
+            .replace("{log_fn}", &qualified(schema, "storage_log_change"))
+            .replace("{kv}", &kv)
+            .replace("{kv_name}", &kv_name)
+            .replace("{now}", sql::NOW_MS);
+        tx.batch_execute(&ddl)
+            .await
+            .map_err(|e| pg_error(e, "migrating to version 5"))?;
     }
     tx.execute(
             &format!("INSERT INTO {meta} (id, version) VALUES (true, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version"),

@@ -8,7 +8,7 @@
 pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Creates the tables (version 1). `{schema_create}` creates the schema when one is configured.
 pub const MIGRATION_1: &str = r#"
@@ -259,3 +259,75 @@ pub const CLEAR: &str = "WITH a AS (DELETE FROM {kv} WHERE ns = $1 RETURNING 1),
 
 /// Reclaims expired rows (always values).
 pub const RECLAIM: &str = "DELETE FROM {kv} WHERE expires_at IS NOT NULL AND expires_at <= {now}";
+
+/// Version 5: the change log watchers read. A trigger files every change of a key in the
+/// writing transaction, with the transaction's id and the time of the write. A reader takes
+/// only changes of transactions older than every transaction still running (the snapshot's
+/// `xmin`), so a change committed later can never land behind where a reader stands; within
+/// what it takes, the time of the write orders one key's changes, since the second writer of a
+/// key waits for the first to commit. Appends and trims change a list's length, not its row's
+/// identity, and are not filed. Every 1,000th change prunes what is 10,000 behind and raises the
+/// horizon. A clear sets `storage.clearing` for its transaction and files one change.
+pub const MIGRATION_5: &str = r#"
+CREATE TABLE IF NOT EXISTS {changes} (
+    seq     bigserial PRIMARY KEY,
+    ns      text COLLATE "C" NOT NULL,
+    key     text COLLATE "C" NOT NULL,
+    kind    smallint NOT NULL,
+    version bigint,
+    xid     bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
+    at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS {changes_name}_by_ns ON {changes} (ns, xid);
+CREATE TABLE IF NOT EXISTS {horizon} (
+    id     boolean PRIMARY KEY DEFAULT true CHECK (id),
+    pruned bigint NOT NULL
+);
+INSERT INTO {horizon} (id, pruned) VALUES (true, 0) ON CONFLICT (id) DO NOTHING;
+CREATE OR REPLACE FUNCTION {log_fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    filed bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF current_setting('storage.clearing', true) IS DISTINCT FROM 'on' THEN
+            INSERT INTO {changes} (ns, key, kind) VALUES (OLD.ns, OLD.key,
+                CASE WHEN OLD.expires_at IS NOT NULL AND OLD.expires_at <= {now} THEN 2 ELSE 1 END)
+            RETURNING seq INTO filed;
+        END IF;
+    ELSIF TG_OP = 'INSERT' OR NEW.kind IS DISTINCT FROM OLD.kind
+          OR NEW.version IS DISTINCT FROM OLD.version OR NEW.value IS DISTINCT FROM OLD.value THEN
+        INSERT INTO {changes} (ns, key, kind, version)
+        VALUES (NEW.ns, NEW.key, 0, CASE WHEN NEW.kind = 0 THEN NEW.version END)
+        RETURNING seq INTO filed;
+    END IF;
+    IF filed % 1000 = 0 THEN
+        WITH gone AS (DELETE FROM {changes} WHERE seq <= filed - 10000 RETURNING xid)
+        UPDATE {horizon} SET pruned = greatest(pruned, (SELECT max(xid) FROM gone));
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+DROP TRIGGER IF EXISTS {kv_name}_changes ON {kv};
+CREATE TRIGGER {kv_name}_changes AFTER INSERT OR UPDATE OR DELETE ON {kv}
+    FOR EACH ROW EXECUTE FUNCTION {log_fn}();
+"#;
+
+/// Where the log ends for a reader now, and the pruning horizon.
+pub const CHANGE_ENDS: &str =
+    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, pruned FROM {horizon}";
+
+/// The namespace's settled changes of transactions from `$2` on, in the order they were made,
+/// with the end and horizon the read saw (one statement, one snapshot).
+pub const CHANGES: &str = "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS upto, pruned FROM {horizon}) \
+SELECT h.upto, h.pruned, c.key, c.kind, c.version, c.xid FROM h LEFT JOIN LATERAL \
+(SELECT key, kind, version, xid, at, seq FROM {changes} WHERE ns = $1 AND xid >= $2 AND xid < h.upto) c ON true \
+ORDER BY c.at, c.seq";
+
+/// Whether the namespace has a settled change from transaction `$2` on.
+pub const HAS_CHANGES: &str = "SELECT EXISTS (SELECT 1 FROM {changes} WHERE ns = $1 AND xid >= $2 AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint)";
+
+/// Marks this transaction a clear: its deletions file no change each.
+pub const MARK_CLEARING: &str = "SELECT set_config('storage.clearing', 'on', true)";
+
+/// Files a clear.
+pub const LOG_CLEAR: &str = "INSERT INTO {changes} (ns, key, kind) VALUES ($1, '', 3)";
