@@ -7,11 +7,11 @@ use crate::core::{KIND_LIST, PostgresBackend, Resend, decode, pg_error, ttl_ms};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::time::Duration;
-use storage_core::watch::ChangeWindow;
 use storage_core::raw::{
     EncodedEntry, encode_cache_entries, encode_entries, encode_value, glob_match, literal_prefix,
     prefix_upper_bound,
 };
+use storage_core::watch::ChangeWindow;
 use storage_core::{
     Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
     Version,

@@ -24,7 +24,11 @@ fn position(raw: i64) -> u64 {
 impl PostgresBackend {
     /// See [`storage_core::Store::changes`]. Every settled change from `from` on: a
     /// transaction's changes are read together, so `max` is not a bound here.
-    pub(crate) async fn change_window(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+    pub(crate) async fn change_window(
+        &self,
+        from: Option<u64>,
+        max: usize,
+    ) -> Result<ChangeWindow> {
         let _ = max;
         let Some(from) = from else {
             let row = self

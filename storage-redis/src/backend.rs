@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 use storage_core::raw::Resend;
 use storage_core::raw::encode_value;
+use storage_core::watch::{ChangeKind, ChangeWindow};
 use storage_core::{
     Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
     Version,
@@ -34,6 +35,11 @@ impl Store for RedisBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
+        if self.logs_changes() {
+            return self
+                .write_logged("del", key, "", None, None, Resend::Allowed)
+                .await;
+        }
         let n: u64 = self
             .query(
                 Resend::Allowed,
@@ -100,12 +106,17 @@ impl Store for RedisBackend {
                 Err(e) => Err(not_utf8_key(e.as_bytes())),
             })
             // The list headers' hash is the namespace's own, not a caller's key.
-            .filter(|k| !matches!(k, Ok(k) if k == crate::feed::LISTS))
+            .filter(
+                |k| !matches!(k, Ok(k) if k == crate::feed::LISTS || k == crate::watch::CHANGES),
+            )
             .collect()
     }
 
     async fn clear(&self) -> Result<()> {
-        let keys = self.scan(None).await?;
+        // The change log stays: watchers stand in it, and the clear is filed there.
+        let log = self.key(crate::watch::CHANGES).into_bytes();
+        let mut keys = self.scan(None).await?;
+        keys.retain(|k| *k != log);
         for chunk in keys.chunks(BATCH) {
             self.query::<u64>(
                 Resend::Allowed,
@@ -113,6 +124,11 @@ impl Store for RedisBackend {
                 "clearing the namespace",
             )
             .await?;
+        }
+        if self.logs_changes() {
+            let cmd = self.log_command("", ChangeKind::Cleared, None);
+            self.query::<String>(Resend::Allowed, &cmd, "filing the clear")
+                .await?;
         }
         Ok(())
     }
@@ -126,11 +142,25 @@ impl Store for RedisBackend {
         self.links.close();
         Ok(())
     }
+
+    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+        self.change_window(from, max).await
+    }
+
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        self.wait_changes(from, limit).await
+    }
 }
 
 #[async_trait]
 impl Cache for RedisBackend {
     async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        if self.logs_changes() {
+            let stored = encode_value(value)?;
+            self.write_logged("set", key, &stored, ttl, None, Resend::Allowed)
+                .await?;
+            return Ok(());
+        }
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(key)).arg(encode_value(value)?);
         if let Some(t) = ttl {

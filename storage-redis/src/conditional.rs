@@ -9,6 +9,7 @@
 //! in between. Not the plain operations (`backend.rs`).
 
 use crate::core::{RedisBackend, decode, wrong_type};
+use crate::watch::{CHANGES, LUA_LOG};
 use redis::Script;
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -52,15 +53,20 @@ local function version_of(stored)
 end
 "#;
 
-/// `KEYS[1]` the key; `ARGV[1]` the stored form, `ARGV[2]` `absent` or `version`, `ARGV[3]`
-/// the expected version, `ARGV[4]` the new one. A key already at the new version holds this
-/// very write (sent again after a lost answer): success.
+/// `KEYS[1]` the key, `KEYS[2]` the change log; `ARGV[1]` the stored form, `ARGV[2]` `absent`
+/// or `version`, `ARGV[3]` the expected version, `ARGV[4]` the new one, `ARGV[5]` the key as
+/// callers name it. A key already at the new version holds this very write (sent again after a
+/// lost answer): success, filed once.
 static SET_IF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{LUA_VERSION_OF}
+        r#"{LUA_VERSION_OF}{LUA_LOG}
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then
-  if ARGV[2] == 'absent' then redis.call('SET', KEYS[1], ARGV[1]) return {{'ok'}} end
+  if ARGV[2] == 'absent' then
+    redis.call('SET', KEYS[1], ARGV[1])
+    log(KEYS[2], ARGV[5], '0', ARGV[4])
+    return {{'ok'}}
+  end
   return {{'conflict'}}
 end
 if kind ~= 'string' then
@@ -71,6 +77,7 @@ local held = version_of(redis.call('GET', KEYS[1]))
 if held == ARGV[4] then return {{'ok'}} end
 if ARGV[2] == 'version' and held == ARGV[3] then
   redis.call('SET', KEYS[1], ARGV[1])
+  log(KEYS[2], ARGV[5], '0', ARGV[4])
   return {{'ok'}}
 end
 return {{'conflict', held}}
@@ -78,15 +85,20 @@ return {{'conflict', held}}
     ))
 });
 
-/// `KEYS[1]` the key; `ARGV[1]` the expected version.
+/// `KEYS[1]` the key, `KEYS[2]` the change log; `ARGV[1]` the expected version, `ARGV[2]` the
+/// key as callers name it.
 static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{LUA_VERSION_OF}
+        r#"{LUA_VERSION_OF}{LUA_LOG}
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return {{'conflict'}} end
 if kind ~= 'string' then return {{'wrongtype'}} end
 local held = version_of(redis.call('GET', KEYS[1]))
-if held == ARGV[1] then redis.call('UNLINK', KEYS[1]) return {{'ok'}} end
+if held == ARGV[1] then
+  redis.call('UNLINK', KEYS[1])
+  log(KEYS[2], ARGV[2], '1', '')
+  return {{'ok'}}
+end
 return {{'conflict', held}}
 "#
     ))
@@ -134,29 +146,27 @@ impl RedisBackend {
         let stored = with_version(version, &encode_value(value)?);
         let (mode, expected) = match condition {
             Condition::Any => {
-                self.query::<()>(
-                    Resend::Allowed,
-                    redis::cmd("SET").arg(self.key(key)).arg(&stored),
-                    "storing the value",
-                )
-                .await?;
+                self.write_logged("set", key, &stored, None, Some(version), Resend::Allowed)
+                    .await?;
                 return Ok(version);
             }
             Condition::Absent => ("absent", String::new()),
             Condition::Version(v) => ("version", v.to_string()),
         };
-        let full = self.key(key);
+        let (full, log) = (self.key(key), self.key(CHANGES));
         let new = version.to_string();
         let reply: Vec<String> = self
             .with_conn(Resend::Allowed, "storing the value", |mut link| {
-                let (full, stored, expected, new) = (&full, &stored, &expected, &new);
+                let (full, log, stored, expected, new) = (&full, &log, &stored, &expected, &new);
                 async move {
                     SET_IF
                         .key(full)
+                        .key(log)
                         .arg(stored)
                         .arg(mode)
                         .arg(expected)
                         .arg(new)
+                        .arg(key)
                         .invoke_async(&mut link)
                         .await
                 }
@@ -176,16 +186,18 @@ impl RedisBackend {
             }
             Condition::Version(v) => v.to_string(),
         };
-        let full = self.key(key);
+        let (full, log) = (self.key(key), self.key(CHANGES));
         // Not sent again: a resend after a lost answer would find the key gone and report a
         // conflict for a delete that happened.
         let reply: Vec<String> = self
             .with_conn(Resend::Never, "deleting the key", |mut link| {
-                let (full, expected) = (&full, &expected);
+                let (full, log, expected) = (&full, &log, &expected);
                 async move {
                     DELETE_IF
                         .key(full)
+                        .key(log)
                         .arg(expected)
+                        .arg(key)
                         .invoke_async(&mut link)
                         .await
                 }
@@ -212,6 +224,12 @@ impl RedisBackend {
         value: &Value,
         ttl: Option<Duration>,
     ) -> Result<bool> {
+        if self.logs_changes() {
+            let stored = encode_value(value)?;
+            return self
+                .write_logged("setnx", key, &stored, ttl, None, Resend::Never)
+                .await;
+        }
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(key)).arg(encode_value(value)?).arg("NX");
         if let Some(t) = ttl {

@@ -343,7 +343,8 @@ impl RedisBackend {
         // A batch is applied whole or not at all only as one `MULTI`/`EXEC`: a pipeline of
         // plain commands, or one transaction per slot, may fail after part of it landed.
         let one_transaction = atomic && groups.len() == 1;
-        let atomic = atomic || groups.len() > 1;
+        // Filing the changes makes a batch one transaction with its log entries.
+        let atomic = atomic || groups.len() > 1 || self.logs_changes();
         let pipes: Vec<Pipeline> = groups
             .iter()
             .map(|group| {
@@ -358,6 +359,18 @@ impl RedisBackend {
                         cmd.arg("PX").arg(t.as_millis() as u64);
                     }
                     pipe.add_command(cmd).ignore();
+                    if self.logs_changes() {
+                        let version = crate::conditional::split_version(v.as_bytes())
+                            .ok()
+                            .map(|(_, version)| version)
+                            .filter(|version| *version != storage_core::Version::UNVERSIONED);
+                        pipe.add_command(self.log_command(
+                            k,
+                            storage_core::watch::ChangeKind::Set,
+                            version,
+                        ))
+                        .ignore();
+                    }
                 }
                 pipe
             })

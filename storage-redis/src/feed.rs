@@ -7,6 +7,7 @@
 //! (`backend.rs`).
 
 use crate::core::{RedisBackend, decode, wrong_type};
+use crate::watch::{CHANGES, LUA_LOG};
 use redis::Script;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -28,28 +29,31 @@ local function header(h, field)
 end
 "#;
 
-/// `KEYS[1]` the list, `KEYS[2]` the headers; `ARGV[1]` the key, `ARGV[2]` a fresh generation,
-/// `ARGV[3..]` the items. A new list gets the generation and head 0.
+/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log; `ARGV[1]` the key,
+/// `ARGV[2]` a fresh generation, `ARGV[3..]` the items. A new list gets the generation and
+/// head 0, and its creation is filed.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+    Script::new(&format!(
+        r#"{LUA_LOG}
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':0')
+  log(KEYS[3], ARGV[1], '0', '')
 end
 local n = 0
 for i = 3, #ARGV, 1000 do
   n = redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 return n
-"#,
-    )
+"#
+    ))
 });
 
-/// `KEYS[1]` the list, `KEYS[2]` the headers; `ARGV[1]` the key, `ARGV[2]`, `ARGV[3]` LTRIM's
-/// window. The head grows by what goes from the front.
+/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log; `ARGV[1]` the key,
+/// `ARGV[2]`, `ARGV[3]` LTRIM's window. The head grows by what goes from the front; a trim
+/// that empties the list deletes it, and that is filed.
 static TRIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{LUA_HEADER}
+        r#"{LUA_HEADER}{LUA_LOG}
 local len = redis.call('LLEN', KEYS[1])
 if len == 0 then return 0 end
 local s, e = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -58,6 +62,7 @@ if e < 0 then e = len + e end
 if s < 0 then s = 0 end
 if e >= len then e = len - 1 end
 redis.call('LTRIM', KEYS[1], ARGV[2], ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 0 then log(KEYS[3], ARGV[1], '1', '') end
 if s <= e and s > 0 then
   local generation, head = header(KEYS[2], ARGV[1])
   redis.call('HSET', KEYS[2], ARGV[1], generation .. ':' .. string.format('%.0f', head + s))
@@ -100,15 +105,17 @@ fn number(reply: &[Vec<u8>], at: usize) -> Result<u64> {
 impl RedisBackend {
     /// Appends `items` (stored forms) by the script that starts a new list's header.
     pub(crate) async fn push(&self, key: &str, items: Vec<String>) -> Result<()> {
-        let (full, headers) = (self.key(key), self.key(LISTS));
+        let (full, headers, log) = (self.key(key), self.key(LISTS), self.key(CHANGES));
         let generation = Version::fresh().raw().to_string();
         // Never re-sent: a lost reply may hide an append the server applied.
         self.with_conn(Resend::Never, "appending", |mut link| {
-            let (full, headers, generation, items) = (&full, &headers, &generation, &items);
+            let (full, headers, log, generation, items) =
+                (&full, &headers, &log, &generation, &items);
             async move {
                 APPEND
                     .key(full)
                     .key(headers)
+                    .key(log)
                     .arg(key)
                     .arg(generation)
                     .arg(items)
@@ -123,13 +130,14 @@ impl RedisBackend {
 
     /// LTRIM, with the head moved by what goes from the front.
     pub(crate) async fn trim_list(&self, key: &str, start: i64, end: i64) -> Result<()> {
-        let (full, headers) = (self.key(key), self.key(LISTS));
+        let (full, headers, log) = (self.key(key), self.key(LISTS), self.key(CHANGES));
         // Not idempotent (a window counted from one end shrinks the list again): never re-sent.
         self.with_conn(Resend::Never, "trimming the list", |mut link| {
-            let (full, headers) = (&full, &headers);
+            let (full, headers, log) = (&full, &headers, &log);
             async move {
                 TRIM.key(full)
                     .key(headers)
+                    .key(log)
                     .arg(key)
                     .arg(start)
                     .arg(end)

@@ -55,6 +55,7 @@ pub mod config;
 mod core;
 mod feed;
 mod pool;
+mod watch;
 
 pub use crate::core::RedisBackend;
 pub use config::{RedisConfig, TYPE_NAME};
