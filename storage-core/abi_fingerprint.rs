@@ -10,6 +10,7 @@ pub const BOUNDARY_FILES: &[&str] = &[
     "src/error.rs",
     "src/version.rs",
     "src/blob.rs",
+    "src/watch.rs",
     "src/registry.rs",
     "src/plugin.rs",
     "src/config/spec.rs",

@@ -5,6 +5,7 @@
 //! storage [--config FILE] set KEY JSON [--ttl MS] [--role cache|database]
 //! storage [--config FILE] get KEY [--role ...] | delete KEY | keys [PATTERN] [--json]
 //! storage [--config FILE] append KEY JSON | range KEY START END | len KEY
+//! storage [--config FILE] tail KEY [--from N] | watch [PREFIX] [--role ...] [--from N]
 //! storage migrate --from A.yml --to B.yml [--role database|cache] [--dry-run] [--overwrite]
 //! ```
 //!
@@ -21,6 +22,7 @@ mod migrate_blob;
 mod observed;
 mod tail;
 mod value_arg;
+mod watch;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -150,16 +152,8 @@ enum Command {
         #[arg(long, value_name = "PATH", conflicts_with = "json")]
         value_file: Option<PathBuf>,
     },
-    /// Follows a list like `tail -f`: each item appended from now on (or from the absolute index
-    /// `--from`; 0 is the list's first append), one JSON value a line, until Ctrl-C.
-    Tail {
-        /// The list's key; one starting with `-` goes after `--`.
-        key: String,
-        /// The absolute index to start from (appends since the list was created; a trim does
-        /// not move it).
-        #[arg(long)]
-        from: Option<u64>,
-    },
+    #[command(flatten)]
+    Feed(watch::FeedCommand),
     /// Prints list items START..=END, one JSON value per line (negative indices count from the end).
     Range {
         /// The list's key.
@@ -467,8 +461,8 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tail { key, from } => {
-            tail::run(m, key, *from).await?;
+        Command::Feed(feed) => {
+            watch::run(m, feed).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Append {

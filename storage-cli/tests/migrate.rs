@@ -259,10 +259,11 @@ async fn redis_to_redis_cluster() {
         .query_async(&mut cluster_conn(&cluster).await)
         .await
         .unwrap();
-    // Its keys, its lists, and the namespace's hash of list headers (`{app:}\0lists`).
+    // Its keys, its lists, the namespace's hash of list headers (`{app:}\0lists`) and its
+    // change log (`{app:}\0changes`).
     assert_eq!(
         in_slot,
-        (KEYS + LISTS + 1) as u64,
+        (KEYS + LISTS + 2) as u64,
         "the namespace is one slot"
     );
 }

@@ -5,55 +5,9 @@
 #[path = "support/run.rs"]
 mod run;
 
-use run::{ok, storage};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Starts `storage tail ARGS` in `dir`; its stdout lines arrive on the returned channel.
-fn follow(
-    dir: &std::path::Path,
-    args: &[&str],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_storage"))
-        .arg("tail")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
-}
-
-fn lines(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut got = Vec::new();
-    while got.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => got.push(line),
-            Err(_) => panic!("{} of {n} lines within 20 s: {got:?}", got.len()),
-        }
-    }
-    got
-}
-
-fn interrupt(mut child: std::process::Child) {
-    // SAFETY: kill with the pid of a child we spawned and have not reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert!(status.success(), "Ctrl-C ends tail cleanly: {status}");
-}
+use run::{follow, interrupt, lines, ok, storage};
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn tail_prints_what_other_processes_append_until_ctrl_c() {
@@ -63,10 +17,10 @@ fn tail_prints_what_other_processes_append_until_ctrl_c() {
     ok(&storage(d, &["append", "chat", r#"{"n":1}"#]));
 
     // From the first append: the two items there, then what comes.
-    let (all, all_rx) = follow(d, &["chat", "--from", "0"]);
+    let (all, all_rx) = follow(d, &["tail", "chat", "--from", "0"]);
     assert_eq!(lines(&all_rx, 2), [r#"{"n":0}"#, r#"{"n":1}"#]);
     // From the end: only what comes next.
-    let (new, new_rx) = follow(d, &["chat"]);
+    let (new, new_rx) = follow(d, &["tail", "chat"]);
     std::thread::sleep(Duration::from_millis(300));
     ok(&storage(d, &["append", "chat", r#"{"n":2}"#]));
     ok(&storage(d, &["append", "chat", r#""three""#]));

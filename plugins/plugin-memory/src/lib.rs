@@ -84,6 +84,17 @@ impl Store for TimedMemory {
     async fn close(&self) -> Result<()> {
         self.inner.close().await
     }
+    async fn changes(
+        &self,
+        from: Option<u64>,
+        max: usize,
+    ) -> Result<storage_core::watch::ChangeWindow> {
+        self.enter("changes").await;
+        self.inner.changes(from, max).await
+    }
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        self.inner.wait_for_changes(from, limit).await
+    }
 }
 
 #[async_trait]

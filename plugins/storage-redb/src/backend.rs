@@ -5,14 +5,16 @@
 
 use crate::expiry::unindex_deadline;
 use crate::{
-    Header, INLINE_READ_LIMIT, ITEMS, KEYS, RedbBackend, TYPE_NAME, append_texts, db_error,
-    deadline, decode_json, encode, header_of, live_header, now_ms, put_value, remove_items,
+    Header, INLINE_READ_LIMIT, ITEMS, KEYS, RedbBackend, TYPE_NAME, append_texts, changes,
+    db_error, deadline, decode_json, encode, header_of, live_header, now_ms, put_value,
+    remove_items,
 };
 use async_trait::async_trait;
 use redb::ReadableTable;
 use serde_json::Value;
 use std::time::Duration;
 use storage_core::raw::{glob_match, literal_prefix, lrange_window, prefix_upper_bound};
+use storage_core::watch::{ChangeKind, ChangeWindow};
 use storage_core::{
     Cache, CacheEntry, Condition, Database, Error, KeyKind, KeyTtl, ListWindow, Result, Store,
     Version,
@@ -54,6 +56,12 @@ impl Store for RedbBackend {
                     if h.list {
                         remove_items(tx, ns, &key, h.head()..h.head() + h.len)?;
                     }
+                    let kind = if h.live(now) {
+                        ChangeKind::Delete
+                    } else {
+                        ChangeKind::Expired
+                    };
+                    changes::record(tx, ns, &key, kind, None)?;
                     Ok(h.live(now))
                 }
             }
@@ -161,7 +169,8 @@ impl Store for RedbBackend {
                     remove_items(tx, ns, key, h.head()..h.head() + h.len)?;
                 }
             }
-            Ok(())
+            drop(table);
+            changes::record(tx, ns, "", ChangeKind::Cleared, None)
         })
         .await
     }
@@ -175,6 +184,19 @@ impl Store for RedbBackend {
 
     async fn close(&self) -> Result<()> {
         self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        Ok(())
+    }
+
+    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+        self.read_inline(|tx, ns| changes::window(tx, ns, from, max))
+    }
+
+    /// Reads the log's end every 5 ms: one read transaction, no wake-up to miss.
+    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + limit;
+        while self.changes(None, 0).await?.next <= from && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Ok(())
     }
 }
@@ -303,6 +325,8 @@ impl Database for RedbBackend {
                     table
                         .remove((ns, key.as_str()))
                         .map_err(|e| db_error(e, "dropping the list"))?;
+                    drop(table);
+                    changes::record(tx, ns, &key, ChangeKind::Delete, None)?;
                 }
                 Some((first, last)) => {
                     let kept = Header::list(last - first + 1, head + first, generation);

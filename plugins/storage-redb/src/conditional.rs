@@ -72,6 +72,7 @@ impl RedbBackend {
             if h.list {
                 crate::remove_items(tx, ns, &key, h.head()..h.head() + h.len)?;
             }
+            crate::changes::record(tx, ns, &key, storage_core::watch::ChangeKind::Delete, None)?;
             Ok(true)
         })
         .await

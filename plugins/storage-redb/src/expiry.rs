@@ -94,6 +94,7 @@ pub(crate) fn reclaim_expired(tx: &redb::WriteTransaction, ns: &str, now: i64) -
     let mut table = tx
         .open_table(KEYS)
         .map_err(|e| db_error(e, "opening the key table"))?;
+    let mut expired = Vec::new();
     for (at, key) in due {
         index
             .remove((ns, at, key.as_str()))
@@ -104,7 +105,12 @@ pub(crate) fn reclaim_expired(tx: &redb::WriteTransaction, ns: &str, now: i64) -
             table
                 .remove((ns, key.as_str()))
                 .map_err(|e| db_error(e, "reclaiming"))?;
+            expired.push(key);
         }
+    }
+    drop((index, table));
+    for key in expired {
+        crate::changes::record(tx, ns, &key, storage_core::watch::ChangeKind::Expired, None)?;
     }
     Ok(())
 }

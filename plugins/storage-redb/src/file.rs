@@ -100,6 +100,7 @@ fn create(path: &Path) -> Result<Redb> {
     tx.open_table(ITEMS)
         .map_err(|e| db_error(e, "creating tables"))?;
     index_existing_deadlines(&tx)?;
+    crate::changes::create_tables(&tx)?;
     tx.commit().map_err(|e| db_error(e, "creating tables"))?;
     Ok(db)
 }

@@ -31,6 +31,7 @@
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
+use storage_core::watch::ChangeKind;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,6 +40,7 @@ use storage_core::plugin::PluginRegistrar;
 use storage_core::{Error, Result, Version};
 
 mod backend;
+mod changes;
 mod commit;
 mod conditional;
 pub mod config;
@@ -310,6 +312,8 @@ fn put_value(
     if let Some(at) = expires_at {
         index_deadline(tx, ns, key, at)?;
     }
+    drop(table);
+    changes::record(tx, ns, key, ChangeKind::Set, Some(version))?;
     Ok(version)
 }
 
@@ -327,7 +331,10 @@ fn append_texts(
         Some(h) if h.list => (h.head(), h.len, h.generation()),
         Some(_) => return Err(Error::holds_value(key)),
         // A new list draws its generation, which followers tell incarnations by.
-        None => (0, 0, Version::fresh().raw()),
+        None => {
+            changes::record(tx, ns, key, ChangeKind::Set, None)?;
+            (0, 0, Version::fresh().raw())
+        }
     };
     let start = head + len;
     let header = Header::list(len + texts.len() as u64, head, generation);

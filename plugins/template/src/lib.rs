@@ -22,6 +22,12 @@
 //! (`storage_core::raw::BlobHasher`), makes the blob visible only once complete, and wraps the
 //! stream `get` returns in `storage_core::raw::Verified`. Read `put`'s reader inside `put`'s
 //! own future, not from a task you spawn: it may belong to the host's runtime.
+//!
+//! Following lists and watching keys (plugin ABI 8 and 9): `list_window` and `wait_for_change`
+//! on the database role, and `changes` and `wait_for_changes` on both, forward here too. Your
+//! own backend files every change in the transaction that writes it, into a bounded log whose
+//! positions only grow (see `plugins/storage-redb/src/changes.rs`); one that cannot leaves the
+//! defaults, which answer `Unsupported`, and the kit then says its watch cases do not apply.
 
 use serde::Deserialize;
 use serde_json::Value;
