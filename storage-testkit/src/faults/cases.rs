@@ -346,3 +346,58 @@ pub(super) async fn tail_across_a_restart(cx: Arc<Cx>) -> Check {
     }
     Ok(())
 }
+
+/// A watcher of the namespace while the server goes away and comes back: it delivers every
+/// change made after the restart, in order, resuming from where it stood (the log is the
+/// server's); none is lost.
+pub(super) async fn watch_across_a_restart(cx: Arc<Cx>) -> Check {
+    let store = cx.backend.shared_store();
+    let mut watch = storage_core::watch::Watch::new(store, "fault:watch:")
+        .await
+        .map_err(|e| format!("watch: {e}"))?;
+    for i in 0..3 {
+        cx.backend
+            .set(&format!("fault:watch:{i}"), &json!(i))
+            .await
+            .map_err(|e| format!("set {i}: {e}"))?;
+    }
+    let watcher = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            match tokio::time::timeout(Duration::from_secs(30), watch.next()).await {
+                // A set resent after a lost reply may be filed twice: each key counts once.
+                Ok(Some(Ok(storage_core::watch::WatchEvent::Change(c)))) => {
+                    if !got.contains(&c.key) {
+                        got.push(c.key);
+                    }
+                }
+                Ok(Some(Ok(other))) => return Err(format!("{other:?} after {got:?}")),
+                Ok(Some(Err(e))) => return Err(format!("the watch ended with {e} after {got:?}")),
+                Ok(None) => return Err(format!("the watch ended after {got:?}")),
+                Err(_) => return Err(format!("no change within 30 s after {got:?}")),
+            }
+        }
+        Ok(got)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cx.proxy.reset();
+    cx.proxy.set(Fault::Refuse);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cx.proxy.set(Fault::Pass);
+    for i in 3..6 {
+        let mut tries = 0;
+        while let Err(e) = cx.backend.set(&format!("fault:watch:{i}"), &json!(i)).await {
+            tries += 1;
+            if tries > 20 || e.outcome() != storage_core::Outcome::NotApplied {
+                return Err(format!("set {i} after the restart: {e}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let got = watcher.await.map_err(|e| e.to_string())??;
+    let want: Vec<String> = (0..6).map(|i| format!("fault:watch:{i}")).collect();
+    if got != want {
+        return Err(format!("the watch delivered {got:?}, want {want:?}"));
+    }
+    Ok(())
+}

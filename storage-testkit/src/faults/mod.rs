@@ -91,6 +91,12 @@ impl Opened {
             Opened::Database(d) => d.set(key, v).await,
         }
     }
+    fn shared_store(&self) -> Arc<dyn Store> {
+        match self {
+            Opened::Cache(c) => c.clone(),
+            Opened::Database(d) => d.clone(),
+        }
+    }
     fn db(&self) -> Option<&Arc<dyn Database>> {
         match self {
             Opened::Database(d) => Some(d),
@@ -304,6 +310,12 @@ fn cases() -> Vec<FaultCase> {
             database_only: true,
             limits: d,
             run: |cx| Box::pin(tail_across_a_restart(cx)),
+        },
+        FaultCase {
+            name: "fault_watch_across_a_restart_loses_nothing",
+            database_only: false,
+            limits: d,
+            run: |cx| Box::pin(watch_across_a_restart(cx)),
         },
     ]
 }
