@@ -1,8 +1,11 @@
-//! The follower rows: how long an append on one instance takes to reach a follower on another
-//! (`storage_core::feed::Tail`), p50 and p99 over a few hundred appends, per backend. The two
+//! The feed rows: how long an append on one instance takes to reach a follower on another
+//! (`storage_core::feed::Tail`), and a set on one instance a watcher on another
+//! (`storage_core::watch::Watch`), p50 and p99 over a few hundred writes, per backend. The two
 //! instances are separate backends of one process (separate pools; for SQLite, two pools on
-//! one file, which is what another process sees too). In the rows, `p50 µs` and `p99 µs` are
-//! the latency; `ops/s` is the appends followed per second.
+//! one file, which is what another process sees too). The reader runs in a task of its own,
+//! waiting as it would in use, and stamps each item the moment it has it; each write lands at a
+//! random point of that wait. In the rows, `p50 µs` and `p99 µs` are the latency; `ops/s` is
+//! the writes seen per second.
 
 use crate::harness::{Row, Stats};
 use serde_json::json;
@@ -10,10 +13,74 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage_core::Database;
 use storage_core::feed::Tail;
+use storage_core::watch::{Watch, WatchEvent};
+use tokio::sync::mpsc;
 
-/// One backend's row: `count` appends on `writer`, each awaited by a follower on `reader`
-/// before the next.
+/// One backend's rows: the follower's and the watcher's.
 pub async fn bench(
+    backend: &str,
+    writer: Arc<dyn Database>,
+    reader: Arc<dyn Database>,
+    count: usize,
+    rows: &mut Vec<Row>,
+) {
+    tail_row(backend, writer.clone(), reader.clone(), count, rows).await;
+    watch_row(backend, writer, reader, count, rows).await;
+}
+
+/// Times `count` writes (`write(i)`), each until the reader task reports item `i`
+/// (`(i, when)` on `seen`).
+async fn measure<W, F>(
+    backend: &str,
+    op: &'static str,
+    count: usize,
+    mut seen: mpsc::UnboundedReceiver<(usize, Instant)>,
+    mut write: W,
+) -> Row
+where
+    W: FnMut(usize) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let mut latencies = Vec::with_capacity(count);
+    let started = Instant::now();
+    for i in 0..count {
+        // Spread over the longest poll interval (10 ms), so that writes land anywhere in it.
+        tokio::time::sleep(Duration::from_micros(200 + (i as u64 * 7919) % 12_000)).await;
+        let sent = Instant::now();
+        write(i).await;
+        let (index, at) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("the reader sees the write within 10 s")
+            .expect("the reader goes on");
+        assert_eq!(index, i, "the reader's items are in order");
+        latencies.push(at.saturating_duration_since(sent).as_nanos() as u64);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1000.0
+    };
+    eprintln!(
+        "bench: {backend} {op}: p50 {:.0} µs, p99 {:.0} µs",
+        pct(0.5),
+        pct(0.99)
+    );
+    Row {
+        backend: backend.to_string(),
+        op,
+        concurrency: Some(1),
+        list_len: None,
+        project: Some(Stats::single(
+            count as f64 / elapsed.as_secs_f64(),
+            pct(0.5),
+            pct(0.99),
+        )),
+        baseline: None,
+    }
+}
+
+/// `count` appends on `writer`, each seen by a follower on `reader` before the next.
+async fn tail_row(
     backend: &str,
     writer: Arc<dyn Database>,
     reader: Arc<dyn Database>,
@@ -23,47 +90,60 @@ pub async fn bench(
     let key = format!("feed-bench:{}", std::process::id());
     let _ = writer.delete(&key).await;
     writer.append(&key, &json!("start")).await.expect("append");
+    let (tx, rx) = mpsc::unbounded_channel();
     let mut tail = Tail::new(reader, &key, 1);
-    let mut latencies = Vec::with_capacity(count);
-    let started = Instant::now();
-    for i in 0..count {
-        // Appends land at random points of the follower's wait, as they would in use.
-        tokio::time::sleep(Duration::from_micros(200 + (i as u64 * 7919) % 3000)).await;
-        let sent = Instant::now();
-        writer.append(&key, &json!(i)).await.expect("append");
-        let item = tokio::time::timeout(Duration::from_secs(10), tail.next())
-            .await
-            .expect("the follower sees the append within 10 s")
-            .expect("the follower goes on")
-            .expect("the follower reads");
-        assert_eq!(
-            item.index,
-            i as u64 + 1,
-            "the follower's items are in order"
-        );
-        latencies.push(sent.elapsed().as_nanos() as u64);
-    }
-    let elapsed = started.elapsed();
-    let _ = writer.delete(&key).await;
-    latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1000.0
-    };
-    eprintln!(
-        "bench: {backend} append → follower: p50 {:.0} µs, p99 {:.0} µs",
-        pct(0.5),
-        pct(0.99)
-    );
-    rows.push(Row {
-        backend: backend.to_string(),
-        op: "append_seen_by_follower",
-        concurrency: Some(1),
-        list_len: None,
-        project: Some(Stats::single(
-            count as f64 / elapsed.as_secs_f64(),
-            pct(0.5),
-            pct(0.99),
-        )),
-        baseline: None,
+    let follower = tokio::spawn(async move {
+        while let Some(Ok(item)) = tail.next().await {
+            if tx.send((item.index as usize - 1, Instant::now())).is_err() {
+                return;
+            }
+        }
     });
+    let row = measure(backend, "append_seen_by_follower", count, rx, |i| {
+        let (writer, key) = (writer.clone(), key.clone());
+        async move { writer.append(&key, &json!(i)).await.expect("append") }
+    })
+    .await;
+    follower.abort();
+    let _ = writer.delete(&key).await;
+    rows.push(row);
+}
+
+/// `count` sets on `writer`, each seen by a watcher on `reader` before the next.
+async fn watch_row(
+    backend: &str,
+    writer: Arc<dyn Database>,
+    reader: Arc<dyn Database>,
+    count: usize,
+    rows: &mut Vec<Row>,
+) {
+    let prefix = format!("watch-bench:{}:", std::process::id());
+    let mut watch = Watch::new(reader, &prefix).await.expect("watch");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watcher = {
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = watch.next().await {
+                let WatchEvent::Change(c) = event else {
+                    panic!("the watcher fell behind: {event:?}");
+                };
+                let i = c.key[prefix.len()..]
+                    .parse()
+                    .expect("a key the bench wrote");
+                if tx.send((i, Instant::now())).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let row = measure(backend, "set_seen_by_watcher", count, rx, |i| {
+        let (writer, key) = (writer.clone(), format!("{prefix}{i}"));
+        async move { writer.set(&key, &json!(i)).await.expect("set") }
+    })
+    .await;
+    watcher.abort();
+    for i in 0..count {
+        let _ = writer.delete(&format!("{prefix}{i}")).await;
+    }
+    rows.push(row);
 }

@@ -10,6 +10,8 @@ use storage_core::watch::{Change, ChangeKind, ChangeWindow, RETAINED_CHANGES};
 #[derive(Debug, Default)]
 pub(crate) struct ChangeLogs {
     by_namespace: HashMap<String, Log>,
+    /// Woken on every change filed, for watchers waiting on the log's end.
+    pub(crate) filed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +33,7 @@ impl ChangeLogs {
                 log.start += 1;
             }
             log.entries.push_back((key.to_string(), kind, version));
+            self.filed.notify_waiters();
         }
     }
 

@@ -240,17 +240,24 @@ impl Store for MemoryBackend {
         Ok(self.store.write().changes.window(&self.ns, from, max))
     }
 
-    /// Looks at the log's end every millisecond: a read lock and a lookup, cheaper than waking
-    /// every watcher of the store on every write.
+    /// Woken by every change filed in this store (any watched namespace); the log's end says
+    /// whether it was this one.
     async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
         self.open()?;
         let deadline = tokio::time::Instant::now() + limit;
-        while self.store.read().changes.end(&self.ns) <= from
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let filed = self.store.read().changes.filed.clone();
+        loop {
+            let woken = filed.notified();
+            tokio::pin!(woken);
+            // Registered before the look at the end: a change filed after it wakes this one.
+            woken.as_mut().enable();
+            if self.store.read().changes.end(&self.ns) > from {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 }
 
