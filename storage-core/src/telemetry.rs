@@ -41,6 +41,14 @@ pub const CONNECTION_TIMEOUTS: &str = "db.client.connection.timeouts";
 pub const CACHE_HITS: &str = "storage.cache_aside.hits";
 /// Counter: cache-aside reads the cache could not answer (missing, or a cache error).
 pub const CACHE_MISSES: &str = "storage.cache_aside.misses";
+/// Counter: cache-aside misses that shared another read's database load (in this process, or
+/// through another instance's stampede lease) instead of loading themselves.
+pub const CACHE_COALESCED_LOADS: &str = "storage.cache_aside.coalesced_loads";
+/// Counter: stampede leases taken (this instance loaded for every instance).
+pub const CACHE_LEASES_TAKEN: &str = "storage.cache_aside.leases_taken";
+/// Counter: warms given up because a write or an invalidation came first, or the load took
+/// longer than the invalidation hold (what would have been a stale warm).
+pub const CACHE_LEASES_LOST: &str = "storage.cache_aside.leases_lost";
 /// Gauge: writes queued by write-behind and not yet in the database.
 pub const WRITE_BEHIND_DEPTH: &str = "storage.write_behind.queue_depth";
 /// Counter: write-behind writes the database refused (kept and reported until retried).
@@ -89,6 +97,15 @@ pub fn describe() {
     describe_counter!(CONNECTION_TIMEOUTS, "Pool checkouts that timed out");
     describe_counter!(CACHE_HITS, "Cache-aside reads answered by the cache");
     describe_counter!(CACHE_MISSES, "Cache-aside reads the cache could not answer");
+    describe_counter!(
+        CACHE_COALESCED_LOADS,
+        "Cache-aside misses that shared another read's load"
+    );
+    describe_counter!(CACHE_LEASES_TAKEN, "Cache-aside stampede leases taken");
+    describe_counter!(
+        CACHE_LEASES_LOST,
+        "Cache-aside warms given up for a newer write or a slow load"
+    );
     describe_gauge!(
         WRITE_BEHIND_DEPTH,
         "Write-behind writes not yet in the database"

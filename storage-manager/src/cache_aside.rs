@@ -97,11 +97,17 @@ pub struct WriteBehindReport {
 /// duplicate), its queue is bounded, and [`CacheAside::shutdown`] flushes it within a timeout
 /// and names exactly the keys it could not write.
 pub struct CacheAside {
-    cache: Arc<dyn Cache>,
-    database: Arc<dyn Database>,
-    ttl: Option<Duration>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    pub(crate) cache: Arc<dyn Cache>,
+    pub(crate) database: Arc<dyn Database>,
+    pub(crate) ttl: Option<Duration>,
+    /// How long an invalidation marker holds a key, and the longest load that may warm.
+    pub(crate) hold: Duration,
+    pub(crate) stampede_lease: bool,
+    pub(crate) loads: crate::cache_aside_read::Loads,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) leases_lost: AtomicU64,
     cache_errors: AtomicU64,
     queue: Arc<Queue>,
     enqueue_timeout: Duration,
@@ -142,6 +148,13 @@ pub struct CacheAsideOptions {
     pub write_behind_capacity: usize,
     /// How long a write-behind call waits for queue space before it fails (default 10 s).
     pub enqueue_timeout: Duration,
+    /// How long an invalidation (a delete, a conditional write, a batch) keeps a key from
+    /// being warmed, and the longest a load may take and still warm the cache (default 1 s).
+    /// Longer protects slower loads; shorter sends fewer reads to the database after a write.
+    pub invalidation_hold: Duration,
+    /// Instances agree on one loader per missed key (a lease in the cache), and the others
+    /// wait up to `invalidation_hold` for its warm (default off: each instance loads once).
+    pub stampede_lease: bool,
 }
 
 impl Default for CacheAsideOptions {
@@ -150,6 +163,8 @@ impl Default for CacheAsideOptions {
             ttl: None,
             write_behind_capacity: 1024,
             enqueue_timeout: Duration::from_secs(10),
+            invalidation_hold: Duration::from_secs(1),
+            stampede_lease: false,
         }
     }
 }
@@ -184,7 +199,12 @@ impl CacheAside {
             ttl,
             write_behind_capacity: capacity,
             enqueue_timeout,
+            invalidation_hold,
+            stampede_lease,
         } = options;
+        // A hold of zero would let no load warm; a hold past the entries' TTL would outlive
+        // the values it guards.
+        let hold = invalidation_hold.max(Duration::from_millis(1));
         let queue = Arc::new(Queue {
             ops: Mutex::new(VecDeque::new()),
             space: Semaphore::new(capacity.max(1)),
@@ -195,13 +215,18 @@ impl CacheAside {
             failed_capacity: capacity.max(1),
             failed_space: Notify::new(),
         });
-        let worker = tokio::spawn(drain(queue.clone(), database.clone(), cache.clone()));
+        let worker = tokio::spawn(drain(queue.clone(), database.clone(), cache.clone(), hold));
         CacheAside {
             cache,
             database,
             ttl,
+            hold,
+            stampede_lease,
+            loads: Default::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            leases_lost: AtomicU64::new(0),
             cache_errors: AtomicU64::new(0),
             queue,
             enqueue_timeout,
@@ -258,6 +283,8 @@ impl CacheAside {
             cache_errors: self.cache_errors.load(Ordering::Relaxed),
             write_behind_pending: lock(&self.queue.ops).len() as u64,
             write_behind_failed: lock(&self.queue.failed).len() as u64,
+            coalesced_loads: self.coalesced.load(Ordering::Relaxed),
+            leases_lost: self.leases_lost.load(Ordering::Relaxed),
         }
     }
 
@@ -271,26 +298,12 @@ impl CacheAside {
         tracing::warn!(op, key, error = %e, "cache failed; serving from the database");
     }
 
-    /// Lazy loading: the cache, else the database, warming the cache on the way back.
-    pub async fn get(&self, key: &str) -> Result<Option<Value>> {
-        match self.cache.get(key).await {
-            Ok(Some(v)) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(telemetry::CACHE_HITS).increment(1);
-                return Ok(Some(v));
-            }
-            Ok(None) => {}
-            Err(e) => self.cache_failed("get", key, &e),
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(telemetry::CACHE_MISSES).increment(1);
-        let value = self.database.get(key).await?;
-        if let Some(v) = &value
-            && let Err(e) = self.cache.set(key, v, self.ttl).await
-        {
-            self.cache_failed("warm", key, &e);
-        }
-        Ok(value)
+    /// Replaces what the cache holds for `key` with an invalidation marker living the hold, so
+    /// that no load that raced the write warms the old value back (`cache_aside_read.rs`).
+    pub(crate) async fn invalidate(&self, op: &str, key: &str) {
+        invalidate(&*self.cache, key, self.hold)
+            .await
+            .unwrap_or_else(|e| self.cache_failed(op, key, &e));
     }
 
     /// Write-through: the database, then the cache.
@@ -298,8 +311,8 @@ impl CacheAside {
         self.database.set(key, value).await?;
         if let Err(e) = self.cache.set(key, value, self.ttl).await {
             self.cache_failed("set", key, &e);
-            // A stale entry would outlive the write; drop it if we can.
-            let _ = self.cache.delete(key).await;
+            // A stale entry would outlive the write; mark it if we can.
+            self.invalidate("set", key).await;
         }
         Ok(())
     }
@@ -307,9 +320,7 @@ impl CacheAside {
     /// Write-through delete: the database, then the cache.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let existed = self.database.delete(key).await?;
-        if let Err(e) = self.cache.delete(key).await {
-            self.cache_failed("delete", key, &e);
-        }
+        self.invalidate("delete", key).await;
         Ok(existed)
     }
 
@@ -324,7 +335,7 @@ impl CacheAside {
             .await?;
         if let Err(e) = self.cache.set(key, value, self.ttl).await {
             self.cache_failed("set", key, &e);
-            let _ = self.cache.delete(key).await;
+            self.invalidate("set", key).await;
         }
         Ok(())
     }
@@ -334,9 +345,7 @@ impl CacheAside {
         storage_core::raw::validate_key(key)?;
         let _order = self.order.lock().await;
         self.enqueue(Op::Delete(key.to_string())).await?;
-        if let Err(e) = self.cache.delete(key).await {
-            self.cache_failed("delete", key, &e);
-        }
+        self.invalidate("delete", key).await;
         Ok(())
     }
 
@@ -404,6 +413,18 @@ impl CacheAside {
     }
 }
 
+/// The marker in place of `key`'s entry for `hold`; where the cache cannot store it, the
+/// entry removed at least.
+async fn invalidate(cache: &dyn Cache, key: &str, hold: Duration) -> Result<()> {
+    let marked = cache
+        .set(key, &crate::cache_aside_read::marker(), Some(hold))
+        .await;
+    if marked.is_err() {
+        cache.delete(key).await?;
+    }
+    marked
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -423,7 +444,12 @@ fn failed_write(op: &Op, error: &str) -> FailedWrite {
 /// operation refused for good moves to the failed list (and out of the cache); when that list
 /// is full the worker waits for the application to retry or acknowledge, so the queue fills and
 /// callers get errors instead of writes being dropped.
-async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>, cache: Arc<dyn Cache>) {
+async fn drain(
+    queue: Arc<Queue>,
+    database: Arc<dyn Database>,
+    cache: Arc<dyn Cache>,
+    hold: Duration,
+) {
     let mut failures = 0u32;
     loop {
         let next = lock(&queue.ops).front().cloned();
@@ -456,7 +482,7 @@ async fn drain(queue: Arc<Queue>, database: Arc<dyn Database>, cache: Arc<dyn Ca
                 tracing::error!(key = op.key(), error = %e, "write-behind operation refused; kept until retried or acknowledged");
                 // The cache must not keep a value the database refused.
                 if let Op::Set(k, _) = &op {
-                    let _ = cache.delete(k).await;
+                    let _ = invalidate(&*cache, k, hold).await;
                 }
                 loop {
                     let space = queue.failed_space.notified();

@@ -57,20 +57,16 @@ impl ForwardDatabase for CacheAside {
     /// it through). Versions live in the database only; a write-behind `set` still queued for
     /// the key is not seen by the condition.
     async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
-        let (cache, database) = self.parts();
-        let version = database.set_if(key, value, condition).await?;
-        if let Err(e) = cache.delete(key).await {
-            self.cache_failed("set_if", key, &e);
-        }
+        let version = self.parts().1.set_if(key, value, condition).await?;
+        self.invalidate("set_if", key).await;
         Ok(version)
     }
 
     /// As [`CacheAside`]'s `set_if`: the database, then the key out of the cache.
     async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
-        let (cache, database) = self.parts();
-        let removed = database.delete_if(key, condition).await?;
-        if removed && let Err(e) = cache.delete(key).await {
-            self.cache_failed("delete_if", key, &e);
+        let removed = self.parts().1.delete_if(key, condition).await?;
+        if removed {
+            self.invalidate("delete_if", key).await;
         }
         Ok(removed)
     }
@@ -78,12 +74,9 @@ impl ForwardDatabase for CacheAside {
     /// The database in one transaction, then each key out of the cache (the next `get` reads
     /// it through).
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        let (cache, database) = self.parts();
-        database.mset(entries).await?;
+        self.parts().1.mset(entries).await?;
         for (key, _) in entries {
-            if let Err(e) = cache.delete(key).await {
-                self.cache_failed("mset", key, &e);
-            }
+            self.invalidate("mset", key).await;
         }
         Ok(())
     }

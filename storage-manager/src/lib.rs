@@ -32,6 +32,7 @@
 mod block_in_place;
 mod cache_aside;
 mod cache_aside_database;
+mod cache_aside_read;
 pub mod config_file;
 mod plugin_file;
 mod plugins;

@@ -65,6 +65,11 @@ pub struct CacheStats {
     pub write_behind_pending: u64,
     /// Write-behind operations the database refused, kept until retried or acknowledged.
     pub write_behind_failed: u64,
+    /// Misses that shared another read's database load instead of loading themselves.
+    pub coalesced_loads: u64,
+    /// Warms given up because a write or an invalidation came first (or the load was slower
+    /// than the invalidation hold): each one a stale value the cache did not get.
+    pub leases_lost: u64,
 }
 
 impl CacheStats {

@@ -37,10 +37,14 @@ async fn reads_go_through_the_cache_and_writes_keep_it_fresh() {
     let store = MemoryStore::new();
     let cache = store.cache("c:").unwrap();
     let inner = store.database("d:").unwrap();
+    let hold = std::time::Duration::from_millis(200);
     let layer = Arc::new(CacheAside::new(
         cache.clone(),
         inner.clone(),
-        CacheAsideOptions::with_capacity(8),
+        CacheAsideOptions {
+            invalidation_hold: hold,
+            ..CacheAsideOptions::with_capacity(8)
+        },
     ));
     let db: Arc<dyn Database> = layer.clone();
     db.set("k", &json!(1)).await.unwrap();
@@ -50,9 +54,24 @@ async fn reads_go_through_the_cache_and_writes_keep_it_fresh() {
         1,
         "a write-through value is read from the cache"
     );
-    // A batch reaches the database and drops the cached copy; the next read goes through.
+    // A batch reaches the database and marks the cached copy invalidated; reads go through,
+    // and do not warm while the mark holds (a slow read of the old value could be among them).
     db.mset(&[("k".into(), json!(2))]).await.unwrap();
-    assert_eq!(cache.get("k").await.unwrap(), None);
+    let marked = cache
+        .get("k")
+        .await
+        .unwrap()
+        .expect("the invalidation marker");
+    assert_ne!(marked, json!(1));
+    assert_eq!(db.get("k").await.unwrap(), Some(json!(2)));
+    assert_eq!(cache.get("k").await.unwrap(), Some(marked));
+    assert_eq!(
+        layer.stats().leases_lost,
+        1,
+        "the warm during the hold gave way"
+    );
+    // After the hold, a read warms the cache again.
+    tokio::time::sleep(hold + hold / 2).await;
     assert_eq!(db.get("k").await.unwrap(), Some(json!(2)));
     assert_eq!(cache.get("k").await.unwrap(), Some(json!(2)));
     // Lists pass through to the database.
