@@ -49,6 +49,16 @@ pub const CACHE_LEASES_TAKEN: &str = "storage.cache_aside.leases_taken";
 /// Counter: warms given up because a write or an invalidation came first, or the load took
 /// longer than the invalidation hold (what would have been a stale warm).
 pub const CACHE_LEASES_LOST: &str = "storage.cache_aside.leases_lost";
+/// Counter: near-cache reads served in process.
+pub const NEAR_CACHE_HITS: &str = "storage.near_cache.hits";
+/// Counter: near-cache reads that went to the store (missing, or the level out of sync).
+pub const NEAR_CACHE_MISSES: &str = "storage.near_cache.misses";
+/// Counter: changes received from the store's log.
+pub const NEAR_CACHE_INVALIDATIONS: &str = "storage.near_cache.invalidations";
+/// Counter: times the whole level was dropped.
+pub const NEAR_CACHE_FLUSHES: &str = "storage.near_cache.flushes";
+/// Counter: fail-safe values served while the store failed.
+pub const NEAR_CACHE_STALE_SERVED: &str = "storage.near_cache.stale_served";
 /// Gauge: writes queued by write-behind and not yet in the database.
 pub const WRITE_BEHIND_DEPTH: &str = "storage.write_behind.queue_depth";
 /// Counter: write-behind writes the database refused (kept and reported until retried).
@@ -102,6 +112,17 @@ pub fn describe() {
         "Cache-aside misses that shared another read's load"
     );
     describe_counter!(CACHE_LEASES_TAKEN, "Cache-aside stampede leases taken");
+    describe_counter!(NEAR_CACHE_HITS, "Near-cache reads served in process");
+    describe_counter!(NEAR_CACHE_MISSES, "Near-cache reads that went to the store");
+    describe_counter!(
+        NEAR_CACHE_INVALIDATIONS,
+        "Changes a near cache received from its store's log"
+    );
+    describe_counter!(NEAR_CACHE_FLUSHES, "Times a near cache dropped everything");
+    describe_counter!(
+        NEAR_CACHE_STALE_SERVED,
+        "Fail-safe values a near cache served while its store failed"
+    );
     describe_counter!(
         CACHE_LEASES_LOST,
         "Cache-aside warms given up for a newer write or a slow load"

@@ -34,6 +34,8 @@ mod cache_aside;
 mod cache_aside_database;
 mod cache_aside_read;
 pub mod config_file;
+mod near_cache;
+mod near_cache_ops;
 mod plugin_file;
 mod plugins;
 mod registry;
@@ -42,6 +44,7 @@ mod walk;
 
 pub use block_in_place::tokio_block_in_place;
 pub use cache_aside::{CacheAside, CacheAsideOptions, FailedWrite, WriteBehindReport};
+pub use near_cache::{Freshness, NearCache, NearCacheOptions, NearCacheStats};
 pub use plugins::load_plugin;
 pub use registry::builtin_registry;
 pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};

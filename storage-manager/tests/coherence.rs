@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use storage_core::layer::{ForwardDatabase, ForwardStore};
 use storage_core::{Cache, Database, Result, Store, async_trait};
-use storage_manager::{CacheAside, CacheAsideOptions, StorageManager};
-use storage_servers::{Postgres, Redis, RedisOptions, skip_or_fail};
+use storage_manager::{CacheAside, CacheAsideOptions};
+
+#[path = "support/backends.rs"]
+mod backends;
+use backends::{connect, servers};
 use tokio::sync::{Notify, Semaphore};
 
 /// A database whose `get` reads, announces it has read, then waits at the gate; and counts
@@ -46,81 +49,6 @@ impl ForwardDatabase for SlowReads {
     fn inner_database(&self) -> &dyn Database {
         &*self.inner
     }
-}
-
-/// Every built-in backend, as a block (`{}` stands for the role's own table or file).
-struct Servers {
-    _postgres: Option<Postgres>,
-    _redis: Option<Redis>,
-    blocks: Vec<(&'static str, String)>,
-    _dir: tempfile::TempDir,
-}
-
-fn servers(test: &str) -> Option<Servers> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut blocks = vec![
-        (
-            "in-memory",
-            "{ type: in-memory, store: coherence }".to_string(),
-        ),
-        (
-            "sqlite",
-            format!(
-                "{{ type: sqlite, path: '{}' }}",
-                dir.path().join("coherence.db").display()
-            ),
-        ),
-    ];
-    let postgres = match Postgres::start(&Default::default()) {
-        Ok(pg) => {
-            blocks.push((
-                "postgresql",
-                format!("{{ type: postgresql, url: '{}' }}", pg.url()),
-            ));
-            Some(pg)
-        }
-        Err(e) => {
-            skip_or_fail(test, &format!("no PostgreSQL: {e}"));
-            return None;
-        }
-    };
-    let redis = match Redis::start(&RedisOptions::default()) {
-        Ok(r) => {
-            blocks.push(("redis", format!("{{ type: redis, url: '{}' }}", r.url())));
-            Some(r)
-        }
-        Err(e) => {
-            skip_or_fail(test, &format!("no Redis: {e}"));
-            return None;
-        }
-    };
-    Some(Servers {
-        _postgres: postgres,
-        _redis: redis,
-        blocks,
-        _dir: dir,
-    })
-}
-
-/// The pair's cache and database, each in a namespace of this case's own.
-async fn connect(cache: &str, database: &str, prefix: &str) -> (Arc<dyn Cache>, Arc<dyn Database>) {
-    let with_prefix = |block: &str, role: &str| {
-        format!(
-            "{}, keyPrefix: '{prefix}{role}:', fallback: [] }}",
-            block.trim_end_matches('}').trim_end()
-        )
-    };
-    let yaml = format!(
-        "cache: {}\ndatabase: {}\n",
-        with_prefix(cache, "c"),
-        with_prefix(database, "d")
-    );
-    let m = StorageManager::from_source(
-        &storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref()).unwrap(),
-    )
-    .unwrap();
-    let b = m.connect().await.unwrap();
-    (b.cache, b.database)
 }
 
 /// What the writer does while the reader waits.

@@ -1,0 +1,150 @@
+//! [`NearCache`] as a [`Database`] and as a [`Cache`]: `get` served from the level while it is
+//! in sync, every write passed to the store with its key dropped here first, everything else
+//! passed through by the forwarding traits. Not the level or its coherence (`near_cache.rs`).
+//!
+//! A cache's entries expire in the store, and not every store reports an expiry in its change
+//! log; the level must not outlive them, so a fill on the cache role asks the store for the
+//! key's TTL and keeps only keys without one.
+
+use crate::near_cache::{Freshness, NearCache, NearCacheOptions};
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use storage_core::layer::{AsStore, ForwardCache, ForwardDatabase, ForwardStore};
+use storage_core::telemetry::{NEAR_CACHE_HITS, NEAR_CACHE_MISSES, NEAR_CACHE_STALE_SERVED};
+use storage_core::{
+    Cache, CacheEntry, Condition, Database, KeyTtl, Result, Store, Version, async_trait,
+};
+
+impl NearCache<dyn Database> {
+    /// A near cache over `database`. Must be created inside a tokio runtime (it spawns the
+    /// task that follows the database's change log).
+    pub fn database(database: Arc<dyn Database>, options: NearCacheOptions) -> Self {
+        let store: Arc<dyn Store> = database.clone();
+        NearCache::build(database, store, None, &options)
+    }
+}
+
+impl NearCache<dyn Cache> {
+    /// A near cache over `cache`. Must be created inside a tokio runtime.
+    pub fn cache(cache: Arc<dyn Cache>, options: NearCacheOptions) -> Self {
+        let store: Arc<dyn Store> = cache.clone();
+        NearCache::build(cache.clone(), store, Some(cache), &options)
+    }
+}
+
+impl<R: AsStore + ?Sized> NearCache<R> {
+    /// `get`, saying whether the value is fresh or a fail-safe one served while the store
+    /// failed (see [`crate::NearCacheOptions::fail_safe`]).
+    pub async fn get_with_freshness(&self, key: &str) -> Result<Option<(Value, Freshness)>> {
+        let shared = &self.shared;
+        if shared.in_sync() {
+            if let Some(v) = shared.entries.get(key) {
+                shared.hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(NEAR_CACHE_HITS).increment(1);
+                return Ok(Some(((*v).clone(), Freshness::Fresh)));
+            }
+            shared.misses.fetch_add(1, Ordering::Relaxed);
+        } else {
+            shared.bypassed.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics::counter!(NEAR_CACHE_MISSES).increment(1);
+        let ticket = shared.ticket(key);
+        match self.inner.as_store().get(key).await {
+            Ok(Some(v)) => {
+                let keep = match &self.expiring {
+                    Some(cache) => matches!(cache.ttl(key).await, Ok(KeyTtl::Persistent)),
+                    None => true,
+                };
+                shared.fill(key, &v, ticket, keep);
+                Ok(Some((v, Freshness::Fresh)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) if e.is_temporary() => {
+                let kept = shared.last_known.as_ref().and_then(|l| l.get(key));
+                match (kept, shared.fail_safe) {
+                    (Some((v, at)), Some(max)) if at.elapsed() <= max => {
+                        shared.stale_served.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(NEAR_CACHE_STALE_SERVED).increment(1);
+                        tracing::warn!(key, error = %e, "near cache: the store failed; serving the last value read");
+                        Ok(Some(((*v).clone(), Freshness::Stale { age: at.elapsed() })))
+                    }
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl<R: AsStore + ?Sized + 'static> ForwardStore for NearCache<R> {
+    fn inner_store(&self) -> &dyn Store {
+        self.inner.as_store()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Value>> {
+        Ok(self.get_with_freshness(key).await?.map(|(v, _)| v))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.shared.invalidate(key);
+        self.inner.as_store().delete(key).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.shared.flush();
+        self.inner.as_store().clear().await
+    }
+}
+
+#[async_trait]
+impl ForwardDatabase for NearCache<dyn Database> {
+    fn inner_database(&self) -> &dyn Database {
+        &*self.inner
+    }
+    async fn set(&self, key: &str, value: &Value) -> Result<()> {
+        self.shared.invalidate(key);
+        self.inner.set(key, value).await
+    }
+    async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
+        self.shared.invalidate(key);
+        self.inner.set_owned(key, value).await
+    }
+    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
+        for (key, _) in entries {
+            self.shared.invalidate(key);
+        }
+        self.inner.mset(entries).await
+    }
+    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
+        self.shared.invalidate(key);
+        self.inner.set_if(key, value, condition).await
+    }
+    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
+        self.shared.invalidate(key);
+        self.inner.delete_if(key, condition).await
+    }
+}
+
+#[async_trait]
+impl ForwardCache for NearCache<dyn Cache> {
+    fn inner_cache(&self) -> &dyn Cache {
+        &*self.inner
+    }
+    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
+        self.shared.invalidate(key);
+        self.inner.set(key, value, ttl).await
+    }
+    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
+        for entry in entries {
+            self.shared.invalidate(&entry.key);
+        }
+        self.inner.mset(entries).await
+    }
+    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
+        self.shared.invalidate(key);
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+}

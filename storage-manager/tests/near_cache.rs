@@ -1,0 +1,267 @@
+//! `NearCache` across instances, on every built-in database (in-memory, SQLite, PostgreSQL,
+//! Redis) against real servers the test starts: two instances, each with its own near cache
+//! and its own connections; a write on one is seen on the other within the staleness bound
+//! (measured: p99 ≤ 50 ms on loopback) and never stale once seen; a near cache whose change log
+//! is unreachable stops serving past the bound; the fail-safe serves the last value, marked
+//! stale, while the store fails; a cache entry with a TTL is never kept past it.
+
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use storage_core::{Database, Store};
+use storage_manager::{Freshness, NearCache, NearCacheOptions};
+
+#[path = "support/backends.rs"]
+mod backends;
+use backends::{connect, servers};
+
+mod flaky {
+    //! The store wrapper: its own imports, so that the forwarding traits' methods do not
+    //! shadow the store's in the tests.
+    use serde_json::Value;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use storage_core::layer::{ForwardDatabase, ForwardStore};
+    use storage_core::watch::ChangeWindow;
+    use storage_core::{Database, Error, Result, Store, async_trait};
+
+    /// A database whose change log and reads can be made to fail (a temporary error), as when its
+    /// server is unreachable.
+    #[derive(Debug)]
+    pub struct Flaky {
+        pub inner: Arc<dyn Database>,
+        pub log_down: AtomicBool,
+        pub reads_down: AtomicBool,
+    }
+
+    fn down() -> Error {
+        Error::connection("the test cut the server off").temporary()
+    }
+
+    #[async_trait]
+    impl ForwardStore for Flaky {
+        fn inner_store(&self) -> &dyn Store {
+            &*self.inner
+        }
+        async fn get(&self, key: &str) -> Result<Option<Value>> {
+            if self.reads_down.load(Ordering::SeqCst) {
+                return Err(down());
+            }
+            self.inner.get(key).await
+        }
+        async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
+            if self.log_down.load(Ordering::SeqCst) {
+                return Err(down());
+            }
+            self.inner.changes(from, max).await
+        }
+    }
+
+    #[async_trait]
+    impl ForwardDatabase for Flaky {
+        fn inner_database(&self) -> &dyn Database {
+            &*self.inner
+        }
+    }
+}
+use flaky::Flaky;
+
+async fn until_in_sync(near: &NearCache<dyn Database>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !near.in_sync() {
+        assert!(
+            Instant::now() < deadline,
+            "the near cache never got in sync"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_on_one_instance_reaches_the_others_near_cache_within_the_bound() {
+    let Some(servers) =
+        servers("a_write_on_one_instance_reaches_the_others_near_cache_within_the_bound")
+    else {
+        return;
+    };
+    for (name, block) in &servers.blocks {
+        let prefix = format!("near:{name}:");
+        let (_, db_a) = connect(block, block, &prefix).await;
+        let (_, db_b) = connect(block, block, &prefix).await;
+        let a = NearCache::database(db_a, NearCacheOptions::default());
+        let b = NearCache::database(db_b, NearCacheOptions::default());
+        until_in_sync(&a).await;
+        until_in_sync(&b).await;
+        a.set("profile", &json!(0)).await.unwrap();
+        let mut staleness = Vec::new();
+        for round in 1..=100 {
+            // B holds the current value in its level (read twice: a miss, then a hit).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while b.get("profile").await.unwrap() != Some(json!(round - 1)) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{name}: B never read {}",
+                    round - 1
+                );
+            }
+            b.get("profile").await.unwrap();
+            let written = Instant::now();
+            a.set("profile", &json!(round)).await.unwrap();
+            let acknowledged = Instant::now();
+            loop {
+                let seen = b.get("profile").await.unwrap();
+                if seen == Some(json!(round)) {
+                    staleness.push(acknowledged.elapsed());
+                    break;
+                }
+                assert_eq!(
+                    seen,
+                    Some(json!(round - 1)),
+                    "{name}: B read something else"
+                );
+                assert!(
+                    written.elapsed() < Duration::from_secs(5),
+                    "{name}: B never saw {round}"
+                );
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            // Once seen, never stale again.
+            for _ in 0..5 {
+                assert_eq!(
+                    b.get("profile").await.unwrap(),
+                    Some(json!(round)),
+                    "{name}"
+                );
+            }
+        }
+        staleness.sort();
+        let p99 = staleness[98];
+        eprintln!(
+            "near cache on {name}: write on A → seen on B: p50 {:?}, p99 {p99:?}",
+            staleness[49]
+        );
+        assert!(
+            p99 <= Duration::from_millis(50),
+            "{name}: p99 staleness {p99:?}"
+        );
+        let stats = b.stats();
+        assert!(
+            stats.hits >= 100,
+            "{name}: B served from its level: {stats:?}"
+        );
+        assert!(stats.invalidations >= 100, "{name}: {stats:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_its_change_log_a_near_cache_stops_serving_past_the_bound() {
+    let Some(servers) = servers("without_its_change_log_a_near_cache_stops_serving_past_the_bound")
+    else {
+        return;
+    };
+    for (name, block) in &servers.blocks {
+        let prefix = format!("bypass:{name}:");
+        let (_, db) = connect(block, block, &prefix).await;
+        let (_, writer) = connect(block, block, &prefix).await;
+        let flaky = Arc::new(Flaky {
+            inner: db,
+            log_down: AtomicBool::new(false),
+            reads_down: AtomicBool::new(false),
+        });
+        let options = NearCacheOptions {
+            max_staleness: Duration::from_millis(100),
+            fail_safe: Some(Duration::from_millis(800)),
+            ..NearCacheOptions::default()
+        };
+        let near = NearCache::database(flaky.clone(), options);
+        until_in_sync(&near).await;
+        writer.set("k", &json!(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(near.get("k").await.unwrap(), Some(json!(1)));
+        assert_eq!(near.get("k").await.unwrap(), Some(json!(1)));
+        assert!(near.stats().hits >= 1, "{name}");
+
+        // The log goes away; another instance writes. Past the bound, reads go to the store.
+        flaky.log_down.store(true, Ordering::SeqCst);
+        writer.set("k", &json!(2)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!near.in_sync(), "{name}");
+        assert_eq!(
+            near.get("k").await.unwrap(),
+            Some(json!(2)),
+            "{name}: served past the bound"
+        );
+        assert!(near.stats().bypassed >= 1, "{name}");
+
+        // The log comes back: in sync again, and the write made meanwhile was applied.
+        flaky.log_down.store(false, Ordering::SeqCst);
+        until_in_sync(&near).await;
+        assert_eq!(near.get("k").await.unwrap(), Some(json!(2)), "{name}");
+
+        // Fail-safe: the store fails; the last value read is served, marked stale, while young.
+        flaky.reads_down.store(true, Ordering::SeqCst);
+        near.delete("other").await.ok();
+        let served = near.get_with_freshness("k").await.unwrap();
+        // Served from the level (in sync) or, once it is dropped, from the fail-safe.
+        assert_eq!(
+            served.as_ref().map(|(v, _)| v.clone()),
+            Some(json!(2)),
+            "{name}"
+        );
+        writer.delete("k").await.unwrap(); // drops it from the level through the log
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match near.get_with_freshness("k").await {
+                Ok(Some((v, Freshness::Stale { age }))) => {
+                    assert_eq!(v, json!(2), "{name}");
+                    assert!(age <= Duration::from_millis(800), "{name}: {age:?}");
+                    break;
+                }
+                Ok(other) => assert!(Instant::now() < deadline, "{name}: {other:?}"),
+                Err(e) => panic!("{name}: the fail-safe did not serve: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(near.stats().stale_served >= 1, "{name}");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(
+            near.get("k").await.is_err(),
+            "{name}: served past the fail-safe's age"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cache_entry_with_a_ttl_is_not_kept_past_it() {
+    let Some(servers) = servers("a_cache_entry_with_a_ttl_is_not_kept_past_it") else {
+        return;
+    };
+    for (name, block) in &servers.blocks {
+        let (cache, _) = connect(block, block, &format!("ttl:{name}:")).await;
+        let near = NearCache::cache(cache.clone(), NearCacheOptions::default());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !near.in_sync() {
+            assert!(Instant::now() < deadline, "{name}: never in sync");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cache
+            .set("short", &json!("x"), Some(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        cache.set("long", &json!("y"), None).await.unwrap();
+        assert_eq!(near.get("short").await.unwrap(), Some(json!("x")));
+        assert_eq!(near.get("long").await.unwrap(), Some(json!("y")));
+        assert_eq!(near.get("long").await.unwrap(), Some(json!("y")));
+        assert!(
+            near.stats().hits >= 1,
+            "{name}: a key without a TTL is kept"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            near.get("short").await.unwrap(),
+            None,
+            "{name}: kept past its TTL"
+        );
+    }
+}
