@@ -15,6 +15,7 @@ pub const BOUNDARY_FILES: &[&str] = &[
     "src/plugin.rs",
     "src/config/spec.rs",
     "src/config/common.rs",
+    "src/config/near_cache.rs",
 ];
 
 /// The fingerprint of the given sources, as 16 hex digits (FNV-1a, 64 bits).

@@ -34,10 +34,10 @@ use std::ffi::c_char;
 use std::sync::{Arc, OnceLock};
 
 /// Bumped whenever [`PluginDeclaration`] or the register protocol changes.
-pub const PLUGIN_ABI_VERSION: u32 = 9;
+pub const PLUGIN_ABI_VERSION: u32 = 10;
 
 /// A hash of the definitions that cross the boundary (`backend.rs`, `error.rs`, `version.rs`,
-/// `blob.rs`, `watch.rs`, `registry.rs`, `plugin.rs`, `config/spec.rs`, `config/common.rs`, comments and whitespace
+/// `blob.rs`, `watch.rs`, `registry.rs`, `plugin.rs`, `config/spec.rs`, `config/common.rs`, `config/near_cache.rs`, comments and whitespace
 /// left out), computed when this crate is built. A plugin built against other definitions (a
 /// method added, a signature changed, an error kind added), even with the same crate version,
 /// has another fingerprint and is refused.

@@ -247,6 +247,30 @@ impl StorageManager {
     /// role, and no two roles share a namespace on one server.
     pub fn validate_config(&self) -> Result<()> {
         for role in self.config.roles() {
+            for spec in self
+                .config
+                .role(role)
+                .into_iter()
+                .flat_map(|r| r.fallback.iter())
+            {
+                if spec.common.near_cache.is_some() {
+                    return Err(Error::config(format!(
+                        "{}.nearCache: a near cache is the role's, whichever backend serves it: give it in the primary block",
+                        spec.path
+                    )));
+                }
+            }
+            if role == Role::Blob
+                && let Some(spec) = self
+                    .config
+                    .role(role)
+                    .filter(|r| r.primary.common.near_cache.is_some())
+            {
+                return Err(Error::config(format!(
+                    "{}.nearCache: the blob role has no near cache",
+                    spec.primary.path
+                )));
+            }
             for spec in self.config.role(role).into_iter().flat_map(|r| r.chain()) {
                 let factory = self
                     .registry
@@ -291,6 +315,10 @@ impl StorageManager {
             async move { reg.open_cache(&spec).await }
         })
         .await?;
+        let backend = match &self.config.cache.primary.common.near_cache {
+            Some(options) => Arc::new(NearCache::cache(backend, options.clone())),
+            None => backend,
+        };
         let backend = self
             .layers
             .iter()
@@ -310,6 +338,10 @@ impl StorageManager {
             async move { reg.open_database(&spec).await }
         })
         .await?;
+        let backend = match &self.config.database.primary.common.near_cache {
+            Some(options) => Arc::new(NearCache::database(backend, options.clone())),
+            None => backend,
+        };
         let backend = self
             .layers
             .iter()

@@ -37,35 +37,7 @@ const STRIPES: usize = 256;
 /// Changes read from the log per request.
 const BATCH: usize = 512;
 
-/// How a [`NearCache`] is bounded and how fresh it must be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NearCacheOptions {
-    /// Most entries kept (default 10,000).
-    pub max_entries: u64,
-    /// Most bytes kept, counting each value's JSON text and its key (default 64 MiB). Both
-    /// bounds hold: an entry counts at least `max_bytes / max_entries`.
-    pub max_bytes: u64,
-    /// How long an entry lives here at most (default 60 s).
-    pub ttl: Duration,
-    /// The most a served value may lag the store: past it without a sync point, reads go to
-    /// the store (default 200 ms).
-    pub max_staleness: Duration,
-    /// Serve the last value read, up to this old, when the store fails with a temporary error
-    /// (default: off).
-    pub fail_safe: Option<Duration>,
-}
-
-impl Default for NearCacheOptions {
-    fn default() -> Self {
-        NearCacheOptions {
-            max_entries: 10_000,
-            max_bytes: 64 << 20,
-            ttl: Duration::from_secs(60),
-            max_staleness: Duration::from_millis(200),
-            fail_safe: None,
-        }
-    }
-}
+pub use storage_core::config::NearCacheOptions;
 
 /// What a [`NearCache`] has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

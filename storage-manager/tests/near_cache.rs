@@ -265,3 +265,58 @@ async fn a_cache_entry_with_a_ttl_is_not_kept_past_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_cache_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "cache: {{ type: in-memory }}\ndatabase: {{ type: sqlite, path: '{}', nearCache: {{ maxEntries: 100, maxStalenessMillis: 150 }} }}\n",
+        dir.path().join("near.db").display()
+    );
+    let source = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref()).unwrap();
+    let options = storage_manager::StorageManager::from_source(&source)
+        .unwrap()
+        .config()
+        .database
+        .primary
+        .common
+        .near_cache
+        .clone()
+        .expect("the near cache's settings");
+    assert_eq!(options.max_entries, 100);
+    assert_eq!(options.max_staleness, Duration::from_millis(150));
+    assert_eq!(options.fail_safe, None);
+    // Two instances of the application: a write through one is read through the other.
+    let a = storage_manager::StorageManager::from_source(&source).unwrap();
+    let b = storage_manager::StorageManager::from_source(&source).unwrap();
+    let (db_a, _) = a.connect_database().await.unwrap();
+    let (db_b, _) = b.connect_database().await.unwrap();
+    db_a.set("k", &json!(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(db_b.get("k").await.unwrap(), Some(json!(1)));
+    db_a.set("k", &json!(2)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while db_b.get("k").await.unwrap() != Some(json!(2)) {
+        assert!(Instant::now() < deadline, "B never read the new value");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+
+    // Refused: a zero bound, a near cache on a fallback block, unknown fields.
+    for (block, want) in [
+        (
+            "{ type: in-memory, nearCache: { ttlMillis: 0 } }",
+            "storage.database.nearCache.ttlMillis: must be at least 1",
+        ),
+        (
+            "{ type: in-memory, fallback: [ { type: in-memory, nearCache: {} } ] }",
+            "a near cache is the role's",
+        ),
+        ("{ type: in-memory, nearCache: { size: 3 } }", "size"),
+    ] {
+        let yaml = format!("cache: {{ type: in-memory }}\ndatabase: {block}\n");
+        let e = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
+            .and_then(|s| storage_manager::StorageManager::from_source(&s))
+            .unwrap_err();
+        assert!(e.to_string().contains(want), "{block}: {e}");
+    }
+}

@@ -2,7 +2,7 @@
 //! fields from.
 //!
 //! The resolver splits each block in two: the common fields (`type`, `keyPrefix`, the pool,
-//! timeouts, retries, `fallback`) are parsed here into [`CommonSettings`]; everything else is
+//! timeouts, retries, `fallback`, `nearCache`) are parsed here into [`CommonSettings`]; everything else is
 //! the backend's, handed to its factory as a [`BlockInput`]. A backend never sees the common
 //! fields and storage-core never sees a backend's.
 
@@ -30,6 +30,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "retryDelayMillis",
     "operationTimeoutMillis",
     "fallback",
+    "nearCache",
 ];
 
 /// The common fields of a backend block, as a config file holds them.
@@ -72,6 +73,10 @@ pub struct CommonBlock {
     /// The chain tried after this backend fails to connect: type names or blocks.
     #[serde(default)]
     pub fallback: Option<Vec<Value>>,
+    /// An in-process near cache in front of the role, kept coherent through the store's
+    /// change log (off when absent; the primary block's only).
+    #[serde(default)]
+    pub near_cache: Option<super::near_cache::NearCacheBlock>,
 }
 
 /// Settings every backend shares, with synonyms settled and defaults applied.
@@ -95,6 +100,8 @@ pub struct CommonSettings {
     pub retry_delay: Duration,
     /// Longest time for any one operation.
     pub operation_timeout: Duration,
+    /// The role's near cache, when the block asks for one.
+    pub near_cache: Option<super::near_cache::NearCacheOptions>,
 }
 
 impl Default for CommonSettings {
@@ -109,6 +116,7 @@ impl Default for CommonSettings {
             max_retries: 3,
             retry_delay: Duration::from_millis(100),
             operation_timeout: Duration::from_millis(10000),
+            near_cache: None,
         }
     }
 }
@@ -227,6 +235,11 @@ pub(crate) fn common_settings(
             "operationTimeoutMillis",
             d.operation_timeout,
         )?,
+        near_cache: b
+            .near_cache
+            .as_ref()
+            .map(|n| super::near_cache::settle(n, path))
+            .transpose()?,
     })
 }
 
