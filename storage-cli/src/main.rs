@@ -16,6 +16,7 @@
 mod blob;
 mod conditional;
 mod demo;
+mod demo_shared;
 mod key_line;
 mod migrate;
 mod migrate_blob;
