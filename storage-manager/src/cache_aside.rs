@@ -1,66 +1,17 @@
-//! The design's caching patterns over a cache and a database.
+//! The design's caching patterns over a cache and a database: [`CacheAside`], its options and
+//! its writes. Not its read path (`cache_aside_read.rs`: no stale warm, no stampede) nor the
+//! write-behind queue and worker (`cache_aside_behind.rs`).
 
+use crate::cache_aside_behind::{Op, Queue, drain};
 use crate::status::CacheStats;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use storage_core::raw::{Resend, RetryPolicy};
 use storage_core::telemetry;
 use storage_core::{Cache, Database, Error, Result};
 use tokio::sync::{Notify, Semaphore};
-
-/// A queued write-behind operation.
-#[derive(Debug, Clone)]
-enum Op {
-    Set(String, Value),
-    Delete(String),
-}
-
-impl Op {
-    fn key(&self) -> &str {
-        match self {
-            Op::Set(k, _) | Op::Delete(k) => k,
-        }
-    }
-}
-
-/// How the write-behind worker retries: without a limit (it keeps an operation until it lands,
-/// or until shutdown), backing off from 50 ms to 2 s.
-const WRITE_BEHIND_RETRY: RetryPolicy = RetryPolicy {
-    max_retries: u32::MAX,
-    base_delay: Duration::from_millis(50),
-    max_delay: Duration::from_secs(2),
-};
-
-struct Queue {
-    /// Queued operations. `stop` is set, and every push happens, under this lock, so no
-    /// operation can be queued after a shutdown has taken its report.
-    ops: Mutex<VecDeque<Op>>,
-    /// Free slots: the queue is bounded.
-    space: Semaphore,
-    wake: Notify,
-    stop: AtomicBool,
-    idle: Notify,
-    /// Operations the database refused for good, kept until retried or acknowledged.
-    failed: Mutex<VecDeque<(Op, String)>>,
-    /// How many refused operations are kept; when full, the worker waits for the application.
-    failed_capacity: usize,
-    failed_space: Notify,
-}
-
-impl Queue {
-    /// Takes the operation at the front off the queue once the worker is done with it
-    /// (written, or kept among the refused ones), and frees its slot.
-    fn done_with_front(&self) {
-        let mut ops = lock(&self.ops);
-        ops.pop_front();
-        metrics::gauge!(telemetry::WRITE_BEHIND_DEPTH).set(ops.len() as f64);
-        drop(ops);
-        self.space.add_permits(1);
-    }
-}
 
 /// A write-behind operation the database refused for a reason a retry cannot fix (a read-only
 /// server, a constraint): kept, with its error, until [`CacheAside::retry_failed`] or
@@ -103,6 +54,7 @@ pub struct CacheAside {
     /// How long an invalidation marker holds a key, and the longest load that may warm.
     pub(crate) hold: Duration,
     pub(crate) stampede_lease: bool,
+    ttl_jitter: f64,
     pub(crate) loads: crate::cache_aside_read::Loads,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
@@ -139,7 +91,7 @@ impl std::fmt::Debug for CacheAside {
 /// };
 /// assert_eq!(options.write_behind_capacity, 1024);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheAsideOptions {
     /// How long an entry the layer puts in the cache lives; `None` (the default) for as long
     /// as the cache keeps it.
@@ -155,6 +107,10 @@ pub struct CacheAsideOptions {
     /// Instances agree on one loader per missed key (a lease in the cache), and the others
     /// wait up to `invalidation_hold` for its warm (default off: each instance loads once).
     pub stampede_lease: bool,
+    /// Spreads entries' lifetimes: each entry lives `ttl` times a random factor in
+    /// `1 ± ttl_jitter` (default 0: exactly `ttl`), so that entries written together do not
+    /// all expire, and reload, together. Clamped to 0..=0.5.
+    pub ttl_jitter: f64,
 }
 
 impl Default for CacheAsideOptions {
@@ -165,6 +121,7 @@ impl Default for CacheAsideOptions {
             enqueue_timeout: Duration::from_secs(10),
             invalidation_hold: Duration::from_secs(1),
             stampede_lease: false,
+            ttl_jitter: 0.0,
         }
     }
 }
@@ -201,6 +158,7 @@ impl CacheAside {
             enqueue_timeout,
             invalidation_hold,
             stampede_lease,
+            ttl_jitter,
         } = options;
         // A hold of zero would let no load warm; a hold past the entries' TTL would outlive
         // the values it guards.
@@ -222,6 +180,11 @@ impl CacheAside {
             ttl,
             hold,
             stampede_lease,
+            ttl_jitter: if ttl_jitter.is_finite() {
+                ttl_jitter.clamp(0.0, 0.5)
+            } else {
+                0.0
+            },
             loads: Default::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -298,6 +261,18 @@ impl CacheAside {
         tracing::warn!(op, key, error = %e, "cache failed; serving from the database");
     }
 
+    /// The lifetime of an entry written now: the TTL, spread by the jitter.
+    pub(crate) fn entry_ttl(&self) -> Option<Duration> {
+        let ttl = self.ttl?;
+        if self.ttl_jitter == 0.0 {
+            return Some(ttl);
+        }
+        // A uniform factor in 1 ± jitter, from a fresh random version's bits.
+        let unit = (storage_core::Version::fresh().raw() >> 11) as f64 / (1u64 << 53) as f64;
+        let factor = 1.0 + self.ttl_jitter * (2.0 * unit - 1.0);
+        Some(ttl.mul_f64(factor).max(Duration::from_millis(1)))
+    }
+
     /// Replaces what the cache holds for `key` with an invalidation marker living the hold, so
     /// that no load that raced the write warms the old value back (`cache_aside_read.rs`).
     pub(crate) async fn invalidate(&self, op: &str, key: &str) {
@@ -309,7 +284,7 @@ impl CacheAside {
     /// Write-through: the database, then the cache.
     pub async fn set(&self, key: &str, value: &Value) -> Result<()> {
         self.database.set(key, value).await?;
-        if let Err(e) = self.cache.set(key, value, self.ttl).await {
+        if let Err(e) = self.cache.set(key, value, self.entry_ttl()).await {
             self.cache_failed("set", key, &e);
             // A stale entry would outlive the write; mark it if we can.
             self.invalidate("set", key).await;
@@ -333,7 +308,7 @@ impl CacheAside {
         let _order = self.order.lock().await;
         self.enqueue(Op::Set(key.to_string(), value.clone()))
             .await?;
-        if let Err(e) = self.cache.set(key, value, self.ttl).await {
+        if let Err(e) = self.cache.set(key, value, self.entry_ttl()).await {
             self.cache_failed("set", key, &e);
             self.invalidate("set", key).await;
         }
@@ -415,7 +390,7 @@ impl CacheAside {
 
 /// The marker in place of `key`'s entry for `hold`; where the cache cannot store it, the
 /// entry removed at least.
-async fn invalidate(cache: &dyn Cache, key: &str, hold: Duration) -> Result<()> {
+pub(crate) async fn invalidate(cache: &dyn Cache, key: &str, hold: Duration) -> Result<()> {
     let marked = cache
         .set(key, &crate::cache_aside_read::marker(), Some(hold))
         .await;
@@ -425,7 +400,7 @@ async fn invalidate(cache: &dyn Cache, key: &str, hold: Duration) -> Result<()> 
     marked
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -437,80 +412,5 @@ fn failed_write(op: &Op, error: &str) -> FailedWrite {
             Op::Delete(_) => "delete",
         },
         error: error.to_string(),
-    }
-}
-
-/// Writes queued operations in order, retrying transient failures until shutdown. An
-/// operation refused for good moves to the failed list (and out of the cache); when that list
-/// is full the worker waits for the application to retry or acknowledge, so the queue fills and
-/// callers get errors instead of writes being dropped.
-async fn drain(
-    queue: Arc<Queue>,
-    database: Arc<dyn Database>,
-    cache: Arc<dyn Cache>,
-    hold: Duration,
-) {
-    let mut failures = 0u32;
-    loop {
-        let next = lock(&queue.ops).front().cloned();
-        let Some(op) = next else {
-            queue.idle.notify_waiters();
-            if queue.stop.load(Ordering::Acquire) {
-                return;
-            }
-            queue.wake.notified().await;
-            continue;
-        };
-        let result = match &op {
-            Op::Set(k, v) => database.set(k, v).await,
-            Op::Delete(k) => database.delete(k).await.map(|_| ()),
-        };
-        // Set and delete are idempotent: retried, as the one retry rule allows, until they
-        // land or shutdown's timeout aborts the worker.
-        let retry = result
-            .as_ref()
-            .err()
-            .and_then(|e| WRITE_BEHIND_RETRY.next_delay(e, Resend::Allowed, failures.min(6)));
-        match result {
-            Err(e) if retry.is_some() => {
-                failures += 1;
-                let delay = retry.unwrap_or_default();
-                tracing::warn!(key = op.key(), error = %e, ?delay, "write-behind failed; will retry");
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => {
-                tracing::error!(key = op.key(), error = %e, "write-behind operation refused; kept until retried or acknowledged");
-                // The cache must not keep a value the database refused.
-                if let Op::Set(k, _) = &op {
-                    let _ = invalidate(&*cache, k, hold).await;
-                }
-                loop {
-                    let space = queue.failed_space.notified();
-                    {
-                        let mut failed = lock(&queue.failed);
-                        if failed.len() < queue.failed_capacity {
-                            failed.push_back((
-                                op.clone(),
-                                storage_core::redact::redact(&e.to_string()),
-                            ));
-                            metrics::counter!(telemetry::WRITE_BEHIND_FAILED).increment(1);
-                            break;
-                        }
-                    }
-                    if queue.stop.load(Ordering::Acquire) {
-                        // Shutting down with the failed list full: the op stays queued and
-                        // so in the report.
-                        return;
-                    }
-                    space.await;
-                }
-                failures = 0;
-                queue.done_with_front();
-            }
-            Ok(()) => {
-                failures = 0;
-                queue.done_with_front();
-            }
-        }
     }
 }

@@ -185,7 +185,7 @@ impl CacheAside {
             metrics::counter!(telemetry::CACHE_LEASES_LOST).increment(1);
             return;
         }
-        match self.cache.set_if_absent(key, value, self.ttl).await {
+        match self.cache.set_if_absent(key, value, self.entry_ttl()).await {
             Ok(true) => {}
             // A write or an invalidation got there first: its value or marker stays.
             Ok(false) => {

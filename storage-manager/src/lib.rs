@@ -31,6 +31,7 @@
 
 mod block_in_place;
 mod cache_aside;
+mod cache_aside_behind;
 mod cache_aside_database;
 mod cache_aside_read;
 pub mod config_file;

@@ -81,3 +81,32 @@ async fn reads_go_through_the_cache_and_writes_keep_it_fresh() {
     assert_eq!(cache.get("k").await.unwrap(), None);
     assert!(inner.keys(None).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_jitter_spreads_lifetimes_within_its_bounds() {
+    let store = MemoryStore::new();
+    let cache = store.cache("c:").unwrap();
+    let layer = CacheAside::new(
+        cache.clone(),
+        store.database("d:").unwrap(),
+        CacheAsideOptions {
+            ttl: Some(std::time::Duration::from_secs(100)),
+            ttl_jitter: 0.2,
+            ..CacheAsideOptions::default()
+        },
+    );
+    let mut lifetimes = std::collections::BTreeSet::new();
+    for i in 0..50 {
+        let key = format!("k{i}");
+        layer.set(&key, &json!(i)).await.unwrap();
+        let storage_core::KeyTtl::ExpiresIn(left) = cache.ttl(&key).await.unwrap() else {
+            panic!("{key} has no TTL");
+        };
+        assert!(
+            (79..=120).contains(&left.as_secs()),
+            "{key} lives {left:?}, outside 100 s ± 20%"
+        );
+        lifetimes.insert(left.as_secs());
+    }
+    assert!(lifetimes.len() > 10, "lifetimes spread: {lifetimes:?}");
+}
