@@ -1,6 +1,8 @@
 //! The feed rows: how long an append on one instance takes to reach a follower on another
 //! (`storage_core::feed::Tail`), and a set on one instance a watcher on another
-//! (`storage_core::watch::Watch`), p50 and p99 over a few hundred writes, per backend. The two
+//! (`storage_core::watch::Watch`), and a write through one instance's near cache a read through
+//! another's (`storage_manager::NearCache`: the staleness a near cache allows), p50 and p99 over
+//! a few hundred writes, per backend. The two
 //! instances are separate backends of one process (separate pools; for SQLite, two pools on
 //! one file, which is what another process sees too). The reader runs in a task of its own,
 //! waiting as it would in use, and stamps each item the moment it has it; each write lands at a
@@ -25,7 +27,8 @@ pub async fn bench(
     rows: &mut Vec<Row>,
 ) {
     tail_row(backend, writer.clone(), reader.clone(), count, rows).await;
-    watch_row(backend, writer, reader, count, rows).await;
+    watch_row(backend, writer.clone(), reader.clone(), count, rows).await;
+    near_cache_row(backend, writer, reader, count, rows).await;
 }
 
 /// Times `count` writes (`write(i)`), each until the reader task reports item `i`
@@ -145,5 +148,52 @@ async fn watch_row(
     for i in 0..count {
         let _ = writer.delete(&format!("{prefix}{i}")).await;
     }
+    rows.push(row);
+}
+
+/// `count` sets through a near cache on `writer`, each awaited by a reader that reads the key
+/// through a near cache on `reader` every 200 µs (as a busy application would) until it has
+/// the new value: how stale a near cache is after a write elsewhere.
+async fn near_cache_row(
+    backend: &str,
+    writer: Arc<dyn Database>,
+    reader: Arc<dyn Database>,
+    count: usize,
+    rows: &mut Vec<Row>,
+) {
+    use storage_core::Store;
+    use storage_manager::{NearCache, NearCacheOptions};
+    let key = format!("near-bench:{}", std::process::id());
+    let a = Arc::new(NearCache::database(writer, NearCacheOptions::default()));
+    let b = NearCache::database(reader, NearCacheOptions::default());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(a.in_sync() && b.in_sync()) {
+        assert!(Instant::now() < deadline, "the near caches get in sync");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.set(&key, &json!(-1)).await.expect("set");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let poller = {
+        let key = key.clone();
+        tokio::spawn(async move {
+            let mut next = 0i64;
+            loop {
+                if b.get(&key).await.ok().flatten() == Some(json!(next)) {
+                    if tx.send((next as usize, Instant::now())).is_err() {
+                        return;
+                    }
+                    next += 1;
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        })
+    };
+    let row = measure(backend, "set_seen_by_near_cache", count, rx, |i| {
+        let (a, key) = (a.clone(), key.clone());
+        async move { a.set(&key, &json!(i)).await.expect("set") }
+    })
+    .await;
+    poller.abort();
+    let _ = a.delete(&key).await;
     rows.push(row);
 }
