@@ -157,12 +157,12 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
     let first = (db.get_range(history_key, 0, 1)).await?;
     println!("first page (get_range 0 1): {} message(s)", first.len());
 
-    crate::demo_shared::run(cache.clone(), db.clone()).await?;
-
     match &observed {
         Some(observed) => observed.print(),
         None => println!("\n(another metrics recorder is installed; no latency table)"),
     }
+    // After the table, which shows the one application above.
+    crate::demo_shared::run(cache.clone(), db.clone()).await?;
     let report = layer.shutdown(Duration::from_secs(5)).await;
     if !report.unwritten.is_empty() {
         println!("write-behind could not write: {:?}", report.unwritten);
