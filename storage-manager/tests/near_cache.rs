@@ -67,6 +67,20 @@ mod flaky {
 }
 use flaky::Flaky;
 
+/// Waits until the near cache has applied `n` changes from its store's log (so that a fill
+/// made now is not dropped by a change of an earlier write arriving after it).
+async fn until_applied<R: ?Sized>(near: &NearCache<R>, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while near.stats().invalidations < n {
+        assert!(
+            Instant::now() < deadline,
+            "the changes never arrived: {:?}",
+            near.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 async fn until_in_sync(near: &NearCache<dyn Database>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !near.in_sync() {
@@ -177,7 +191,7 @@ async fn without_its_change_log_a_near_cache_stops_serving_past_the_bound() {
         let near = NearCache::database(flaky.clone(), options);
         until_in_sync(&near).await;
         writer.set("k", &json!(1)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        until_applied(&near, 1).await;
         assert_eq!(near.get("k").await.unwrap(), Some(json!(1)));
         assert_eq!(near.get("k").await.unwrap(), Some(json!(1)));
         assert!(near.stats().hits >= 1, "{name}");
@@ -250,6 +264,7 @@ async fn a_cache_entry_with_a_ttl_is_not_kept_past_it() {
             .await
             .unwrap();
         cache.set("long", &json!("y"), None).await.unwrap();
+        until_applied(&near, 2).await;
         assert_eq!(near.get("short").await.unwrap(), Some(json!("x")));
         assert_eq!(near.get("long").await.unwrap(), Some(json!("y")));
         assert_eq!(near.get("long").await.unwrap(), Some(json!("y")));
