@@ -1,6 +1,7 @@
 //! [`NearCache`] as a [`Database`] and as a [`Cache`]: `get` served from the level while it is
-//! in sync, every write passed to the store with its key dropped here first, everything else
-//! passed through by the forwarding traits. Not the level or its coherence (`near_cache.rs`).
+//! in sync, every write passed to the store with its key dropped here before and after it (a
+//! read racing the write cannot leave the old value behind: this instance reads its own
+//! writes), everything else passed through by the forwarding traits. Not the level or its coherence (`near_cache.rs`).
 //!
 //! A cache's entries expire in the store, and not every store reports an expiry in its change
 //! log; the level must not outlive them, so a fill on the cache role asks the store for the
@@ -90,12 +91,16 @@ impl<R: AsStore + ?Sized + 'static> ForwardStore for NearCache<R> {
 
     async fn delete(&self, key: &str) -> Result<bool> {
         self.shared.invalidate(key);
-        self.inner.as_store().delete(key).await
+        let removed = self.inner.as_store().delete(key).await;
+        self.shared.invalidate(key);
+        removed
     }
 
     async fn clear(&self) -> Result<()> {
         self.shared.flush();
-        self.inner.as_store().clear().await
+        let cleared = self.inner.as_store().clear().await;
+        self.shared.flush();
+        cleared
     }
 }
 
@@ -106,25 +111,34 @@ impl ForwardDatabase for NearCache<dyn Database> {
     }
     async fn set(&self, key: &str, value: &Value) -> Result<()> {
         self.shared.invalidate(key);
-        self.inner.set(key, value).await
+        let written = self.inner.set(key, value).await;
+        self.shared.invalidate(key);
+        written
     }
     async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
         self.shared.invalidate(key);
-        self.inner.set_owned(key, value).await
+        let written = self.inner.set_owned(key, value).await;
+        self.shared.invalidate(key);
+        written
     }
     async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        for (key, _) in entries {
-            self.shared.invalidate(key);
-        }
-        self.inner.mset(entries).await
+        let keys = || entries.iter().map(|(k, _)| k.as_str());
+        keys().for_each(|k| self.shared.invalidate(k));
+        let written = self.inner.mset(entries).await;
+        keys().for_each(|k| self.shared.invalidate(k));
+        written
     }
     async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
         self.shared.invalidate(key);
-        self.inner.set_if(key, value, condition).await
+        let written = self.inner.set_if(key, value, condition).await;
+        self.shared.invalidate(key);
+        written
     }
     async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
         self.shared.invalidate(key);
-        self.inner.delete_if(key, condition).await
+        let written = self.inner.delete_if(key, condition).await;
+        self.shared.invalidate(key);
+        written
     }
 }
 
@@ -135,16 +149,21 @@ impl ForwardCache for NearCache<dyn Cache> {
     }
     async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
         self.shared.invalidate(key);
-        self.inner.set(key, value, ttl).await
+        let written = self.inner.set(key, value, ttl).await;
+        self.shared.invalidate(key);
+        written
     }
     async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        for entry in entries {
-            self.shared.invalidate(&entry.key);
-        }
-        self.inner.mset(entries).await
+        let keys = || entries.iter().map(|e| e.key.as_str());
+        keys().for_each(|k| self.shared.invalidate(k));
+        let written = self.inner.mset(entries).await;
+        keys().for_each(|k| self.shared.invalidate(k));
+        written
     }
     async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
         self.shared.invalidate(key);
-        self.inner.set_if_absent(key, value, ttl).await
+        let written = self.inner.set_if_absent(key, value, ttl).await;
+        self.shared.invalidate(key);
+        written
     }
 }
