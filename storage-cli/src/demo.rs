@@ -163,6 +163,13 @@ pub async fn run(manager: &StorageManager) -> Result<()> {
     }
     // After the table, which shows the one application above.
     crate::demo_shared::run(cache.clone(), db.clone()).await?;
+    if let Some((n, p50, max)) = observed.as_ref().and_then(|o| o.staleness()) {
+        println!(
+            "  the near caches applied {n} changes {:.1} ms after their writes (median; max {:.1} ms)",
+            p50 * 1e3,
+            max * 1e3
+        );
+    }
     let report = layer.shutdown(Duration::from_secs(5)).await;
     if !report.unwritten.is_empty() {
         println!("write-behind could not write: {:?}", report.unwritten);

@@ -81,4 +81,23 @@ impl Observed {
         };
         println!("\ncache-aside: {hits} hits, {misses} misses; hit rate {rate:.1}%");
     }
+
+    /// The near caches' staleness so far (`storage.near_cache.staleness`): how many changes,
+    /// and the median and largest delay, in seconds.
+    pub fn staleness(&self) -> Option<(usize, f64, f64)> {
+        let mut samples: Vec<f64> = Vec::new();
+        for (key, _, _, value) in self.0.snapshot().into_vec() {
+            if let (telemetry::NEAR_CACHE_STALENESS, DebugValue::Histogram(s)) =
+                (key.key().name(), value)
+            {
+                samples.extend(s.iter().map(|v| v.into_inner()));
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        Some((
+            samples.len(),
+            *samples.get(samples.len() / 2)?,
+            *samples.last()?,
+        ))
+    }
 }

@@ -57,6 +57,10 @@ pub const NEAR_CACHE_MISSES: &str = "storage.near_cache.misses";
 pub const NEAR_CACHE_INVALIDATIONS: &str = "storage.near_cache.invalidations";
 /// Counter: times the whole level was dropped.
 pub const NEAR_CACHE_FLUSHES: &str = "storage.near_cache.flushes";
+/// Histogram, seconds: how long after a write elsewhere a near cache applied its change (the
+/// change's time by the clock that filed it against this process's clock: exact on one host,
+/// skewed by the clocks' difference across hosts).
+pub const NEAR_CACHE_STALENESS: &str = "storage.near_cache.staleness";
 /// Counter: fail-safe values served while the store failed.
 pub const NEAR_CACHE_STALE_SERVED: &str = "storage.near_cache.stale_served";
 /// Gauge: writes queued by write-behind and not yet in the database.
@@ -119,6 +123,11 @@ pub fn describe() {
         "Changes a near cache received from its store's log"
     );
     describe_counter!(NEAR_CACHE_FLUSHES, "Times a near cache dropped everything");
+    describe_histogram!(
+        NEAR_CACHE_STALENESS,
+        Unit::Seconds,
+        "How long after a write elsewhere a near cache applied its change"
+    );
     describe_counter!(
         NEAR_CACHE_STALE_SERVED,
         "Fail-safe values a near cache served while its store failed"

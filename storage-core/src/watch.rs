@@ -88,6 +88,18 @@ pub struct Change {
     /// The value's version after a [`ChangeKind::Set`] of a value, where the backend keeps
     /// versions (see conditional writes); `None` otherwise.
     pub version: Option<Version>,
+    /// When the change was made, in unix milliseconds by the clock of whoever filed it (the
+    /// writing process for the memory store, SQLite and redb; the server for PostgreSQL and
+    /// Redis), where the backend keeps it. For measuring how late a change arrives, not for
+    /// ordering.
+    pub at_ms: Option<u64>,
+}
+
+/// Now, in unix milliseconds: what backends that file changes in the writing process stamp.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A part of a namespace's change log: what [`Store::changes`] returns.

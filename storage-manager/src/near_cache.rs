@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use storage_core::Store;
-use storage_core::telemetry::{NEAR_CACHE_FLUSHES, NEAR_CACHE_INVALIDATIONS};
+use storage_core::telemetry::{NEAR_CACHE_FLUSHES, NEAR_CACHE_INVALIDATIONS, NEAR_CACHE_STALENESS};
 use storage_core::watch::ChangeKind;
 
 /// Stripes of invalidation counters: a fill checks its key's stripe only.
@@ -271,9 +271,14 @@ async fn follow(store: Arc<dyn Store>, shared: Weak<Shared>, limit: Duration) {
                     Some(_) => {}
                 }
                 let full = window.changes.len() >= BATCH;
+                let now = storage_core::watch::now_ms();
                 for change in &window.changes {
                     level.invalidations.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(NEAR_CACHE_INVALIDATIONS).increment(1);
+                    if let Some(at) = change.at_ms {
+                        let late = now.saturating_sub(at) as f64 / 1000.0;
+                        metrics::histogram!(NEAR_CACHE_STALENESS).record(late);
+                    }
                     match change.kind {
                         ChangeKind::Cleared => level.flush(),
                         _ => level.invalidate(&change.key),

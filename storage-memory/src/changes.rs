@@ -18,7 +18,7 @@ pub(crate) struct ChangeLogs {
 struct Log {
     /// The position of `entries[0]`.
     start: u64,
-    entries: VecDeque<(String, ChangeKind, Option<u64>)>,
+    entries: VecDeque<(String, ChangeKind, Option<u64>, u64)>,
 }
 
 impl ChangeLogs {
@@ -32,7 +32,12 @@ impl ChangeLogs {
                 log.entries.pop_front();
                 log.start += 1;
             }
-            log.entries.push_back((key.to_string(), kind, version));
+            log.entries.push_back((
+                key.to_string(),
+                kind,
+                version,
+                storage_core::watch::now_ms(),
+            ));
             self.filed.notify_waiters();
         }
     }
@@ -62,11 +67,12 @@ impl ChangeLogs {
             .enumerate()
             .skip(skip)
             .take(max)
-            .map(|(i, (key, kind, version))| Change {
+            .map(|(i, (key, kind, version, at))| Change {
                 position: log.start + i as u64,
                 key: key.clone(),
                 kind: *kind,
                 version: version.map(Version::from_raw),
+                at_ms: Some(*at),
             })
             .collect();
         ChangeWindow {

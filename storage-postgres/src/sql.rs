@@ -319,7 +319,7 @@ pub const CHANGE_ENDS: &str =
 /// The namespace's settled changes of transactions from `$2` on, in the order they were made,
 /// with the end and horizon the read saw (one statement, one snapshot).
 pub const CHANGES: &str = "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS upto, pruned FROM {horizon}) \
-SELECT h.upto, h.pruned, c.key, c.kind, c.version, c.xid FROM h LEFT JOIN LATERAL \
+SELECT h.upto, h.pruned, c.key, c.kind, c.version, c.xid, (extract(epoch from c.at) * 1000)::bigint FROM h LEFT JOIN LATERAL \
 (SELECT key, kind, version, xid, at, seq FROM {changes} WHERE ns = $1 AND xid >= $2 AND xid < h.upto) c ON true \
 ORDER BY c.at, c.seq";
 

@@ -67,11 +67,13 @@ impl PostgresBackend {
             };
             let kind: i16 = row.get(3);
             let version: Option<i64> = row.get(4);
+            let at: Option<i64> = row.get(6);
             window.changes.push(Change {
                 position: position(row.get(5)),
                 key,
                 kind: ChangeKind::from_code(i64::from(kind))?,
                 version: version.map(|v| Version::from_raw(v as u64)),
+                at_ms: at.and_then(|ms| u64::try_from(ms).ok()),
             });
         }
         Ok(window)

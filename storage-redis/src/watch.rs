@@ -226,6 +226,8 @@ impl RedisBackend {
                 } else {
                     Some(entry[3].parse()?)
                 },
+                // A stream ID starts with the server's time of the XADD.
+                at_ms: entry[0].split_once('-').and_then(|(ms, _)| ms.parse().ok()),
             });
         }
         let next = match (from, changes.last()) {

@@ -76,7 +76,8 @@ const MIGRATIONS: &[&str] = &[
         ns      TEXT    NOT NULL,
         key     TEXT    NOT NULL,
         kind    INTEGER NOT NULL,   -- 0 set, 1 delete, 2 expired, 3 cleared
-        version INTEGER
+        version INTEGER,
+        at      INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
     );
     CREATE INDEX changes_by_ns ON changes (ns, seq);
     CREATE TABLE change_horizon (

@@ -69,8 +69,7 @@ pub const LOG_CHANGE: &str =
     "INSERT INTO changes (ns, key, kind, version) VALUES (?1, ?2, ?3, NULL)";
 
 /// The namespace's changes from position `?2`, at most `?3`.
-pub const CHANGES: &str =
-    "SELECT seq, key, kind, version FROM changes WHERE ns = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3";
+pub const CHANGES: &str = "SELECT seq, key, kind, version, at FROM changes WHERE ns = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3";
 
 /// The last position handed out (0 before the first change) and the pruning horizon.
 pub const CHANGE_ENDS: &str = "SELECT (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'changes'), pruned FROM change_horizon WHERE id = 0";

@@ -45,11 +45,13 @@ impl SqliteBackend {
             let mut changes = Vec::new();
             while let Some(row) = rows.next().map_err(map)? {
                 let version: Option<i64> = row.get(3).map_err(map)?;
+                let at: i64 = row.get(4).map_err(map)?;
                 changes.push(Change {
                     position: row.get::<_, i64>(0).map_err(map)? as u64,
                     key: row.get(1).map_err(map)?,
                     kind: ChangeKind::from_code(row.get(2).map_err(map)?)?,
                     version: version.map(|v| Version::from_raw(v as u64)),
+                    at_ms: u64::try_from(at).ok(),
                 });
             }
             // A full batch may stop before the end: go on after its last change.

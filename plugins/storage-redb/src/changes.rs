@@ -9,8 +9,8 @@ use redb::{ReadableTable, TableDefinition};
 use storage_core::watch::{Change, ChangeKind, ChangeWindow, RETAINED_CHANGES};
 use storage_core::{Result, Version};
 
-/// position -> (namespace, key, kind code, version or 0).
-const CHANGES: TableDefinition<u64, (&str, &str, u8, u64)> =
+/// position -> (namespace, key, kind code, version or 0, unix ms).
+const CHANGES: TableDefinition<u64, (&str, &str, u8, u64, u64)> =
     TableDefinition::new("storage_changes");
 /// `"pruned"` -> every position at or below it may be gone.
 const HORIZON: TableDefinition<&str, u64> = TableDefinition::new("storage_change_horizon");
@@ -45,8 +45,11 @@ pub(crate) fn record(
         .map_or(0, |(k, _)| k.value());
     let position = last.max(pruned) + 1;
     let version = version.map_or(0, Version::raw);
-    log.insert(position, (ns, key, kind.code(), version))
-        .map_err(|e| db_error(e, what))?;
+    log.insert(
+        position,
+        (ns, key, kind.code(), version, storage_core::watch::now_ms()),
+    )
+    .map_err(|e| db_error(e, what))?;
     if position % 1_000 == 0 && position > RETAINED_CHANGES {
         let below = position - RETAINED_CHANGES;
         log.retain_in(..=below, |_, _| false)
@@ -89,7 +92,7 @@ pub(crate) fn window(
     window.next = end.max(from);
     for row in log.range(from..).map_err(|e| db_error(e, what))? {
         let (position, entry) = row.map_err(|e| db_error(e, what))?;
-        let (row_ns, key, kind, version) = entry.value();
+        let (row_ns, key, kind, version, at) = entry.value();
         if row_ns != ns {
             continue;
         }
@@ -98,6 +101,7 @@ pub(crate) fn window(
             key: key.to_string(),
             kind: ChangeKind::from_code(i64::from(kind))?,
             version: (version != 0).then(|| Version::from_raw(version)),
+            at_ms: Some(at),
         });
         if window.changes.len() == max {
             window.next = position.value() + 1;

@@ -82,6 +82,14 @@ pub async fn watch_sees_sets_deletes_and_clears_from_another_instance(cx: Cx) ->
     for (i, (key, kind)) in want.iter().enumerate() {
         let change = next_change(&mut watch, &format!("change {i}")).await?;
         ensure_eq!(shape(&change), (key.to_string(), *kind), "change {i}");
+        if let Some(at) = change.at_ms {
+            let now = storage_core::watch::now_ms();
+            ensure!(
+                at.abs_diff(now) < 60_000,
+                "change {i} was made at {at} ms, {} ms from now",
+                at.abs_diff(now)
+            );
+        }
         if let Some(previous) = last {
             ensure!(
                 change.position >= previous,
