@@ -103,6 +103,7 @@ pub struct CacheAsideOptions {
     /// How long an invalidation (a delete, a conditional write, a batch) keeps a key from
     /// being warmed, and the longest a load may take and still warm the cache (default 1 s).
     /// Longer protects slower loads; shorter sends fewer reads to the database after a write.
+    /// Kept within 1 ms ..= 1 day.
     pub invalidation_hold: Duration,
     /// Instances agree on one loader per missed key (a lease in the cache), and the others
     /// wait up to `invalidation_hold` for its warm (default off: each instance loads once).
@@ -160,9 +161,9 @@ impl CacheAside {
             stampede_lease,
             ttl_jitter,
         } = options;
-        // A hold of zero would let no load warm; a hold past the entries' TTL would outlive
-        // the values it guards.
-        let hold = invalidation_hold.max(Duration::from_millis(1));
+        // A hold of zero would let no load warm; one past a day is a mistake that the cache's
+        // TTL limit could turn into failed markers, so it is capped there.
+        let hold = invalidation_hold.clamp(Duration::from_millis(1), Duration::from_secs(86_400));
         let queue = Arc::new(Queue {
             ops: Mutex::new(VecDeque::new()),
             space: Semaphore::new(capacity.max(1)),

@@ -103,6 +103,9 @@ fn stripe(key: &str) -> usize {
 
 impl Shared {
     fn new(options: &NearCacheOptions) -> Shared {
+        // Options built in code are not checked like a config file's: a lifetime past what the
+        // level can represent is capped, not a panic.
+        let longest = Duration::from_millis(storage_core::config::NEAR_CACHE_MAX_MILLIS);
         // One capacity bounds both: an entry weighs its bytes, and at least an equal share of
         // the bytes, so that no more than `max_entries` fit.
         let share = (options.max_bytes / options.max_entries.max(1)).max(1);
@@ -113,14 +116,14 @@ impl Shared {
                     k.len() as u64 + serde_json::to_string(&**v).map_or(0, |t| t.len() as u64);
                 u32::try_from(bytes.max(share)).unwrap_or(u32::MAX)
             })
-            .time_to_live(options.ttl)
+            .time_to_live(options.ttl.clamp(Duration::from_millis(1), longest))
             .build();
         Shared {
             entries,
             last_known: options.fail_safe.map(|keep| {
                 Level::builder()
                     .max_capacity(options.max_entries)
-                    .time_to_live(keep)
+                    .time_to_live(keep.clamp(Duration::from_millis(1), longest))
                     .build()
             }),
             fail_safe: options.fail_safe,
@@ -229,7 +232,10 @@ impl<R: ?Sized> NearCache<R> {
         options: &NearCacheOptions,
     ) -> Self {
         let shared = Arc::new(Shared::new(options));
-        let limit = (options.max_staleness / 2).max(Duration::from_millis(1));
+        // Waits for the log at most half the bound, so that a quiet log still moves the sync
+        // point in time; never more than a second (a longer wait gains nothing).
+        let limit =
+            (options.max_staleness / 2).clamp(Duration::from_millis(1), Duration::from_secs(1));
         let sync = tokio::spawn(follow(store, Arc::downgrade(&shared), limit));
         NearCache {
             inner,

@@ -327,6 +327,18 @@ async fn near_cache_from_the_config_file() {
             "a near cache is the role's",
         ),
         ("{ type: in-memory, nearCache: { size: 3 } }", "size"),
+        (
+            "{ type: in-memory, nearCache: { failSafeMaxMillis: 18446744073709551615 } }",
+            "storage.database.nearCache.failSafeMaxMillis: 18446744073709551615 is more than a year",
+        ),
+        (
+            "{ type: in-memory, nearCache: { maxBytes: -1 } }",
+            "maxBytes",
+        ),
+        (
+            "{ type: in-memory, nearCache: { ttlMillis: 'ten' } }",
+            "ttlMillis",
+        ),
     ] {
         let yaml = format!("cache: {{ type: in-memory }}\ndatabase: {block}\n");
         let e = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
@@ -334,4 +346,24 @@ async fn near_cache_from_the_config_file() {
             .unwrap_err();
         assert!(e.to_string().contains(want), "{block}: {e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_durations_built_in_code_are_capped_not_a_panic() {
+    let store = storage_memory::MemoryStore::new();
+    let near = NearCache::database(
+        store.database("absurd:").unwrap(),
+        NearCacheOptions {
+            ttl: Duration::MAX,
+            max_staleness: Duration::MAX,
+            fail_safe: Some(Duration::MAX),
+            ..NearCacheOptions::default()
+        },
+    );
+    until_in_sync(&near).await;
+    near.set("k", &json!(1)).await.unwrap();
+    until_applied(&near, 1).await;
+    assert_eq!(near.get("k").await.unwrap(), Some(json!(1)));
+    assert_eq!(near.get("k").await.unwrap(), Some(json!(1)));
+    assert!(near.stats().hits >= 1, "{:?}", near.stats());
 }

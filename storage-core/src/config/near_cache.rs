@@ -78,7 +78,12 @@ impl Default for NearCacheOptions {
     }
 }
 
-/// Settles `nearCache:` at `path`: every number at least 1.
+/// The longest duration a near cache takes (a year): an entry or a fail-safe value kept
+/// longer is a mistake, and the level's clock cannot represent much more.
+pub const NEAR_CACHE_MAX_MILLIS: u64 = 365 * 24 * 3600 * 1000;
+
+/// Settles `nearCache:` at `path`: every number at least 1, every duration at most
+/// [`NEAR_CACHE_MAX_MILLIS`].
 pub(crate) fn settle(block: &NearCacheBlock, path: &str) -> Result<NearCacheOptions> {
     let d = NearCacheOptions::default();
     let positive = |v: Option<u64>, field: &str| -> Result<Option<u64>> {
@@ -86,6 +91,11 @@ pub(crate) fn settle(block: &NearCacheBlock, path: &str) -> Result<NearCacheOpti
             Some(0) => Err(Error::config(format!(
                 "{path}.nearCache.{field}: must be at least 1"
             ))),
+            Some(ms) if field.ends_with("Millis") && ms > NEAR_CACHE_MAX_MILLIS => {
+                Err(Error::config(format!(
+                    "{path}.nearCache.{field}: {ms} is more than a year ({NEAR_CACHE_MAX_MILLIS} ms)"
+                )))
+            }
             v => Ok(v),
         }
     };

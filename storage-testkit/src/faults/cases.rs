@@ -323,21 +323,10 @@ pub(super) async fn tail_across_a_restart(cx: Arc<Cx>) -> Check {
         Ok(got)
     });
     // The tail has read the first three and waits; the server goes down and stays down.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    cx.proxy.reset();
-    cx.proxy.set(Fault::Refuse);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    cx.proxy.set(Fault::Pass);
+    restart_while_waiting(&cx).await;
     for i in 3..6 {
-        // The first write after the restart may meet a connection the restart cut.
-        let mut tries = 0;
-        while let Err(e) = db.append(key, &json!(i)).await {
-            tries += 1;
-            if tries > 20 || e.outcome() != storage_core::Outcome::NotApplied {
-                return Err(format!("append {i} after the restart: {e}"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let value = json!(i);
+        after_restart(&format!("append {i}"), || db.append(key, &value)).await?;
     }
     let got = follower.await.map_err(|e| e.to_string())??;
     let want: Vec<(u64, Value)> = (0..6).map(|i| (i, json!(i))).collect();
@@ -379,25 +368,44 @@ pub(super) async fn watch_across_a_restart(cx: Arc<Cx>) -> Check {
         }
         Ok(got)
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    cx.proxy.reset();
-    cx.proxy.set(Fault::Refuse);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    cx.proxy.set(Fault::Pass);
+    restart_while_waiting(&cx).await;
     for i in 3..6 {
-        let mut tries = 0;
-        while let Err(e) = cx.backend.set(&format!("fault:watch:{i}"), &json!(i)).await {
-            tries += 1;
-            if tries > 20 || e.outcome() != storage_core::Outcome::NotApplied {
-                return Err(format!("set {i} after the restart: {e}"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let key = format!("fault:watch:{i}");
+        let value = json!(i);
+        after_restart(&format!("set {i}"), || cx.backend.set(&key, &value)).await?;
     }
     let got = watcher.await.map_err(|e| e.to_string())??;
     let want: Vec<String> = (0..6).map(|i| format!("fault:watch:{i}")).collect();
     if got != want {
         return Err(format!("the watch delivered {got:?}, want {want:?}"));
+    }
+    Ok(())
+}
+
+/// Lets a reader settle into its wait, then takes the server away (connections cut, then
+/// refused for a while) and brings it back.
+async fn restart_while_waiting(cx: &Cx) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cx.proxy.reset();
+    cx.proxy.set(Fault::Refuse);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cx.proxy.set(Fault::Pass);
+}
+
+/// A write after the restart: the first may meet a connection the restart cut, which is
+/// retried while it says it did not take effect.
+async fn after_restart<F, Fut>(what: &str, mut write: F) -> Check
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = storage_core::Result<()>>,
+{
+    let mut tries = 0;
+    while let Err(e) = write().await {
+        tries += 1;
+        if tries > 20 || e.outcome() != storage_core::Outcome::NotApplied {
+            return Err(format!("{what} after the restart: {e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }
