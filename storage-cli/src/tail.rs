@@ -19,10 +19,15 @@ pub async fn run(m: &StorageManager, key: &str, from: Option<u64>) -> Result<()>
     };
     let mut tail = Tail::new(db, key, from);
     let mut stdout = std::io::stdout().lock();
+    // One listener for the whole run, made before the first read: a Ctrl-C that arrives
+    // while a line is being printed is kept for the next wait, not lost with a listener
+    // made afresh each time round.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         let item = tokio::select! {
             item = tail.next() => item,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut ctrl_c => return Ok(()),
         };
         let Some(item) = item else { return Ok(()) };
         let item = item?;

@@ -57,10 +57,15 @@ async fn watch(m: &StorageManager, prefix: &str, role: RoleArg, from: Option<u64
         None => Watch::new(store, prefix).await?,
     };
     let mut stdout = std::io::stdout().lock();
+    // One listener for the whole run, made before the first read: a Ctrl-C that arrives
+    // while a line is being printed is kept for the next wait, not lost with a listener
+    // made afresh each time round.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         let event = tokio::select! {
             event = watch.next() => event,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut ctrl_c => return Ok(()),
         };
         let Some(event) = event else { return Ok(()) };
         let line = match event? {

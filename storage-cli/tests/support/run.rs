@@ -76,6 +76,19 @@ pub fn lines(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
 pub fn interrupt(mut child: std::process::Child) {
     // SAFETY: kill with the pid of a child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert!(status.success(), "Ctrl-C ends tail cleanly: {status}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("Ctrl-C did not end the command within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.success(),
+        "Ctrl-C ends the command cleanly: {status}"
+    );
 }
