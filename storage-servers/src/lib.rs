@@ -102,8 +102,14 @@ pub fn free_cluster_port() -> io::Result<u16> {
 }
 
 /// A fresh directory under /tmp, readable by other users (the postgres user must pass through).
+///
+/// The first call also removes the directories of processes that are gone: one killed before its
+/// servers dropped (or a test binary that exited holding them) leaves its data behind, and a
+/// PostgreSQL data directory is hundreds of megabytes.
 pub fn temp_dir(kind: &str) -> io::Result<PathBuf> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_dirs_of_gone_processes);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -115,6 +121,27 @@ pub fn temp_dir(kind: &str) -> io::Result<PathBuf> {
     fs::create_dir_all(&dir)?;
     set_mode(&dir, 0o755)?;
     Ok(dir)
+}
+
+/// Removes `/tmp/storage-{kind}-{pid}-{n}-{nanos}` directories whose process no longer runs.
+fn remove_dirs_of_gone_processes() {
+    let Ok(entries) = fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("storage-")) else {
+            continue;
+        };
+        // The process id is the third field from the end (kinds may contain dashes).
+        let Some(pid) = rest.rsplit('-').nth(2).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
