@@ -63,6 +63,8 @@ pub const NEAR_CACHE_FLUSHES: &str = "storage.near_cache.flushes";
 pub const NEAR_CACHE_STALENESS: &str = "storage.near_cache.staleness";
 /// Counter: fail-safe values served while the store failed.
 pub const NEAR_CACHE_STALE_SERVED: &str = "storage.near_cache.stale_served";
+/// Counter: background reloads of entries read near the end of their life (eager refresh).
+pub const NEAR_CACHE_REFRESHES: &str = "storage.near_cache.refreshes";
 /// Gauge: writes queued by write-behind and not yet in the database.
 pub const WRITE_BEHIND_DEPTH: &str = "storage.write_behind.queue_depth";
 /// Counter: write-behind writes the database refused (kept and reported until retried).
@@ -131,6 +133,10 @@ pub fn describe() {
     describe_counter!(
         NEAR_CACHE_STALE_SERVED,
         "Fail-safe values a near cache served while its store failed"
+    );
+    describe_counter!(
+        NEAR_CACHE_REFRESHES,
+        "Near-cache entries reloaded in the background before they expired"
     );
     describe_counter!(
         CACHE_LEASES_LOST,

@@ -16,6 +16,10 @@
 //! so a fill never puts back a value an applied invalidation removed; a write applied after
 //! the fill removes it when its change arrives.
 //!
+//! **Eager refresh** (opt-in, [`NearCacheOptions::refresh_after`]): a hit on an entry at least
+//! that old is served and its key reloaded in the background (one reload per key at a time),
+//! so a key read often is replaced before it expires instead of missing when it does.
+//!
 //! **Fail-safe** (opt-in, [`NearCacheOptions::fail_safe`]): the last value read for each key
 //! is kept for that long; when the store fails with a temporary error, a read serves it,
 //! counted as stale ([`NearCacheStats::stale_served`]) and marked in
@@ -23,6 +27,7 @@
 
 use moka::sync::Cache as Level;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -54,6 +59,8 @@ pub struct NearCacheStats {
     pub flushes: u64,
     /// Reads answered with a fail-safe value while the store failed.
     pub stale_served: u64,
+    /// Entries reloaded in the background before they expired (eager refresh).
+    pub refreshes: u64,
 }
 
 /// How fresh a value [`NearCache::get_with_freshness`] returned is.
@@ -70,12 +77,19 @@ pub enum Freshness {
 
 /// The state the operations and the sync task share.
 pub(crate) struct Shared {
-    pub(crate) entries: Level<String, Arc<Value>>,
+    /// Each value with when it was filled (for eager refresh).
+    pub(crate) entries: Level<String, (Arc<Value>, Instant)>,
     pub(crate) last_known: Option<Level<String, (Arc<Value>, Instant)>>,
     pub(crate) fail_safe: Option<Duration>,
     max_staleness: Duration,
-    /// The sync point: when the last fully applied read of the log started.
-    synced_at: Mutex<Option<Instant>>,
+    refresh_after: Option<Duration>,
+    /// Keys being reloaded in the background.
+    refreshing: Mutex<HashSet<String>>,
+    /// What the sync point is measured from.
+    origin: Instant,
+    /// The sync point: when the last fully applied read of the log started, in nanoseconds
+    /// after `origin` plus one (0: never). An atomic, as every hit reads it.
+    synced_at: AtomicU64,
     stripes: Vec<AtomicU64>,
     /// Bumped by every flush: a fill checks it with its stripe.
     epoch: AtomicU64,
@@ -85,6 +99,7 @@ pub(crate) struct Shared {
     invalidations: AtomicU64,
     flushes: AtomicU64,
     pub(crate) stale_served: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
 }
 
 /// A fill's ticket: the invalidations of its key's stripe when its read started.
@@ -111,7 +126,7 @@ impl Shared {
         let share = (options.max_bytes / options.max_entries.max(1)).max(1);
         let entries = Level::builder()
             .max_capacity(options.max_bytes)
-            .weigher(move |k: &String, v: &Arc<Value>| {
+            .weigher(move |k: &String, (v, _): &(Arc<Value>, Instant)| {
                 let bytes =
                     k.len() as u64 + serde_json::to_string(&**v).map_or(0, |t| t.len() as u64);
                 u32::try_from(bytes.max(share)).unwrap_or(u32::MAX)
@@ -128,7 +143,10 @@ impl Shared {
             }),
             fail_safe: options.fail_safe,
             max_staleness: options.max_staleness,
-            synced_at: Mutex::new(None),
+            refresh_after: options.refresh_after.filter(|after| *after < options.ttl),
+            refreshing: Mutex::new(HashSet::new()),
+            origin: Instant::now(),
+            synced_at: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(0),
             hits: AtomicU64::new(0),
@@ -137,13 +155,47 @@ impl Shared {
             invalidations: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             stale_served: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
         }
     }
 
     /// Whether this level may serve: its sync point is within the bound.
     pub(crate) fn in_sync(&self) -> bool {
-        let synced = *self.synced_at.lock().unwrap_or_else(|e| e.into_inner());
-        synced.is_some_and(|at| at.elapsed() <= self.max_staleness)
+        match self.synced_at.load(Ordering::Acquire) {
+            0 => false,
+            at => {
+                let now = self.origin.elapsed().as_nanos() as u64 + 1;
+                let bound = u64::try_from(self.max_staleness.as_nanos()).unwrap_or(u64::MAX);
+                now.saturating_sub(at) <= bound
+            }
+        }
+    }
+
+    /// Records a sync point: everything written before `read_at` has been applied.
+    fn synced(&self, read_at: Instant) {
+        let at = read_at.saturating_duration_since(self.origin).as_nanos() as u64 + 1;
+        self.synced_at.fetch_max(at, Ordering::AcqRel);
+    }
+
+    /// Whether an entry filled at `filled` is due for an eager refresh, and if so claims the
+    /// key's reload (false when another is under way).
+    pub(crate) fn claim_refresh(&self, key: &str, filled: Instant) -> bool {
+        let due = self
+            .refresh_after
+            .is_some_and(|after| filled.elapsed() >= after);
+        due && self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string())
+    }
+
+    /// Ends the reload of `key` claimed by [`Shared::claim_refresh`].
+    pub(crate) fn refreshed(&self, key: &str) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     pub(crate) fn ticket(&self, key: &str) -> Ticket {
@@ -168,7 +220,8 @@ impl Shared {
             && self.stripes[ticket.stripe].load(Ordering::Acquire) == ticket.seen
             && self.epoch.load(Ordering::Acquire) == ticket.epoch
         {
-            self.entries.insert(key.to_string(), value);
+            self.entries
+                .insert(key.to_string(), (value, Instant::now()));
         }
     }
 
@@ -194,6 +247,7 @@ impl Shared {
             invalidations: self.invalidations.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
             stale_served: self.stale_served.load(Ordering::Relaxed),
+            refreshes: self.refreshes.load(Ordering::Relaxed),
         }
     }
 }
@@ -294,7 +348,7 @@ async fn follow(store: Arc<dyn Store>, shared: Weak<Shared>, limit: Duration) {
                 if full {
                     continue; // more to apply before this read counts as a sync point
                 }
-                *level.synced_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(read_at);
+                level.synced(read_at);
             }
             Err(e) if e.is_temporary() => {
                 tracing::debug!(error = %e, "near cache: the change log is unreachable; reads go to the store");

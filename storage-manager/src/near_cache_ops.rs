@@ -7,13 +7,15 @@
 //! log; the level must not outlive them, so a fill on the cache role asks the store for the
 //! key's TTL and keeps only keys without one.
 
-use crate::near_cache::{Freshness, NearCache, NearCacheOptions};
+use crate::near_cache::{Freshness, NearCache, NearCacheOptions, Shared};
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use storage_core::layer::{AsStore, ForwardCache, ForwardDatabase, ForwardStore};
-use storage_core::telemetry::{NEAR_CACHE_HITS, NEAR_CACHE_MISSES, NEAR_CACHE_STALE_SERVED};
+use storage_core::telemetry::{
+    NEAR_CACHE_HITS, NEAR_CACHE_MISSES, NEAR_CACHE_REFRESHES, NEAR_CACHE_STALE_SERVED,
+};
 use storage_core::{
     Cache, CacheEntry, Condition, Database, KeyTtl, Result, Store, Version, async_trait,
 };
@@ -35,15 +37,18 @@ impl NearCache<dyn Cache> {
     }
 }
 
-impl<R: AsStore + ?Sized> NearCache<R> {
+impl<R: AsStore + ?Sized + 'static> NearCache<R> {
     /// `get`, saying whether the value is fresh or a fail-safe one served while the store
     /// failed (see [`crate::NearCacheOptions::fail_safe`]).
     pub async fn get_with_freshness(&self, key: &str) -> Result<Option<(Value, Freshness)>> {
         let shared = &self.shared;
         if shared.in_sync() {
-            if let Some(v) = shared.entries.get(key) {
+            if let Some((v, filled)) = shared.entries.get(key) {
                 shared.hits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(NEAR_CACHE_HITS).increment(1);
+                if shared.claim_refresh(key, filled) {
+                    self.refresh_in_background(key);
+                }
                 return Ok(Some(((*v).clone(), Freshness::Fresh)));
             }
             shared.misses.fetch_add(1, Ordering::Relaxed);
@@ -51,17 +56,8 @@ impl<R: AsStore + ?Sized> NearCache<R> {
             shared.bypassed.fetch_add(1, Ordering::Relaxed);
         }
         metrics::counter!(NEAR_CACHE_MISSES).increment(1);
-        let ticket = shared.ticket(key);
-        match self.inner.as_store().get(key).await {
-            Ok(Some(v)) => {
-                let keep = match &self.expiring {
-                    Some(cache) => matches!(cache.ttl(key).await, Ok(KeyTtl::Persistent)),
-                    None => true,
-                };
-                shared.fill(key, &v, ticket, keep);
-                Ok(Some((v, Freshness::Fresh)))
-            }
-            Ok(None) => Ok(None),
+        match load(&*self.inner, self.expiring.as_deref(), shared, key).await {
+            Ok(found) => Ok(found.map(|v| (v, Freshness::Fresh))),
             Err(e) if e.is_temporary() => {
                 let kept = shared.last_known.as_ref().and_then(|l| l.get(key));
                 match (kept, shared.fail_safe) {
@@ -77,6 +73,47 @@ impl<R: AsStore + ?Sized> NearCache<R> {
             Err(e) => Err(e),
         }
     }
+
+    /// Reloads `key` from the store in a task of its own (eager refresh); the entry keeps
+    /// serving meanwhile, and a failed reload leaves it to expire.
+    fn refresh_in_background(&self, key: &str) {
+        let (inner, expiring, shared) = (
+            self.inner.clone(),
+            self.expiring.clone(),
+            self.shared.clone(),
+        );
+        let key = key.to_string();
+        tokio::spawn(async move {
+            shared.refreshes.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(NEAR_CACHE_REFRESHES).increment(1);
+            match load(&*inner, expiring.as_deref(), &shared, &key).await {
+                Ok(Some(_)) => {}
+                Ok(None) => shared.invalidate(&key),
+                Err(e) => tracing::debug!(key, error = %e, "near cache: eager refresh failed"),
+            }
+            shared.refreshed(&key);
+        });
+    }
+}
+
+/// Reads `key` from the store and fills the level with it (on the cache role only a key
+/// without a TTL, whose entry cannot expire under the level).
+async fn load<R: AsStore + ?Sized>(
+    inner: &R,
+    expiring: Option<&dyn Cache>,
+    shared: &Shared,
+    key: &str,
+) -> Result<Option<Value>> {
+    let ticket = shared.ticket(key);
+    let found = inner.as_store().get(key).await?;
+    if let Some(v) = &found {
+        let keep = match expiring {
+            Some(cache) => matches!(cache.ttl(key).await, Ok(KeyTtl::Persistent)),
+            None => true,
+        };
+        shared.fill(key, v, ticket, keep);
+    }
+    Ok(found)
 }
 
 #[async_trait]

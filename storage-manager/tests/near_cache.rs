@@ -339,6 +339,14 @@ async fn near_cache_from_the_config_file() {
             "{ type: in-memory, nearCache: { ttlMillis: 'ten' } }",
             "ttlMillis",
         ),
+        (
+            "{ type: in-memory, nearCache: { eagerRefresh: 1.5 } }",
+            "storage.database.nearCache.eagerRefresh: 1.5 is not a fraction of ttlMillis between 0 and 1",
+        ),
+        (
+            "{ type: in-memory, nearCache: { eagerRefresh: 0 } }",
+            "storage.database.nearCache.eagerRefresh: 0 is not a fraction",
+        ),
     ] {
         let yaml = format!("cache: {{ type: in-memory }}\ndatabase: {block}\n");
         let e = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
@@ -366,4 +374,58 @@ async fn absurd_durations_built_in_code_are_capped_not_a_panic() {
     assert_eq!(near.get("k").await.unwrap(), Some(json!(1)));
     assert_eq!(near.get("k").await.unwrap(), Some(json!(1)));
     assert!(near.stats().hits >= 1, "{:?}", near.stats());
+}
+
+/// Eager refresh: a hit on an entry past `refresh_after` reloads it in the background, so a
+/// key read through the level's TTL never misses; without it the same reads miss once the
+/// entry expires. From the config file: `eagerRefresh` is a fraction of `ttlMillis`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eager_refresh_reloads_a_hot_key_before_its_entry_expires() {
+    let yaml = "cache: { type: in-memory }\ndatabase: { type: in-memory, store: eager, nearCache: { ttlMillis: 1000, eagerRefresh: 0.5 } }\n";
+    let source = storage_manager::config_file::from_yaml_str(yaml, ".".as_ref()).unwrap();
+    let options = storage_manager::StorageManager::from_source(&source)
+        .unwrap()
+        .config()
+        .database
+        .primary
+        .common
+        .near_cache
+        .clone()
+        .expect("the near cache's settings");
+    assert_eq!(options.refresh_after, Some(Duration::from_millis(500)));
+
+    for eager in [true, false] {
+        let store = storage_memory::MemoryStore::new();
+        let options = NearCacheOptions {
+            ttl: Duration::from_millis(1000),
+            refresh_after: eager.then_some(Duration::from_millis(500)),
+            ..NearCacheOptions::default()
+        };
+        let near = NearCache::database(store.database("eager:").unwrap(), options);
+        until_in_sync(&near).await;
+        near.set("hot", &json!(1)).await.unwrap();
+        until_applied(&near, 1).await;
+        let filled = Instant::now();
+        assert_eq!(near.get("hot").await.unwrap(), Some(json!(1))); // the fill
+        assert_eq!(near.stats().misses, 1);
+        // Halfway through the entry's life, and a little: a hit that (eagerly) reloads.
+        tokio::time::sleep_until((filled + Duration::from_millis(600)).into()).await;
+        assert_eq!(near.get("hot").await.unwrap(), Some(json!(1)));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while eager && near.stats().refreshes < 1 {
+            assert!(Instant::now() < deadline, "no refresh: {:?}", near.stats());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // the reload's fill
+        // Past the first fill's TTL: the refreshed entry still serves; without eager refresh
+        // the entry expired and the read misses.
+        tokio::time::sleep_until((filled + Duration::from_millis(1300)).into()).await;
+        assert_eq!(near.get("hot").await.unwrap(), Some(json!(1)));
+        let stats = near.stats();
+        if eager {
+            assert_eq!((stats.misses, stats.refreshes), (1, 1), "{stats:?}");
+        } else {
+            assert_eq!((stats.misses, stats.refreshes), (2, 0), "{stats:?}");
+        }
+    }
 }

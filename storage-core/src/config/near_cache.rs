@@ -34,6 +34,11 @@ pub struct NearCacheBlock {
     #[serde(default, deserialize_with = "num::opt")]
     #[schemars(with = "Option<NumOrEnv>")]
     pub fail_safe_max_millis: Option<u64>,
+    /// Eager refresh: a read of an entry older than this fraction of `ttlMillis` (between 0
+    /// and 1, e.g. 0.8) serves it and reloads it in the background, so that a key read often
+    /// never misses when its entry would expire (default: off).
+    #[serde(default)]
+    pub eager_refresh: Option<f64>,
 }
 
 /// How a near cache is bounded and how fresh it must be: `nearCache:` settled, or built in
@@ -64,6 +69,10 @@ pub struct NearCacheOptions {
     /// Serve the last value read, up to this old, when the store fails with a temporary error
     /// (default: off).
     pub fail_safe: Option<Duration>,
+    /// Eager refresh: a read of an entry at least this old serves it and reloads it from the
+    /// store in the background, once at a time per key (default: off; `eagerRefresh:` gives
+    /// it as a fraction of `ttl`). A value at or past `ttl` turns it off.
+    pub refresh_after: Option<Duration>,
 }
 
 impl Default for NearCacheOptions {
@@ -74,6 +83,7 @@ impl Default for NearCacheOptions {
             ttl: Duration::from_secs(60),
             max_staleness: Duration::from_millis(200),
             fail_safe: None,
+            refresh_after: None,
         }
     }
 }
@@ -99,13 +109,24 @@ pub(crate) fn settle(block: &NearCacheBlock, path: &str) -> Result<NearCacheOpti
             v => Ok(v),
         }
     };
+    let ttl = positive(block.ttl_millis, "ttlMillis")?.map_or(d.ttl, Duration::from_millis);
+    let refresh_after = match block.eager_refresh {
+        None => None,
+        Some(f) if f > 0.0 && f < 1.0 => Some(ttl.mul_f64(f)),
+        Some(f) => {
+            return Err(Error::config(format!(
+                "{path}.nearCache.eagerRefresh: {f} is not a fraction of ttlMillis between 0 and 1 (e.g. 0.8)"
+            )));
+        }
+    };
     Ok(NearCacheOptions {
         max_entries: positive(block.max_entries, "maxEntries")?.unwrap_or(d.max_entries),
         max_bytes: positive(block.max_bytes, "maxBytes")?.unwrap_or(d.max_bytes),
-        ttl: positive(block.ttl_millis, "ttlMillis")?.map_or(d.ttl, Duration::from_millis),
+        ttl,
         max_staleness: positive(block.max_staleness_millis, "maxStalenessMillis")?
             .map_or(d.max_staleness, Duration::from_millis),
         fail_safe: positive(block.fail_safe_max_millis, "failSafeMaxMillis")?
             .map(Duration::from_millis),
+        refresh_after,
     })
 }
