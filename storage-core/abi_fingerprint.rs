@@ -16,6 +16,7 @@ pub const BOUNDARY_FILES: &[&str] = &[
     "src/config/spec.rs",
     "src/config/common.rs",
     "src/config/near_cache.rs",
+    "src/config/cache_aside.rs",
 ];
 
 /// The fingerprint of the given sources, as 16 hex digits (FNV-1a, 64 bits).

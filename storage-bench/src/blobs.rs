@@ -224,6 +224,7 @@ pub async fn bench(
                 list_len: None,
                 project: Some(Stats::median(project)),
                 baseline: Some(Stats::median(baseline)),
+                loads: None,
             });
         }
     }
@@ -322,6 +323,7 @@ fn high_water(dir: &Path, bytes: u64, rows: &mut Vec<Row>) {
             list_len: None,
             project: Some(Stats::single(value, 0.0, 0.0)),
             baseline: None,
+            loads: None,
         });
     }
 }
@@ -425,5 +427,6 @@ fn hash_limit(rows: &mut Vec<Row>) {
         list_len: None,
         project: Some(Stats::median(runs)),
         baseline: None,
+        loads: None,
     });
 }

@@ -105,5 +105,6 @@ async fn run<S: Subject>(
         list_len: op.list_len(),
         project: Some(p),
         baseline: None,
+        loads: None,
     });
 }

@@ -105,6 +105,7 @@ pub async fn bench(name: &str, project: Arc<Project>, ops_scale: usize, rows: &m
             list_len: None,
             project: Some(p),
             baseline: b,
+            loads: None,
         });
     }
     if let Err(e) = project.0.delete("counter").await {

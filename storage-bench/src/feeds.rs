@@ -79,6 +79,7 @@ where
             pct(0.99),
         )),
         baseline: None,
+        loads: None,
     }
 }
 
@@ -196,4 +197,47 @@ async fn near_cache_row(
     poller.abort();
     let _ = a.delete(&key).await;
     rows.push(row);
+}
+
+/// The follower rows of every backend given: two instances each, one appending, one following.
+pub async fn all(postgres: Option<&str>, redis: Option<&str>, rows: &mut Vec<Row>) {
+    const COUNT: usize = 300;
+    let memory = "database: { type: in-memory, store: feeds }\ncache: { type: in-memory }";
+    bench(
+        "in-memory",
+        crate::open(memory).await,
+        crate::open(memory).await,
+        COUNT,
+        rows,
+    )
+    .await;
+    let dir = std::env::temp_dir().join(format!("storage-bench-feeds-{}", std::process::id()));
+    let sqlite = format!(
+        "database: {{ type: sqlite, path: '{}' }}\ncache: {{ type: in-memory }}",
+        dir.join("feeds.db").display()
+    );
+    bench(
+        "sqlite",
+        crate::open(&sqlite).await,
+        crate::open(&sqlite).await,
+        COUNT,
+        rows,
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, url) in [("postgresql", postgres), ("redis", redis)] {
+        if let Some(url) = url {
+            let yaml = format!(
+                "database: {{ type: {name}, url: '{url}', keyPrefix: 'feeds:' }}\ncache: {{ type: in-memory }}"
+            );
+            bench(
+                name,
+                crate::open(&yaml).await,
+                crate::open(&yaml).await,
+                COUNT,
+                rows,
+            )
+            .await;
+        }
+    }
 }

@@ -108,6 +108,8 @@ pub struct Row {
     pub list_len: Option<u64>,
     pub project: Option<Stats>,
     pub baseline: Option<Stats>,
+    /// For the stampede rows: how many loads reached the database.
+    pub loads: Option<u64>,
 }
 
 impl Row {
@@ -124,6 +126,7 @@ impl Row {
             "runs": p.map(|s| s.runs),
             "p50_us": p.map(|s| s.p50_us),
             "p99_us": p.map(|s| s.p99_us),
+            "database_loads": self.loads,
             "baseline_ops_per_sec": self.baseline.map(|s| s.ops_per_sec),
             "baseline_ops_per_sec_min": self.baseline.map(|s| s.min_ops_per_sec),
             "baseline_ops_per_sec_max": self.baseline.map(|s| s.max_ops_per_sec),

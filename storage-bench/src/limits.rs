@@ -171,6 +171,7 @@ fn limit_row(backend: &str, op: &'static str, clients: usize, stats: Stats) -> R
         list_len: None,
         project: Some(stats),
         baseline: None,
+        loads: None,
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod baselines;
 mod blobs;
+mod caching;
 mod cluster;
 mod conditional;
 mod feeds;
@@ -226,7 +227,7 @@ async fn preload(db: &Arc<dyn Database>, big_list: u64) -> Result<()> {
     Ok(())
 }
 
-async fn open(yaml: &str) -> Arc<dyn Database> {
+pub(crate) async fn open(yaml: &str) -> Arc<dyn Database> {
     let registry = storage_manager::builtin_registry();
     let source = storage_manager::config_file::from_yaml_str(yaml, &std::env::temp_dir())
         .expect("bench config");
@@ -310,6 +311,7 @@ async fn bench_backend<B: Subject>(
                 list_len: op.list_len(),
                 project: Some(p),
                 baseline: b,
+                loads: None,
             });
         }
     }
@@ -343,8 +345,19 @@ async fn main() {
         blobs::high_water_child(dir, bytes).await;
         return;
     }
+    if args.iter().any(|a| a == "--only-caching") {
+        caching::all(
+            ops_scale,
+            value_of("--postgres"),
+            value_of("--redis"),
+            &mut rows,
+        )
+        .await;
+        write_results(&out, &rows);
+        return;
+    }
     if args.iter().any(|a| a == "--only-feeds") {
-        feeds_all(
+        feeds::all(
             value_of("--postgres").as_deref(),
             value_of("--redis").as_deref(),
             &mut rows,
@@ -355,7 +368,7 @@ async fn main() {
     }
     if args.iter().any(|a| a == "--only-blobs") {
         blobs::bench_all(quick, value_of("--postgres").as_deref(), s3, &mut rows).await;
-        feeds_all(
+        feeds::all(
             value_of("--postgres").as_deref(),
             value_of("--redis").as_deref(),
             &mut rows,
@@ -459,9 +472,17 @@ async fn main() {
     limits::json_decode(&mut rows);
 
     blobs::bench_all(quick, value_of("--postgres").as_deref(), s3, &mut rows).await;
-    feeds_all(
+    feeds::all(
         value_of("--postgres").as_deref(),
         value_of("--redis").as_deref(),
+        &mut rows,
+    )
+    .await;
+
+    caching::all(
+        ops_scale,
+        value_of("--postgres"),
+        value_of("--redis"),
         &mut rows,
     )
     .await;
@@ -470,42 +491,6 @@ async fn main() {
     recorder::bench(ops_scale, &mut rows).await;
 
     write_results(&out, &rows);
-}
-
-/// The follower rows of every backend given: two instances each, one appending, one following.
-async fn feeds_all(postgres: Option<&str>, redis: Option<&str>, rows: &mut Vec<Row>) {
-    const COUNT: usize = 300;
-    let memory = "database: { type: in-memory, store: feeds }\ncache: { type: in-memory }";
-    feeds::bench(
-        "in-memory",
-        open(memory).await,
-        open(memory).await,
-        COUNT,
-        rows,
-    )
-    .await;
-    let dir = std::env::temp_dir().join(format!("storage-bench-feeds-{}", std::process::id()));
-    let sqlite = format!(
-        "database: {{ type: sqlite, path: '{}' }}\ncache: {{ type: in-memory }}",
-        dir.join("feeds.db").display()
-    );
-    feeds::bench(
-        "sqlite",
-        open(&sqlite).await,
-        open(&sqlite).await,
-        COUNT,
-        rows,
-    )
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    for (name, url) in [("postgresql", postgres), ("redis", redis)] {
-        if let Some(url) = url {
-            let yaml = format!(
-                "database: {{ type: {name}, url: '{url}', keyPrefix: 'feeds:' }}\ncache: {{ type: in-memory }}"
-            );
-            feeds::bench(name, open(&yaml).await, open(&yaml).await, COUNT, rows).await;
-        }
-    }
 }
 
 /// Writes `results.json` and prints the table.

@@ -49,6 +49,7 @@ pub(crate) async fn sqlite(dir: &Path, ops_scale: usize, rows: &mut Vec<Row>) {
                 runs: workload::RUNS,
             }),
             baseline: None,
+            loads: None,
         });
     }
 }

@@ -43,6 +43,7 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
             list_len: None,
             project: Some(base),
             baseline: None,
+            loads: None,
         });
         rows.push(Row {
             backend: "in-memory (recorder)".into(),
@@ -51,6 +52,7 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
             list_len: None,
             project: Some(with),
             baseline: Some(base),
+            loads: None,
         });
     }
     // The recorder saw every operation: the series are there.

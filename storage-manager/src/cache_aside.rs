@@ -128,6 +128,18 @@ impl Default for CacheAsideOptions {
 }
 
 impl CacheAsideOptions {
+    /// The defaults, with what a `cacheAside:` block settles (entry TTL and jitter, the
+    /// invalidation hold, the stampede lease).
+    pub fn from_settings(settings: &storage_core::config::CacheAsideSettings) -> Self {
+        CacheAsideOptions {
+            ttl: settings.ttl,
+            ttl_jitter: settings.ttl_jitter,
+            invalidation_hold: settings.invalidation_hold,
+            stampede_lease: settings.stampede_lease,
+            ..Self::default()
+        }
+    }
+
     /// The defaults, with entries living `ttl`.
     pub fn with_ttl(ttl: Duration) -> Self {
         CacheAsideOptions {

@@ -25,7 +25,7 @@ use crate::cache_aside::CacheAside;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use storage_core::telemetry;
 use storage_core::{Error, Result};
@@ -61,6 +61,9 @@ type Shared = Option<std::result::Result<Option<Value>, (storage_core::ErrorKind
 #[derive(Default)]
 pub(crate) struct Loads {
     in_flight: Mutex<HashMap<String, watch::Receiver<Shared>>>,
+    /// Loads finished (of any key): a miss that saw this move since its cache read looks in
+    /// the cache again before loading, as a load that finished meanwhile may have warmed it.
+    finished: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -77,6 +80,7 @@ struct Leader<'a> {
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         lock(&self.loads.in_flight).remove(self.key);
+        self.loads.finished.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -84,6 +88,7 @@ impl CacheAside {
     /// Lazy loading: the cache, else the database, warming the cache on the way back unless a
     /// write invalidated the key meanwhile (see the module docs).
     pub async fn get(&self, key: &str) -> Result<Option<Value>> {
+        let finished = self.loads.finished.load(Ordering::Acquire);
         match self.cache.get(key).await {
             Ok(Some(v)) if !is_marker(&v) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -95,12 +100,14 @@ impl CacheAside {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(telemetry::CACHE_MISSES).increment(1);
-        self.load_once(key).await
+        self.load_once(key, finished).await
     }
 
     /// One load per key at a time in this process: the first caller loads, the others share
-    /// its result.
-    async fn load_once(&self, key: &str) -> Result<Option<Value>> {
+    /// its result. `finished` is [`Loads::finished`] from before the caller's cache read: a
+    /// load that ended since may have warmed the key (a miss arriving just after a stampede
+    /// would otherwise load again).
+    async fn load_once(&self, key: &str, finished: u64) -> Result<Option<Value>> {
         let waiting = {
             let mut in_flight = lock(&self.loads.in_flight);
             match in_flight.get(key) {
@@ -120,7 +127,18 @@ impl CacheAside {
             loads: &self.loads,
             key,
         };
-        let result = self.load(key).await;
+        let result = if self.loads.finished.load(Ordering::Acquire) != finished {
+            match self.cache.get(key).await {
+                Ok(Some(v)) if !is_marker(&v) => {
+                    self.coalesced.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(telemetry::CACHE_COALESCED_LOADS).increment(1);
+                    Ok(Some(v))
+                }
+                _ => self.load(key).await,
+            }
+        } else {
+            self.load(key).await
+        };
         let _ = tx.send(Some(match &result {
             Ok(v) => Ok(v.clone()),
             Err(e) => Err((e.kind(), e.to_string(), e.is_temporary())),

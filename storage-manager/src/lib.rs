@@ -41,6 +41,7 @@ mod plugin_file;
 mod plugins;
 mod registry;
 mod status;
+mod validate;
 mod walk;
 
 pub use block_in_place::tokio_block_in_place;
@@ -245,52 +246,23 @@ impl StorageManager {
     }
 
     /// Checks the configuration without connecting: every type is registered and serves its
-    /// role, and no two roles share a namespace on one server.
+    /// role, no two roles share a namespace on one server, and the role-wide fields
+    /// (`nearCache`, `cacheAside`) are where they belong.
     pub fn validate_config(&self) -> Result<()> {
-        for role in self.config.roles() {
-            for spec in self
-                .config
-                .role(role)
-                .into_iter()
-                .flat_map(|r| r.fallback.iter())
-            {
-                if spec.common.near_cache.is_some() {
-                    return Err(Error::config(format!(
-                        "{}.nearCache: a near cache is the role's, whichever backend serves it: give it in the primary block",
-                        spec.path
-                    )));
-                }
-            }
-            if role == Role::Blob
-                && let Some(spec) = self
-                    .config
-                    .role(role)
-                    .filter(|r| r.primary.common.near_cache.is_some())
-            {
-                return Err(Error::config(format!(
-                    "{}.nearCache: the blob role has no near cache",
-                    spec.primary.path
-                )));
-            }
-            for spec in self.config.role(role).into_iter().flat_map(|r| r.chain()) {
-                let factory = self
-                    .registry
-                    .factory(&spec.type_name)
-                    .map_err(|e| Error::config(format!("{}.type: {}", spec.path, e.message())))?;
-                if !factory.roles().contains(&role) {
-                    return Err(Error::config(format!(
-                        "{}: {} does not serve the {role} role",
-                        spec.path, spec.type_name
-                    )));
-                }
-            }
-        }
-        for c in self.config.cache.chain() {
-            for d in self.config.database.chain() {
-                check_shared_server(c, d)?;
-            }
-        }
-        Ok(())
+        validate::validate(&self.config, &self.registry)
+    }
+
+    /// A [`CacheAside`] over this configuration's cache and database (both connected, each
+    /// walking its fallback chain), with the cache role's `cacheAside:` settings
+    /// ([`CacheAsideOptions::default`] when it gives none).
+    pub async fn connect_cache_aside(&self) -> Result<CacheAside> {
+        let (cache, _) = self.connect_cache().await?;
+        let (database, _) = self.connect_database().await?;
+        let options = match &self.config.cache.primary.common.cache_aside {
+            Some(settings) => CacheAsideOptions::from_settings(settings),
+            None => CacheAsideOptions::default(),
+        };
+        Ok(CacheAside::new(cache, database, options))
     }
 
     /// Connects both roles, walking each fallback chain.
@@ -503,18 +475,4 @@ pub fn namespaces_clash(a: &BackendSpec, b: &BackendSpec) -> Option<NamespaceCla
     let nests = ida.prefixes_nest || idb.prefixes_nest;
     (nests && (pa.starts_with(pb.as_str()) || pb.starts_with(pa.as_str())))
         .then_some(NamespaceClash::Nested)
-}
-
-/// Refuses two roles whose namespaces can see each other's keys.
-fn check_shared_server(a: &BackendSpec, b: &BackendSpec) -> Result<()> {
-    if let Some(clash) = namespaces_clash(a, b) {
-        let (pa, pb) = (&a.common.key_prefix, &b.common.key_prefix);
-        return Err(Error::config(format!(
-            "{} ({a}) and {} ({b}) reach the same data with keyPrefixes {pa:?} and {pb:?}, which {}; give each role its own keyPrefix",
-            a.path,
-            b.path,
-            clash.verb()
-        )));
-    }
-    Ok(())
 }

@@ -2,7 +2,7 @@
 //! fields from.
 //!
 //! The resolver splits each block in two: the common fields (`type`, `keyPrefix`, the pool,
-//! timeouts, retries, `fallback`, `nearCache`) are parsed here into [`CommonSettings`]; everything else is
+//! timeouts, retries, `fallback`, `nearCache`, `cacheAside`) are parsed here into [`CommonSettings`]; everything else is
 //! the backend's, handed to its factory as a [`BlockInput`]. A backend never sees the common
 //! fields and storage-core never sees a backend's.
 
@@ -31,6 +31,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "operationTimeoutMillis",
     "fallback",
     "nearCache",
+    "cacheAside",
 ];
 
 /// The common fields of a backend block, as a config file holds them.
@@ -77,6 +78,10 @@ pub struct CommonBlock {
     /// change log (off when absent; the primary block's only).
     #[serde(default)]
     pub near_cache: Option<super::near_cache::NearCacheBlock>,
+    /// How `CacheAside` built from this configuration loads into the cache (the cache role's
+    /// primary block only).
+    #[serde(default)]
+    pub cache_aside: Option<super::cache_aside::CacheAsideBlock>,
 }
 
 /// Settings every backend shares, with synonyms settled and defaults applied.
@@ -102,6 +107,8 @@ pub struct CommonSettings {
     pub operation_timeout: Duration,
     /// The role's near cache, when the block asks for one.
     pub near_cache: Option<super::near_cache::NearCacheOptions>,
+    /// The cache role's `cacheAside:` settings, when given.
+    pub cache_aside: Option<super::cache_aside::CacheAsideSettings>,
 }
 
 impl Default for CommonSettings {
@@ -117,6 +124,7 @@ impl Default for CommonSettings {
             retry_delay: Duration::from_millis(100),
             operation_timeout: Duration::from_millis(10000),
             near_cache: None,
+            cache_aside: None,
         }
     }
 }
@@ -239,6 +247,11 @@ pub(crate) fn common_settings(
             .near_cache
             .as_ref()
             .map(|n| super::near_cache::settle(n, path))
+            .transpose()?,
+        cache_aside: b
+            .cache_aside
+            .as_ref()
+            .map(|c| super::cache_aside::settle(c, path))
             .transpose()?,
     })
 }

@@ -41,6 +41,7 @@
 //! assert_eq!(config.cache.primary.type_name, "plain");
 //! ```
 
+mod cache_aside;
 mod common;
 mod fields;
 mod near_cache;
@@ -49,6 +50,7 @@ mod schema;
 mod source;
 mod spec;
 
+pub use cache_aside::{CacheAsideBlock, CacheAsideSettings, StampedeBlock};
 pub use common::{BlockInput, COMMON_FIELDS, CommonBlock, CommonField, CommonSettings};
 pub use fields::{NumOrEnv, PoolBlock, Secret, SslDetail, SslField, json_type, num, typed};
 pub use near_cache::{NEAR_CACHE_MAX_MILLIS, NearCacheBlock, NearCacheOptions};
