@@ -74,6 +74,11 @@ impl Support {
             && filter.is_none_or(|f| tail_processes::CASE.contains(f))
     }
 
+    /// Whether the backend keeps a change log (a watch works on it).
+    pub(crate) fn keeps_changes(&self) -> bool {
+        self.probed && self.watch.is_none()
+    }
+
     /// How many feed cases will run.
     pub(crate) fn count(&self, role: Role, spec: &BackendSpec, filter: Option<&str>) -> usize {
         self.tail_names(role, filter).len()

@@ -45,6 +45,7 @@ use storage_testkit::{Report, SuiteOptions};
 
 mod blob;
 mod blob_crash;
+mod coherence;
 mod faults;
 mod feeds;
 mod processes;
@@ -264,7 +265,8 @@ async fn main() -> ExitCode {
     .filter(|n| args.filter.as_deref().is_none_or(|f| n.contains(f)))
     .collect();
     // The feed cases are counted once the backend says which feeds it keeps (below).
-    let feeds_may_match = feeds::may_match(args.role, args.filter.as_deref());
+    let feeds_may_match = feeds::may_match(args.role, args.filter.as_deref())
+        || coherence::may_match(args.role, args.filter.as_deref());
     if names.is_empty() && !feeds_may_match {
         eprintln!("storage-runner: --filter matches no case");
         return ExitCode::from(2);
@@ -314,7 +316,14 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let total = total + feed_support.count(args.role, &spec, args.filter.as_deref());
+    let total = total
+        + feed_support.count(args.role, &spec, args.filter.as_deref())
+        + coherence::names(
+            args.role,
+            args.filter.as_deref(),
+            feed_support.keeps_changes(),
+        )
+        .len();
 
     let report: Report = match args.role {
         Role::Cache => {
@@ -362,6 +371,17 @@ async fn main() -> ExitCode {
         .await;
     passed += feed_passed;
     failed += feed_failed;
+    let (coherence_passed, coherence_failed) = coherence::run(
+        args.role,
+        registry.clone(),
+        &spec,
+        &options.prefix,
+        args.filter.as_deref(),
+        feed_support.keeps_changes(),
+    )
+    .await;
+    passed += coherence_passed;
+    failed += coherence_failed;
     if let (Some(template), Some(upstream)) = (&args.fault_block, args.upstream) {
         let fault_report = faults::run(
             args.role,
