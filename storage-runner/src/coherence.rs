@@ -302,7 +302,7 @@ pub(crate) async fn run(
     for name in names(role, filter, watch) {
         let pairs = Pairs {
             registry: registry.clone(),
-            spec: spec.clone().with_key_prefix(&format!("{prefix}{name}:")),
+            spec: spec.clone().with_key_prefix(format!("{prefix}{name}:")),
             role,
             memory: storage_memory::MemoryStore::new(),
         };
