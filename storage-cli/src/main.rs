@@ -13,6 +13,7 @@
 //! SQLite at `.storage/storage.db` and a memory cache. Exit codes: 0 success, 1 not found
 //! (`get` of a missing key), 2 any error, reported as one line on stderr.
 
+mod accounts;
 mod blob;
 mod conditional;
 mod demo;
@@ -155,6 +156,8 @@ enum Command {
     },
     #[command(flatten)]
     Feed(watch::FeedCommand),
+    #[command(flatten)]
+    Account(accounts::AccountCommand),
     /// Prints list items START..=END, one JSON value per line (negative indices count from the end).
     Range {
         /// The list's key.
@@ -464,6 +467,10 @@ async fn data(cli: &Cli, m: &StorageManager) -> Result<ExitCode, Failure> {
         }
         Command::Feed(feed) => {
             watch::run(m, feed).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Account(account) => {
+            accounts::run(m, account).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Append {

@@ -31,6 +31,10 @@ pub enum ErrorKind {
     /// The server refused the credentials (or their absence). Retrying or falling back to
     /// another backend cannot fix it.
     Authentication,
+    /// The server refused this operation to this account (a missing grant, an ACL that does
+    /// not allow the command or the key): the account needs the right; a retry or another
+    /// backend cannot give it.
+    PermissionDenied,
     /// A conditional write found the key not as its condition said (another writer came
     /// first); nothing was written. [`Error::conflict`] carries the key's current version.
     Conflict,
@@ -54,6 +58,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Configuration => "configuration error",
             ErrorKind::Authentication => "authentication error",
+            ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Plugin => "plugin error",
@@ -73,6 +78,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Configuration => "configuration",
             ErrorKind::Authentication => "authentication",
+            ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Plugin => "plugin",

@@ -93,8 +93,13 @@ where
                     },
                 ));
             }
-            Err(e) if e.is_authentication() => {
-                // Wrong credentials are a configuration mistake: falling back would hide it.
+            Err(e)
+                if e.is_authentication()
+                    || e.kind() == storage_core::ErrorKind::PermissionDenied =>
+            {
+                // Wrong credentials, or an account without the rights the backend needs (a
+                // schema it may not create), are configuration mistakes: falling back would
+                // hide them.
                 return Err(Error::new(
                     e.kind(),
                     format!(

@@ -351,6 +351,12 @@ impl BackendConfig for PostgresConfig {
         TYPE_NAME
     }
 
+    /// The tables of every role (key-value, lists, blobs, the change log) in this config's
+    /// schema, from nothing to this build's version, in one transaction.
+    fn schema_ddl(&self) -> Option<String> {
+        Some(crate::schema::schema_sql(self.schema.as_deref()))
+    }
+
     /// `user@host:port[,host:port…]/database`, plus the TLS mode when it is on.
     fn describe(&self) -> String {
         let hosts: Vec<String> = self

@@ -64,6 +64,8 @@ pub(crate) fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
             || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
         {
             Error::authentication(what).with_source(e)
+        } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            Error::new(storage_core::ErrorKind::PermissionDenied, said(&e)).permanent()
         } else if *code == SqlState::INVALID_CATALOG_NAME {
             Error::config(format!("{what}: the database does not exist")).with_source(e)
         } else {

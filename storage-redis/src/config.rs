@@ -363,9 +363,77 @@ fn with_tls(
     Ok(info.set_addr(addr))
 }
 
+/// Every command the backend sends, and the commands its Lua scripts call (an ACL checks
+/// those too): what `storage acl` grants. A command missing here fails the ACL matrix lines
+/// with `NOPERM`; nothing that reaches outside the namespace (`KEYS`, `FLUSHDB`, `FLUSHALL`,
+/// `CONFIG`) is on it.
+pub const ACL_COMMANDS: &[&str] = &[
+    // The connection: its health check, and the client's handshake.
+    "ping",
+    "hello",
+    "auth",
+    "select",
+    // Values, TTLs, batches.
+    "get",
+    "set",
+    "mget",
+    "exists",
+    "type",
+    "pttl",
+    "unlink",
+    "del",
+    "scan",
+    // Lists and their headers.
+    "llen",
+    "lrange",
+    "rpush",
+    "ltrim",
+    "hget",
+    "hset",
+    // The change log.
+    "xadd",
+    "xrange",
+    "xinfo|stream",
+    // Scripts (conditional writes, appends, the log) and transactions (batches).
+    "evalsha",
+    "eval",
+    "script|load",
+    "multi",
+    "exec",
+    "discard",
+];
+
+/// On a cluster, how the client and the backend learn the slots.
+const ACL_CLUSTER_COMMANDS: &[&str] = &["cluster|slots", "cluster|shards", "readonly"];
+
 impl BackendConfig for RedisConfig {
     fn type_name(&self) -> &str {
         TYPE_NAME
+    }
+
+    /// `resetkeys ~<namespace>* resetchannels -@all +<each command>`: the namespace's keys
+    /// only (on a cluster's database role, its hash tag `{prefix}`), no channels (the change
+    /// log is a stream in the namespace), and [`ACL_COMMANDS`].
+    fn access_rules(&self, role: Role, key_prefix: &str) -> Option<String> {
+        let namespace = if self.cluster.is_some() && role == Role::Database {
+            format!("{{{key_prefix}}}")
+        } else {
+            key_prefix.to_string()
+        };
+        let mut rules = format!(
+            "resetkeys ~{}* resetchannels -@all",
+            storage_core::raw::escape_glob(&namespace)
+        );
+        let cluster: &[&str] = if self.cluster.is_some() {
+            ACL_CLUSTER_COMMANDS
+        } else {
+            &[]
+        };
+        for command in ACL_COMMANDS.iter().chain(cluster) {
+            rules.push_str(" +");
+            rules.push_str(command);
+        }
+        Some(rules)
     }
 
     /// `host:port/db` (or the socket path), plus `tls` when it is on; for a cluster,

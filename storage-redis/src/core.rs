@@ -83,6 +83,18 @@ pub(crate) fn redis_error(e: RedisError, what: &str, sent: Sent) -> Error {
         _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) => {
             return Error::authentication(what);
         }
+        // An ACL that does not allow the command or the key: the account needs the right.
+        Kind::Server(Server::NoPerm) => {
+            return Error::new(
+                storage_core::ErrorKind::PermissionDenied,
+                format!(
+                    "{what}: the server's ACL does not allow this account the command or key ({}); `storage acl` prints the rules the backend needs",
+                    e.detail().unwrap_or("NOPERM")
+                ),
+            )
+            .permanent()
+            .not_applied();
+        }
         _ => {}
     }
     if e.is_timeout() {

@@ -106,7 +106,7 @@ fn a_cluster_or_a_busy_server_refusing_the_command_applied_nothing() {
 
 #[test]
 fn a_server_rejection_is_permanent_and_applied_nothing() {
-    for kind in [Server::ResponseError, Server::ExecAbort, Server::NoPerm] {
+    for kind in [Server::ResponseError, Server::ExecAbort] {
         assert_eq!(
             read(
                 RedisError::from((Kind::Server(kind), "rejected")),
@@ -176,5 +176,17 @@ fn reply_codes_redis_rs_does_not_type_are_read_by_code() {
     assert_eq!(
         read(reply("-ERR unknown command"), Sent::Yes),
         (ErrorKind::Other, Outcome::NotApplied, Status::Permanent)
+    );
+    // An ACL's refusal: the account needs the right; even once sent, nothing ran.
+    assert_eq!(
+        read(
+            reply("-NOPERM this user has no permissions to run the 'keys' command"),
+            Sent::Yes
+        ),
+        (
+            ErrorKind::PermissionDenied,
+            Outcome::NotApplied,
+            Status::Permanent
+        )
     );
 }

@@ -14,6 +14,7 @@ use storage_servers::{
     Postgres, PostgresOptions, Redis, RedisCluster, RedisOptions, S3Server, TestCerts,
 };
 
+mod accounts;
 mod bench;
 mod matrix;
 mod package;
@@ -262,6 +263,13 @@ fn test(args: &[String]) -> ExitCode {
     if !built.is_ok_and(|s| s.success()) {
         failures.push("building storage-runner failed".into());
     } else {
+        // The production-account lines' role and users, made with `storage init` and `acl`.
+        let account_values = accounts::prepare(
+            &target.join("debug").join("storage"),
+            postgres.as_ref(),
+            redis.as_ref(),
+            &mut failures,
+        );
         let mut lines = Vec::new();
         for entry in MATRIX {
             let served = match entry.server {
@@ -299,6 +307,9 @@ fn test(args: &[String]) -> ExitCode {
                 .replace("{s3-secret}", &s3_secret)
                 .replace("{plugins}", &plugin_dir.display().to_string())
                 .replace("{tmp}", &tmp.display().to_string());
+            let block = account_values
+                .iter()
+                .fold(block, |block, (key, value)| block.replace(key, value));
             eprintln!(
                 "xtask: conformance kit: {} {} ({})",
                 entry.label, entry.role, entry.block

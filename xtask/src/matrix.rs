@@ -90,6 +90,13 @@ const REDIS_FAULT: &str = "{type: redis, url: 'redis://{addr}'}";
 const POSTGRES_TLS_FAULT: &str = "{type: postgresql, url: 'postgresql://postgres@{addr}/postgres?sslmode=verify-full&sslrootcert={ca}'}";
 const REDIS_TLS_FAULT: &str = "{type: redis, url: 'rediss://{addr}', ssl: {ca: '{ca}'}}";
 
+/// The production-account lines (`accounts.rs` makes the role and the users).
+const POSTGRES_LEAST: &str = "{type: postgresql, url: '{pg-least-url}', schema: least_privilege}";
+const REDIS_ACL_CACHE: &str =
+    "{type: redis, url: '{redis-acl-cache-url}', keyPrefix: 'acl:cache:'}";
+const REDIS_ACL_DATABASE: &str =
+    "{type: redis, url: '{redis-acl-database-url}', keyPrefix: 'acl:database:'}";
+
 pub const MATRIX: &[Entry] = &[
     entry(
         "in-memory",
@@ -155,6 +162,14 @@ pub const MATRIX: &[Entry] = &[
         REDIS_TLS_FAULT,
     ),
     entry("postgresql-ha", "database", Server::PostgresHa, POSTGRES),
+    entry(
+        "postgresql (least privilege)",
+        "database",
+        Server::Postgres,
+        POSTGRES_LEAST,
+    ),
+    entry("redis (acl)", "cache", Server::Redis, REDIS_ACL_CACHE),
+    entry("redis (acl)", "database", Server::Redis, REDIS_ACL_DATABASE),
     entry(
         "redis-cluster",
         "cache",

@@ -41,6 +41,22 @@ pub trait BackendConfig: Any + fmt::Debug + Send + Sync {
             prefixes_nest: true,
         })
     }
+
+    /// The statements an owner runs so that an application account with no right to create
+    /// can use this backend (PostgreSQL: the tables, indexes and functions), printed by
+    /// `storage init --print-sql`. `None` (the default) when the backend needs none.
+    fn schema_ddl(&self) -> Option<String> {
+        None
+    }
+
+    /// The access rules an account limited to the namespace `key_prefix` of `role` needs, as
+    /// the server takes them (Redis: the rules of `ACL SETUSER <name> on ><password> <rules>`:
+    /// the key and channel patterns and exactly the commands the backend sends), printed by
+    /// `storage acl`. `None` (the default) when the backend has no such rules.
+    fn access_rules(&self, role: super::Role, key_prefix: &str) -> Option<String> {
+        let _ = (role, key_prefix);
+        None
+    }
 }
 
 /// Where a backend's data lives, as the backend itself normalises it.
