@@ -49,6 +49,11 @@ impl<R: AsStore + ?Sized + 'static> NearCache<R> {
                 if shared.claim_refresh(key, filled) {
                     self.refresh_in_background(key);
                 }
+                // A hit touches no tokio resource, so a task reading in a loop would never
+                // yield, and on a busy runtime the sync task would starve (the level then falls
+                // out of sync and every read goes to the store): take part in tokio's
+                // cooperative budget, as its own resources do.
+                tokio::task::consume_budget().await;
                 return Ok(Some(((*v).clone(), Freshness::Fresh)));
             }
             shared.misses.fetch_add(1, Ordering::Relaxed);
