@@ -149,7 +149,12 @@ pub(crate) fn hide_env_values(message: &str, vars: &[(String, String)]) -> Optio
     // Longest first, so a value holding another is replaced whole.
     vars.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
     for (name, value) in vars {
-        let shown = format!("(the value of ${name})");
+        // A variable's value, or (a field path) the contents of a secret file.
+        let shown = if name.contains('.') {
+            format!("(the contents of {name})")
+        } else {
+            format!("(the value of ${name})")
+        };
         for quoted in [
             format!("\"{value}\""),
             format!("`{value}`"),

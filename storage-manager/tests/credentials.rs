@@ -158,3 +158,90 @@ async fn a_missing_redis_password_is_noticed_at_connect() {
     assert_eq!(status.serving.as_deref(), Some("redis"), "{status:?}");
     cache.set("k", &serde_json::json!(1), None).await.unwrap();
 }
+
+/// Secrets from files: `passwordFile` and `urlFile` in a block, and `$NAME` falling back to the
+/// file `$NAME_FILE` names (the container convention). The right secret connects; a wrong one
+/// is an authentication error that never quotes it; giving both forms, a missing file and an
+/// empty one are errors naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_come_from_files() {
+    if find_redis_server().is_none() {
+        return skip_or_fail("secrets_come_from_files", "redis-server not found");
+    }
+    let server = Redis::start(&RedisOptions {
+        password: Some("file-pw-31".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path.display().to_string()
+    };
+    let right = write("right", "file-pw-31\n");
+    let wrong = write("wrong", "not-the-pw-77\n");
+    let url = write(
+        "url",
+        &format!("redis://:file-pw-31@127.0.0.1:{}\n", server.port()),
+    );
+    let empty = write("empty", "\n");
+    let port = server.port();
+    let env = move |name: &str| match name {
+        "REDIS_PW_FILE" => Some(right.clone()),
+        _ => None,
+    };
+    let connect = |yaml: String, env: &dyn Fn(&str) -> Option<String>| {
+        let source = storage_manager::config_file::from_yaml_str_with_env(&yaml, dir.path(), env);
+        async move {
+            let m = StorageManager::from_source(&source?)?;
+            m.connect_cache().await.map(drop)
+        }
+    };
+    let none = |_: &str| None;
+    let block = |fields: &str| {
+        format!("cache: {{ type: redis, host: 127.0.0.1, port: {port}, {fields}, fallback: [] }}\n")
+    };
+    connect(block("passwordFile: right"), &none)
+        .await
+        .expect("passwordFile");
+    connect(
+        format!("cache: {{ type: redis, urlFile: {url}, fallback: [] }}\n"),
+        &none,
+    )
+    .await
+    .expect("urlFile");
+    connect(block("password: $REDIS_PW"), &env)
+        .await
+        .expect("$REDIS_PW_FILE");
+
+    let e = connect(block("passwordFile: wrong"), &none)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    assert!(!e.to_string().contains("not-the-pw-77"), "{e}");
+    for (fields, want) in [
+        (
+            "password: x, passwordFile: right",
+            "storage.cache.passwordFile: give password or passwordFile, not both",
+        ),
+        (
+            "passwordFile: missing",
+            "storage.cache.passwordFile: cannot read the secret file",
+        ),
+        (
+            &*format!("passwordFile: {empty}"),
+            "storage.cache.passwordFile: the secret file",
+        ),
+        (
+            "password: $UNSET_PW",
+            "environment variable UNSET_PW is not set",
+        ),
+    ] {
+        let e = connect(block(fields), &none).await.unwrap_err();
+        assert!(e.to_string().contains(want), "{fields}: {e}");
+        assert!(!e.to_string().contains("file-pw-31"), "{fields}: {e}");
+    }
+}

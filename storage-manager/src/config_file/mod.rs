@@ -14,6 +14,7 @@
 //! ```
 
 mod env;
+mod secret_files;
 mod yaml;
 mod yaml_scan;
 
@@ -74,17 +75,30 @@ pub fn from_document_with_env(
 ) -> Result<ConfigSource> {
     let mut storage = ConfigSource::storage_block(doc)?;
     let read = std::cell::RefCell::new(Vec::new());
+    let file_error = std::cell::RefCell::new(None);
     let recording = |name: &str| {
-        let value = lookup(name);
+        // Unset, `$NAME` falls back to the file `$NAME_FILE` names (the container convention).
+        let value = lookup(name).or_else(|| {
+            let file = lookup(&format!("{name}_FILE"))?;
+            let what = format!("${name}_FILE");
+            secret_files::read_secret_file(Path::new(&file), base_dir, &what)
+                .map_err(|e| *file_error.borrow_mut() = Some(e))
+                .ok()
+        });
         if let Some(v) = &value {
             read.borrow_mut().push((name.to_owned(), v.clone()));
         }
         value
     };
     for (key, value) in storage.iter_mut() {
-        expand_env(value, &format!("storage.{key}"), &recording)?;
+        expand_env(value, &format!("storage.{key}"), &recording)
+            .map_err(|e| file_error.borrow_mut().take().unwrap_or(e))?;
     }
-    ConfigSource::from_block(storage, base_dir, read.into_inner())
+    let mut read = read.into_inner();
+    for (key, value) in storage.iter_mut() {
+        secret_files::inline_secret_files(value, &format!("storage.{key}"), base_dir, &mut read)?;
+    }
+    ConfigSource::from_block(storage, base_dir, read)
 }
 
 /// Reads at most [`MAX_CONFIG_BYTES`] (and one byte more, to tell a larger file), so that a
