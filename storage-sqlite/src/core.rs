@@ -148,19 +148,43 @@ impl SqliteBackend {
                 (name, ":memory:".to_string(), false)
             }
             SqliteLocation::File(path) => {
+                use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        Error::connection(format!(
-                            "cannot create directory {}: {e}",
-                            parent.display()
-                        ))
-                    })?;
+                    // Directories made here are the owner's alone (existing ones are left as
+                    // they are).
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .map_err(|e| {
+                            Error::connection(format!(
+                                "cannot create directory {}: {e}",
+                                parent.display()
+                            ))
+                        })?;
                 }
                 if path.is_dir() {
                     return Err(Error::config(format!(
                         "{} is a directory, not a database file",
                         path.display()
                     )));
+                }
+                // A new database file is the owner's alone; SQLite gives its `-wal` and `-shm`
+                // the database file's mode. (An existing file keeps the mode it has.)
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(Error::connection(format!(
+                            "cannot create database file {}: {e}",
+                            path.display()
+                        )));
+                    }
                 }
                 let text = path.to_str().ok_or_else(|| {
                     Error::config(format!("{} is not a UTF-8 path", path.display()))

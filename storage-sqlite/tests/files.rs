@@ -396,3 +396,36 @@ fn a_locked_file_fails_an_operation_at_its_operation_timeout() {
         vec![json!("first"), json!("third")]
     );
 }
+
+/// A database the backend creates is its owner's alone: the file and its `-wal` and `-shm`
+/// mode 0600, a directory it creates 0700. An existing file keeps its mode.
+#[test]
+fn new_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("made/here/app.db");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    rt().block_on(async {
+        let db = open_database(&spec(&path)).await.unwrap();
+        db.set("k", &json!(1)).await.unwrap();
+        for file in [
+            path.clone(),
+            path.with_extension("db-wal"),
+            path.with_extension("db-shm"),
+        ] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        assert_eq!(mode(&dir.path().join("made")), 0o700);
+        assert_eq!(mode(&dir.path().join("made/here")), 0o700);
+        db.close().await.unwrap();
+    });
+    let shared = dir.path().join("shared.db");
+    std::fs::write(&shared, b"").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    rt().block_on(async {
+        let db = open_database(&spec(&shared)).await.unwrap();
+        db.set("k", &json!(1)).await.unwrap();
+        db.close().await.unwrap();
+    });
+    assert_eq!(mode(&shared), 0o640, "an existing file keeps its mode");
+}
