@@ -182,7 +182,7 @@ async fn secrets_come_from_files() {
         path.display().to_string()
     };
     let right = write("right", "file-pw-31\n");
-    let wrong = write("wrong", "not-the-pw-77\n");
+    write("wrong", "not-the-pw-77\n");
     let url = write(
         "url",
         &format!("redis://:file-pw-31@127.0.0.1:{}\n", server.port()),

@@ -264,12 +264,15 @@ fn test(args: &[String]) -> ExitCode {
         failures.push("building storage-runner failed".into());
     } else {
         // The production-account lines' role and users, made with `storage init` and `acl`.
+        let acl_password = accounts::password();
         let account_values = accounts::prepare(
             &target.join("debug").join("storage"),
             postgres.as_ref(),
             redis.as_ref(),
+            &acl_password,
             &mut failures,
         );
+        envs.push((accounts::PASSWORD_VAR, acl_password));
         let mut lines = Vec::new();
         for entry in MATRIX {
             let served = match entry.server {
