@@ -17,6 +17,8 @@ mod harness;
 mod limits;
 mod peer;
 mod recorder;
+mod scale;
+mod scale_plot;
 
 use baselines::{MemoryBaseline, PostgresBaseline, RedisBaseline, SqliteBaseline};
 use harness::{RUNS, Row, Stats, measure, measure_median, table};
@@ -343,6 +345,14 @@ async fn main() {
     if let Some(i) = args.iter().position(|a| a == "--blob-high-water") {
         let (dir, bytes) = (&args[i + 1], args[i + 2].parse().expect("a byte count"));
         blobs::high_water_child(dir, bytes).await;
+        return;
+    }
+    if args.iter().any(|a| a == "--scale") {
+        let plots = value_of("--plots").unwrap_or_else(|| "docs/bench".into());
+        let caption = value_of("--caption").unwrap_or_else(|| "this machine".into());
+        let smoke = args.iter().any(|a| a == "--smoke");
+        let (pg, redis) = (value_of("--postgres"), value_of("--redis"));
+        scale::all(smoke, pg, redis, &out, plots.as_ref(), &caption).await;
         return;
     }
     if args.iter().any(|a| a == "--only-caching") {

@@ -4,8 +4,8 @@
 
 use serde_json::json;
 use std::sync::Arc;
-use storage_core::config::Role;
 use storage_core::Registry;
+use storage_core::config::Role;
 use storage_servers::{RedisCluster, find_redis_server, skip_or_fail};
 
 fn registry() -> Registry {

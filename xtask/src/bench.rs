@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick]`: the benchmark binary (`storage-bench`) and then the OpenDAL
+//! `cargo xtask bench [--quick | --scale]`: the benchmark binary (`storage-bench`) and then the OpenDAL
 //! peer runner (`storage-bench/peers`), in release mode, against private servers started here;
 //! results in `target/bench/results.json`. Not the test matrix (that is `main.rs`).
 
@@ -11,6 +11,13 @@ use storage_servers::{Postgres, Redis, RedisCluster, S3Server};
 /// servers; results in `target/bench/results.json`.
 pub fn run(args: &[String]) -> ExitCode {
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--scale") {
+        ensure_redis_installed();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        return super::scale::bench(&target);
+    }
     ensure_redis_installed();
     let postgres = Postgres::start(&Default::default())
         .map_err(|e| loud_skip("PostgreSQL", &e.to_string()))

@@ -18,6 +18,7 @@ mod accounts;
 mod bench;
 mod matrix;
 mod package;
+mod scale;
 use matrix::{MATRIX, Served, Server};
 
 #[cfg(test)]
@@ -42,7 +43,9 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test [--require-all] | cargo xtask bench [--quick]");
+            eprintln!(
+                "usage: cargo xtask test [--require-all] | cargo xtask bench [--quick | --scale]"
+            );
             ExitCode::from(2)
         }
     }
@@ -251,7 +254,10 @@ fn test(args: &[String]) -> ExitCode {
 
     failures.extend(package::check());
     match (&postgres, &redis) {
-        (Some(pg), Some(r)) => failures.extend(bench::peers_smoke(&target, &pg.url(), &r.url())),
+        (Some(pg), Some(r)) => {
+            failures.extend(bench::peers_smoke(&target, &pg.url(), &r.url()));
+            failures.extend(scale::smoke(&target, &pg.url(), &r.url()));
+        }
         _ => failures.push("the OpenDAL peer runner needs PostgreSQL and Redis".into()),
     }
 
