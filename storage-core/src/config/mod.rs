@@ -54,7 +54,7 @@ pub use cache_aside::{CacheAsideBlock, CacheAsideSettings, StampedeBlock};
 pub use common::{BlockInput, COMMON_FIELDS, CommonBlock, CommonField, CommonSettings};
 pub use fields::{NumOrEnv, PoolBlock, Secret, SslDetail, SslField, json_type, num, typed};
 pub use near_cache::{NEAR_CACHE_MAX_MILLIS, NearCacheBlock, NearCacheOptions};
-pub use schema::json_schema;
+pub use schema::{SECRET_FILE_FIELDS, json_schema};
 pub use source::ConfigSource;
 pub use spec::{BackendConfig, BackendSpec, NoSettings, ServerIdentity};
 

@@ -6,6 +6,9 @@ use super::common::CommonBlock;
 use crate::Registry;
 use serde_json::{Map, Value, json};
 
+/// The fields whose value a block may give as a file instead (`<field>File`: the file's text).
+pub const SECRET_FILE_FIELDS: &[&str] = &["password", "url", "connectionString", "secretAccessKey"];
+
 /// The schema of a `storage:` block for the types in `registry`, built-ins and plugins alike.
 pub fn json_schema(registry: &Registry) -> Value {
     let mut defs = Map::new();
@@ -26,6 +29,18 @@ pub fn json_schema(registry: &Registry) -> Value {
             .unwrap_or_default();
         if let Some(own) = own.get("properties").and_then(Value::as_object) {
             properties.extend(own.clone());
+        }
+        // A secret field may come from a file instead (the config reader puts its text in).
+        for field in SECRET_FILE_FIELDS {
+            if properties.contains_key(*field) {
+                properties.insert(
+                    format!("{field}File"),
+                    json!({
+                        "description": format!("A file whose text (one trailing line ending removed) is `{field}`; not with `{field}`."),
+                        "type": "string",
+                    }),
+                );
+            }
         }
         let names = factory.type_names();
         properties.insert(

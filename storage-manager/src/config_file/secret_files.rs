@@ -8,8 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 use storage_core::{Error, Result};
 
-/// The fields whose value may come from a file (`<field>File`).
-const SECRET_FIELDS: &[&str] = &["password", "url", "connectionString", "secretAccessKey"];
+use storage_core::config::SECRET_FILE_FIELDS as SECRET_FIELDS;
 
 /// The most a secret file may hold.
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
