@@ -349,6 +349,8 @@ async fn main() {
     }
     if args.iter().any(|a| a == "--scale") {
         let plots = value_of("--plots").unwrap_or_else(|| "docs/bench".into());
+        let out =
+            PathBuf::from(value_of("--out").unwrap_or_else(|| "target/bench/scale.json".into()));
         let caption = value_of("--caption").unwrap_or_else(|| "this machine".into());
         let smoke = args.iter().any(|a| a == "--smoke");
         let (pg, redis) = (value_of("--postgres"), value_of("--redis"));

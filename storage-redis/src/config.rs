@@ -403,8 +403,9 @@ pub const ACL_COMMANDS: &[&str] = &[
     "discard",
 ];
 
-/// On a cluster, how the client and the backend learn the slots.
-const ACL_CLUSTER_COMMANDS: &[&str] = &["cluster|slots", "cluster|shards", "readonly"];
+/// On a cluster, how the client and the backend learn the slots (and `ASKING`, which the
+/// client sends to follow a slot being migrated).
+const ACL_CLUSTER_COMMANDS: &[&str] = &["cluster|slots", "cluster|shards", "readonly", "asking"];
 
 impl BackendConfig for RedisConfig {
     fn type_name(&self) -> &str {
