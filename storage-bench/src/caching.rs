@@ -46,14 +46,7 @@ where
     for task in tasks {
         all.extend(task.await.expect("a benchmark task"));
     }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
-    Stats::single(
-        all.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.5),
-        pct(0.99),
-    )
+    Stats::of(all, started.elapsed())
 }
 
 /// The near-cache rows: `get` of held keys through a `NearCache` over an in-memory database,

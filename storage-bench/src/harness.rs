@@ -34,6 +34,20 @@ impl Stats {
         }
     }
 
+    /// One run: `latencies` (nanoseconds, one per operation) over `elapsed`.
+    pub fn of(mut latencies: Vec<u64>, elapsed: std::time::Duration) -> Stats {
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64
+                / 1000.0
+        };
+        Stats::single(
+            latencies.len() as f64 / elapsed.as_secs_f64(),
+            pct(0.5),
+            pct(0.99),
+        )
+    }
+
     /// The median run (by rate; its latencies with it), with the range of all runs.
     pub fn median(mut runs: Vec<Stats>) -> Stats {
         assert!(!runs.is_empty(), "a median of no runs");
@@ -75,14 +89,7 @@ pub async fn measure<S: Subject>(
     for t in tasks {
         all.extend(t.await.expect("benchmark task"));
     }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
-    Stats::single(
-        all.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.5),
-        pct(0.99),
-    )
+    Stats::of(all, started.elapsed())
 }
 
 /// A warm-up run, then the median of [`RUNS`] measured runs.

@@ -92,14 +92,7 @@ where
     for task in tasks {
         all.extend(task.await.expect("a scale task"));
     }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
-    Stats::single(
-        all.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.5),
-        pct(0.99),
-    )
+    Stats::of(all, started.elapsed())
 }
 
 /// A warm-up, then the median of [`RUNS`].

@@ -81,6 +81,13 @@ pub async fn run(m: &StorageManager, command: &AccountCommand) -> Result<()> {
                 if wanted.is_some_and(|w| w != role) {
                     continue;
                 }
+                if spec.common.key_prefix.chars().any(char::is_whitespace) {
+                    // A rule line is split at spaces: such a prefix cannot be written in one.
+                    return Err(Error::config(format!(
+                        "{}.keyPrefix: holds whitespace, which an ACL rule line cannot carry; choose a keyPrefix without it",
+                        spec.path
+                    )));
+                }
                 if let Some(rules) = spec.config.access_rules(role, &spec.common.key_prefix) {
                     eprintln!("storage: {} ({role}: {spec}):", spec.path);
                     println!("{rules}");

@@ -469,3 +469,39 @@ fn demo_refuses_where_its_namespace_would_nest_in_the_applications() {
     );
     assert!(err.contains("storage.cache"), "{err}");
 }
+
+/// `storage acl` escapes a key prefix's glob characters (non-ASCII kept as is), refuses one
+/// with whitespace (a rule line is split at spaces), and says so when no role is on Redis.
+#[test]
+fn acl_rules_from_hostile_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = |prefix: &str| {
+        let path = d.join("acl.yml");
+        let yaml = format!(
+            "storage:\n  cache: {{ type: redis, url: 'redis://127.0.0.1:1', keyPrefix: '{prefix}' }}\n  database: {{ type: in-memory }}\n"
+        );
+        std::fs::write(&path, yaml).unwrap();
+        path.display().to_string()
+    };
+    let out = storage(d, &["--config", &config("ä*[x]:"), "acl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("resetkeys ~ä\\*\\[x\\]:* resetchannels -@all +"),
+        "{}",
+        stdout(&out)
+    );
+    for forbidden in ["+keys", "+flushdb", "+flushall", "+config"] {
+        assert!(!stdout(&out).contains(forbidden), "{forbidden}");
+    }
+    let out = storage(d, &["--config", &config("a b:"), "acl"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("storage.cache.keyPrefix: holds whitespace"),
+        "{}",
+        stderr(&out)
+    );
+    let out = storage(d, &["acl"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no role"), "{}", stderr(&out));
+}
