@@ -178,8 +178,12 @@ async fn misses_share_one_load(pairs: &Pairs) -> std::result::Result<(), String>
     for (instances, lease) in [(1usize, false), (4, true)] {
         let key = format!("hot-{instances}");
         let (gate, reads) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+        // A hold long enough for a loaded machine: the lease lives, and its waiters wait, that
+        // long; with the default 1 s a slow server let the lease lapse mid-load and a waiter
+        // loaded too. What is checked is the sharing, not a time.
         let options = CacheAsideOptions {
             stampede_lease: lease,
+            invalidation_hold: Duration::from_secs(10),
             ..CacheAsideOptions::default()
         };
         let mut layers = Vec::new();
