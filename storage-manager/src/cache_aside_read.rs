@@ -245,9 +245,17 @@ impl CacheAside {
                 Ok(_) => {}
                 Err(_) => break,
             }
-            // The loader finished without a warm (nothing stored, or it was invalidated).
+            // The lease is gone: the loader finished. Its warm may have landed between the read
+            // above and now, so look once more before loading (else a straggler loads again).
             if !matches!(self.cache.exists(&lease_key).await, Ok(true)) {
-                break;
+                if let Ok(Some(v)) = self.cache.get(key).await
+                    && !is_marker(&v)
+                {
+                    self.coalesced.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(telemetry::CACHE_COALESCED_LOADS).increment(1);
+                    return Lease::Served(v);
+                }
+                break; // it finished without a warm (nothing stored, or it was invalidated)
             }
         }
         Lease::Absent
