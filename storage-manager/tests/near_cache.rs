@@ -423,7 +423,10 @@ async fn eager_refresh_reloads_a_hot_key_before_its_entry_expires() {
         assert_eq!(near.get("hot").await.unwrap(), Some(json!(1)));
         let stats = near.stats();
         if eager {
-            assert_eq!((stats.misses, stats.refreshes), (1, 1), "{stats:?}");
+            // This read may itself start a second refresh (the reloaded entry is past
+            // `refresh_after` again by now), counted when its task runs: at least one.
+            assert_eq!(stats.misses, 1, "{stats:?}");
+            assert!(stats.refreshes >= 1, "{stats:?}");
         } else {
             assert_eq!((stats.misses, stats.refreshes), (2, 0), "{stats:?}");
         }
