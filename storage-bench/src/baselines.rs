@@ -38,6 +38,14 @@ pub struct MemoryBaseline {
 }
 
 impl MemoryBaseline {
+    /// No keys, no lists (the scale curves' raw side).
+    pub fn empty() -> Self {
+        MemoryBaseline {
+            values: RwLock::new(HashMap::new()),
+            lists: RwLock::new(HashMap::new()),
+        }
+    }
+
     pub fn preloaded(big_list: u64) -> Self {
         let mut values = HashMap::new();
         for i in 0..1000 {

@@ -18,7 +18,11 @@ mod limits;
 mod peer;
 mod recorder;
 mod scale;
+mod scale_footprint;
+mod scale_migrate;
 mod scale_plot;
+mod scale_raw;
+mod scale_run;
 
 use baselines::{MemoryBaseline, PostgresBaseline, RedisBaseline, SqliteBaseline};
 use harness::{RUNS, Row, Stats, measure, measure_median, table};
@@ -347,14 +351,7 @@ async fn main() {
         blobs::high_water_child(dir, bytes).await;
         return;
     }
-    if args.iter().any(|a| a == "--scale") {
-        let plots = value_of("--plots").unwrap_or_else(|| "docs/bench".into());
-        let out =
-            PathBuf::from(value_of("--out").unwrap_or_else(|| "target/bench/scale.json".into()));
-        let caption = value_of("--caption").unwrap_or_else(|| "this machine".into());
-        let smoke = args.iter().any(|a| a == "--smoke");
-        let (pg, redis) = (value_of("--postgres"), value_of("--redis"));
-        scale::all(smoke, pg, redis, &out, plots.as_ref(), &caption).await;
+    if scale_run::main(&args).await {
         return;
     }
     if args.iter().any(|a| a == "--only-caching") {

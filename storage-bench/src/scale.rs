@@ -1,10 +1,11 @@
 //! `storage-bench --scale [--smoke]`: how each backend's cost grows with the work. Curves, per
 //! backend, each point the median of three runs with the range kept: concurrency (get and set
-//! from 1 to 256 tasks), value size (get and set of 100 B to 1 MiB, in MB/s), namespace size
-//! (get, set and `keys` of a 100-key pattern beside 1k to 1M keys) and list length (append
-//! and the last 50 items of a list of 1k to 1M). Written to `scale.json` and drawn as SVGs by
-//! `scale_plot.rs`. `--smoke` runs tiny sizes so that `cargo xtask test` keeps it working.
-//! Not the default benchmark's rows (`main.rs`), nor the figures' comparison with raw drivers.
+//! from 1 to 256 tasks), value size (get and set of 100 B to 1 MiB in MB/s, beside the raw
+//! driver's), namespace size (get, set, `keys` of a 100-key pattern, and `clear` of a 100k-key
+//! namespace beside, with 1k to 10M keys; the bytes each key takes at rest read at every
+//! size) and list length (append, the last 50 items, dropping the head, of a list of 1k to
+//! 10M). `--smoke` runs tiny sizes so that `cargo xtask test` keeps it working. The run as a
+//! whole (the backends, migrate, `scale.json`, the plots) is `scale_run.rs`.
 
 use crate::harness::{RUNS, Stats};
 use serde_json::{Value, json};
@@ -41,6 +42,10 @@ impl Curve {
 /// The sizes of one run.
 pub struct Sizes {
     pub ops: usize,
+    /// Keys of the namespace `clear`ed beside the large one.
+    pub side: usize,
+    /// Keys `storage migrate` copies, and the bulk loads it is held against take.
+    pub migrate: usize,
     pub concurrency: &'static [usize],
     pub value_bytes: &'static [usize],
     pub namespace: &'static [usize],
@@ -48,15 +53,19 @@ pub struct Sizes {
 }
 
 pub const FULL: Sizes = Sizes {
-    ops: 5_000,
+    ops: 2_000,
+    side: 100_000,
+    migrate: 1_000_000,
     concurrency: &[1, 4, 16, 64, 256],
     value_bytes: &[100, 10_240, 1_048_576],
-    namespace: &[1_000, 100_000, 1_000_000],
-    list: &[1_000, 100_000, 1_000_000],
+    namespace: &[1_000, 100_000, 1_000_000, 10_000_000],
+    list: &[1_000, 100_000, 1_000_000, 10_000_000],
 };
 
 pub const SMOKE: Sizes = Sizes {
     ops: 40,
+    side: 100,
+    migrate: 1_000,
     concurrency: &[1, 4],
     value_bytes: &[100, 10_240],
     namespace: &[100, 1_000],
@@ -143,7 +152,7 @@ fn set(
 }
 
 /// Fills keys `k0..k{n}` (those not there yet, from `from`) in batches.
-async fn fill(db: &Arc<dyn Database>, from: usize, n: usize, value: &Value) {
+pub async fn fill(db: &Arc<dyn Database>, from: usize, n: usize, value: &Value) {
     let mut i = from;
     while i < n {
         let end = (i + 1000).min(n);
@@ -154,7 +163,7 @@ async fn fill(db: &Arc<dyn Database>, from: usize, n: usize, value: &Value) {
     }
 }
 
-fn value_of(bytes: usize) -> Value {
+pub fn value_of(bytes: usize) -> Value {
     json!({ "role": "user", "content": "x".repeat(bytes.saturating_sub(30)) })
 }
 
@@ -165,8 +174,44 @@ fn log(backend: &str, axis: &str, op: &str, x: usize, s: &Stats) {
     );
 }
 
-/// Every curve of one backend (its namespace cleared before and after).
-pub async fn backend(name: &str, db: Arc<dyn Database>, sizes: &Sizes) -> Vec<Curve> {
+/// One backend of the run: how to open it, its raw driver, where its bytes at rest are read.
+pub struct Backend {
+    pub name: &'static str,
+    /// Its `database:` block, without a `keyPrefix` (the run adds its own).
+    pub block: String,
+    pub raw: Arc<crate::scale_raw::Raw>,
+    pub footprint: crate::scale_footprint::Footprint,
+}
+
+/// `block` (a YAML flow mapping) with `keyPrefix: prefix` added.
+pub fn with_prefix(block: &str, prefix: &str) -> String {
+    let inner = block.trim_end().trim_end_matches('}').trim_end();
+    format!("{inner}, keyPrefix: '{prefix}' }}")
+}
+
+/// What one backend measured.
+pub struct Measured {
+    pub curves: Vec<Curve>,
+    /// (keys in the namespace, bytes at rest per key) at each namespace size reached.
+    pub footprint: Vec<(usize, f64)>,
+    /// Why a curve stopped short of its largest size, if one did.
+    pub stopped: Vec<String>,
+    /// (tasks, the server's WAL fsyncs per `set`) where the server counts them (PostgreSQL).
+    pub fsyncs: Vec<(usize, f64)>,
+}
+
+async fn open(b: &Backend, prefix: &str) -> Arc<dyn Database> {
+    crate::open(&format!(
+        "database: {}\ncache: {{ type: in-memory }}",
+        with_prefix(&b.block, prefix)
+    ))
+    .await
+}
+
+/// Every curve of one backend (its namespaces cleared before and after).
+pub async fn backend(b: &Backend, sizes: &Sizes) -> Measured {
+    let name = b.name;
+    let db = open(b, "scale:").await;
     db.clear().await.expect("clear before");
     let curve = |axis, op, unit| Curve {
         backend: name.to_string(),
@@ -177,6 +222,7 @@ pub async fn backend(name: &str, db: Arc<dyn Database>, sizes: &Sizes) -> Vec<Cu
     };
     let small = value_of(200);
     fill(&db, 0, 1000, &small).await;
+    let mut fsyncs = Vec::new();
 
     let (mut c_get, mut c_set) = (
         curve("concurrency", "get", "ops/s"),
@@ -187,45 +233,132 @@ pub async fn backend(name: &str, db: Arc<dyn Database>, sizes: &Sizes) -> Vec<Cu
         let s = median(c, total, get(&db, 1000)).await;
         log(name, "concurrency", "get", c, &s);
         c_get.points.push((c as f64, s, s.ops_per_sec));
+        let syncs = b.footprint.wal_syncs().await;
         let s = median(c, total, set(&db, 1000, Arc::new(small.clone()))).await;
+        if syncs.is_some() {
+            // A PostgreSQL backend reports its statistics when idle, within 10 s.
+            tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+        }
+        if let (Some(before), Some(after)) = (syncs, b.footprint.wal_syncs().await) {
+            // The warm-up's sets and the runs'.
+            let per_set = (after - before) as f64 / (total / 10 + 1 + RUNS * total) as f64;
+            eprintln!("scale: {name:<10} fsyncs per set at {c} tasks: {per_set:.2}");
+            fsyncs.push((c, per_set));
+        }
         log(name, "concurrency", "set", c, &s);
         c_set.points.push((c as f64, s, s.ops_per_sec));
     }
 
-    let (mut v_get, mut v_set) = (
+    let mut value_curves = [
         curve("value_size", "get", "MB/s"),
         curve("value_size", "set", "MB/s"),
-    );
+        curve("value_size", "raw get", "MB/s"),
+        curve("value_size", "raw set", "MB/s"),
+    ];
+    let raw = b.raw.clone();
     for &bytes in sizes.value_bytes {
         let value = value_of(bytes);
         let keys = 100;
         let total = (sizes.ops * 100 / bytes.max(100)).clamp(20, sizes.ops);
         fill(&db, 0, keys, &value).await;
+        for k in 0..keys {
+            raw.set(format!("k{k}"), value.clone()).await;
+        }
         let mb = |s: &Stats| s.ops_per_sec * bytes as f64 / 1e6;
-        let s = median(1, total, get(&db, keys)).await;
-        log(name, "value_size", "get", bytes, &s);
-        v_get.points.push((bytes as f64, s, mb(&s)));
-        let s = median(1, total, set(&db, keys, Arc::new(value))).await;
-        log(name, "value_size", "set", bytes, &s);
-        v_set.points.push((bytes as f64, s, mb(&s)));
+        let raw_get = {
+            let raw = raw.clone();
+            move |i: usize| {
+                let raw = raw.clone();
+                async move { raw.get(format!("k{}", (i * 7919) % keys)).await }
+            }
+        };
+        let raw_set = {
+            let (raw, value) = (raw.clone(), value.clone());
+            move |i: usize| {
+                let (raw, value) = (raw.clone(), value.clone());
+                async move { raw.set(format!("k{}", (i * 7919) % keys), value).await }
+            }
+        };
+        let runs = [
+            median(1, total, get(&db, keys)).await,
+            median(1, total, set(&db, keys, Arc::new(value))).await,
+            median(1, total, raw_get).await,
+            median(1, total, raw_set).await,
+        ];
+        for (curve, s) in value_curves.iter_mut().zip(runs) {
+            log(name, "value_size", curve.op, bytes, &s);
+            curve.points.push((bytes as f64, s, mb(&s)));
+        }
     }
-    fill(&db, 0, 100, &small).await;
+    drop(raw);
+    open(b, crate::scale_raw::RAW_NAMESPACE)
+        .await
+        .clear()
+        .await
+        .expect("clear the raw driver's keys");
 
-    let mut n_get = curve("namespace", "get", "ops/s");
-    let mut n_set = curve("namespace", "set", "ops/s");
-    let mut n_keys = curve("namespace", "keys", "ops/s");
+    let (namespace, footprint, mut stopped) = namespace_curves(b, &db, sizes).await;
+    let list = list_curves(b, &db, sizes, &mut stopped).await;
+    db.clear().await.expect("clear after");
+    let mut curves = vec![c_get, c_set];
+    curves.extend(value_curves);
+    curves.extend(namespace);
+    curves.extend(list);
+    Measured {
+        curves,
+        footprint,
+        stopped,
+        fsyncs,
+    }
+}
+
+/// Get, set, `keys` of 100 matches and `clear` of a namespace beside, as the namespace grows;
+/// the bytes per key at each size; why it stopped early, if it did.
+async fn namespace_curves(
+    b: &Backend,
+    db: &Arc<dyn Database>,
+    sizes: &Sizes,
+) -> (Vec<Curve>, Vec<(usize, f64)>, Vec<String>) {
+    let name = b.name;
+    let small = value_of(200);
+    let curve = |op| Curve {
+        backend: name.to_string(),
+        axis: "namespace",
+        op,
+        unit: "ops/s",
+        points: Vec::new(),
+    };
+    let (mut n_get, mut n_set, mut n_keys, mut n_clear) =
+        (curve("get"), curve("set"), curve("keys"), curve("clear"));
+    let (mut footprint, mut stopped) = (Vec::new(), Vec::new());
+    db.clear().await.expect("clear before the namespace curve");
+    let before = b.footprint.bytes().await.expect("the bytes at rest");
     let matching: Vec<(String, Value)> = (0..100)
         .map(|i| (format!("match:{i}"), small.clone()))
         .collect();
     db.mset(&matching).await.expect("the matching keys");
-    let mut filled = 1000;
+    let side = open(b, "side:").await;
+    let mut filled = 0;
     for &n in sizes.namespace {
-        fill(&db, filled, n, &small).await;
+        let per_key = footprint.last().map_or(1024.0, |&(_, b)| b);
+        if let Err(why) = crate::scale_footprint::room_for(&b.footprint, per_key, n - filled) {
+            stopped.push(format!(
+                "{name}: the namespace curve stopped before {n} keys: {why}"
+            ));
+            eprintln!("scale: {}", stopped.last().unwrap());
+            break;
+        }
+        fill(db, filled, n, &small).await;
         filled = filled.max(n);
-        let s = median(1, sizes.ops, get(&db, n)).await;
+        if let (Some(before), Ok(Some(now))) = (before, b.footprint.bytes().await) {
+            let per_key = now.saturating_sub(before) as f64 / (n + 100) as f64;
+            eprintln!("scale: {name:<10} footprint   {n:>8} keys: {per_key:.0} B/key");
+            footprint.push((n, per_key));
+        }
+        let s = median(1, sizes.ops, get(db, n)).await;
         log(name, "namespace", "get", n, &s);
         n_get.points.push((n as f64, s, s.ops_per_sec));
-        let s = median(1, sizes.ops, set(&db, n, Arc::new(small.clone()))).await;
+        let s = median(1, sizes.ops, set(db, n, Arc::new(small.clone()))).await;
         log(name, "namespace", "set", n, &s);
         n_set.points.push((n as f64, s, s.ops_per_sec));
         let lister = db.clone();
@@ -239,15 +372,49 @@ pub async fn backend(name: &str, db: Arc<dyn Database>, sizes: &Sizes) -> Vec<Cu
         .await;
         log(name, "namespace", "keys", n, &s);
         n_keys.points.push((n as f64, s, s.ops_per_sec));
+        let mut runs = Vec::new();
+        for _ in 0..RUNS {
+            fill(&side, 0, sizes.side, &small).await;
+            let started = Instant::now();
+            side.clear().await.expect("clear the namespace beside");
+            let took = started.elapsed();
+            runs.push(Stats::of(vec![took.as_nanos() as u64], took));
+        }
+        let s = Stats::median(runs);
+        log(name, "namespace", "clear", n, &s);
+        n_clear.points.push((n as f64, s, s.ops_per_sec));
     }
     db.clear().await.expect("clear after the namespace curve");
+    (vec![n_get, n_set, n_keys, n_clear], footprint, stopped)
+}
 
-    let (mut l_append, mut l_tail) = (
-        curve("list_length", "append", "ops/s"),
-        curve("list_length", "tail50", "ops/s"),
-    );
+/// Append, the last 50 items and dropping the head, as one list grows.
+async fn list_curves(
+    b: &Backend,
+    db: &Arc<dyn Database>,
+    sizes: &Sizes,
+    stopped: &mut Vec<String>,
+) -> Vec<Curve> {
+    let name = b.name;
+    let curve = |op| Curve {
+        backend: name.to_string(),
+        axis: "list_length",
+        op,
+        unit: "ops/s",
+        points: Vec::new(),
+    };
+    let (mut l_append, mut l_tail, mut l_trim) =
+        (curve("append"), curve("tail50"), curve("trim_head"));
     let mut length = 0;
+    let per_run = sizes.ops / 10 + 1 + RUNS * sizes.ops; // a warm-up and the runs
     for &n in sizes.list {
+        if let Err(why) = crate::scale_footprint::room_for(&b.footprint, 64.0, n - length.min(n)) {
+            stopped.push(format!(
+                "{name}: the list curve stopped before {n} items: {why}"
+            ));
+            eprintln!("scale: {}", stopped.last().unwrap());
+            break;
+        }
         while length < n {
             let batch: Vec<Value> = (length..(length + 1000).min(n)).map(|i| json!(i)).collect();
             length += batch.len();
@@ -261,7 +428,7 @@ pub async fn backend(name: &str, db: Arc<dyn Database>, sizes: &Sizes) -> Vec<Cu
         .await;
         log(name, "list_length", "append", n, &s);
         l_append.points.push((n as f64, s, s.ops_per_sec));
-        length += sizes.ops / 10 + 1 + RUNS * sizes.ops; // the warm-up's and the runs' appends
+        length += per_run;
         let reader = db.clone();
         let s = median(1, sizes.ops, move |_| {
             let db = reader.clone();
@@ -273,69 +440,15 @@ pub async fn backend(name: &str, db: Arc<dyn Database>, sizes: &Sizes) -> Vec<Cu
         .await;
         log(name, "list_length", "tail50", n, &s);
         l_tail.points.push((n as f64, s, s.ops_per_sec));
+        let trimmer = db.clone();
+        let s = median(1, sizes.ops, move |_| {
+            let db = trimmer.clone();
+            async move { db.trim("chat", 1, -1).await.expect("a trim of the head") }
+        })
+        .await;
+        log(name, "list_length", "trim_head", n, &s);
+        l_trim.points.push((n as f64, s, s.ops_per_sec));
+        length -= per_run;
     }
-    db.clear().await.expect("clear after");
-    vec![
-        c_get, c_set, v_get, v_set, n_get, n_set, n_keys, l_append, l_tail,
-    ]
-}
-
-/// Every backend given (in-memory and SQLite always): their curves in `out` (`scale.json`)
-/// and drawn into `plots`, captioned `caption` (the machine, the date, the commit).
-pub async fn all(
-    smoke: bool,
-    postgres: Option<String>,
-    redis: Option<String>,
-    out: &std::path::Path,
-    plots: &std::path::Path,
-    caption: &str,
-) {
-    let sizes = if smoke { &SMOKE } else { &FULL };
-    let dir = std::env::temp_dir().join(format!("storage-bench-scale-{}", std::process::id()));
-    let mut blocks = vec![
-        ("in-memory", "{ type: in-memory, store: scale }".to_string()),
-        (
-            "sqlite",
-            format!(
-                "{{ type: sqlite, path: '{}' }}",
-                dir.join("scale.db").display()
-            ),
-        ),
-    ];
-    if let Some(url) = postgres {
-        blocks.push((
-            "postgresql",
-            format!(
-                "{{ type: postgresql, url: '{url}', keyPrefix: 'scale:', maxConnections: 64 }}"
-            ),
-        ));
-    }
-    if let Some(url) = redis {
-        blocks.push((
-            "redis",
-            format!("{{ type: redis, url: '{url}', keyPrefix: 'scale:', maxConnections: 64 }}"),
-        ));
-    }
-    let mut curves = Vec::new();
-    for (name, block) in blocks {
-        let db = crate::open(&format!("database: {block}\ncache: {{ type: in-memory }}")).await;
-        curves.extend(backend(name, db, sizes).await);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).expect("the results directory");
-    }
-    let json = Value::Array(curves.iter().map(Curve::json).collect());
-    std::fs::write(out, serde_json::to_string_pretty(&json).expect("json"))
-        .expect("write scale.json");
-    match crate::scale_plot::draw(&curves, plots, caption) {
-        Ok(files) => eprintln!(
-            "scale: {} curves, {} plots in {}",
-            curves.len(),
-            files.len(),
-            plots.display()
-        ),
-        Err(e) => panic!("drawing the curves: {e}"),
-    }
-    println!("scale: {}", out.display());
+    vec![l_append, l_tail, l_trim]
 }

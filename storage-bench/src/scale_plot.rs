@@ -1,12 +1,19 @@
 //! Draws the scale curves (`scale.rs`) as SVG files, one per backend and axis
-//! (`<backend>-<axis>.svg`): the axis on a log scale, one line per operation, the caption
+//! (`<backend>-<axis>.svg`): both axes on a log scale, one line per operation, the caption
 //! naming the machine, the date and the commit the figures came from. Not the measuring.
 
 use crate::scale::Curve;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
-const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+const COLORS: [RGBColor; 6] = [
+    BLUE,
+    RED,
+    GREEN,
+    MAGENTA,
+    RGBColor(230, 140, 0),
+    RGBColor(0, 150, 150),
+];
 
 /// What each axis is, for its label.
 fn axis_label(axis: &str) -> &'static str {
@@ -45,7 +52,10 @@ fn draw_one(lines: &[&Curve], file: &Path, title: &str) -> Result<(), Box<dyn st
     let xs = lines.iter().flat_map(|c| c.points.iter().map(|p| p.0));
     let ys = lines.iter().flat_map(|c| c.points.iter().map(|p| p.2));
     let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
-    let y_max = ys.fold(0.0f64, f64::max).max(1e-9) * 1.15;
+    let (y_min, y_max) = ys.fold((f64::MAX, 0.0f64), |(a, b), y| (a.min(y), b.max(y)));
+    // A log scale for both: growth reads as a slope, and a slow operation's line (a `clear`)
+    // is not pressed flat under a fast one's.
+    let (y_min, y_max) = (y_min.max(1e-6) / 1.5, y_max.max(1e-6) * 1.5);
     let x_max = if x_max > x_min { x_max } else { x_min * 10.0 };
     let root = SVGBackend::new(file, (760, 440)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -54,7 +64,7 @@ fn draw_one(lines: &[&Curve], file: &Path, title: &str) -> Result<(), Box<dyn st
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?;
+        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())?;
     let unit = lines.first().map_or("", |c| c.unit);
     chart
         .configure_mesh()

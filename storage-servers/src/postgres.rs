@@ -34,6 +34,10 @@ pub struct PostgresOptions {
     /// Require this password over TCP (`scram-sha-256`) for the `postgres` user; the server's
     /// own socket stays `trust`. `None`: every connection is trusted.
     pub password: Option<String>,
+    /// Production's durability: `fsync=on`, `full_page_writes=on`, `synchronous_commit=on`
+    /// (a commit waits for its WAL flush). Off, the server skips all three, which is faster
+    /// and enough for tests; a benchmark's published figures run durable.
+    pub durable: bool,
 }
 
 impl Default for PostgresOptions {
@@ -43,6 +47,7 @@ impl Default for PostgresOptions {
             tls: None,
             synchronous_standby: false,
             password: None,
+            durable: false,
         }
     }
 }
@@ -189,22 +194,32 @@ impl Postgres {
             ])
             // A throwaway server: durability is not what is tested against it, except that
             // a synchronous standby makes every commit wait for the standby.
-            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(if self.options.synchronous_standby {
-                [
-                    "-c",
-                    "synchronous_commit=on",
-                    "-c",
-                    "synchronous_standby_names=*",
-                ]
+            .args(if self.options.durable {
+                ["-c", "fsync=on", "-c", "full_page_writes=on"]
             } else {
-                [
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "synchronous_standby_names=",
-                ]
+                ["-c", "fsync=off", "-c", "full_page_writes=off"]
             })
+            .args(
+                if self.options.synchronous_standby || self.options.durable {
+                    [
+                        "-c",
+                        "synchronous_commit=on",
+                        "-c",
+                        if self.options.synchronous_standby {
+                            "synchronous_standby_names=*"
+                        } else {
+                            "synchronous_standby_names="
+                        },
+                    ]
+                } else {
+                    [
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "synchronous_standby_names=",
+                    ]
+                },
+            )
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))

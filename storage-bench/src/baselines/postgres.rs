@@ -60,6 +60,7 @@ impl PostgresBaseline {
             t.replace("{kv}", "storage_kv")
                 .replace("{items}", "storage_list_items")
                 .replace("{now}", sql::NOW_MS)
+                .replace("{generation}", sql::GENERATION)
         };
         let manager = Manager {
             config: url.parse().unwrap(),

@@ -1,0 +1,215 @@
+//! The scale run as a whole (`storage-bench --scale [--smoke]`): every backend's curves
+//! (`scale.rs`), the in-process stores' bytes per key against a raw map and moka, each
+//! server's bulk-load limit and `storage migrate` between each pair, all written to
+//! `scale.json` and drawn as SVGs (`scale_plot.rs`). Not the default benchmark (`main.rs`).
+
+use crate::scale::{self, Backend, FULL, SMOKE};
+use crate::scale_footprint::{self as footprint, Footprint};
+use crate::scale_migrate::{self as migrate, Endpoint};
+use crate::scale_raw::{BulkLimit, Raw};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Handles `--footprint-probe` and `--scale`; false when `args` asks for neither.
+pub async fn main(args: &[String]) -> bool {
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(i) = args.iter().position(|a| a == "--footprint-probe") {
+        let keys = args
+            .get(i + 2)
+            .and_then(|n| n.parse().ok())
+            .expect("a key count");
+        footprint::probe_main(&args[i + 1], keys).await;
+        return true;
+    }
+    if !args.iter().any(|a| a == "--scale") {
+        return false;
+    }
+    let plots = value_of("--plots").unwrap_or_else(|| "docs/bench".into());
+    let out = PathBuf::from(value_of("--out").unwrap_or_else(|| "target/bench/scale.json".into()));
+    let caption = value_of("--caption").unwrap_or_else(|| "this machine".into());
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let (pg, redis) = (value_of("--postgres"), value_of("--redis"));
+    all(smoke, pg, redis, &out, plots.as_ref(), &caption).await;
+    true
+}
+
+/// Every backend given (in-memory and SQLite always): their curves in `out` (`scale.json`)
+/// and drawn into `plots`, captioned `caption` (the machine, the date, the commit).
+pub async fn all(
+    smoke: bool,
+    postgres: Option<String>,
+    redis: Option<String>,
+    out: &Path,
+    plots: &Path,
+    caption: &str,
+) {
+    let sizes = if smoke { &SMOKE } else { &FULL };
+    let dir = std::env::temp_dir().join(format!("storage-bench-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let sqlite_path = dir.join("scale.db");
+    let sqlite_block = format!("{{ type: sqlite, path: '{}' }}", sqlite_path.display());
+    // The project opens (and makes) the file before its raw driver does.
+    crate::open(&format!(
+        "database: {sqlite_block}\ncache: {{ type: in-memory }}"
+    ))
+    .await;
+    let mut backends = vec![
+        Backend {
+            name: "in-memory",
+            block: "{ type: in-memory, store: scale }".into(),
+            raw: Arc::new(Raw::memory()),
+            footprint: Footprint::InProcess,
+        },
+        Backend {
+            name: "sqlite",
+            block: sqlite_block.clone(),
+            raw: Arc::new(Raw::sqlite(&sqlite_path)),
+            footprint: Footprint::Sqlite(sqlite_path.clone()),
+        },
+    ];
+    let mut endpoints = vec![Endpoint {
+        name: "sqlite",
+        block: format!(
+            "{{ type: sqlite, path: '{}' }}",
+            dir.join("migrate.db").display()
+        ),
+        limit: None,
+    }];
+    let mut loads = vec![BulkLimit::Sqlite(&dir)];
+    if let Some(url) = &postgres {
+        let block = format!("{{ type: postgresql, url: '{url}', maxConnections: 64 }}");
+        // The project makes its tables before the raw driver prepares statements on them.
+        crate::open(&format!("database: {block}\ncache: {{ type: in-memory }}")).await;
+        backends.push(Backend {
+            name: "postgresql",
+            block: block.clone(),
+            raw: Arc::new(Raw::postgres(url).await),
+            footprint: Footprint::Postgres(url.clone()),
+        });
+        endpoints.push(Endpoint {
+            name: "postgresql",
+            block,
+            limit: None,
+        });
+        loads.push(BulkLimit::Postgres(url));
+    }
+    if let Some(url) = &redis {
+        let block = format!("{{ type: redis, url: '{url}', maxConnections: 64 }}");
+        backends.push(Backend {
+            name: "redis",
+            block: block.clone(),
+            raw: Arc::new(Raw::redis(url).await),
+            footprint: Footprint::Redis(url.clone()),
+        });
+        endpoints.push(Endpoint {
+            name: "redis",
+            block,
+            limit: None,
+        });
+        loads.push(BulkLimit::Redis(url));
+    }
+
+    // PostgreSQL, durable and the slowest to fill, last.
+    backends.sort_by_key(|b| b.name == "postgresql");
+    // The quick parts first, and the results written after each part: a run cut short
+    // still leaves what it measured.
+    let mut run = Results::new(caption);
+    let probe_keys = sizes.migrate;
+    for kind in footprint::PROBES {
+        let bytes = footprint::memory_probe(kind, probe_keys).expect("a footprint probe");
+        eprintln!(
+            "scale: {kind:<10} footprint   {probe_keys:>8} keys: {bytes:.0} B/key (resident)"
+        );
+        run.footprint
+            .push(json!({"backend": kind, "keys": probe_keys, "bytes_per_key": bytes}));
+    }
+    let value = scale::value_of(200);
+    migrate::limits(&mut endpoints, &loads, sizes.migrate, &value).await;
+    for end in &endpoints {
+        if let Some(limit) = end.limit {
+            run.footprint.push(json!({
+                "backend": format!("{} (raw bulk load)", end.name),
+                "keys": sizes.migrate, "bytes_per_key": limit.bytes_per_key,
+            }));
+            run.limits.push(json!({
+                "backend": end.name, "keys": sizes.migrate, "keys_per_sec": limit.keys_per_sec,
+            }));
+        }
+    }
+    run.migrate = migrate::pairs(&endpoints, &dir, sizes.migrate, &value).await;
+    run.write(out, plots);
+    for b in &backends {
+        let measured = scale::backend(b, sizes).await;
+        run.curves.extend(measured.curves);
+        run.stopped.extend(measured.stopped);
+        for (tasks, per_set) in measured.fsyncs {
+            run.fsyncs
+                .push(json!({"backend": b.name, "tasks": tasks, "fsyncs_per_set": per_set}));
+        }
+        for (keys, bytes) in measured.footprint {
+            run.footprint
+                .push(json!({"backend": b.name, "keys": keys, "bytes_per_key": bytes}));
+        }
+        run.write(out, plots);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("scale: {}", out.display());
+}
+
+/// What the run measured so far.
+struct Results {
+    caption: String,
+    curves: Vec<scale::Curve>,
+    footprint: Vec<Value>,
+    limits: Vec<Value>,
+    migrate: Vec<Value>,
+    stopped: Vec<String>,
+    fsyncs: Vec<Value>,
+}
+
+impl Results {
+    fn new(caption: &str) -> Results {
+        Results {
+            caption: caption.to_string(),
+            curves: Vec::new(),
+            footprint: Vec::new(),
+            limits: Vec::new(),
+            migrate: Vec::new(),
+            stopped: Vec::new(),
+            fsyncs: Vec::new(),
+        }
+    }
+
+    /// `scale.json` at `out`, and the curves drawn into `plots`.
+    fn write(&self, out: &Path, plots: &Path) {
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent).expect("the results directory");
+        }
+        let json = json!({
+            "caption": self.caption,
+            "curves": self.curves.iter().map(scale::Curve::json).collect::<Vec<_>>(),
+            "footprint": self.footprint,
+            "bulk_load_limits": self.limits,
+            "migrate": self.migrate,
+            "stopped": self.stopped,
+            "fsyncs": self.fsyncs,
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&json).expect("json"))
+            .expect("write scale.json");
+        match crate::scale_plot::draw(&self.curves, plots, &self.caption) {
+            Ok(files) => eprintln!(
+                "scale: {} curves, {} plots in {}",
+                self.curves.len(),
+                files.len(),
+                plots.display()
+            ),
+            Err(e) => panic!("drawing the curves: {e}"),
+        }
+    }
+}
