@@ -9,13 +9,15 @@
 //! backend; `storage-bench` measures ours with the same workload file and writes its rows
 //! (`sqlite (peer workload)`), and this program measures OpenDAL's SQLite service and compares.
 //! Rows are appended to the benchmark's `results.json`: `backend: "opendal-<service>"`,
-//! `ops_per_sec` OpenDAL's, `ours_ops_per_sec` ours, `ratio` ours ÷ OpenDAL.
+//! `ops_per_sec` OpenDAL's, `ours_ops_per_sec` ours, `ratio` ours ÷ OpenDAL; and the rows
+//! `backend: "moka"`: our in-memory cache role against moka, a TTL on each entry on both sides.
 //!
 //! ```text
 //! storage-bench-peers --results FILE --dir DIR [--quick | --smoke] [--postgres URL]
 //!                     [--redis URL] [--redb-plugin PATH]
 //! ```
 
+mod moka_peer;
 mod workload;
 
 use opendal::{ErrorKind, Operator, services};
@@ -60,7 +62,7 @@ async fn ours(yaml: &str, dir: &Path) -> Arc<OurDatabase> {
 
 fn row(service: &str, op: &str, c: usize, ours: Figure, theirs: Figure) -> Value {
     eprintln!(
-        "peers: {service:<10} {op:<4} c={c:<3} ours {:>9.0} ops/s  opendal {:>9.0} ops/s  ratio {:.2}",
+        "peers: {service:<10} {op:<4} c={c:<3} ours {:>9.0} ops/s  peer {:>9.0} ops/s  ratio {:.2}",
         ours.ops_per_sec,
         theirs.ops_per_sec,
         ours.ops_per_sec / theirs.ops_per_sec
@@ -151,6 +153,23 @@ async fn main() {
     .await;
     let theirs = Operator::new(services::Memory::default()).expect("OpenDAL memory");
     pair("memory", mine, theirs, scale * 5, &mut rows).await;
+
+    // moka, beside our in-memory cache role, a TTL on every entry on both sides.
+    let (mine, theirs) = (
+        Arc::new(moka_peer::OurCache::open(&dir).await),
+        Arc::new(moka_peer::Moka::new()),
+    );
+    workload::preload(mine.as_ref())
+        .await
+        .expect("preload ours");
+    workload::preload(theirs.as_ref())
+        .await
+        .expect("preload moka");
+    for (op, c, a, b) in workload::measure_pair(mine, theirs, scale * 5).await {
+        let mut r = row("moka", op, c, a, b);
+        r["backend"] = json!("moka");
+        rows.push(r);
+    }
 
     // PostgreSQL: OpenDAL needs its table (key text, value bytea); ours creates its own, in a
     // schema of its own, so that both start from empty tables (not the main benchmark's).
@@ -246,7 +265,7 @@ async fn main() {
 
     if smoke {
         // Every service given must have produced every figure, each with a ratio.
-        let mut services = vec!["memory", "redb"];
+        let mut services = vec!["memory", "moka", "redb"];
         services.extend(value_of("--postgres").map(|_| "postgresql"));
         services.extend(value_of("--redis").map(|_| "redis"));
         let expected = services.len() * workload::OPS.len() * workload::CONCURRENCIES.len();
