@@ -17,6 +17,7 @@ mod harness;
 mod limits;
 mod peer;
 mod recorder;
+mod redis_runtime;
 mod scale;
 mod scale_footprint;
 mod scale_migrate;

@@ -1,7 +1,8 @@
 //! The scale run as a whole (`storage-bench --scale [--smoke]`): every backend's curves
 //! (`scale.rs`), the in-process stores' bytes per key against a raw map and moka, each
 //! server's bulk-load limit and `storage migrate` between each pair, all written to
-//! `scale.json` and drawn as SVGs (`scale_plot.rs`). Not the default benchmark (`main.rs`).
+//! `scale.json` and drawn as SVGs (`scale_plot.rs`); and Redis at one task on both of tokio's
+//! runtimes (`redis_runtime.rs`). Not the default benchmark (`main.rs`).
 
 use crate::scale::{self, Backend, FULL, SMOKE};
 use crate::scale_footprint::{self as footprint, Footprint};
@@ -143,6 +144,9 @@ pub async fn all(
         }
     }
     run.migrate = migrate::pairs(&endpoints, &dir, sizes.migrate, &value).await;
+    if let Some(url) = &redis {
+        run.redis_one_task = crate::redis_runtime::compare(url, sizes.ops * 2, !smoke).await;
+    }
     run.write(out, plots);
     for b in &backends {
         let measured = scale::backend(b, sizes).await;
@@ -171,6 +175,7 @@ struct Results {
     migrate: Vec<Value>,
     stopped: Vec<String>,
     fsyncs: Vec<Value>,
+    redis_one_task: Vec<Value>,
 }
 
 impl Results {
@@ -183,6 +188,7 @@ impl Results {
             migrate: Vec::new(),
             stopped: Vec::new(),
             fsyncs: Vec::new(),
+            redis_one_task: Vec::new(),
         }
     }
 
@@ -199,6 +205,7 @@ impl Results {
             "migrate": self.migrate,
             "stopped": self.stopped,
             "fsyncs": self.fsyncs,
+            "redis_one_task": self.redis_one_task,
         });
         std::fs::write(out, serde_json::to_string_pretty(&json).expect("json"))
             .expect("write scale.json");

@@ -1,0 +1,109 @@
+//! Redis at one task, on tokio's two runtimes, for the scale run: the project's `get`/`set`
+//! and the raw driver's, each run listed (not only the median), on a multi-thread runtime
+//! (where the reply passes from the connection's own task to the caller, often across
+//! threads) and on a current-thread runtime (where it cannot), beside `redis-benchmark` at
+//! one client. It shows whether the bimodal figures of one task come from the thread hop.
+//! Not the scale curves (`scale.rs`).
+
+use crate::Subject;
+use crate::baselines::RedisBaseline;
+use crate::scale::{value_of, with_prefix};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// Runs per figure: enough to see two modes if there are two.
+const RUNS: usize = 7;
+
+/// Every run of get and set at one task, ours and raw, on both runtimes; and
+/// `redis-benchmark` at one client (left out of a smoke run: it takes half a minute).
+pub async fn compare(url: &str, ops: usize, with_benchmark: bool) -> Vec<Value> {
+    let mut rows = measure(url, ops, "multi_thread").await;
+    let owned = url.to_string();
+    let current = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(measure(&owned, ops, "current_thread"))
+    })
+    .join()
+    .expect("the current-thread measurement");
+    rows.extend(current);
+    let mut limits = Vec::new();
+    if with_benchmark {
+        crate::limits::redis_benchmark(url, &mut limits);
+    }
+    for row in limits.iter().filter(|r| r.concurrency == Some(1)) {
+        if let Some(s) = row.project {
+            rows.push(json!({
+                "runtime": null, "side": "redis-benchmark", "op": row.op,
+                "median_ops_per_sec": s.ops_per_sec,
+                "runs_ops_per_sec": [s.min_ops_per_sec, s.ops_per_sec, s.max_ops_per_sec],
+            }));
+        }
+    }
+    rows
+}
+
+async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
+    let block = format!("{{ type: redis, url: '{url}', maxConnections: 64 }}");
+    let db = crate::open(&format!(
+        "database: {}\ncache: {{ type: in-memory }}",
+        with_prefix(&block, "rt:")
+    ))
+    .await;
+    let raw = RedisBaseline::open(url, "rtraw:", 1).await;
+    let value = value_of(200);
+    for i in 0..1000 {
+        db.set(&format!("k{i}"), &value).await.expect("a fill");
+        raw.set(format!("k{i}"), value.clone())
+            .await
+            .expect("a fill");
+    }
+    let mut rows = Vec::new();
+    for op in ["get", "set"] {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            // Interleaved, so that a slow spell of the machine falls on both sides.
+            let started = Instant::now();
+            for i in 0..ops {
+                let key = format!("k{}", (i * 7919) % 1000);
+                match op {
+                    "get" => drop(db.get(&key).await.expect("a get")),
+                    _ => db.set_owned(&key, value.clone()).await.expect("a set"),
+                }
+            }
+            ours.push(ops as f64 / started.elapsed().as_secs_f64());
+            let started = Instant::now();
+            for i in 0..ops {
+                let key = format!("k{}", (i * 7919) % 1000);
+                match op {
+                    "get" => raw.get(key).await.expect("a get"),
+                    _ => raw.set(key, value.clone()).await.expect("a set"),
+                }
+            }
+            theirs.push(ops as f64 / started.elapsed().as_secs_f64());
+        }
+        for (side, runs) in [("ours", ours), ("raw driver", theirs)] {
+            let mut sorted = runs.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted[sorted.len() / 2];
+            eprintln!(
+                "scale: redis one task {runtime:<14} {side:<10} {op}: median {median:>7.0} ops/s, runs {:?}",
+                runs.iter().map(|r| r.round()).collect::<Vec<_>>()
+            );
+            rows.push(json!({
+                "runtime": runtime, "side": side, "op": op,
+                "median_ops_per_sec": median, "runs_ops_per_sec": runs,
+            }));
+        }
+    }
+    db.clear().await.expect("clear");
+    let cleaner = crate::open(&format!(
+        "database: {}\ncache: {{ type: in-memory }}",
+        with_prefix(&block, "rtraw:")
+    ))
+    .await;
+    cleaner.clear().await.expect("clear the raw keys");
+    rows
+}
