@@ -23,6 +23,7 @@ mod scale_footprint;
 mod scale_migrate;
 mod scale_plot;
 mod scale_raw;
+mod scale_report;
 mod scale_run;
 
 use baselines::{MemoryBaseline, PostgresBaseline, RedisBaseline, SqliteBaseline};

@@ -1,7 +1,7 @@
 //! The scale run as a whole (`storage-bench --scale [--smoke]`): every backend's curves
 //! (`scale.rs`), the in-process stores' bytes per key against a raw map and moka, each
 //! server's bulk-load limit and `storage migrate` between each pair, all written to
-//! `scale.json` and drawn as SVGs (`scale_plot.rs`); and Redis at one task on both of tokio's
+//! `scale.json` (with its verdicts in `scale.md`, `scale_report.rs`) and drawn as SVGs (`scale_plot.rs`); and Redis at one task on both of tokio's
 //! runtimes (`redis_runtime.rs`). Not the default benchmark (`main.rs`).
 
 use crate::scale::{self, Backend, FULL, SMOKE};
@@ -209,6 +209,11 @@ impl Results {
         });
         std::fs::write(out, serde_json::to_string_pretty(&json).expect("json"))
             .expect("write scale.json");
+        std::fs::write(
+            out.with_extension("md"),
+            crate::scale_report::markdown(&self.curves),
+        )
+        .expect("write scale.md");
         match crate::scale_plot::draw(&self.curves, plots, &self.caption) {
             Ok(files) => eprintln!(
                 "scale: {} curves, {} plots in {}",
