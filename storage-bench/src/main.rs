@@ -16,6 +16,7 @@ mod feeds;
 mod harness;
 mod limits;
 mod peer;
+mod plugin_path;
 mod recorder;
 mod redis_runtime;
 mod scale;

@@ -1,8 +1,10 @@
 //! The scale run as a whole (`storage-bench --scale [--smoke]`): every backend's curves
 //! (`scale.rs`), the in-process stores' bytes per key against a raw map and moka, each
-//! server's bulk-load limit and `storage migrate` between each pair, all written to
-//! `scale.json` (with its verdicts in `scale.md`, `scale_report.rs`) and drawn as SVGs (`scale_plot.rs`); and Redis at one task on both of tokio's
-//! runtimes (`redis_runtime.rs`). Not the default benchmark (`main.rs`).
+//! server's bulk-load limit and `storage migrate` between each pair, Redis at one task on both
+//! of tokio's runtimes (`redis_runtime.rs`) and the redb plugin against the same crate linked
+//! in (`plugin_path.rs`); all written to `scale.json`, with the curves' verdicts in `scale.md`
+//! (`scale_report.rs`), and drawn as SVGs (`scale_plot.rs`). Not the default benchmark
+//! (`main.rs`).
 
 use crate::scale::{self, Backend, FULL, SMOKE};
 use crate::scale_footprint::{self as footprint, Footprint};
@@ -36,7 +38,17 @@ pub async fn main(args: &[String]) -> bool {
     let caption = value_of("--caption").unwrap_or_else(|| "this machine".into());
     let smoke = args.iter().any(|a| a == "--smoke");
     let (pg, redis) = (value_of("--postgres"), value_of("--redis"));
-    all(smoke, pg, redis, &out, plots.as_ref(), &caption).await;
+    let redb_plugin = value_of("--redb-plugin").map(PathBuf::from);
+    all(
+        smoke,
+        pg,
+        redis,
+        redb_plugin,
+        &out,
+        plots.as_ref(),
+        &caption,
+    )
+    .await;
     true
 }
 
@@ -46,6 +58,7 @@ pub async fn all(
     smoke: bool,
     postgres: Option<String>,
     redis: Option<String>,
+    redb_plugin: Option<PathBuf>,
     out: &Path,
     plots: &Path,
     caption: &str,
@@ -144,6 +157,9 @@ pub async fn all(
         }
     }
     run.migrate = migrate::pairs(&endpoints, &dir, sizes.migrate, &value).await;
+    if let Some(plugin) = &redb_plugin {
+        run.plugin_path = crate::plugin_path::compare(plugin, &dir, sizes.ops).await;
+    }
     if let Some(url) = &redis {
         run.redis_one_task = crate::redis_runtime::compare(url, sizes.ops * 2, !smoke).await;
     }
@@ -176,6 +192,7 @@ struct Results {
     stopped: Vec<String>,
     fsyncs: Vec<Value>,
     redis_one_task: Vec<Value>,
+    plugin_path: Vec<Value>,
 }
 
 impl Results {
@@ -189,6 +206,7 @@ impl Results {
             stopped: Vec::new(),
             fsyncs: Vec::new(),
             redis_one_task: Vec::new(),
+            plugin_path: Vec::new(),
         }
     }
 
@@ -206,6 +224,7 @@ impl Results {
             "stopped": self.stopped,
             "fsyncs": self.fsyncs,
             "redis_one_task": self.redis_one_task,
+            "redb_plugin_against_linked": self.plugin_path,
         });
         std::fs::write(out, serde_json::to_string_pretty(&json).expect("json"))
             .expect("write scale.json");

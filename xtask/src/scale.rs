@@ -69,7 +69,9 @@ pub fn bench(target: &Path) -> ExitCode {
         .arg(target.join("bench").join("scale.json"))
         .arg("--plots")
         .arg(workspace_root().join("docs").join("bench"))
-        .args(["--caption", &caption()]);
+        .args(["--caption", &caption()])
+        .arg("--redb-plugin")
+        .arg(target.join("release").join("libstorage_redb.so"));
     if let Some(pg) = &postgres {
         cmd.args(["--postgres", &pg.url()]);
     }
@@ -102,6 +104,8 @@ pub fn smoke(target: &Path, postgres_url: &str, redis_url: &str) -> Vec<String> 
         .arg("--plots")
         .arg(&plots)
         .args(["--postgres", postgres_url, "--redis", redis_url])
+        .arg("--redb-plugin")
+        .arg(target.join("debug").join("libstorage_redb.so"))
         .status();
     let mut failures = Vec::new();
     if !ran.is_ok_and(|s| s.success()) {
@@ -115,10 +119,19 @@ pub fn smoke(target: &Path, postgres_url: &str, redis_url: &str) -> Vec<String> 
         let svgs = std::fs::read_dir(&plots).map_or(0, |d| d.count());
         // 4 backends × (2 + 4 + 4 + 3) curves, drawn as 4 × 4 plots; bytes per key at two
         // namespace sizes on 3 servers, 3 in-process probes and 3 bulk loads; 3 × 2 migrations.
-        let found = (count("curves"), svgs, count("footprint"), count("migrate"));
-        if found != (52, 16, 12, 6) {
+        // Redis at one task: 2 runtimes × 2 sides × 2 operations; redb: 2 operations × 2
+        // concurrencies.
+        let found = (
+            count("curves"),
+            svgs,
+            count("footprint"),
+            count("migrate"),
+            count("redis_one_task"),
+            count("redb_plugin_against_linked"),
+        );
+        if found != (52, 16, 12, 6, 8, 4) {
             failures.push(format!(
-                "storage-bench --scale --smoke wrote (curves, plots, footprints, migrations) {found:?}, not (52, 16, 12, 6)"
+                "storage-bench --scale --smoke wrote (curves, plots, footprints, migrations, redis one-task rows, redb rows) {found:?}, not (52, 16, 12, 6, 8, 4)"
             ));
         }
     }
