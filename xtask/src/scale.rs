@@ -48,7 +48,7 @@ pub fn bench(target: &Path) -> ExitCode {
     let redis = Redis::start(&Default::default())
         .map_err(|e| loud_skip("Redis", &e.to_string()))
         .ok();
-    eprintln!("xtask: cargo build --release -p storage-bench -p storage-cli");
+    eprintln!("xtask: cargo build --release -p storage-bench -p storage-cli -p storage-redb");
     let built = cargo()
         .args([
             "build",
@@ -58,6 +58,7 @@ pub fn bench(target: &Path) -> ExitCode {
             "-p",
             "storage-cli",
         ])
+        .args(["-p", "storage-redb"])
         .status();
     if !built.is_ok_and(|s| s.success()) {
         eprintln!("xtask bench: the build failed");
