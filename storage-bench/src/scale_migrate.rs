@@ -109,6 +109,14 @@ pub async fn pairs(endpoints: &[Endpoint], dir: &Path, n: usize, value: &Value) 
                 String::from_utf8_lossy(&out.stderr)
             );
             let keys_per_sec = n as f64 / secs;
+            // `storage migrate` prints "copied … in <s>s; verified …": the inventory of the
+            // source and the copy, without the target's verification read.
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let copy_secs: Option<f64> = stdout
+                .split(" in ")
+                .nth(1)
+                .and_then(|rest| rest.split("s;").next())
+                .and_then(|s| s.parse().ok());
             let of_limit = to.limit.map(|l| keys_per_sec / l.keys_per_sec);
             eprintln!(
                 "scale: migrate {:<10} → {:<10} {n} keys in {secs:.1} s: {keys_per_sec:>8.0} keys/s, {:.1} MB/s, {} of the target's bulk load",
@@ -122,6 +130,7 @@ pub async fn pairs(endpoints: &[Endpoint], dir: &Path, n: usize, value: &Value) 
                 "keys_per_sec": keys_per_sec,
                 "mb_per_sec": keys_per_sec * value_bytes as f64 / 1e6,
                 "target_bulk_keys_per_sec": to.limit.map(|l| l.keys_per_sec),
+                "inventory_and_copy_seconds": copy_secs,
                 "of_target_bulk": of_limit,
             }));
         }

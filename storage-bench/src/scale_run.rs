@@ -39,8 +39,10 @@ pub async fn main(args: &[String]) -> bool {
     let smoke = args.iter().any(|a| a == "--smoke");
     let (pg, redis) = (value_of("--postgres"), value_of("--redis"));
     let redb_plugin = value_of("--redb-plugin").map(PathBuf::from);
+    let only_migrate = args.iter().any(|a| a == "--only-migrate");
     all(
         smoke,
+        only_migrate,
         pg,
         redis,
         redb_plugin,
@@ -53,9 +55,12 @@ pub async fn main(args: &[String]) -> bool {
 }
 
 /// Every backend given (in-memory and SQLite always): their curves in `out` (`scale.json`)
-/// and drawn into `plots`, captioned `caption` (the machine, the date, the commit).
+/// and drawn into `plots`, captioned `caption` (the machine, the date, the commit). With
+/// `only_migrate`, the footprint probes, bulk loads and migrations alone.
+#[allow(clippy::too_many_arguments)]
 pub async fn all(
     smoke: bool,
+    only_migrate: bool,
     postgres: Option<String>,
     redis: Option<String>,
     redb_plugin: Option<PathBuf>,
@@ -157,6 +162,11 @@ pub async fn all(
         }
     }
     run.migrate = migrate::pairs(&endpoints, &dir, sizes.migrate, &value).await;
+    if only_migrate {
+        run.write(out, plots);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     if let Some(plugin) = &redb_plugin {
         run.plugin_path = crate::plugin_path::compare(plugin, &dir, sizes.ops).await;
     }

@@ -159,6 +159,35 @@ pub struct HostServices {
     pub block_in_place: fn(&mut dyn FnMut()) -> bool,
 }
 
+/// tokio's `block_in_place` where the current thread may use it: runs `f` and returns `true`
+/// on a multi-threaded runtime of *this* copy of tokio; returns `false`, without running `f`,
+/// on a current-thread runtime or outside any. The loader lends it to every plugin it loads
+/// ([`HostServices::block_in_place`]), and code linked into the host directly uses it as it is
+/// (its copy of tokio is the host's); inside a loaded library this copy sees no runtime, so
+/// plugin code goes through `storage_plugin::block_in_place`, which picks the right one.
+pub fn tokio_block_in_place(f: &mut dyn FnMut()) -> bool {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {}
+        _ => return false,
+    }
+    // One case passes the check and is still refused by tokio: a multi-threaded runtime's
+    // handle entered inside a current-thread runtime's `block_on`. tokio panics there before
+    // running anything, which is told apart from a panic in `f` by whether `f` started.
+    let mut started = false;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| {
+            started = true;
+            f()
+        })
+    }));
+    match outcome {
+        Ok(()) => true,
+        Err(_) if !started => false,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// The host's services, in the plugin library's copy of this crate: set by
 /// [`declare_plugin!`](crate::declare_plugin)'s register function, never in the host's own copy.
 static HOST_SERVICES: OnceLock<HostServices> = OnceLock::new();

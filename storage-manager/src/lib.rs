@@ -29,7 +29,6 @@
 
 #![warn(missing_docs)]
 
-mod block_in_place;
 mod cache_aside;
 mod cache_aside_behind;
 mod cache_aside_database;
@@ -44,12 +43,12 @@ mod status;
 mod validate;
 mod walk;
 
-pub use block_in_place::tokio_block_in_place;
 pub use cache_aside::{CacheAside, CacheAsideOptions, FailedWrite, WriteBehindReport};
 pub use near_cache::{Freshness, NearCache, NearCacheOptions, NearCacheStats};
 pub use plugins::load_plugin;
 pub use registry::builtin_registry;
 pub use status::{CacheStats, FailedCandidate, RoleHealth, RoleStatus};
+pub use storage_core::plugin::tokio_block_in_place;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -4,33 +4,36 @@
 //! task hands it over and waits for the answer, two thread wake-ups that on a small machine
 //! cost as much as a fast disk write. tokio's `block_in_place` avoids both on a multi-threaded
 //! runtime: the work runs where it is, and the executor moves its other tasks to another
-//! thread meanwhile. A plugin cannot call it itself, because its copy of tokio does not see the
-//! host's executor; the host lends its own through
+//! thread meanwhile. A loaded plugin cannot call it itself, because its copy of tokio does not
+//! see the host's executor; the host lends its own through
 //! [`HostServices`](storage_core::plugin::HostServices) (storage-manager's loader lends
-//! `tokio_block_in_place`), and [`block_in_place`] uses it.
+//! [`tokio_block_in_place`](storage_core::plugin::tokio_block_in_place)), and
+//! [`block_in_place`] uses it. The same crate linked into the host has no lent hook and needs
+//! none: its copy of tokio is the host's, so it calls that function directly.
 //!
 //! Not a general executor bridge: only this one hook crosses the boundary.
 
-use storage_core::plugin::host_services;
+use storage_core::plugin::{host_services, tokio_block_in_place};
 
 /// Runs `f`, which blocks its thread, on the calling thread if the host's executor can move its
 /// other tasks away meanwhile; otherwise gives `f` back unrun, for the caller to send to a
 /// blocking thread (`tokio::task::spawn_blocking`, on the plugin's runtime).
 ///
-/// It runs in place only in a library loaded by the host's loader, under a multi-threaded tokio
-/// runtime; code linked into the host directly, and a current-thread runtime, always get `f`
-/// back.
+/// It runs in place under a multi-threaded tokio runtime: in a library loaded by the host's
+/// loader through the hook the loader lends, in code linked into the host directly through its
+/// own (the host's) tokio. A current-thread runtime, or none, always gets `f` back.
 ///
 /// ```
-/// // Linked directly, with no host to lend its executor: the closure comes back.
+/// // Outside any runtime: the closure comes back.
 /// let back = storage_plugin::block_in_place(|| 1 + 1);
 /// assert!(back.is_err());
 /// ```
 pub fn block_in_place<R, F: FnOnce() -> R>(f: F) -> Result<R, F> {
-    let Some(host) = host_services() else {
-        return Err(f);
-    };
-    run_with(host.block_in_place, f)
+    match host_services() {
+        Some(host) => run_with(host.block_in_place, f),
+        // Linked into the host: no loader lent a hook, and this copy of tokio is the host's.
+        None => run_with(tokio_block_in_place, f),
+    }
 }
 
 /// What the closure handed to the host has done.
@@ -60,7 +63,7 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
     use std::time::Duration;
-    use storage_manager::tokio_block_in_place;
+    use storage_core::plugin::tokio_block_in_place;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn runs_in_place_while_the_executor_serves_other_tasks() {
