@@ -40,6 +40,7 @@ impl Curve {
 }
 
 /// The sizes of one run.
+#[derive(Clone, Copy)]
 pub struct Sizes {
     pub ops: usize,
     /// Keys of the namespace `clear`ed beside the large one.

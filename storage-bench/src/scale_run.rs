@@ -6,7 +6,7 @@
 //! (`scale_report.rs`), and drawn as SVGs (`scale_plot.rs`). Not the default benchmark
 //! (`main.rs`).
 
-use crate::scale::{self, Backend, FULL, SMOKE};
+use crate::scale::{self, Backend, FULL, SMOKE, Sizes};
 use crate::scale_footprint::{self as footprint, Footprint};
 use crate::scale_migrate::{self as migrate, Endpoint};
 use crate::scale_raw::{BulkLimit, Raw};
@@ -39,10 +39,13 @@ pub async fn main(args: &[String]) -> bool {
     let smoke = args.iter().any(|a| a == "--smoke");
     let (pg, redis) = (value_of("--postgres"), value_of("--redis"));
     let redb_plugin = value_of("--redb-plugin").map(PathBuf::from);
-    let only_migrate = args.iter().any(|a| a == "--only-migrate");
+    let no_curves = args.iter().any(|a| a == "--no-curves");
+    let only = value_of("--only");
+    let max_size = value_of("--max-size").and_then(|n| n.parse::<usize>().ok());
     all(
         smoke,
-        only_migrate,
+        no_curves,
+        Picked { only, max_size },
         pg,
         redis,
         redb_plugin,
@@ -56,11 +59,13 @@ pub async fn main(args: &[String]) -> bool {
 
 /// Every backend given (in-memory and SQLite always): their curves in `out` (`scale.json`)
 /// and drawn into `plots`, captioned `caption` (the machine, the date, the commit). With
-/// `only_migrate`, the footprint probes, bulk loads and migrations alone.
+/// `no_curves`, all but the backends' curves (the footprint probes, bulk loads, migrations,
+/// the plugin path and Redis at one task).
 #[allow(clippy::too_many_arguments)]
 pub async fn all(
     smoke: bool,
-    only_migrate: bool,
+    no_curves: bool,
+    picked: Picked,
     postgres: Option<String>,
     redis: Option<String>,
     redb_plugin: Option<PathBuf>,
@@ -68,7 +73,18 @@ pub async fn all(
     plots: &Path,
     caption: &str,
 ) {
-    let sizes = if smoke { &SMOKE } else { &FULL };
+    let base = if smoke { SMOKE } else { FULL };
+    let cap = |sizes: &'static [usize]| -> &'static [usize] {
+        match picked.max_size {
+            Some(max) => Vec::leak(sizes.iter().copied().filter(|&n| n <= max).collect()),
+            None => sizes,
+        }
+    };
+    let sizes = &Sizes {
+        namespace: cap(base.namespace),
+        list: cap(base.list),
+        ..base
+    };
     let dir = std::env::temp_dir().join(format!("storage-bench-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     let sqlite_path = dir.join("scale.db");
@@ -102,7 +118,11 @@ pub async fn all(
     }];
     let mut loads = vec![BulkLimit::Sqlite(&dir)];
     if let Some(url) = &postgres {
-        let block = format!("{{ type: postgresql, url: '{url}', maxConnections: 64 }}");
+        // A `clear` of a 10M-key namespace is one statement that runs past the default
+        // 10 s operation timeout; the run allows it 10 minutes.
+        let block = format!(
+            "{{ type: postgresql, url: '{url}', maxConnections: 64, operationTimeoutMillis: 600000 }}"
+        );
         // The project makes its tables before the raw driver prepares statements on them.
         crate::open(&format!("database: {block}\ncache: {{ type: in-memory }}")).await;
         backends.push(Backend {
@@ -119,7 +139,9 @@ pub async fn all(
         loads.push(BulkLimit::Postgres(url));
     }
     if let Some(url) = &redis {
-        let block = format!("{{ type: redis, url: '{url}', maxConnections: 64 }}");
+        let block = format!(
+            "{{ type: redis, url: '{url}', maxConnections: 64, operationTimeoutMillis: 600000 }}"
+        );
         backends.push(Backend {
             name: "redis",
             block: block.clone(),
@@ -139,6 +161,17 @@ pub async fn all(
     // The quick parts first, and the results written after each part: a run cut short
     // still leaves what it measured.
     let mut run = Results::new(caption);
+    if let Some(name) = &picked.only {
+        // One backend's curves alone (a rerun of one line of the plots).
+        backends.retain(|b| b.name == name);
+        for b in &backends {
+            let measured = scale::backend(b, sizes).await;
+            run.add(b.name, measured);
+        }
+        run.write(out, plots);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let probe_keys = sizes.migrate;
     for kind in footprint::PROBES {
         let bytes = footprint::memory_probe(kind, probe_keys).expect("a footprint probe");
@@ -162,11 +195,6 @@ pub async fn all(
         }
     }
     run.migrate = migrate::pairs(&endpoints, &dir, sizes.migrate, &value).await;
-    if only_migrate {
-        run.write(out, plots);
-        let _ = std::fs::remove_dir_all(&dir);
-        return;
-    }
     if let Some(plugin) = &redb_plugin {
         run.plugin_path = crate::plugin_path::compare(plugin, &dir, sizes.ops).await;
     }
@@ -174,18 +202,13 @@ pub async fn all(
         run.redis_one_task = crate::redis_runtime::compare(url, sizes.ops * 2, !smoke).await;
     }
     run.write(out, plots);
+    if no_curves {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     for b in &backends {
         let measured = scale::backend(b, sizes).await;
-        run.curves.extend(measured.curves);
-        run.stopped.extend(measured.stopped);
-        for (tasks, per_set) in measured.fsyncs {
-            run.fsyncs
-                .push(json!({"backend": b.name, "tasks": tasks, "fsyncs_per_set": per_set}));
-        }
-        for (keys, bytes) in measured.footprint {
-            run.footprint
-                .push(json!({"backend": b.name, "keys": keys, "bytes_per_key": bytes}));
-        }
+        run.add(b.name, measured);
         run.write(out, plots);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -205,7 +228,26 @@ struct Results {
     plugin_path: Vec<Value>,
 }
 
+/// Which backends, and up to what size, a run measures (`--only`, `--max-size`).
+pub struct Picked {
+    pub only: Option<String>,
+    pub max_size: Option<usize>,
+}
+
 impl Results {
+    fn add(&mut self, name: &str, measured: scale::Measured) {
+        self.curves.extend(measured.curves);
+        self.stopped.extend(measured.stopped);
+        for (tasks, per_set) in measured.fsyncs {
+            self.fsyncs
+                .push(json!({"backend": name, "tasks": tasks, "fsyncs_per_set": per_set}));
+        }
+        for (keys, bytes) in measured.footprint {
+            self.footprint
+                .push(json!({"backend": name, "keys": keys, "bytes_per_key": bytes}));
+        }
+    }
+
     fn new(caption: &str) -> Results {
         Results {
             caption: caption.to_string(),
