@@ -1,6 +1,5 @@
 //! `storage migrate`: copy one role's namespace between any two backends, then verify it.
 
-use futures::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,10 +16,6 @@ use storage_manager::{StorageManager, namespaces_clash};
 const BATCH: usize = 1000;
 /// List items per read and per append_many.
 const LIST_CHUNK: i64 = 1000;
-/// Batches in flight at once, in the copy and in each digest: the next batch is read from
-/// the source while earlier ones are written (the two sides are different servers, so one
-/// side's round trip need not wait for the other's).
-const IN_FLIGHT: usize = 4;
 
 /// What a run does with the target.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -155,11 +150,8 @@ fn inventory(digest: &Digest) -> Inventory {
 async fn digest(side: &Endpoint) -> Result<Digest> {
     let mut out = Digest::new();
     let keys = side.store().keys(None).await?;
-    let mut batches = stream::iter(keys.chunks(BATCH))
-        .map(|chunk| async move { side.store().mget(chunk).await.map(|s| (chunk, s)) })
-        .buffered(IN_FLIGHT);
-    while let Some(batch) = batches.next().await {
-        let (chunk, slots) = batch?;
+    for chunk in keys.chunks(BATCH) {
+        let slots = side.store().mget(chunk).await?;
         for (key, slot) in chunk.iter().zip(slots) {
             match slot {
                 Some(v) => {
@@ -195,40 +187,6 @@ struct Copied {
     lists: usize,
 }
 
-/// Copies the values at `chunk` (one batch read, one batch written); how many keys it covered.
-async fn copy_batch(src: &Endpoint, dst: &Endpoint, chunk: &[String]) -> Result<usize> {
-    let slots = src.store().mget(chunk).await?;
-    match (src, dst) {
-        (Endpoint::Cache(s), Endpoint::Cache(d)) => {
-            let mut entries = Vec::with_capacity(chunk.len());
-            for (key, slot) in chunk.iter().zip(slots) {
-                let Some(value) = slot else { continue };
-                let ttl = match s.ttl(key).await? {
-                    KeyTtl::ExpiresIn(left) => Some(left),
-                    KeyTtl::Persistent => None,
-                    KeyTtl::Missing => continue,
-                };
-                entries.push(CacheEntry::new(key.clone(), value, ttl));
-            }
-            d.mset(&entries).await?;
-        }
-        (_, Endpoint::Database(d)) => {
-            let entries: Vec<(String, Value)> = chunk
-                .iter()
-                .zip(slots)
-                .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
-                .collect();
-            d.mset(&entries).await?;
-        }
-        (Endpoint::Database(_), Endpoint::Cache(_)) => {
-            return Err(Error::unsupported(
-                "both sides of a migration are the same role",
-            ));
-        }
-    }
-    Ok(chunk.len())
-}
-
 /// Copies every value, then every list, counting in `done` what is written.
 async fn copy(
     src: &Endpoint,
@@ -237,14 +195,38 @@ async fn copy(
     done: &mut Copied,
     progress: &mut Progress,
 ) -> Result<()> {
-    // Up to IN_FLIGHT batches at once; each counts once it is written.
-    let mut batches = stream::iter(inv.values.chunks(BATCH))
-        .map(|chunk| copy_batch(src, dst, chunk))
-        .buffer_unordered(IN_FLIGHT);
-    while let Some(written) = batches.next().await {
-        let written = written?;
-        done.values += written;
-        progress.advance(written as u64);
+    for chunk in inv.values.chunks(BATCH) {
+        let slots = src.store().mget(chunk).await?;
+        match (src, dst) {
+            (Endpoint::Cache(s), Endpoint::Cache(d)) => {
+                let mut entries = Vec::with_capacity(chunk.len());
+                for (key, slot) in chunk.iter().zip(slots) {
+                    let Some(value) = slot else { continue };
+                    let ttl = match s.ttl(key).await? {
+                        KeyTtl::ExpiresIn(left) => Some(left),
+                        KeyTtl::Persistent => None,
+                        KeyTtl::Missing => continue,
+                    };
+                    entries.push(CacheEntry::new(key.clone(), value, ttl));
+                }
+                d.mset(&entries).await?;
+            }
+            (_, Endpoint::Database(d)) => {
+                let entries: Vec<(String, Value)> = chunk
+                    .iter()
+                    .zip(slots)
+                    .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
+                    .collect();
+                d.mset(&entries).await?;
+            }
+            (Endpoint::Database(_), Endpoint::Cache(_)) => {
+                return Err(Error::unsupported(
+                    "both sides of a migration are the same role",
+                ));
+            }
+        }
+        done.values += chunk.len();
+        progress.advance(chunk.len() as u64);
     }
     if !inv.lists.is_empty() {
         let (s, d) = (src.db()?, dst.db()?);
