@@ -225,6 +225,7 @@ pub async fn bench(
                 project: Some(Stats::median(project)),
                 baseline: Some(Stats::median(baseline)),
                 loads: None,
+                flushes: [None, None],
             });
         }
     }
@@ -324,6 +325,7 @@ fn high_water(dir: &Path, bytes: u64, rows: &mut Vec<Row>) {
             project: Some(Stats::single(value, 0.0, 0.0)),
             baseline: None,
             loads: None,
+            flushes: [None, None],
         });
     }
 }
@@ -428,5 +430,6 @@ fn hash_limit(rows: &mut Vec<Row>) {
         project: Some(Stats::median(runs)),
         baseline: None,
         loads: None,
+        flushes: [None, None],
     });
 }

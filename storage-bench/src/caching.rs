@@ -129,6 +129,7 @@ pub async fn near_cache_rows(ops_scale: usize, rows: &mut Vec<Row>) {
             project: Some(p),
             baseline: Some(b),
             loads: None,
+            flushes: [None, None],
         });
     }
 }
@@ -221,6 +222,7 @@ pub async fn stampede_rows(
             project: Some(stats),
             baseline: None,
             loads: Some(loads),
+            flushes: [None, None],
         });
         let _ = cache.delete(&key).await;
         let _ = database.delete(&key).await;

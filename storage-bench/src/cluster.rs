@@ -106,5 +106,6 @@ async fn run<S: Subject>(
         project: Some(p),
         baseline: None,
         loads: None,
+        flushes: [None, None],
     });
 }

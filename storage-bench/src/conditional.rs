@@ -106,6 +106,7 @@ pub async fn bench(name: &str, project: Arc<Project>, ops_scale: usize, rows: &m
             project: Some(p),
             baseline: b,
             loads: None,
+            flushes: [None, None],
         });
     }
     if let Err(e) = project.0.delete("counter").await {

@@ -80,6 +80,7 @@ where
         )),
         baseline: None,
         loads: None,
+        flushes: [None, None],
     }
 }
 

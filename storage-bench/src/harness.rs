@@ -117,6 +117,9 @@ pub struct Row {
     pub baseline: Option<Stats>,
     /// For the stampede rows: how many loads reached the database.
     pub loads: Option<u64>,
+    /// The disks' flushes per operation, ours and the baseline's, for the writes that count
+    /// them (`peer::workload::disk_flushes`).
+    pub flushes: [Option<f64>; 2],
 }
 
 impl Row {
@@ -134,6 +137,8 @@ impl Row {
             "p50_us": p.map(|s| s.p50_us),
             "p99_us": p.map(|s| s.p99_us),
             "database_loads": self.loads,
+            "flushes_per_op": self.flushes[0],
+            "baseline_flushes_per_op": self.flushes[1],
             "baseline_ops_per_sec": self.baseline.map(|s| s.ops_per_sec),
             "baseline_ops_per_sec_min": self.baseline.map(|s| s.min_ops_per_sec),
             "baseline_ops_per_sec_max": self.baseline.map(|s| s.max_ops_per_sec),
@@ -148,14 +153,14 @@ impl Row {
 /// The rows as a Markdown table: medians, with the range of the project's runs.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| backend | op | c | list | ops/s (median) | min–max | p50 µs | p99 µs | baseline ops/s | ratio |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| backend | op | c | list | ops/s (median) | min–max | p50 µs | p99 µs | baseline ops/s | ratio | disk flushes/op (ours, baseline) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let p = r
             .project
             .unwrap_or(Stats::single(f64::NAN, f64::NAN, f64::NAN));
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} | {:.0}–{:.0} | {:.1} | {:.1} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.0} | {:.0}–{:.0} | {:.1} | {:.1} | {} | {} | {} |\n",
             r.backend,
             r.op,
             r.concurrency.map_or("-".into(), |c| c.to_string()),
@@ -171,6 +176,13 @@ pub fn table(rows: &[Row]) -> String {
                 "{:.2}",
                 p.ops_per_sec / b.ops_per_sec
             )),
+            match r.flushes {
+                [None, None] => "-".to_string(),
+                [ours, base] => {
+                    let f = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
+                    format!("{}, {}", f(ours), f(base))
+                }
+            },
         ));
     }
     out

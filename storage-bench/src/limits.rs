@@ -172,6 +172,7 @@ fn limit_row(backend: &str, op: &'static str, clients: usize, stats: Stats) -> R
         project: Some(stats),
         baseline: None,
         loads: None,
+        flushes: [None, None],
     }
 }
 

@@ -7,6 +7,7 @@
 //!               [--out FILE]
 //! ```
 
+mod backend_rows;
 mod baselines;
 mod blobs;
 mod caching;
@@ -28,7 +29,7 @@ mod scale_report;
 mod scale_run;
 
 use baselines::{MemoryBaseline, PostgresBaseline, RedisBaseline, SqliteBaseline};
-use harness::{RUNS, Row, Stats, measure, measure_median, table};
+use harness::{RUNS, Row, Stats, measure_median, table};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::path::PathBuf;
@@ -73,7 +74,7 @@ pub trait Subject: Send + Sync + 'static {
 }
 
 /// The project's API, and the version it last wrote at each key (for `set_if`).
-struct Project(Arc<dyn Database>, conditional::Versions);
+pub(crate) struct Project(Arc<dyn Database>, conditional::Versions);
 
 impl Project {
     fn new(db: Arc<dyn Database>) -> Self {
@@ -132,7 +133,7 @@ pub fn payload(i: usize) -> Value {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Op {
+pub(crate) enum Op {
     Get,
     Set,
     Mget100,
@@ -247,85 +248,6 @@ pub(crate) async fn open(yaml: &str) -> Arc<dyn Database> {
         .expect("open the benchmarked backend")
 }
 
-async fn bench_backend<B: Subject>(
-    name: &str,
-    project: Arc<Project>,
-    baseline: Arc<B>,
-    concurrencies: &[usize],
-    ops_scale: usize,
-    big_list: u64,
-    rows: &mut Vec<Row>,
-) {
-    let ops = [
-        Op::Get,
-        Op::Set,
-        Op::Mget100,
-        Op::Mset100,
-        Op::Append(1000),
-        Op::Tail20(1000),
-        Op::Append(big_list),
-        Op::Tail20(big_list),
-        // Last of the list rows: each call drops the head item, so the 1,000,000-item list
-        // loses a few thousand items; O(removed) means it costs about what an append does.
-        Op::TrimHead(big_list),
-        Op::KeysPrefix,
-    ];
-    for &c in concurrencies {
-        for op in ops {
-            let total = match op {
-                Op::KeysPrefix => (ops_scale / 100).max(c * 2),
-                Op::Mget100 | Op::Mset100 => (ops_scale / 10).max(c * 4),
-                _ => ops_scale.max(c * 20),
-            };
-            // Warm up both, then RUNS rounds measuring the baseline and the project in turn,
-            // alternating which goes first; each figure is the median of its runs.
-            let has_baseline = !matches!(op, Op::TrimHead(_));
-            if has_baseline {
-                measure(baseline.clone(), op, c, total / 10 + 1).await;
-            }
-            measure(project.clone(), op, c, total / 10 + 1).await;
-            let (mut base_runs, mut project_runs) = (Vec::new(), Vec::new());
-            for round in 0..RUNS {
-                if round % 2 == 1 {
-                    project_runs.push(measure(project.clone(), op, c, total).await);
-                }
-                if has_baseline {
-                    base_runs.push(measure(baseline.clone(), op, c, total).await);
-                }
-                if round % 2 == 0 {
-                    project_runs.push(measure(project.clone(), op, c, total).await);
-                }
-            }
-            let b = has_baseline.then(|| Stats::median(base_runs));
-            let p = Stats::median(project_runs);
-            eprintln!(
-                "bench: {name:<10} {:<13} c={c:<3} list={:<8} {:>10.0} ops/s ({:.0}–{:.0})  p50 {:>8.1} µs  p99 {:>8.1} µs  baseline {:>10} ops/s  ratio {}",
-                op.name(),
-                op.list_len().map_or("-".to_string(), |n| n.to_string()),
-                p.ops_per_sec,
-                p.min_ops_per_sec,
-                p.max_ops_per_sec,
-                p.p50_us,
-                p.p99_us,
-                b.map_or("-".into(), |b| format!("{:.0}", b.ops_per_sec)),
-                b.map_or("-".into(), |b| format!(
-                    "{:.2}",
-                    p.ops_per_sec / b.ops_per_sec
-                )),
-            );
-            rows.push(Row {
-                backend: name.to_string(),
-                op: op.name(),
-                concurrency: Some(c),
-                list_len: op.list_len(),
-                project: Some(p),
-                baseline: b,
-                loads: None,
-            });
-        }
-    }
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -398,7 +320,7 @@ async fn main() {
         preload(&db, big_list).await.expect("preload memory");
         let base = Arc::new(MemoryBaseline::preloaded(big_list));
         let project = Arc::new(Project::new(db));
-        bench_backend(
+        backend_rows::bench_backend(
             "in-memory",
             project.clone(),
             base,
@@ -418,7 +340,7 @@ async fn main() {
         preload(&db, big_list).await.expect("preload sqlite");
         let base = Arc::new(SqliteBaseline::open(&path, "bench:"));
         let project = Arc::new(Project::new(db));
-        bench_backend(
+        backend_rows::bench_backend(
             "sqlite",
             project.clone(),
             base,
@@ -437,7 +359,7 @@ async fn main() {
         preload(&db, big_list).await.expect("preload postgres");
         let base = Arc::new(PostgresBaseline::open(&url, "bench:", 64).await);
         let project = Arc::new(Project::new(db));
-        bench_backend(
+        backend_rows::bench_backend(
             "postgresql",
             project.clone(),
             base,
@@ -460,7 +382,7 @@ async fn main() {
         preload(&db, big_list).await.expect("preload redis");
         let base = Arc::new(RedisBaseline::open(&url, "bench:", 64).await);
         let project = Arc::new(Project::new(db));
-        bench_backend(
+        backend_rows::bench_backend(
             "redis",
             project.clone(),
             base,

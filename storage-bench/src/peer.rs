@@ -5,7 +5,7 @@
 
 #[path = "../peers/src/workload.rs"]
 #[allow(dead_code)]
-mod workload;
+pub(crate) mod workload;
 
 use super::{Row, Stats};
 use std::path::Path;
@@ -50,6 +50,7 @@ pub(crate) async fn sqlite(dir: &Path, ops_scale: usize, rows: &mut Vec<Row>) {
             }),
             baseline: None,
             loads: None,
+            flushes: [f.flushes_per_op, None],
         });
     }
 }

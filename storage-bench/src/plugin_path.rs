@@ -10,8 +10,6 @@ use crate::scale::value_of;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 use storage_core::Database;
 use storage_manager::StorageManager;
 
@@ -31,36 +29,19 @@ async fn open(yaml: &str, dir: &Path, linked: bool) -> Arc<dyn Database> {
     manager.connect_database().await.expect("open redb").0
 }
 
-async fn run(db: &Arc<dyn Database>, op: &str, tasks: usize, total: usize) -> Stats {
-    let next = Arc::new(AtomicUsize::new(0));
-    let value = Arc::new(value_of(200));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let (db, next, value, op) = (db.clone(), next.clone(), value.clone(), op.to_string());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        break latencies;
-                    }
-                    let key = format!("k{}", (i * 7919) % 1000);
-                    let begun = Instant::now();
-                    match op.as_str() {
-                        "get" => drop(db.get(&key).await.expect("a get")),
-                        _ => db.set(&key, &value).await.expect("a set"),
-                    }
-                    latencies.push(begun.elapsed().as_nanos() as u64);
-                }
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.await.expect("a task"));
-    }
-    Stats::of(all, started.elapsed())
+async fn run(db: &Arc<dyn Database>, op: &'static str, tasks: usize, total: usize) -> Stats {
+    let (db, value) = (db.clone(), Arc::new(value_of(200)));
+    crate::scale::timed(tasks, total, move |i| {
+        let (db, value) = (db.clone(), value.clone());
+        async move {
+            let key = format!("k{}", (i * 7919) % 1000);
+            match op {
+                "get" => drop(db.get(&key).await.expect("a get")),
+                _ => db.set(&key, &value).await.expect("a set"),
+            }
+        }
+    })
+    .await
 }
 
 /// `get` and `set` at 1 and 64 tasks through the plugin at `plugin` and through the linked

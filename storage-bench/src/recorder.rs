@@ -44,6 +44,7 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
             project: Some(base),
             baseline: None,
             loads: None,
+            flushes: [None, None],
         });
         rows.push(Row {
             backend: "in-memory (recorder)".into(),
@@ -53,6 +54,7 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
             project: Some(with),
             baseline: Some(base),
             loads: None,
+            flushes: [None, None],
         });
     }
     // The recorder saw every operation: the series are there.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use storage_core::Database;
 
 /// One curve: an operation's figures along one axis.
@@ -22,20 +22,39 @@ pub struct Curve {
     pub op: &'static str,
     /// What a point's `y` is: `ops/s`, or `MB/s` for the value-size axis.
     pub unit: &'static str,
-    /// (x, the median run, its `y`).
-    pub points: Vec<(f64, Stats, f64)>,
+    /// (x, the median run, its `y`, the calls each run made).
+    pub points: Vec<(f64, Stats, f64, usize)>,
 }
 
 impl Curve {
     pub fn json(&self) -> Value {
         json!({
             "backend": self.backend, "axis": self.axis, "op": self.op, "unit": self.unit,
-            "points": self.points.iter().map(|(x, s, y)| json!({
+            "points": self.points.iter().map(|(x, s, y, calls)| json!({
                 "x": x, "y": y, "ops_per_sec": s.ops_per_sec,
                 "ops_per_sec_min": s.min_ops_per_sec, "ops_per_sec_max": s.max_ops_per_sec,
-                "p50_us": s.p50_us, "p99_us": s.p99_us,
+                "p50_us": s.p50_us, "p99_us": s.p99_us, "calls_per_run": calls,
             })).collect::<Vec<_>>(),
         })
+    }
+
+    /// Files `point` at `x`, its `y` being `y(stats)`, and logs it.
+    fn add(&mut self, x: usize, point: Point, y: impl Fn(&Stats) -> f64) {
+        let s = point.stats;
+        eprintln!(
+            "scale: {:<10} {:<11} {:<9} x={x:<8} {:>10.0} ops/s  p99 {:>9.1} µs{}",
+            self.backend,
+            self.axis,
+            self.op,
+            s.ops_per_sec,
+            s.p99_us,
+            if point.budgeted {
+                format!("  ({} calls a run: the time budget)", point.per_run)
+            } else {
+                String::new()
+            }
+        );
+        self.points.push((x as f64, s, y(&s), point.per_run));
     }
 }
 
@@ -73,8 +92,26 @@ pub const SMOKE: Sizes = Sizes {
     list: &[100, 1_000],
 };
 
+/// The longest one run of a point should take. A point whose calls are slow (a `keys` that
+/// walks a 10M-key Redis keyspace takes about 15 s a call) makes fewer calls a run, at least
+/// [`MIN_CALLS`], rather than stretch the whole scale run past its hour; its `calls_per_run`
+/// in `scale.json` says so.
+const RUN_BUDGET: Duration = Duration::from_secs(10);
+/// The fewest calls a run of a point makes, however slow they are.
+const MIN_CALLS: usize = 3;
+
+/// One point as measured: the median run, the calls each run made, all calls made (the
+/// probe and the warm-up included), and whether the time budget cut the calls.
+#[derive(Clone, Copy)]
+pub struct Point {
+    pub stats: Stats,
+    pub per_run: usize,
+    pub calls: usize,
+    pub budgeted: bool,
+}
+
 /// Runs `total` calls of `op(i)` from `concurrency` tasks, timing each.
-async fn timed<F, Fut>(concurrency: usize, total: usize, op: F) -> Stats
+pub async fn timed<F, Fut>(concurrency: usize, total: usize, op: F) -> Stats
 where
     F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
@@ -105,18 +142,36 @@ where
     Stats::of(all, started.elapsed())
 }
 
-/// A warm-up, then the median of [`RUNS`].
-async fn median<F, Fut>(concurrency: usize, total: usize, op: F) -> Stats
+/// One call from each task (a first warm-up, and what a call costs), the rest of a warm-up,
+/// then the median of [`RUNS`] runs of `total` calls, or of as many as fit [`RUN_BUDGET`].
+async fn median<F, Fut>(concurrency: usize, total: usize, op: F) -> Point
 where
     F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    timed(concurrency, total / 10 + 1, op.clone()).await;
+    median_within(RUN_BUDGET, concurrency, total, op).await
+}
+
+async fn median_within<F, Fut>(budget: Duration, concurrency: usize, total: usize, op: F) -> Point
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let probe = timed(concurrency, concurrency, op.clone()).await;
+    let fits = (probe.ops_per_sec * budget.as_secs_f64()) as usize;
+    let per_run = total.min(fits.max(MIN_CALLS).max(concurrency));
+    let warm_up = per_run / 10 + 1;
+    timed(concurrency, warm_up, op.clone()).await;
     let mut runs = Vec::new();
     for _ in 0..RUNS {
-        runs.push(timed(concurrency, total, op.clone()).await);
+        runs.push(timed(concurrency, per_run, op.clone()).await);
     }
-    Stats::median(runs)
+    Point {
+        stats: Stats::median(runs),
+        per_run,
+        calls: concurrency + warm_up + RUNS * per_run,
+        budgeted: per_run < total,
+    }
 }
 
 fn get(
@@ -168,11 +223,9 @@ pub fn value_of(bytes: usize) -> Value {
     json!({ "role": "user", "content": "x".repeat(bytes.saturating_sub(30)) })
 }
 
-fn log(backend: &str, axis: &str, op: &str, x: usize, s: &Stats) {
-    eprintln!(
-        "scale: {backend:<10} {axis:<11} {op:<5} x={x:<8} {:>10.0} ops/s  p99 {:>9.1} µs",
-        s.ops_per_sec, s.p99_us
-    );
+/// A point's `y` when it is its rate.
+fn ops(s: &Stats) -> f64 {
+    s.ops_per_sec
 }
 
 /// One backend of the run: how to open it, its raw driver, where its bytes at rest are read.
@@ -231,23 +284,19 @@ pub async fn backend(b: &Backend, sizes: &Sizes) -> Measured {
     );
     for &c in sizes.concurrency {
         let total = sizes.ops.max(c * 4);
-        let s = median(c, total, get(&db, 1000)).await;
-        log(name, "concurrency", "get", c, &s);
-        c_get.points.push((c as f64, s, s.ops_per_sec));
+        c_get.add(c, median(c, total, get(&db, 1000)).await, ops);
         let syncs = b.footprint.wal_syncs().await;
-        let s = median(c, total, set(&db, 1000, Arc::new(small.clone()))).await;
+        let p = median(c, total, set(&db, 1000, Arc::new(small.clone()))).await;
         if syncs.is_some() {
             // A PostgreSQL backend reports its statistics when idle, within 10 s.
             tokio::time::sleep(std::time::Duration::from_secs(11)).await;
         }
         if let (Some(before), Some(after)) = (syncs, b.footprint.wal_syncs().await) {
-            // The warm-up's sets and the runs'.
-            let per_set = (after - before) as f64 / (total / 10 + 1 + RUNS * total) as f64;
+            let per_set = (after - before) as f64 / p.calls as f64;
             eprintln!("scale: {name:<10} fsyncs per set at {c} tasks: {per_set:.2}");
             fsyncs.push((c, per_set));
         }
-        log(name, "concurrency", "set", c, &s);
-        c_set.points.push((c as f64, s, s.ops_per_sec));
+        c_set.add(c, p, ops);
     }
 
     let mut value_curves = [
@@ -286,9 +335,8 @@ pub async fn backend(b: &Backend, sizes: &Sizes) -> Measured {
             median(1, total, raw_get).await,
             median(1, total, raw_set).await,
         ];
-        for (curve, s) in value_curves.iter_mut().zip(runs) {
-            log(name, "value_size", curve.op, bytes, &s);
-            curve.points.push((bytes as f64, s, mb(&s)));
+        for (curve, p) in value_curves.iter_mut().zip(runs) {
+            curve.add(bytes, p, mb);
         }
     }
     drop(raw);
@@ -356,14 +404,14 @@ async fn namespace_curves(
             eprintln!("scale: {name:<10} footprint   {n:>8} keys: {per_key:.0} B/key");
             footprint.push((n, per_key));
         }
-        let s = median(1, sizes.ops, get(db, n)).await;
-        log(name, "namespace", "get", n, &s);
-        n_get.points.push((n as f64, s, s.ops_per_sec));
-        let s = median(1, sizes.ops, set(db, n, Arc::new(small.clone()))).await;
-        log(name, "namespace", "set", n, &s);
-        n_set.points.push((n as f64, s, s.ops_per_sec));
+        n_get.add(n, median(1, sizes.ops, get(db, n)).await, ops);
+        n_set.add(
+            n,
+            median(1, sizes.ops, set(db, n, Arc::new(small.clone()))).await,
+            ops,
+        );
         let lister = db.clone();
-        let s = median(1, (sizes.ops / 50).max(5), move |_| {
+        let p = median(1, (sizes.ops / 50).max(5), move |_| {
             let db = lister.clone();
             async move {
                 let found = db.keys(Some("match:*")).await.expect("keys");
@@ -371,8 +419,7 @@ async fn namespace_curves(
             }
         })
         .await;
-        log(name, "namespace", "keys", n, &s);
-        n_keys.points.push((n as f64, s, s.ops_per_sec));
+        n_keys.add(n, p, ops);
         let mut runs = Vec::new();
         for _ in 0..RUNS {
             fill(&side, 0, sizes.side, &small).await;
@@ -381,9 +428,13 @@ async fn namespace_curves(
             let took = started.elapsed();
             runs.push(Stats::of(vec![took.as_nanos() as u64], took));
         }
-        let s = Stats::median(runs);
-        log(name, "namespace", "clear", n, &s);
-        n_clear.points.push((n as f64, s, s.ops_per_sec));
+        let point = Point {
+            stats: Stats::median(runs),
+            per_run: 1,
+            calls: RUNS,
+            budgeted: false,
+        };
+        n_clear.add(n, point, ops);
     }
     db.clear().await.expect("clear after the namespace curve");
     (vec![n_get, n_set, n_keys, n_clear], footprint, stopped)
@@ -407,7 +458,6 @@ async fn list_curves(
     let (mut l_append, mut l_tail, mut l_trim) =
         (curve("append"), curve("tail50"), curve("trim_head"));
     let mut length = 0;
-    let per_run = sizes.ops / 10 + 1 + RUNS * sizes.ops; // a warm-up and the runs
     for &n in sizes.list {
         if let Err(why) = crate::scale_footprint::room_for(&b.footprint, 64.0, n - length.min(n)) {
             stopped.push(format!(
@@ -422,16 +472,17 @@ async fn list_curves(
             db.append_many("chat", &batch).await.expect("a fill");
         }
         let appender = db.clone();
-        let s = median(1, sizes.ops, move |i| {
+        let p = median(1, sizes.ops, move |i| {
             let db = appender.clone();
             async move { db.append("chat", &json!(i)).await.expect("an append") }
         })
         .await;
-        log(name, "list_length", "append", n, &s);
-        l_append.points.push((n as f64, s, s.ops_per_sec));
-        length += per_run;
+        l_append.add(n, p, ops);
+        // Trimmed back below, one item a call, before the next size is filled.
+        let appended = p.calls;
+        length += appended;
         let reader = db.clone();
-        let s = median(1, sizes.ops, move |_| {
+        let p = median(1, sizes.ops, move |_| {
             let db = reader.clone();
             async move {
                 let items = db.get_range("chat", -50, -1).await.expect("a range");
@@ -439,17 +490,34 @@ async fn list_curves(
             }
         })
         .await;
-        log(name, "list_length", "tail50", n, &s);
-        l_tail.points.push((n as f64, s, s.ops_per_sec));
+        l_tail.add(n, p, ops);
         let trimmer = db.clone();
-        let s = median(1, sizes.ops, move |_| {
+        let p = median(1, sizes.ops, move |_| {
             let db = trimmer.clone();
             async move { db.trim("chat", 1, -1).await.expect("a trim of the head") }
         })
         .await;
-        log(name, "list_length", "trim_head", n, &s);
-        l_trim.points.push((n as f64, s, s.ops_per_sec));
-        length -= per_run;
+        l_trim.add(n, p, ops);
+        length -= p.calls;
     }
     vec![l_append, l_tail, l_trim]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_point_whose_calls_are_slow_makes_fewer_calls_within_its_budget() {
+        let slow = |_| tokio::time::sleep(Duration::from_millis(20));
+        let p = median_within(Duration::from_millis(50), 1, 1000, slow).await;
+        assert!(p.budgeted, "1,000 calls of 20 ms do not fit 50 ms");
+        assert_eq!(p.per_run, MIN_CALLS);
+        assert_eq!(p.calls, 1 + (MIN_CALLS / 10 + 1) + RUNS * MIN_CALLS);
+
+        let fast = |_| async {};
+        let p = median_within(Duration::from_secs(10), 1, 1000, fast).await;
+        assert!(!p.budgeted);
+        assert_eq!((p.per_run, p.calls), (1000, 1 + 101 + RUNS * 1000));
+    }
 }

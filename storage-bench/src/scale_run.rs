@@ -13,6 +13,7 @@ use crate::scale_raw::{BulkLimit, Raw};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Handles `--footprint-probe` and `--scale`; false when `args` asks for neither.
 pub async fn main(args: &[String]) -> bool {
@@ -161,6 +162,7 @@ pub async fn all(
     // The quick parts first, and the results written after each part: a run cut short
     // still leaves what it measured.
     let mut run = Results::new(caption);
+    let started = Instant::now();
     if let Some(name) = &picked.only {
         // One backend's curves alone (a rerun of one line of the plots).
         backends.retain(|b| b.name == name);
@@ -172,6 +174,7 @@ pub async fn all(
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }
+    let part = Instant::now();
     let probe_keys = sizes.migrate;
     for kind in footprint::PROBES {
         let bytes = footprint::memory_probe(kind, probe_keys).expect("a footprint probe");
@@ -181,6 +184,8 @@ pub async fn all(
         run.footprint
             .push(json!({"backend": kind, "keys": probe_keys, "bytes_per_key": bytes}));
     }
+    run.took("footprint probes", part);
+    let part = Instant::now();
     let value = scale::value_of(200);
     migrate::limits(&mut endpoints, &loads, sizes.migrate, &value).await;
     for end in &endpoints {
@@ -195,22 +200,29 @@ pub async fn all(
         }
     }
     run.migrate = migrate::pairs(&endpoints, &dir, sizes.migrate, &value).await;
+    run.took("bulk loads and migrate", part);
+    let part = Instant::now();
     if let Some(plugin) = &redb_plugin {
         run.plugin_path = crate::plugin_path::compare(plugin, &dir, sizes.ops).await;
     }
     if let Some(url) = &redis {
         run.redis_one_task = crate::redis_runtime::compare(url, sizes.ops * 2, !smoke).await;
     }
+    run.took("plugin path and Redis at one task", part);
     run.write(out, plots);
     if no_curves {
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }
     for b in &backends {
+        let part = Instant::now();
         let measured = scale::backend(b, sizes).await;
         run.add(b.name, measured);
+        run.took(&format!("{} curves", b.name), part);
         run.write(out, plots);
     }
+    run.took("the whole run", started);
+    run.write(out, plots);
     let _ = std::fs::remove_dir_all(&dir);
     println!("scale: {}", out.display());
 }
@@ -226,6 +238,8 @@ struct Results {
     fsyncs: Vec<Value>,
     redis_one_task: Vec<Value>,
     plugin_path: Vec<Value>,
+    /// (part of the run, seconds it took).
+    seconds: Vec<Value>,
 }
 
 /// Which backends, and up to what size, a run measures (`--only`, `--max-size`).
@@ -235,6 +249,13 @@ pub struct Picked {
 }
 
 impl Results {
+    fn took(&mut self, part: &str, since: Instant) {
+        let secs = since.elapsed().as_secs_f64();
+        eprintln!("scale: {part} took {:.1} min", secs / 60.0);
+        self.seconds
+            .push(json!({"part": part, "seconds": secs.round()}));
+    }
+
     fn add(&mut self, name: &str, measured: scale::Measured) {
         self.curves.extend(measured.curves);
         self.stopped.extend(measured.stopped);
@@ -259,6 +280,7 @@ impl Results {
             fsyncs: Vec::new(),
             redis_one_task: Vec::new(),
             plugin_path: Vec::new(),
+            seconds: Vec::new(),
         }
     }
 
@@ -277,6 +299,7 @@ impl Results {
             "fsyncs": self.fsyncs,
             "redis_one_task": self.redis_one_task,
             "redb_plugin_against_linked": self.plugin_path,
+            "seconds": self.seconds,
         });
         std::fs::write(out, serde_json::to_string_pretty(&json).expect("json"))
             .expect("write scale.json");

@@ -90,32 +90,38 @@ pub async fn on_plugin_runtime<T>(fut: impl Future<Output = Result<T>> + Send) -
     .await
 }
 
-/// A future polled, and dropped, with the plugin's runtime entered.
+/// A future polled, and dropped, with the plugin's runtime entered. It holds an already boxed
+/// future (`Unpin`), so that an operation's boxed call crosses without a second allocation.
 struct InPluginContext<F> {
-    fut: Option<Pin<Box<F>>>,
+    fut: Option<F>,
 }
 
-impl<T, F: Future<Output = Result<T>>> Future for InPluginContext<F> {
+impl<T, F: Future<Output = Result<T>> + Unpin> Future for InPluginContext<F> {
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let Some(fut) = self.fut.as_mut() else {
+        let this = &mut *self;
+        if this.fut.is_none() {
             return Poll::Ready(Err(Error::plugin(
                 "a plugin operation was polled after it ended",
             )));
-        };
+        }
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _entered = runtime().enter();
-            fut.as_mut().poll(cx)
+            let fut = this.fut.as_mut().expect("checked above");
+            let polled = Pin::new(fut).poll(cx);
+            if polled.is_ready() {
+                // Dropped in the context the last poll entered (one entry for both); a panic
+                // in the drop is swallowed, the outcome being decided.
+                let done = this.fut.take();
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| drop(done)));
+            }
+            polled
         }));
         match polled {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(out)) => {
-                self.drop_future();
-                Poll::Ready(out)
-            }
+            Ok(polled) => polled,
             Err(p) => {
-                self.drop_future();
+                this.drop_future();
                 Poll::Ready(Err(panicked(p)))
             }
         }
@@ -215,7 +221,7 @@ impl<R: AsStore + ?Sized> ForwardStore for Bridged<R> {
     }
 
     fn around<'a, T: Send + 'a>(&'a self, _op: &'static str, call: Call<'a, T>) -> Call<'a, T> {
-        Box::pin(on_plugin_runtime(call))
+        Box::pin(InPluginContext { fut: Some(call) })
     }
 }
 

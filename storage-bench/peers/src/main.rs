@@ -82,6 +82,8 @@ fn row(service: &str, op: &str, c: usize, ours: Figure, theirs: Figure) -> Value
         "ours_ops_per_sec_min": ours.min_ops_per_sec,
         "ours_ops_per_sec_max": ours.max_ops_per_sec,
         "ratio": ours.ops_per_sec / theirs.ops_per_sec,
+        "flushes_per_op": theirs.flushes_per_op,
+        "ours_flushes_per_op": ours.flushes_per_op,
     })
 }
 
@@ -116,6 +118,7 @@ fn our_sqlite(results: &[Value], op: &str, c: usize) -> Option<Figure> {
         max_ops_per_sec: f("ops_per_sec_max"),
         p50_us: f("p50_us"),
         p99_us: f("p99_us"),
+        flushes_per_op: r["flushes_per_op"].as_f64(),
     })
 }
 

@@ -61,6 +61,38 @@ pub struct Figure {
     pub max_ops_per_sec: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// The disks' flushes per operation over the runs (see [`disk_flushes`]).
+    pub flushes_per_op: Option<f64>,
+}
+
+/// Flush requests the machine's disks have completed since boot, summed over the whole disks
+/// (`/proc/diskstats`, the 16th figure after a device's name, counted since Linux 5.5; stacked
+/// `dm-`/`md` devices, loop and RAM disks are left out: their flushes reach a disk counted
+/// there).
+/// Each fsync of a file with new data is one flush of the disk under it, whoever issues it
+/// (this process, PostgreSQL's WAL writer), so the difference over a run divided by its
+/// operations is what each write paid. None where the kernel does not count them.
+pub fn disk_flushes() -> Option<u64> {
+    let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
+    let mut total = None;
+    for line in stats.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(name) = fields.get(2) else { continue };
+        let whole_disk = std::path::Path::new("/sys/block").join(name).exists();
+        let stacked = ["loop", "ram", "zram", "dm-", "md", "sr"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        if whole_disk && !stacked {
+            let flushes: u64 = fields.get(18)?.parse().ok()?;
+            *total.get_or_insert(0) += flushes;
+        }
+    }
+    total
+}
+
+/// The flushes per operation of runs that made `ops` operations between the two readings.
+pub fn per_op(before: Option<u64>, after: Option<u64>, ops: usize) -> Option<f64> {
+    Some(after?.checked_sub(before?)? as f64 / ops.max(1) as f64)
 }
 
 /// Writes every key once.
@@ -71,14 +103,18 @@ pub async fn preload<K: Kv>(kv: &K) -> Result<(), String> {
     Ok(())
 }
 
+/// One run: its rate, its sorted latencies (ns) and the disks' flushes during it.
+pub type Run = (f64, Vec<u64>, Option<u64>);
+
 /// One run: `total` operations of `op` from `concurrency` tasks.
 pub async fn run_once<K: Kv>(
     kv: Arc<K>,
     op: &'static str,
     concurrency: usize,
     total: usize,
-) -> (f64, Vec<u64>) {
+) -> Run {
     let per_task = total.div_ceil(concurrency);
+    let flushed = disk_flushes();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..concurrency {
@@ -107,15 +143,20 @@ pub async fn run_once<K: Kv>(
         all.extend(t.await.expect("a benchmark task"));
     }
     let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    let flushes = disk_flushes()
+        .zip(flushed)
+        .map(|(after, before)| after - before);
     all.sort_unstable();
-    (rate, all)
+    (rate, all, flushes)
 }
 
-/// The median of runs, each given as `(rate, sorted latencies)`.
-pub fn figure(mut runs: Vec<(f64, Vec<u64>)>) -> Figure {
+/// The median of runs.
+pub fn figure(mut runs: Vec<Run>) -> Figure {
+    let ops: usize = runs.iter().map(|r| r.1.len()).sum();
+    let flushes: Option<u64> = runs.iter().map(|r| r.2).sum();
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (min, max) = (runs[0].0, runs[runs.len() - 1].0);
-    let (rate, lat) = &runs[runs.len() / 2];
+    let (rate, lat, _) = &runs[runs.len() / 2];
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
     Figure {
         ops_per_sec: *rate,
@@ -123,6 +164,7 @@ pub fn figure(mut runs: Vec<(f64, Vec<u64>)>) -> Figure {
         max_ops_per_sec: max,
         p50_us: pct(0.5),
         p99_us: pct(0.99),
+        flushes_per_op: per_op(Some(0), flushes, ops),
     }
 }
 
