@@ -118,43 +118,38 @@ pub async fn all(
         limit: None,
     }];
     let mut loads = vec![BulkLimit::Sqlite(&dir)];
-    if let Some(url) = &postgres {
+    for (name, url) in [("postgresql", &postgres), ("redis", &redis)] {
+        let Some(url) = url else { continue };
         // A `clear` of a 10M-key namespace is one statement that runs past the default
         // 10 s operation timeout; the run allows it 10 minutes.
         let block = format!(
-            "{{ type: postgresql, url: '{url}', maxConnections: 64, operationTimeoutMillis: 600000 }}"
+            "{{ type: {name}, url: '{url}', maxConnections: 64, operationTimeoutMillis: 600000 }}"
         );
-        // The project makes its tables before the raw driver prepares statements on them.
-        crate::open(&format!("database: {block}\ncache: {{ type: in-memory }}")).await;
+        let (raw, footprint, load) = if name == "postgresql" {
+            // The project makes its tables before the raw driver prepares statements on them.
+            crate::open(&format!("database: {block}\ncache: {{ type: in-memory }}")).await;
+            let raw = Raw::postgres(url).await;
+            (
+                raw,
+                Footprint::Postgres(url.clone()),
+                BulkLimit::Postgres(url),
+            )
+        } else {
+            let raw = Raw::redis(url).await;
+            (raw, Footprint::Redis(url.clone()), BulkLimit::Redis(url))
+        };
         backends.push(Backend {
-            name: "postgresql",
+            name,
             block: block.clone(),
-            raw: Arc::new(Raw::postgres(url).await),
-            footprint: Footprint::Postgres(url.clone()),
+            raw: Arc::new(raw),
+            footprint,
         });
         endpoints.push(Endpoint {
-            name: "postgresql",
+            name,
             block,
             limit: None,
         });
-        loads.push(BulkLimit::Postgres(url));
-    }
-    if let Some(url) = &redis {
-        let block = format!(
-            "{{ type: redis, url: '{url}', maxConnections: 64, operationTimeoutMillis: 600000 }}"
-        );
-        backends.push(Backend {
-            name: "redis",
-            block: block.clone(),
-            raw: Arc::new(Raw::redis(url).await),
-            footprint: Footprint::Redis(url.clone()),
-        });
-        endpoints.push(Endpoint {
-            name: "redis",
-            block,
-            limit: None,
-        });
-        loads.push(BulkLimit::Redis(url));
+        loads.push(load);
     }
 
     // PostgreSQL, durable and the slowest to fill, last.

@@ -2,8 +2,8 @@
 //! peer runner (`storage-bench/peers`), in release mode, against private servers started here;
 //! results in `target/bench/results.json`. Not the test matrix (that is `main.rs`).
 
-use super::{cargo, ensure_redis_installed, loud_skip, workspace_root};
-use std::path::{Path, PathBuf};
+use super::{cargo, ensure_redis_installed, loud_skip, target_dir, workspace_root};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use storage_servers::{Postgres, Redis, RedisCluster, S3Server};
 
@@ -11,24 +11,11 @@ use storage_servers::{Postgres, Redis, RedisCluster, S3Server};
 /// servers; results in `target/bench/results.json`.
 pub fn run(args: &[String]) -> ExitCode {
     let quick = args.iter().any(|a| a == "--quick");
-    if args.iter().any(|a| a == "--scale") {
-        ensure_redis_installed();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        return super::scale::bench(&target);
-    }
     ensure_redis_installed();
-    // Durable, as in production: the published write figures pay their fsyncs.
-    let postgres = Postgres::start(&storage_servers::PostgresOptions {
-        durable: true,
-        ..Default::default()
-    })
-    .map_err(|e| loud_skip("PostgreSQL", &e.to_string()))
-    .ok();
-    let redis = Redis::start(&Default::default())
-        .map_err(|e| loud_skip("Redis", &e.to_string()))
-        .ok();
+    if args.iter().any(|a| a == "--scale") {
+        return super::scale::bench(&target_dir());
+    }
+    let (postgres, redis) = servers();
     let cluster = RedisCluster::start(&Default::default())
         .map_err(|e| loud_skip("Redis Cluster", &e.to_string()))
         .ok();
@@ -36,24 +23,10 @@ pub fn run(args: &[String]) -> ExitCode {
     let s3 = S3Server::start()
         .map_err(|e| loud_skip("S3-protocol server", &e.to_string()))
         .ok();
-    eprintln!("xtask: cargo build --release -p storage-bench -p storage-redb");
-    let built = cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "storage-bench",
-            "-p",
-            "storage-redb",
-        ])
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("xtask bench: the build failed");
+    if !release_build(&["storage-bench", "storage-redb"]) {
         return ExitCode::FAILURE;
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let target = target_dir();
     let mut cmd = Command::new(target.join("release").join("storage-bench"));
     cmd.arg("--out")
         .arg(target.join("bench").join("results.json"));
@@ -98,6 +71,36 @@ pub fn run(args: &[String]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The benchmarks' PostgreSQL and Redis, each skipped loudly if it cannot start. PostgreSQL
+/// runs durable, as in production: the published write figures pay their fsyncs.
+pub fn servers() -> (Option<Postgres>, Option<Redis>) {
+    let postgres = Postgres::start(&storage_servers::PostgresOptions {
+        durable: true,
+        ..Default::default()
+    })
+    .map_err(|e| loud_skip("PostgreSQL", &e.to_string()))
+    .ok();
+    let redis = Redis::start(&Default::default())
+        .map_err(|e| loud_skip("Redis", &e.to_string()))
+        .ok();
+    (postgres, redis)
+}
+
+/// Builds `packages` in release mode; false (said on stderr) when the build failed.
+pub fn release_build(packages: &[&str]) -> bool {
+    eprintln!("xtask: cargo build --release -p {}", packages.join(" -p "));
+    let mut build = cargo();
+    build.args(["build", "--release"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    let built = build.status().is_ok_and(|s| s.success());
+    if !built {
+        eprintln!("xtask bench: the build failed");
+    }
+    built
 }
 
 /// How the peer runner is built and run.

@@ -3,10 +3,9 @@
 //! `docs/bench/*.svg`, captioned with the machine, the date and the commit; and `xtask test`'s
 //! smoke run of the same mode at tiny sizes, so that it cannot rot.
 
-use super::{cargo, loud_skip, workspace_root};
+use super::workspace_root;
 use std::path::Path;
 use std::process::{Command, ExitCode};
-use storage_servers::{Postgres, Redis};
 
 /// `<cpu model>, <n> cores, <date>, commit <hash>`.
 fn caption() -> String {
@@ -38,30 +37,8 @@ fn caption() -> String {
 
 /// The full curves, with the servers started here.
 pub fn bench(target: &Path) -> ExitCode {
-    // Durable, as in production: the published write figures pay their fsyncs.
-    let postgres = Postgres::start(&storage_servers::PostgresOptions {
-        durable: true,
-        ..Default::default()
-    })
-    .map_err(|e| loud_skip("PostgreSQL", &e.to_string()))
-    .ok();
-    let redis = Redis::start(&Default::default())
-        .map_err(|e| loud_skip("Redis", &e.to_string()))
-        .ok();
-    eprintln!("xtask: cargo build --release -p storage-bench -p storage-cli -p storage-redb");
-    let built = cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "storage-bench",
-            "-p",
-            "storage-cli",
-        ])
-        .args(["-p", "storage-redb"])
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        eprintln!("xtask bench: the build failed");
+    let (postgres, redis) = super::bench::servers();
+    if !super::bench::release_build(&["storage-bench", "storage-cli", "storage-redb"]) {
         return ExitCode::FAILURE;
     }
     let mut cmd = Command::new(target.join("release").join("storage-bench"));
