@@ -47,26 +47,17 @@ async fn run(db: &Arc<dyn Database>, op: &'static str, tasks: usize, total: usiz
 /// `get` and `set` at 1 and 64 tasks through the plugin at `plugin` and through the linked
 /// crate, each on a file of its own in `dir`; one JSON row per (op, tasks).
 pub async fn compare(plugin: &Path, dir: &Path, ops: usize) -> Vec<Value> {
-    let file = |name: &str| dir.join(name).display().to_string();
-    let loaded = open(
-        &format!(
-            "plugins: ['{}']\ndatabase: {{ type: redb, options: {{ path: '{}' }} }}\ncache: {{ type: in-memory }}",
-            plugin.display(),
-            file("plugin.redb")
-        ),
-        dir,
-        false,
-    )
-    .await;
-    let linked = open(
-        &format!(
-            "database: {{ type: redb, options: {{ path: '{}' }} }}\ncache: {{ type: in-memory }}",
-            file("linked.redb")
-        ),
-        dir,
-        true,
-    )
-    .await;
+    // JSON, YAML's flow form: the paths need no quoting by hand.
+    let config = |file: &str| {
+        json!({
+            "database": {"type": "redb", "options": {"path": dir.join(file)}},
+            "cache": {"type": "in-memory"},
+        })
+    };
+    let mut with_plugin = config("plugin.redb");
+    with_plugin["plugins"] = json!([plugin]);
+    let loaded = open(&with_plugin.to_string(), dir, false).await;
+    let linked = open(&config("linked.redb").to_string(), dir, true).await;
     let value = value_of(200);
     for db in [&loaded, &linked] {
         for i in 0..1000 {

@@ -46,7 +46,9 @@ pub async fn compare(url: &str, ops: usize, with_benchmark: bool) -> Vec<Value> 
 }
 
 async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
-    let block = format!("{{ type: redis, url: '{url}', maxConnections: 64 }}");
+    let block = crate::scale::block(serde_json::json!({
+        "type": "redis", "url": url, "maxConnections": 64,
+    }));
     let db = crate::open(&format!(
         "database: {}\ncache: {{ type: in-memory }}",
         with_prefix(&block, "rt:")

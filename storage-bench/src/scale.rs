@@ -237,10 +237,17 @@ pub struct Backend {
     pub footprint: crate::scale_footprint::Footprint,
 }
 
-/// `block` (a YAML flow mapping) with `keyPrefix: prefix` added.
+/// A `database:` block written as JSON, which is YAML's flow form: a URL or a path holding a
+/// quote or a colon needs no escaping by hand.
+pub fn block(fields: Value) -> String {
+    fields.to_string()
+}
+
+/// `block` (made by [`block`]) with `keyPrefix: prefix` added.
 pub fn with_prefix(block: &str, prefix: &str) -> String {
-    let inner = block.trim_end().trim_end_matches('}').trim_end();
-    format!("{inner}, keyPrefix: '{prefix}' }}")
+    let mut fields: Value = serde_json::from_str(block).expect("a block made by `block`");
+    fields["keyPrefix"] = json!(prefix);
+    fields.to_string()
 }
 
 /// What one backend measured.

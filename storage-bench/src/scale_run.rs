@@ -89,7 +89,7 @@ pub async fn all(
     let dir = std::env::temp_dir().join(format!("storage-bench-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     let sqlite_path = dir.join("scale.db");
-    let sqlite_block = format!("{{ type: sqlite, path: '{}' }}", sqlite_path.display());
+    let sqlite_block = scale::block(json!({"type": "sqlite", "path": sqlite_path}));
     // The project opens (and makes) the file before its raw driver does.
     crate::open(&format!(
         "database: {sqlite_block}\ncache: {{ type: in-memory }}"
@@ -98,7 +98,7 @@ pub async fn all(
     let mut backends = vec![
         Backend {
             name: "in-memory",
-            block: "{ type: in-memory, store: scale }".into(),
+            block: scale::block(json!({"type": "in-memory", "store": "scale"})),
             raw: Arc::new(Raw::memory()),
             footprint: Footprint::InProcess,
         },
@@ -111,10 +111,7 @@ pub async fn all(
     ];
     let mut endpoints = vec![Endpoint {
         name: "sqlite",
-        block: format!(
-            "{{ type: sqlite, path: '{}' }}",
-            dir.join("migrate.db").display()
-        ),
+        block: scale::block(json!({"type": "sqlite", "path": dir.join("migrate.db")})),
         limit: None,
     }];
     let mut loads = vec![BulkLimit::Sqlite(&dir)];
@@ -122,9 +119,9 @@ pub async fn all(
         let Some(url) = url else { continue };
         // A `clear` of a 10M-key namespace is one statement that runs past the default
         // 10 s operation timeout; the run allows it 10 minutes.
-        let block = format!(
-            "{{ type: {name}, url: '{url}', maxConnections: 64, operationTimeoutMillis: 600000 }}"
-        );
+        let block = scale::block(json!({
+            "type": name, "url": url, "maxConnections": 64, "operationTimeoutMillis": 600_000,
+        }));
         let (raw, footprint, load) = if name == "postgresql" {
             // The project makes its tables before the raw driver prepares statements on them.
             crate::open(&format!("database: {block}\ncache: {{ type: in-memory }}")).await;
