@@ -15,6 +15,7 @@ mod cluster;
 mod conditional;
 mod feeds;
 mod harness;
+mod layer_cost;
 mod limits;
 mod peer;
 mod plugin_path;

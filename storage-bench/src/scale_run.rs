@@ -2,7 +2,8 @@
 //! (`scale.rs`), the in-process stores' bytes per key against a raw map and moka, each
 //! server's bulk-load limit and `storage migrate` between each pair, Redis at one task on both
 //! of tokio's runtimes (`redis_runtime.rs`) and the redb plugin against the same crate linked
-//! in (`plugin_path.rs`); all written to `scale.json`, with the curves' verdicts in `scale.md`
+//! in (`plugin_path.rs`), what each layer over the in-memory store costs (`layer_cost.rs`); all
+//! written to `scale.json`, with the curves' verdicts in `scale.md`
 //! (`scale_report.rs`), and drawn as SVGs (`scale_plot.rs`). Not the default benchmark
 //! (`main.rs`).
 
@@ -200,7 +201,8 @@ pub async fn all(
     if let Some(url) = &redis {
         run.redis_one_task = crate::redis_runtime::compare(url, sizes.ops * 2, !smoke).await;
     }
-    run.took("plugin path and Redis at one task", part);
+    run.layer_cost = crate::layer_cost::compare(sizes.ops).await;
+    run.took("plugin path, Redis at one task, in-memory layers", part);
     run.write(out, plots);
     if no_curves {
         let _ = std::fs::remove_dir_all(&dir);
@@ -230,6 +232,7 @@ struct Results {
     fsyncs: Vec<Value>,
     redis_one_task: Vec<Value>,
     plugin_path: Vec<Value>,
+    layer_cost: Vec<Value>,
     /// (part of the run, seconds it took).
     seconds: Vec<Value>,
 }
@@ -272,6 +275,7 @@ impl Results {
             fsyncs: Vec::new(),
             redis_one_task: Vec::new(),
             plugin_path: Vec::new(),
+            layer_cost: Vec::new(),
             seconds: Vec::new(),
         }
     }
@@ -291,6 +295,7 @@ impl Results {
             "fsyncs": self.fsyncs,
             "redis_one_task": self.redis_one_task,
             "redb_plugin_against_linked": self.plugin_path,
+            "in_memory_layers": self.layer_cost,
             "seconds": self.seconds,
         });
         std::fs::write(out, serde_json::to_string_pretty(&json).expect("json"))

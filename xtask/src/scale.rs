@@ -98,7 +98,7 @@ pub fn smoke(target: &Path, postgres_url: &str, redis_url: &str) -> Vec<String> 
         // 4 backends × (2 + 4 + 4 + 3) curves, drawn as 4 × 4 plots; bytes per key at two
         // namespace sizes on 3 servers, 3 in-process probes and 3 bulk loads; 3 × 2 migrations.
         // Redis at one task: 2 runtimes × 2 sides × 2 operations; redb: 2 operations × 2
-        // concurrencies.
+        // concurrencies; the in-memory store's layers: 4 stacks × 2 operations.
         let found = (
             count("curves"),
             svgs,
@@ -106,10 +106,11 @@ pub fn smoke(target: &Path, postgres_url: &str, redis_url: &str) -> Vec<String> 
             count("migrate"),
             count("redis_one_task"),
             count("redb_plugin_against_linked"),
+            count("in_memory_layers"),
         );
-        if found != (52, 16, 12, 6, 8, 4) {
+        if found != (52, 16, 12, 6, 8, 4, 8) {
             failures.push(format!(
-                "storage-bench --scale --smoke wrote (curves, plots, footprints, migrations, redis one-task rows, redb rows) {found:?}, not (52, 16, 12, 6, 8, 4)"
+                "storage-bench --scale --smoke wrote (curves, plots, footprints, migrations, redis one-task rows, redb rows, in-memory layer rows) {found:?}, not (52, 16, 12, 6, 8, 4, 8)"
             ));
         }
     }
