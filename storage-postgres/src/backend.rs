@@ -326,11 +326,16 @@ impl Database for PostgresBackend {
                         .map_err(map("dropping the list"))?;
                 }
                 Some((first, last)) => {
-                    // Two index ranges of the primary key, one from each end: O(removed).
+                    // Two index ranges of the primary key, one from each end, each bounded by
+                    // what the list holds: O(removed).
                     let (new_head, new_last) = (head + first as i64, head + last as i64);
-                    tx.execute(&trim_items, &[&self.ns, &key, &new_head, &new_last])
-                        .await
-                        .map_err(map("dropping trimmed items"))?;
+                    let old_last = head + len - 1;
+                    tx.execute(
+                        &trim_items,
+                        &[&self.ns, &key, &new_head, &new_last, &head, &old_last],
+                    )
+                    .await
+                    .map_err(map("dropping trimmed items"))?;
                     tx.execute(
                         &set_window,
                         &[&self.ns, &key, &new_head, &(new_last - new_head + 1)],

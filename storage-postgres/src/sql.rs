@@ -204,9 +204,13 @@ ORDER BY i.seq";
 /// A live list's length and head, locking its row for a trim.
 pub const LOCK_LIST: &str = "SELECT kind, list_len, list_head FROM {kv} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > {now}) FOR UPDATE";
 
-/// Drops a list's items outside sequence numbers `$3 ..= $4` (an index range from each end).
-pub const TRIM_ITEMS: &str =
-    "DELETE FROM {items} WHERE ns = $1 AND key = $2 AND (seq < $3 OR seq > $4)";
+/// Drops a list's items outside sequence numbers `$3 ..= $4`, of those it holds (`$5 ..= $6`,
+/// its head and last item before the trim): two index ranges bounded on both sides. Without
+/// the outer bounds, the range before the new head would start at the key's first index entry
+/// and walk every item earlier trims deleted that vacuum has not reclaimed yet, so a list
+/// trimmed from its head over and over would cost more per trim as it went.
+pub const TRIM_ITEMS: &str = "DELETE FROM {items} WHERE ns = $1 AND key = $2 \
+    AND ((seq >= $5 AND seq < $3) OR (seq > $4 AND seq <= $6))";
 
 /// Sets a list's head `$3` and length `$4` after a trim.
 pub const SET_WINDOW: &str =

@@ -9,25 +9,10 @@ use storage_core::BackendFactory;
 use storage_core::blob::{BlobReader, BlobStore, PutOptions};
 use storage_core::config::BackendSpec;
 use storage_postgres::CHUNK_BYTES;
-use storage_servers::{Postgres, find_postgres_bin, skip_or_fail};
 use tokio::io::AsyncReadExt;
 
-/// A server URL: the shared one, or a private server kept alive by the returned guard.
-fn server(test: &str) -> Option<(Option<Postgres>, String)> {
-    if let Ok(url) = std::env::var("STORAGE_TEST_POSTGRES_URL") {
-        return Some((None, url));
-    }
-    if find_postgres_bin().is_none() {
-        skip_or_fail(
-            test,
-            "no PostgreSQL: set STORAGE_TEST_POSTGRES_URL or install PostgreSQL",
-        );
-        return None;
-    }
-    let pg = Postgres::start(&Default::default()).expect("start a private PostgreSQL");
-    let url = pg.url();
-    Some((Some(pg), url))
-}
+// A server URL: the shared one, or a private server kept alive by the returned guard.
+use storage_servers::test_postgres as server;
 
 fn namespace(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -7,24 +7,10 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use storage_core::{Database, ErrorKind, KeyKind, Registry};
-use storage_servers::{Postgres, find_postgres_bin, skip_or_fail};
+use storage_servers::find_postgres_bin;
 
-/// A server URL: the shared one, or a private server kept alive by the returned guard.
-fn server(test: &str) -> Option<(Option<Postgres>, String)> {
-    if let Ok(url) = std::env::var("STORAGE_TEST_POSTGRES_URL") {
-        return Some((None, url));
-    }
-    if find_postgres_bin().is_none() {
-        skip_or_fail(
-            test,
-            "no PostgreSQL: set STORAGE_TEST_POSTGRES_URL or install PostgreSQL",
-        );
-        return None;
-    }
-    let pg = Postgres::start(&Default::default()).expect("start a private PostgreSQL");
-    let url = pg.url();
-    Some((Some(pg), url))
-}
+// A server URL: the shared one, or a private server kept alive by the returned guard.
+use storage_servers::test_postgres as server;
 
 fn unique(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -67,6 +67,25 @@ pub fn skip_or_fail(test: &str, why: &str) {
     );
 }
 
+/// A PostgreSQL server for a test: the shared one (`STORAGE_TEST_POSTGRES_URL`, which `cargo
+/// xtask test` sets), or a private one started here and kept alive by the returned guard; `None`
+/// after [`skip_or_fail`] when there is neither.
+pub fn test_postgres(test: &str) -> Option<(Option<Postgres>, String)> {
+    if let Ok(url) = std::env::var("STORAGE_TEST_POSTGRES_URL") {
+        return Some((None, url));
+    }
+    if find_postgres_bin().is_none() {
+        skip_or_fail(
+            test,
+            "no PostgreSQL: set STORAGE_TEST_POSTGRES_URL or install PostgreSQL",
+        );
+        return None;
+    }
+    let pg = Postgres::start(&Default::default()).expect("start a private PostgreSQL");
+    let url = pg.url();
+    Some((Some(pg), url))
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
