@@ -71,6 +71,75 @@ pub(crate) fn redis_benchmark(url: &str, rows: &mut Vec<Row>) {
     }
 }
 
+/// The script a database-role `set` runs on one server, as its work reads to the server: the
+/// `SET` and the change filed with `XADD` (the project's own script is private to its crate;
+/// this one does the same two writes).
+const LOGGED_SET: &str = "redis.call('SET', KEYS[1], ARGV[1]) \
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'k', ARGV[2], 't', '0', 'v', '') \
+    return 1";
+
+/// `redis-benchmark` at one client running the same writes a database-role `set` asks of the
+/// server (a `SET` and its change filed, by `EVALSHA`), with a 200-byte value: the limit of
+/// that work, where the plain `SET` row is the limit of less.
+pub(crate) fn redis_benchmark_logged_set(url: &str) -> Option<Stats> {
+    let port = url.rsplit(':').next()?.trim_end_matches('/').to_string();
+    let load = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port, "SCRIPT", "LOAD", LOGGED_SET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let sha = String::from_utf8_lossy(&load.stdout).trim().to_string();
+    let value = "x".repeat(200);
+    let command = || {
+        let mut c = Command::new("redis-benchmark");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "1",
+            "-n",
+            "30000",
+            "--csv",
+        ])
+        .args([
+            "EVALSHA",
+            &sha,
+            "2",
+            "rblogged:k",
+            "rblogged:log",
+            &value,
+            "k",
+        ]);
+        c
+    };
+    let parse = |stdout: &str| {
+        let line = stdout.lines().nth(1)?;
+        let cells: Vec<&str> = line.split("\",\"").collect();
+        let ms = |i: usize| {
+            cells
+                .get(i)
+                .and_then(|c| c.trim_matches('"').parse::<f64>().ok())
+        };
+        let (p50, p99) = (ms(4)? * 1000.0, ms(6)? * 1000.0);
+        Some(vec![("set", Stats::single(ms(1)?, p50, p99))])
+    };
+    let stats = median_of(command, parse)?.pop()?;
+    let _ = Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "DEL",
+            "rblogged:k",
+            "rblogged:log",
+        ])
+        .output();
+    Some(stats)
+}
+
 /// SET then GET rows of `redis-benchmark --csv` (`"test","rps",…,"p50_latency_ms",…`).
 fn parse_redis_benchmark_csv(stdout: &str) -> Option<Vec<(&'static str, Stats)>> {
     let mut found = Vec::new();

@@ -2,7 +2,9 @@
 //! and the raw driver's, each run listed (not only the median), on a multi-thread runtime
 //! (where the reply passes from the connection's own task to the caller, often across
 //! threads) and on a current-thread runtime (where it cannot), beside `redis-benchmark` at
-//! one client. It shows whether the bimodal figures of one task come from the thread hop.
+//! one client (its `SET`, and the same writes a database-role `set` asks of the server: the
+//! `SET` and its change filed). It shows whether the bimodal figures of one task come from
+//! the thread hop, and what the solo connection (`storage-redis`'s `solo.rs`) makes of them.
 //! Not the scale curves (`scale.rs`).
 
 use crate::Subject;
@@ -41,6 +43,17 @@ pub async fn compare(url: &str, ops: usize, with_benchmark: bool) -> Vec<Value> 
                 "runs_ops_per_sec": [s.min_ops_per_sec, s.ops_per_sec, s.max_ops_per_sec],
             }));
         }
+    }
+    if with_benchmark && let Some(s) = crate::limits::redis_benchmark_logged_set(url) {
+        eprintln!(
+            "scale: redis one task redis-benchmark, the same logged write: {:.0} ops/s",
+            s.ops_per_sec
+        );
+        rows.push(json!({
+            "runtime": null, "side": "redis-benchmark (the same logged write)", "op": "set",
+            "median_ops_per_sec": s.ops_per_sec,
+            "runs_ops_per_sec": [s.min_ops_per_sec, s.ops_per_sec, s.max_ops_per_sec],
+        }));
     }
     rows
 }

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Handles `--footprint-probe` and `--scale`; false when `args` asks for neither.
+/// Handles `--footprint-probe`, `--only-redis-one-task` and `--scale`; false when `args`
+/// asks for none.
 pub async fn main(args: &[String]) -> bool {
     let value_of = |flag: &str| {
         args.iter()
@@ -30,6 +31,18 @@ pub async fn main(args: &[String]) -> bool {
             .and_then(|n| n.parse().ok())
             .expect("a key count");
         footprint::probe_main(&args[i + 1], keys).await;
+        return true;
+    }
+    if let (true, Some(url)) = (
+        args.iter().any(|a| a == "--only-redis-one-task"),
+        value_of("--redis"),
+    ) {
+        // Redis at one task alone, in a minute: for checking a change to the client's path.
+        let rows = crate::redis_runtime::compare(&url, 4_000, true).await;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows as JSON")
+        );
         return true;
     }
     if !args.iter().any(|a| a == "--scale") {

@@ -20,10 +20,11 @@ use storage_core::raw::Resend;
 use storage_core::{Error, Result};
 
 /// A connection to one server or to a cluster; commands are sent the same way to both.
-#[derive(Clone)]
 pub enum Link {
     /// One server's multiplexed connection, from the pool.
     Node(MultiplexedConnection),
+    /// One server's solo connection, driven by the caller's task (`solo.rs`).
+    Solo(crate::solo::SoloCall),
     /// A cluster: routes each command to the node that owns its key's slot.
     Cluster(ClusterConnection),
 }
@@ -32,6 +33,7 @@ impl redis::aio::ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, redis::Value> {
         match self {
             Link::Node(c) => c.req_packed_command(cmd),
+            Link::Solo(c) => c.req_packed_command(cmd),
             Link::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -44,6 +46,7 @@ impl redis::aio::ConnectionLike for Link {
     ) -> RedisFuture<'a, Vec<redis::Value>> {
         match self {
             Link::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Solo(c) => c.req_packed_commands(pipeline, offset, count),
             Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -51,6 +54,7 @@ impl redis::aio::ConnectionLike for Link {
     fn get_db(&self) -> i64 {
         match self {
             Link::Node(c) => c.get_db(),
+            Link::Solo(c) => c.get_db(),
             Link::Cluster(c) => c.get_db(),
         }
     }
@@ -122,7 +126,7 @@ impl RedisBackend {
     fn cluster(&self) -> Result<Option<ClusterLinks>> {
         Ok(match self.links.get()? {
             Links::Cluster(c) => Some(c),
-            Links::Node(_) => None,
+            Links::Node(..) => None,
         })
     }
 
@@ -188,7 +192,7 @@ impl RedisBackend {
                         // Routes are made only for a cluster; on one server, send plainly.
                         let v = match link {
                             Link::Cluster(mut c) => c.route_command(cmd, route).await?,
-                            Link::Node(mut c) => cmd.query_async(&mut c).await?,
+                            mut node => cmd.query_async(&mut node).await?,
                         };
                         Ok(redis::from_redis_value(v)?)
                     }

@@ -7,7 +7,9 @@
 use crate::cluster::Link;
 use crate::core::{Links, RedisBackend, Sent, is_wrong_type, redis_error};
 use crate::pool::{IDLE_CHECK, Pool};
+use crate::solo::SoloLink;
 use redis::{Cmd, Pipeline, RedisError};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use storage_core::raw::Resend;
@@ -51,7 +53,9 @@ impl RedisBackend {
             Some(deadline),
             |_| async {
                 match &links {
-                    Links::Node(pool) => self.on_node(pool, what, &f, &sent).await,
+                    Links::Node(pool, solo) => {
+                        self.on_node(pool, solo.as_ref(), what, &f, &sent).await
+                    }
                     Links::Cluster(links) => {
                         let conn = match resend {
                             Resend::Allowed => &links.retrying,
@@ -70,10 +74,12 @@ impl RedisBackend {
         self.bounded(what, &sent, attempt).await
     }
 
-    /// One try on a pooled connection of one server; `sent` is set when the command is.
+    /// One try on one server: on its solo connection when no other operation holds it, else
+    /// on a pooled connection; `sent` is set when the command is.
     async fn on_node<T, F, Fut>(
         &self,
         pool: &Pool,
+        solo: Option<&Arc<SoloLink>>,
         what: &str,
         f: &F,
         sent: &AtomicBool,
@@ -82,6 +88,17 @@ impl RedisBackend {
         F: Fn(Link) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
     {
+        let _in_flight = solo.map(|s| s.enter());
+        if let Some(call) = match solo {
+            Some(solo) => solo.take().await,
+            None => None,
+        } {
+            sent.store(true, Ordering::Relaxed);
+            // The connection marks itself unusable when a reply is not read whole.
+            return f(Link::Solo(call))
+                .await
+                .map_err(|e| command_error(e, what));
+        }
         self.pool_metrics.maybe_report(|| storage_pool::state(pool));
         // A multiplexed connection serves many callers at once: take one from the pool and give
         // it back before the command, so that concurrent callers pipeline on it instead of

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
+use std::time::Duration;
 use storage_core::config::{
     BackendConfig, BlockInput, CommonField, NumOrEnv, Secret, ServerIdentity, SslField, num,
 };
@@ -31,6 +32,9 @@ use storage_core::{Result, Role};
 pub const TYPE_NAME: &str = "redis";
 /// The port when none is given.
 pub const DEFAULT_PORT: u16 = 6379;
+
+pub use crate::options::RedisOptions;
+use crate::options::{reply_spin, retries};
 
 /// The fields of a `type: redis` block besides the common ones.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -79,20 +83,6 @@ pub struct RedisBlock {
     pub options: Option<RedisOptions>,
 }
 
-/// `options` of a `redis` block.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RedisOptions {
-    /// A synonym of `operationTimeoutMillis`, in ms.
-    #[serde(default, deserialize_with = "num::opt")]
-    #[schemars(with = "Option<NumOrEnv>")]
-    pub command_timeout: Option<u64>,
-    /// Retries of idempotent commands after a transient error (default 3).
-    #[serde(default, deserialize_with = "num::opt")]
-    #[schemars(with = "Option<NumOrEnv>")]
-    pub max_retries_per_request: Option<u64>,
-}
-
 /// The settings of a `redis` backend.
 #[derive(Clone)]
 pub struct RedisConfig {
@@ -102,6 +92,9 @@ pub struct RedisConfig {
     pub ca: Option<PathBuf>,
     /// `options.maxRetriesPerRequest`.
     pub max_retries_per_request: u32,
+    /// `options.replySpinMicros`: how long an operation alone on the backend polls for its
+    /// reply before it sleeps (zero: never).
+    pub reply_spin: Duration,
     /// For a cluster, its seed nodes (`info` is the first); `None` for one server.
     pub cluster: Option<Vec<ConnectionInfo>>,
 }
@@ -112,6 +105,7 @@ impl fmt::Debug for RedisConfig {
             .field("server", &self.describe())
             .field("ca", &self.ca)
             .field("max_retries_per_request", &self.max_retries_per_request)
+            .field("reply_spin", &self.reply_spin)
             .field("cluster", &self.cluster.is_some())
             .finish()
     }
@@ -223,11 +217,11 @@ impl RedisConfig {
         if want_tls {
             info = with_tls(block, info, insecure)?;
         }
-        let max_retries_per_request = retries(block, &options)?;
         Ok(RedisConfig {
             info,
             ca,
-            max_retries_per_request,
+            max_retries_per_request: retries(block, &options)?,
+            reply_spin: reply_spin(block, &options)?,
             cluster: None,
         })
     }
@@ -259,14 +253,6 @@ fn parse_url(block: &BlockInput<'_>, field: &str, url: &Secret) -> Result<Connec
         return Err(block.error(field, format!("database index {db} in the URL is negative")));
     }
     Ok(info)
-}
-
-fn retries(block: &BlockInput<'_>, options: &RedisOptions) -> Result<u32> {
-    match options.max_retries_per_request {
-        None => Ok(3),
-        Some(v) => u32::try_from(v)
-            .map_err(|_| block.error("options.maxRetriesPerRequest", format!("{v} is too large"))),
-    }
 }
 
 /// The settings of a cluster: every seed node with the block's TLS, one database (0), and
@@ -330,6 +316,7 @@ fn cluster_config(
         info: out[0].clone(),
         ca,
         max_retries_per_request: retries(block, &options)?,
+        reply_spin: reply_spin(block, &options)?,
         cluster: Some(out),
     })
 }

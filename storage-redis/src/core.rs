@@ -8,10 +8,12 @@
 use crate::cluster::{self, ClusterLinks};
 use crate::config::{RedisConfig, TYPE_NAME};
 use crate::pool::{LastError, Manager, Pool};
+use crate::solo::SoloLink;
 use redis::{AsyncConnectionConfig, Client, Pipeline, RedisError};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 use storage_core::config::{BackendSpec, Role};
 use storage_core::raw::{Closable, escape_glob};
@@ -180,11 +182,11 @@ pub(crate) fn client(settings: &RedisConfig, spec: &BackendSpec) -> Result<Clien
     }
 }
 
-/// How a backend reaches its server: a pool of connections to one server, or a cluster's
-/// connections.
+/// How a backend reaches its server: a pool of connections to one server (and its solo
+/// connection, when it can have one), or a cluster's connections.
 #[derive(Clone)]
 pub(crate) enum Links {
-    Node(Pool),
+    Node(Pool, Option<Arc<SoloLink>>),
     Cluster(ClusterLinks),
 }
 
@@ -296,8 +298,16 @@ impl RedisBackend {
             .test_on_check_out(false)
             .build_unchecked(manager);
         let _ = pool.add(first);
+        let solo = SoloLink::for_server(
+            &settings.info,
+            spec.common.connect_timeout,
+            settings.reply_spin,
+        );
+        if let Some(solo) = &solo {
+            solo.warm().await;
+        }
         let backend = RedisBackend {
-            links: Closable::new(Links::Node(pool)),
+            links: Closable::new(Links::Node(pool, solo)),
             prefix: spec.common.key_prefix.clone(),
             is_cluster: false,
             hash_tagged: false,

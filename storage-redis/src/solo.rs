@@ -1,0 +1,344 @@
+//! The solo connection: one connection to a single server that the calling task drives itself
+//! (it writes the command and reads the reply on its own task, with redis-rs's encoder and
+//! parser), taken by whichever operation finds it free. The other operations in flight take
+//! the pool's multiplexed connections, so that many tasks still share few connections.
+//!
+//! Why: a multiplexed connection hands each reply from its own task to the caller's, and a
+//! task that sleeps until the reply arrives pays the wake-up of a parked thread, which at one
+//! task is most of an operation's time on loopback. An operation alone on the backend instead
+//! polls the socket for its reply for a short while (`options.replySpinMicros`, 50 µs by
+//! default, well inside the time tokio allows a task between yields) before it sleeps; with
+//! other operations in flight it never polls.
+//!
+//! Not for TLS, RESP3 or a cluster (those always take the pool), not the retry policy
+//! (`command.rs`), and not a pool: it is one connection, opened again after an error.
+
+use crate::pool::IDLE_CHECK;
+use combine::parser::combinator::AnySendSyncPartialState;
+use combine::stream::{Decoder, PointerOffset};
+use redis::{Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// How long a solo connection that failed to open is left alone before the next try: the
+/// pool serves meanwhile and reports why the server cannot be reached.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
+/// The backend's solo connection and what every operation shares to decide whether to poll.
+pub(crate) struct SoloLink {
+    slot: Arc<Mutex<Slot>>,
+    /// Where and as whom to connect (plain TCP or a Unix socket, RESP2).
+    info: ConnectionInfo,
+    connect_timeout: Duration,
+    /// How long an operation alone on the backend polls for its reply (zero: never).
+    spin: Duration,
+    /// Operations in flight on this backend, on either path.
+    in_flight: AtomicUsize,
+}
+
+/// The connection, when open, and when the next open may be tried after a failed one.
+#[derive(Default)]
+struct Slot {
+    conn: Option<SoloConn>,
+    reopen_at: Option<Instant>,
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+/// One open connection driven by whoever holds the slot.
+struct SoloConn {
+    stream: Stream,
+    /// redis-rs's reply parser, with what it has read past the last reply.
+    decoder: Decoder<AnySendSyncPartialState, PointerOffset<[u8]>>,
+    db: i64,
+    /// Set from the command's write until its last reply is read: a connection whose
+    /// operation was dropped half way (a timeout) has replies on the wire and is not reused.
+    pending: bool,
+    last_used: Instant,
+}
+
+/// Counts an operation in flight on the backend while it lives.
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl SoloLink {
+    /// A solo link for `info` when it can drive one (plain TCP or a Unix socket, RESP2);
+    /// `None` otherwise.
+    pub(crate) fn for_server(
+        info: &ConnectionInfo,
+        connect_timeout: Duration,
+        spin: Duration,
+    ) -> Option<Arc<SoloLink>> {
+        let plain = match info.addr() {
+            ConnectionAddr::Tcp(..) => true,
+            #[cfg(unix)]
+            ConnectionAddr::Unix(_) => true,
+            _ => false,
+        };
+        let resp2 = info.redis_settings().protocol() == redis::ProtocolVersion::RESP2;
+        (plain && resp2).then(|| {
+            Arc::new(SoloLink {
+                slot: Arc::default(),
+                info: info.clone(),
+                connect_timeout,
+                spin,
+                in_flight: AtomicUsize::new(0),
+            })
+        })
+    }
+
+    /// Counts one more operation in flight until the guard drops.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+
+    /// The solo connection for one command, if no other operation holds it and it is (or
+    /// can be made) usable: opened if closed, checked with a `PING` after idling. `None`
+    /// sends the caller to the pool.
+    pub(crate) async fn take(self: &Arc<Self>) -> Option<SoloCall> {
+        let mut slot = self.slot.clone().try_lock_owned().ok()?;
+        if slot.conn.as_ref().is_some_and(|c| c.pending) {
+            slot.conn = None;
+        }
+        if slot.conn.is_none() {
+            if slot.reopen_at.is_some_and(|at| Instant::now() < at) {
+                return None;
+            }
+            match tokio::time::timeout(self.connect_timeout, SoloConn::open(&self.info)).await {
+                Ok(Ok(conn)) => slot.conn = Some(conn),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "the solo connection did not open; the pool serves");
+                    slot.reopen_at = Some(Instant::now() + REOPEN_AFTER);
+                    return None;
+                }
+                Err(_) => {
+                    slot.reopen_at = Some(Instant::now() + REOPEN_AFTER);
+                    return None;
+                }
+            }
+        }
+        let conn = slot.conn.as_mut()?;
+        if conn.last_used.elapsed() > IDLE_CHECK {
+            // The server may have closed it while it idled: a write is never sent on it
+            // before it answers.
+            let ping = redis::cmd("PING");
+            if !matches!(
+                tokio::time::timeout(self.connect_timeout, conn.command(&ping)).await,
+                Ok(Ok(_))
+            ) {
+                slot.conn = None;
+                return None;
+            }
+        }
+        Some(SoloCall {
+            slot,
+            link: self.clone(),
+        })
+    }
+
+    /// Opens the solo connection ahead of the first operation; a failure is left to `take`.
+    pub(crate) async fn warm(self: &Arc<Self>) {
+        drop(self.take().await);
+    }
+}
+
+/// The solo connection held for one command; sent through redis-rs's `ConnectionLike`.
+pub struct SoloCall {
+    slot: OwnedMutexGuard<Slot>,
+    link: Arc<SoloLink>,
+}
+
+impl SoloCall {
+    async fn send(&mut self, bytes: &[u8], offset: usize, count: usize) -> RedisResult<Vec<Value>> {
+        // Polling only pays when nothing else waits: alone, the reply is microseconds away
+        // and this task has the thread to itself.
+        let spin = (self.link.spin > Duration::ZERO
+            && self.link.in_flight.load(Ordering::Relaxed) <= 1)
+            .then_some(self.link.spin);
+        let conn = self.slot.conn.as_mut().ok_or_else(|| {
+            redis::RedisError::from(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the solo connection is closed",
+            ))
+        })?;
+        conn.exchange(bytes, offset, count, spin).await
+    }
+}
+
+impl SoloConn {
+    async fn open(info: &ConnectionInfo) -> RedisResult<SoloConn> {
+        let stream = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                tcp.set_nodelay(true)?;
+                Stream::Tcp(tcp)
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => {
+                Stream::Unix(tokio::net::UnixStream::connect(path).await?)
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the solo connection is plain TCP or a Unix socket",
+                )
+                .into());
+            }
+        };
+        let mut conn = SoloConn {
+            stream,
+            decoder: Decoder::new(),
+            db: info.redis_settings().db(),
+            pending: false,
+            last_used: Instant::now(),
+        };
+        let settings = info.redis_settings();
+        if let Some(password) = settings.password() {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(user) = settings.username() {
+                auth.arg(user);
+            }
+            auth.arg(password);
+            conn.command(&auth).await?;
+        } else {
+            // Nothing in the handshake needs the server's consent without a password.
+            conn.command(&redis::cmd("PING")).await?;
+        }
+        if conn.db != 0 {
+            conn.command(redis::cmd("SELECT").arg(conn.db)).await?;
+        }
+        Ok(conn)
+    }
+
+    /// One command of the handshake; its error reply is an error.
+    async fn command(&mut self, cmd: &Cmd) -> RedisResult<()> {
+        let mut replies = self.exchange(&cmd.get_packed_command(), 0, 1, None).await?;
+        replies.pop().map(Value::extract_error).transpose()?;
+        Ok(())
+    }
+
+    /// Writes `bytes` and reads `offset + count` replies, returning the last `count` (the
+    /// first `offset` are a transaction's `OK` and `QUEUED`s; an error among them also makes
+    /// `EXEC`'s reply an error, which is returned). Polls for the first reply for `spin`.
+    async fn exchange(
+        &mut self,
+        bytes: &[u8],
+        offset: usize,
+        count: usize,
+        spin: Option<Duration>,
+    ) -> RedisResult<Vec<Value>> {
+        self.pending = true;
+        match &mut self.stream {
+            Stream::Tcp(s) => s.write_all(bytes).await?,
+            #[cfg(unix)]
+            Stream::Unix(s) => s.write_all(bytes).await?,
+        }
+        let mut reader = PollingRead {
+            stream: &mut self.stream,
+            spin_until: spin.map(|d| Instant::now() + d),
+        };
+        let mut replies = Vec::with_capacity(count);
+        for index in 0..offset + count {
+            let reply = redis::parse_redis_value_async(&mut self.decoder, &mut reader).await?;
+            if index >= offset {
+                replies.push(reply);
+            }
+        }
+        self.pending = false;
+        self.last_used = Instant::now();
+        Ok(replies)
+    }
+}
+
+/// Reads the socket, first by polling it (a non-blocking `recv`, which does not wait for
+/// tokio's readiness) until `spin_until`, then through tokio, which sleeps until it is ready.
+struct PollingRead<'a> {
+    stream: &'a mut Stream,
+    spin_until: Option<Instant>,
+}
+
+impl PollingRead<'_> {
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let sock = match &*self.stream {
+            Stream::Tcp(s) => socket2::SockRef::from(s),
+            #[cfg(unix)]
+            Stream::Unix(s) => socket2::SockRef::from(s),
+        };
+        io::Read::read(&mut &*sock, buf)
+    }
+}
+
+impl AsyncRead for PollingRead<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(until) = this.spin_until {
+            loop {
+                match this.try_recv(buf.initialize_unfilled()) {
+                    Ok(read) => {
+                        buf.advance(read);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if Instant::now() >= until {
+                            this.spin_until = None;
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+        }
+        match this.stream {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for SoloCall {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let mut replies = self.send(&cmd.get_packed_command(), 0, 1).await?;
+            Ok(replies.pop().unwrap_or(Value::Nil))
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            self.send(&pipeline.get_packed_pipeline(), offset, count)
+                .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.slot.conn.as_ref().map_or(0, |c| c.db)
+    }
+}
