@@ -276,12 +276,12 @@ fn an_insecure_url_stays_insecure_under_ssl() {
     assert_eq!(tls_of(&c), Some(false));
 }
 
-/// How long a lone operation polls for its reply: 50 µs unless given, 0 turns polling off,
+/// How long a lone operation polls for its reply: 100 µs unless given, 0 turns polling off,
 /// and a spin long enough to hold a runtime thread is refused, naming the field.
 #[test]
 fn reply_spin_defaults_turns_off_and_is_bounded() {
     let default = parse(json!({"url": "redis://h"})).unwrap();
-    assert_eq!(default.reply_spin, std::time::Duration::from_micros(50));
+    assert_eq!(default.reply_spin, std::time::Duration::from_micros(100));
     let off = parse(json!({"url": "redis://h", "options": {"replySpinMicros": 0}})).unwrap();
     assert_eq!(off.reply_spin, std::time::Duration::ZERO);
     let e = err(json!({"url": "redis://h", "options": {"replySpinMicros": 5000}}));

@@ -16,7 +16,7 @@
 //!   the pool, one connection the caller's own task drives: the operation that finds it free
 //!   writes its command and reads the reply itself (redis-rs's encoder and parser), with no
 //!   hand-off between tasks; while it is the backend's only operation in flight it polls the
-//!   socket for the reply for up to `options.replySpinMicros` (50 µs) before sleeping. A
+//!   socket for the reply for up to `options.replySpinMicros` (100 µs) before sleeping. A
 //!   command cut off before its reply was read (a timeout) retires the connection. At one task
 //!   this is what puts the backend level with `redis-benchmark` (see BENCHMARKS.md).
 //! - **Batches.** `mget` is one `MGET`. `mset` is one round trip: a pipeline on a cache, and

@@ -11,7 +11,7 @@ use storage_core::config::{BlockInput, NumOrEnv, num};
 /// time tokio allows a task between yields.
 pub const MAX_REPLY_SPIN_MICROS: u64 = 1_000;
 /// `replySpinMicros` when none is given.
-pub const DEFAULT_REPLY_SPIN_MICROS: u64 = 50;
+pub const DEFAULT_REPLY_SPIN_MICROS: u64 = 100;
 
 /// `options` of a `redis` block.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -26,7 +26,7 @@ pub struct RedisOptions {
     #[schemars(with = "Option<NumOrEnv>")]
     pub max_retries_per_request: Option<u64>,
     /// How long, in µs, an operation alone on one server polls its connection for the reply
-    /// before it sleeps until the reply wakes it (default 50, at most 1000; 0 never polls).
+    /// before it sleeps until the reply wakes it (default 100, at most 1000; 0 never polls).
     /// Polling spares the wake-up of a sleeping thread, most of an operation's time at one
     /// task; it costs that much CPU per operation, and only when no other operation of the
     /// backend is in flight. Not used over TLS or on a cluster.
