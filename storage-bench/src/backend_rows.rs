@@ -105,16 +105,11 @@ pub(crate) async fn bench_backend<B: Subject>(
                     p.ops_per_sec / b.ops_per_sec
                 )),
             );
-            rows.push(Row {
-                backend: name.to_string(),
-                op: op.name(),
-                concurrency: Some(c),
-                list_len: op.list_len(),
-                project: Some(p),
-                baseline: b,
-                loads: None,
-                flushes,
-            });
+            rows.push(
+                Row::measured(name, op.name(), c, p, b)
+                    .with_list_len(op.list_len())
+                    .with_flushes(flushes),
+            );
         }
     }
 }

@@ -217,16 +217,13 @@ pub async fn bench(
             raw_gets.push(g);
         }
         for (op, project, baseline) in [(size.put, puts, raw_puts), (size.get, gets, raw_gets)] {
-            rows.push(Row {
-                backend: backend.to_string(),
+            rows.push(Row::measured(
+                backend,
                 op,
-                concurrency: Some(1),
-                list_len: None,
-                project: Some(Stats::median(project)),
-                baseline: Some(Stats::median(baseline)),
-                loads: None,
-                flushes: [None, None],
-            });
+                1,
+                Stats::median(project),
+                Some(Stats::median(baseline)),
+            ));
         }
     }
 }
@@ -317,16 +314,13 @@ fn high_water(dir: &Path, bytes: u64, rows: &mut Vec<Row>) {
         ("blob_put_large_peak_rss_growth_KiB", grown_kib),
         ("blob_put_large_MBps", rate),
     ] {
-        rows.push(Row {
-            backend: "local".to_string(),
+        rows.push(Row::measured(
+            "local",
             op,
-            concurrency: Some(1),
-            list_len: None,
-            project: Some(Stats::single(value, 0.0, 0.0)),
-            baseline: None,
-            loads: None,
-            flushes: [None, None],
-        });
+            1,
+            Stats::single(value, 0.0, 0.0),
+            None,
+        ));
     }
 }
 
@@ -422,14 +416,11 @@ fn hash_limit(rows: &mut Vec<Row>) {
             mbps(bytes.len(), started.elapsed().as_secs_f64())
         })
         .collect();
-    rows.push(Row {
-        backend: "sha256 (hash only)".to_string(),
-        op: "hash_100MiB_MBps",
-        concurrency: Some(1),
-        list_len: None,
-        project: Some(Stats::median(runs)),
-        baseline: None,
-        loads: None,
-        flushes: [None, None],
-    });
+    rows.push(Row::measured(
+        "sha256 (hash only)",
+        "hash_100MiB_MBps",
+        1,
+        Stats::median(runs),
+        None,
+    ));
 }

@@ -121,16 +121,13 @@ pub async fn near_cache_rows(ops_scale: usize, rows: &mut Vec<Row>) {
             before.hits,
             before.misses + before.bypassed,
         );
-        rows.push(Row {
-            backend: "near cache (over in-memory)".into(),
-            op: "near_cache_get_vs_moka",
-            concurrency: Some(c),
-            list_len: None,
-            project: Some(p),
-            baseline: Some(b),
-            loads: None,
-            flushes: [None, None],
-        });
+        rows.push(Row::measured(
+            "near cache (over in-memory)",
+            "near_cache_get_vs_moka",
+            c,
+            p,
+            Some(b),
+        ));
     }
 }
 
@@ -214,16 +211,7 @@ pub async fn stampede_rows(
             "bench: {backend} {op}: {loads} database loads for 1000 misses, p50 {:.0} µs, p99 {:.0} µs",
             stats.p50_us, stats.p99_us
         );
-        rows.push(Row {
-            backend: backend.to_string(),
-            op,
-            concurrency: Some(1000),
-            list_len: None,
-            project: Some(stats),
-            baseline: None,
-            loads: Some(loads),
-            flushes: [None, None],
-        });
+        rows.push(Row::measured(backend, op, 1000, stats, None).with_loads(loads));
         let _ = cache.delete(&key).await;
         let _ = database.delete(&key).await;
     }

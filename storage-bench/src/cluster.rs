@@ -98,14 +98,5 @@ async fn run<S: Subject>(
         p.p50_us,
         p.p99_us
     );
-    rows.push(Row {
-        backend: name.to_string(),
-        op: op.name(),
-        concurrency: Some(c),
-        list_len: op.list_len(),
-        project: Some(p),
-        baseline: None,
-        loads: None,
-        flushes: [None, None],
-    });
+    rows.push(Row::measured(name, op.name(), c, p, None).with_list_len(op.list_len()));
 }

@@ -98,16 +98,7 @@ pub async fn bench(name: &str, project: Arc<Project>, ops_scale: usize, rows: &m
                 p.ops_per_sec / b.ops_per_sec
             )),
         );
-        rows.push(Row {
-            backend: name.to_string(),
-            op: op.name(),
-            concurrency: Some(c),
-            list_len: None,
-            project: Some(p),
-            baseline: b,
-            loads: None,
-            flushes: [None, None],
-        });
+        rows.push(Row::measured(name, op.name(), c, p, b));
     }
     if let Err(e) = project.0.delete("counter").await {
         eprintln!("bench: {name}: could not remove the counter: {e}");

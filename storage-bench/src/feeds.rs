@@ -68,20 +68,13 @@ where
         pct(0.5),
         pct(0.99)
     );
-    Row {
-        backend: backend.to_string(),
+    Row::measured(
+        backend,
         op,
-        concurrency: Some(1),
-        list_len: None,
-        project: Some(Stats::single(
-            count as f64 / elapsed.as_secs_f64(),
-            pct(0.5),
-            pct(0.99),
-        )),
-        baseline: None,
-        loads: None,
-        flushes: [None, None],
-    }
+        1,
+        Stats::single(count as f64 / elapsed.as_secs_f64(), pct(0.5), pct(0.99)),
+        None,
+    )
 }
 
 /// `count` appends on `writer`, each seen by a follower on `reader` before the next.

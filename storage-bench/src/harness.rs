@@ -123,6 +123,46 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row measured at `concurrency` tasks: the project's figures and, when there is one,
+    /// the baseline's; no list length, database loads or flush counts (see the `with_`
+    /// methods).
+    pub fn measured(
+        backend: impl Into<String>,
+        op: &'static str,
+        concurrency: usize,
+        project: Stats,
+        baseline: Option<Stats>,
+    ) -> Row {
+        Row {
+            backend: backend.into(),
+            op,
+            concurrency: Some(concurrency),
+            list_len: None,
+            project: Some(project),
+            baseline,
+            loads: None,
+            flushes: [None, None],
+        }
+    }
+
+    /// The row for a list of `list_len` items.
+    pub fn with_list_len(mut self, list_len: Option<u64>) -> Row {
+        self.list_len = list_len;
+        self
+    }
+
+    /// The row with the disk flushes per operation, ours and the baseline's.
+    pub fn with_flushes(mut self, flushes: [Option<f64>; 2]) -> Row {
+        self.flushes = flushes;
+        self
+    }
+
+    /// The row with how many loads reached the database (the stampede rows).
+    pub fn with_loads(mut self, loads: u64) -> Row {
+        self.loads = Some(loads);
+        self
+    }
+
     pub fn json(&self) -> Value {
         let p = self.project;
         json!({

@@ -233,16 +233,7 @@ pub(crate) fn json_decode(rows: &mut Vec<Row>) {
 }
 
 fn limit_row(backend: &str, op: &'static str, clients: usize, stats: Stats) -> Row {
-    Row {
-        backend: backend.into(),
-        op,
-        concurrency: Some(clients),
-        list_len: None,
-        project: Some(stats),
-        baseline: None,
-        loads: None,
-        flushes: [None, None],
-    }
+    Row::measured(backend, op, clients, stats, None)
 }
 
 #[cfg(test)]

@@ -35,22 +35,22 @@ pub(crate) async fn sqlite(dir: &Path, ops_scale: usize, rows: &mut Vec<Row>) {
             "bench: sqlite (peer workload) {op} c={c} {:.0} ops/s",
             f.ops_per_sec
         );
-        rows.push(Row {
-            backend: "sqlite (peer workload)".into(),
-            op,
-            concurrency: Some(c),
-            list_len: None,
-            project: Some(Stats {
-                ops_per_sec: f.ops_per_sec,
-                p50_us: f.p50_us,
-                p99_us: f.p99_us,
-                min_ops_per_sec: f.min_ops_per_sec,
-                max_ops_per_sec: f.max_ops_per_sec,
-                runs: workload::RUNS,
-            }),
-            baseline: None,
-            loads: None,
-            flushes: [f.flushes_per_op, None],
-        });
+        rows.push(
+            Row::measured(
+                "sqlite (peer workload)",
+                op,
+                c,
+                Stats {
+                    ops_per_sec: f.ops_per_sec,
+                    p50_us: f.p50_us,
+                    p99_us: f.p99_us,
+                    min_ops_per_sec: f.min_ops_per_sec,
+                    max_ops_per_sec: f.max_ops_per_sec,
+                    runs: workload::RUNS,
+                },
+                None,
+            )
+            .with_flushes([f.flushes_per_op, None]),
+        );
     }
 }

@@ -36,26 +36,20 @@ pub(crate) async fn bench(ops_scale: usize, rows: &mut Vec<Row>) {
             with.ops_per_sec,
             with.ops_per_sec / base.ops_per_sec
         );
-        rows.push(Row {
-            backend: "in-memory (no recorder)".into(),
-            op: op.name(),
-            concurrency: Some(1),
-            list_len: None,
-            project: Some(base),
-            baseline: None,
-            loads: None,
-            flushes: [None, None],
-        });
-        rows.push(Row {
-            backend: "in-memory (recorder)".into(),
-            op: op.name(),
-            concurrency: Some(1),
-            list_len: None,
-            project: Some(with),
-            baseline: Some(base),
-            loads: None,
-            flushes: [None, None],
-        });
+        rows.push(Row::measured(
+            "in-memory (no recorder)",
+            op.name(),
+            1,
+            base,
+            None,
+        ));
+        rows.push(Row::measured(
+            "in-memory (recorder)",
+            op.name(),
+            1,
+            with,
+            Some(base),
+        ));
     }
     // The recorder saw every operation: the series are there.
     assert!(

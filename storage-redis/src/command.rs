@@ -88,7 +88,10 @@ impl RedisBackend {
         F: Fn(Link) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
     {
-        let _in_flight = solo.map(|s| s.enter());
+        // Only an operation that began alone takes the solo connection: with others in flight
+        // it could not poll, and the pool's shared connections serve them as before.
+        let in_flight = solo.map(|s| s.enter());
+        let solo = solo.filter(|_| in_flight.as_ref().is_some_and(|f| f.alone));
         if let Some(call) = match solo {
             Some(solo) => solo.take().await,
             None => None,

@@ -1,12 +1,13 @@
 //! The solo connection: one connection to a single server that the calling task drives itself
 //! (it writes the command and reads the reply on its own task, with redis-rs's encoder and
-//! parser), taken by whichever operation finds it free. The other operations in flight take
-//! the pool's multiplexed connections, so that many tasks still share few connections.
+//! parser), taken by an operation that begins while no other operation of the backend is in
+//! flight. The others take the pool's multiplexed connections as before, so that many tasks
+//! still share few connections.
 //!
 //! Why: a multiplexed connection hands each reply from its own task to the caller's, and a
 //! task that sleeps until the reply arrives pays the wake-up of a parked thread, which at one
 //! task is most of an operation's time on loopback. An operation alone on the backend instead
-//! polls the socket for its reply for a short while (`options.replySpinMicros`, 100 µs by
+//! polls the socket for its reply (and for each further piece of a long reply) for a while (`options.replySpinMicros`, 100 µs by
 //! default: the end of the 10–100 µs tokio's guide gives a task between yields; 50 µs left
 //! half of a logged write's replies to a wake-up on the benchmark machine) before it sleeps;
 //! with other operations in flight it never polls.
@@ -69,11 +70,15 @@ struct SoloConn {
 }
 
 /// Counts an operation in flight on the backend while it lives.
-pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+pub(crate) struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    /// No other operation of the backend was in flight when this one began.
+    pub(crate) alone: bool,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -105,8 +110,11 @@ impl SoloLink {
 
     /// Counts one more operation in flight until the guard drops.
     pub(crate) fn enter(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.in_flight)
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            count: &self.in_flight,
+            alone: before == 0,
+        }
     }
 
     /// The solo connection for one command, if no other operation holds it and it is (or
@@ -252,6 +260,7 @@ impl SoloConn {
         }
         let mut reader = PollingRead {
             stream: &mut self.stream,
+            spin,
             spin_until: spin.map(|d| Instant::now() + d),
         };
         let mut replies = Vec::with_capacity(count);
@@ -269,8 +278,11 @@ impl SoloConn {
 
 /// Reads the socket, first by polling it (a non-blocking `recv`, which does not wait for
 /// tokio's readiness) until `spin_until`, then through tokio, which sleeps until it is ready.
+/// Each read that finds data polls `spin` longer: a long reply (an `MGET` of 100 values, a
+/// transaction's `QUEUED`s) arrives in pieces right behind one another.
 struct PollingRead<'a> {
     stream: &'a mut Stream,
+    spin: Option<Duration>,
     spin_until: Option<Instant>,
 }
 
@@ -297,12 +309,15 @@ impl AsyncRead for PollingRead<'_> {
                 match this.try_recv(buf.initialize_unfilled()) {
                     Ok(read) => {
                         buf.advance(read);
+                        this.spin_until = this.spin.map(|d| Instant::now() + d);
                         return Poll::Ready(Ok(()));
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         if Instant::now() >= until {
+                            // Polled out: sleep until tokio says the socket is readable.
                             this.spin_until = None;
+                            this.spin = None;
                             break;
                         }
                         std::hint::spin_loop();

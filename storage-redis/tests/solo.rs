@@ -1,7 +1,8 @@
 //! The solo connection against a real, private server: one task's operations all run on one
-//! connection (seen by `MONITOR`), concurrent tasks spread over the pool too, a command cut
-//! off by the operation timeout leaves no reply behind for the next one, the database index
-//! is selected, and polling can be turned off.
+//! connection (seen by `MONITOR`), the same one after concurrent tasks have run, a command cut
+//! off by the operation timeout leaves no reply behind for the next one (which fails if the
+//! solo connection were reused or not used), the database index is selected, and polling can
+//! be turned off.
 
 use futures::StreamExt;
 use serde_json::json;
@@ -99,7 +100,7 @@ async fn set_senders<F: Future<Output = ()>>(url: &str, prefix: &str, work: F) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_task_runs_on_one_connection_and_concurrent_tasks_share_the_pool() {
+async fn one_task_runs_on_one_connection_before_and_after_concurrent_tasks() {
     let Some(server) = private("one_task_runs_on_one_connection") else {
         return;
     };
@@ -140,11 +141,17 @@ async fn one_task_runs_on_one_connection_and_concurrent_tasks_share_the_pool() {
         "every set was seen: {}",
         together.len()
     );
-    let many: BTreeSet<_> = together.iter().collect();
-    assert!(
-        many.len() > 1,
-        "sixteen tasks did not all queue for the solo connection: {many:?}"
-    );
+    // With others in flight an operation takes the pool; alone again, the solo connection.
+    let after = set_senders(&url, "after:", async {
+        for i in 0..20 {
+            db.set(&format!("after:{i}"), &json!(i), None)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let again: BTreeSet<_> = after.iter().collect();
+    assert_eq!(again, one, "one task is back on the solo connection");
     for t in 0..16 {
         for i in 0..40 {
             assert_eq!(
