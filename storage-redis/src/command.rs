@@ -74,8 +74,8 @@ impl RedisBackend {
         self.bounded(what, &sent, attempt).await
     }
 
-    /// One try on one server: on its solo connection when no other operation holds it, else
-    /// on a pooled connection; `sent` is set when the command is.
+    /// One try on one server: on its solo connection when this operation began alone on the
+    /// backend, else on a pooled connection; `sent` is set when the command is.
     async fn on_node<T, F, Fut>(
         &self,
         pool: &Pool,
