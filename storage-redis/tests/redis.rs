@@ -10,33 +10,8 @@ use storage_core::raw::glob_match;
 use storage_core::{Database, ErrorKind, Registry};
 use storage_servers::{Redis, find_redis_server, skip_or_fail};
 
-fn private(test: &str) -> Option<Redis> {
-    if find_redis_server().is_none() {
-        skip_or_fail(test, "redis-server not found");
-        return None;
-    }
-    Some(Redis::start(&Default::default()).expect("start a private redis-server"))
-}
-
-async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
-    let yaml =
-        format!("database: {{ type: redis, url: '{url}', {extra} }}\ncache: {{ type: in-memory }}");
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_redis::RedisFactory::new()))
-        .unwrap();
-    registry
-        .register(Arc::new(storage_memory::MemoryFactory::new()))
-        .unwrap();
-    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
-        .unwrap()
-        .resolve(&registry)
-        .unwrap();
-    registry
-        .open_database(&config.database.primary)
-        .await
-        .unwrap()
-}
+mod common;
+use common::{open, private};
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)

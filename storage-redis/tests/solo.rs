@@ -7,56 +7,11 @@
 use futures::StreamExt;
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
-use storage_core::{Cache, Database, ErrorKind, Registry};
-use storage_servers::{Redis, find_redis_server, skip_or_fail};
+use storage_core::ErrorKind;
 
-fn private(test: &str) -> Option<Redis> {
-    if find_redis_server().is_none() {
-        skip_or_fail(test, "redis-server not found");
-        return None;
-    }
-    Some(Redis::start(&Default::default()).expect("start a private redis-server"))
-}
-
-async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
-    let yaml =
-        format!("database: {{ type: redis, url: '{url}', {extra} }}\ncache: {{ type: in-memory }}");
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_redis::RedisFactory::new()))
-        .unwrap();
-    registry
-        .register(Arc::new(storage_memory::MemoryFactory::new()))
-        .unwrap();
-    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
-        .unwrap()
-        .resolve(&registry)
-        .unwrap();
-    registry
-        .open_database(&config.database.primary)
-        .await
-        .unwrap()
-}
-
-/// The cache role on `url`.
-async fn open_cache(url: &str, extra: &str) -> Arc<dyn Cache> {
-    let yaml =
-        format!("cache: {{ type: redis, url: '{url}', {extra} }}\ndatabase: {{ type: in-memory }}");
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_redis::RedisFactory::new()))
-        .unwrap();
-    registry
-        .register(Arc::new(storage_memory::MemoryFactory::new()))
-        .unwrap();
-    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
-        .unwrap()
-        .resolve(&registry)
-        .unwrap();
-    registry.open_cache(&config.cache.primary).await.unwrap()
-}
+mod common;
+use common::{open, open_cache, private};
 
 /// The client address of every command naming a key that starts with `prefix` the server
 /// runs while `work` runs (from `MONITOR`: `<time> [<db> <addr>] "<COMMAND>" "<arg>" ...`;

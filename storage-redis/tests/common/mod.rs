@@ -1,0 +1,54 @@
+//! What the Redis integration tests share: a private server (or a loud skip without
+//! `redis-server`), and the database or cache role opened on it through a registry of the
+//! Redis and in-memory backends. Not a test file of its own.
+
+#![allow(dead_code)] // each test file uses what it needs
+
+use std::sync::Arc;
+use storage_core::config::StorageConfig;
+use storage_core::{Cache, Database, Registry};
+use storage_servers::{Redis, find_redis_server, skip_or_fail};
+
+/// A private `redis-server` for `test`, or `None` after saying why (failing under CI).
+pub fn private(test: &str) -> Option<Redis> {
+    if find_redis_server().is_none() {
+        skip_or_fail(test, "redis-server not found");
+        return None;
+    }
+    Some(Redis::start(&Default::default()).expect("start a private redis-server"))
+}
+
+/// `yaml` resolved against a registry of the Redis and in-memory backends.
+fn resolved(yaml: &str) -> (Registry, StorageConfig) {
+    let mut registry = Registry::new();
+    registry
+        .register(Arc::new(storage_redis::RedisFactory::new()))
+        .unwrap();
+    registry
+        .register(Arc::new(storage_memory::MemoryFactory::new()))
+        .unwrap();
+    let config = storage_manager::config_file::from_yaml_str(yaml, ".".as_ref())
+        .unwrap()
+        .resolve(&registry)
+        .unwrap();
+    (registry, config)
+}
+
+/// The database role on `url`, with `extra` fields in its block.
+pub async fn open(url: &str, extra: &str) -> Arc<dyn Database> {
+    let (registry, config) = resolved(&format!(
+        "database: {{ type: redis, url: '{url}', {extra} }}\ncache: {{ type: in-memory }}"
+    ));
+    registry
+        .open_database(&config.database.primary)
+        .await
+        .unwrap()
+}
+
+/// The cache role on `url`, with `extra` fields in its block.
+pub async fn open_cache(url: &str, extra: &str) -> Arc<dyn Cache> {
+    let (registry, config) = resolved(&format!(
+        "cache: {{ type: redis, url: '{url}', {extra} }}\ndatabase: {{ type: in-memory }}"
+    ));
+    registry.open_cache(&config.cache.primary).await.unwrap()
+}
