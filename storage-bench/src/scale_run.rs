@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Handles `--footprint-probe`, `--only-redis-one-task` and `--scale`; false when `args`
-/// asks for none.
+/// Handles `--footprint-probe`, `--only-redis-one-task`, `--only-in-memory-layers` and
+/// `--scale`; false when `args` asks for none.
 pub async fn main(args: &[String]) -> bool {
     let value_of = |flag: &str| {
         args.iter()
@@ -39,6 +39,15 @@ pub async fn main(args: &[String]) -> bool {
     ) {
         // Redis at one task alone, in a minute: for checking a change to the client's path.
         let rows = crate::redis_runtime::compare(&url, 4_000, true).await;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows as JSON")
+        );
+        return true;
+    }
+    if args.iter().any(|a| a == "--only-in-memory-layers") {
+        // What each layer over the in-memory store costs, alone: for checking a change to them.
+        let rows = crate::layer_cost::compare(2_000).await;
         println!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("rows as JSON")

@@ -146,7 +146,7 @@ fn an_entry_expires_at_its_deadline() {
             .insert((deadline, i as u64), (String::new(), key));
     }
     state.reclaim(&at);
-    let left: Vec<&String> = state.namespaces[""].keys().collect();
+    let left: Vec<&String> = state.namespaces[""].iter().map(|(k, _)| k).collect();
     assert_eq!(
         left,
         ["k1"],

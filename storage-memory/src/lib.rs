@@ -9,7 +9,9 @@
 //! TTL'd entries sit in an expiry index ordered by deadline; every write first reclaims what has
 //! expired, so a cache that only ever writes TTL'd keys stays bounded without a background task
 //! and without anyone reading the dead keys. Lists are vectors: append is amortised O(1), a range
-//! of m items O(m).
+//! of m items O(m). `keys` with a literal prefix (`"session:*"`) reads the keys that start with
+//! it from an ordered index of the namespace, which the first such call builds (one pass) and
+//! every later new key and removal keeps: a namespace never listed by prefix pays nothing for it.
 //!
 //! It is not durable and not shared between processes: data lives as long as the store.
 //!
@@ -193,27 +195,51 @@ impl Store for MemoryBackend {
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
         self.open()?;
-        let state = self.store.read();
+        // Every match starts with the pattern's literal prefix: with one, only the keys that
+        // start with it are visited, through the namespace's ordered index (built here the
+        // first time, under the write lock); without one, every key is a candidate.
+        let (prefix, _) = pattern.map(literal_prefix).unwrap_or_default();
+        let mut state = self.store.read();
+        if !prefix.is_empty()
+            && state
+                .namespaces
+                .get(&self.ns)
+                .is_some_and(|map| !map.is_ordered())
+        {
+            drop(state);
+            if let Some(map) = self.store.write().namespaces.get_mut(&self.ns) {
+                map.keep_ordered();
+            }
+            state = self.store.read();
+        }
         let now = Now::default();
         let Some(map) = state.namespaces.get(&self.ns) else {
             return Ok(Vec::new());
         };
-        // Every match starts with the pattern's literal prefix: a cheap test before the matcher.
-        let (prefix, _) = pattern.map(literal_prefix).unwrap_or_default();
-        Ok(map
-            .iter()
-            .filter(|(k, e)| {
-                k.starts_with(&prefix) && e.live(&now) && pattern.is_none_or(|p| glob_match(p, k))
-            })
-            .map(|(k, _)| k.clone())
-            .collect())
+        let matches = |k: &str| pattern.is_none_or(|p| glob_match(p, k));
+        Ok(match map.ordered_from(&prefix) {
+            Some(keys) => {
+                // With no deadline anywhere in the store every key is live, and the entries
+                // (scattered in memory, unlike the index) need not be visited at all.
+                let may_expire = !state.expiry.is_empty();
+                keys.filter(|k| !may_expire || map.get(k).is_some_and(|e| e.live(&now)))
+                    .filter(|k| matches(k))
+                    .cloned()
+                    .collect()
+            }
+            None => map
+                .iter()
+                .filter(|(k, e)| k.starts_with(&prefix) && e.live(&now) && matches(k))
+                .map(|(k, _)| k.clone())
+                .collect(),
+        })
     }
 
     async fn clear(&self) -> Result<()> {
         self.open()?;
         let mut state = self.store.write();
         if let Some(map) = state.namespaces.remove(&self.ns) {
-            for entry in map.into_values() {
+            for entry in map.into_entries() {
                 if let Some(exp) = entry.expiry {
                     state.expiry.remove(&exp);
                 }
@@ -456,11 +482,14 @@ impl Database for MemoryBackend {
 mod blob;
 mod changes;
 mod conditional;
+mod namespace;
 mod state;
 use state::{Entry, ListItems, Now, Slot, State};
 mod factory;
 pub use blob::MemoryBlobStore;
 pub use factory::{MemoryConfig, MemoryFactory};
 
+#[cfg(test)]
+mod namespace_tests;
 #[cfg(test)]
 mod tests;

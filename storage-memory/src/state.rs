@@ -3,6 +3,7 @@
 //! store's lock and call these.
 
 use crate::changes::ChangeLogs;
+use crate::namespace::Namespace;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -65,7 +66,7 @@ impl Now {
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) namespaces: HashMap<String, HashMap<String, Entry>>,
+    pub(crate) namespaces: HashMap<String, Namespace>,
     /// (deadline, seq) -> (namespace, key), for every entry with a TTL.
     pub(crate) expiry: BTreeMap<(Instant, u64), (String, String)>,
     next_seq: u64,
@@ -92,9 +93,9 @@ impl State {
         }
     }
 
-    pub(crate) fn ns_mut(&mut self, ns: &str) -> &mut HashMap<String, Entry> {
+    pub(crate) fn ns_mut(&mut self, ns: &str) -> &mut Namespace {
         if !self.namespaces.contains_key(ns) {
-            self.namespaces.insert(ns.to_string(), HashMap::new());
+            self.namespaces.insert(ns.to_string(), Namespace::default());
         }
         self.namespaces.get_mut(ns).expect("inserted above")
     }
@@ -150,10 +151,7 @@ impl State {
         let map = self.ns_mut(ns);
         let old = match map.get_mut(key) {
             Some(existing) => Some(std::mem::replace(existing, entry)),
-            None => {
-                map.insert(key.to_string(), entry);
-                None
-            }
+            None => map.insert(key.to_string(), entry),
         };
         if let Some(exp) = old.as_ref().and_then(|o| o.expiry) {
             self.expiry.remove(&exp);
@@ -166,6 +164,6 @@ impl State {
     }
 
     pub(crate) fn entry_count(&self) -> usize {
-        self.namespaces.values().map(HashMap::len).sum()
+        self.namespaces.values().map(Namespace::len).sum()
     }
 }
