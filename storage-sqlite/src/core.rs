@@ -2,6 +2,7 @@
 //! pool), and running work on a pooled connection on a blocking thread within the operation's
 //! deadline. Not the operations themselves (`backend.rs`) nor the block's fields (`config.rs`).
 
+use crate::commit::{CommitSettings, Committer};
 use crate::config::{SqliteConfig, SqliteLocation, SqliteSync};
 use crate::schema::{self, sql_error};
 use r2d2_sqlite::SqliteConnectionManager;
@@ -59,6 +60,8 @@ pub struct SqliteBackend {
     /// pool's own connections come and go.
     _anchor: Option<Mutex<Connection>>,
     pub(crate) writes: AtomicU64,
+    /// The queue that groups concurrent writes into shared transactions (`commit.rs`).
+    committer: Arc<Committer>,
     pool_metrics: Arc<PoolMetrics>,
     /// How long a statement waits for another writer's lock (`options.busyTimeoutMillis`).
     busy: Duration,
@@ -71,12 +74,20 @@ pub struct SqliteBackend {
 /// The pool's `db.client.connection.*` series: r2d2 reports its connections; timed-out
 /// checkouts are counted here (r2d2 does not count them, nor the checkouts that waited).
 #[derive(Debug)]
-struct PoolMetrics {
+pub(crate) struct PoolMetrics {
     reporter: storage_core::telemetry::PoolReporter,
     timeouts: AtomicU64,
 }
 
 impl PoolMetrics {
+    /// Counts a checkout that timed out, and reports the pool's state.
+    pub(crate) fn checked_out(&self, pool: &Pool, ok: bool) {
+        if !ok {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        self.report(pool);
+    }
+
     fn report(&self, pool: &Pool) {
         self.reporter.maybe_report(|| {
             let state = pool.state();
@@ -247,6 +258,7 @@ impl SqliteBackend {
             location,
             _anchor: anchor,
             writes: AtomicU64::new(0),
+            committer: Arc::default(),
             pool_metrics,
             busy,
             operation_timeout: Duration::MAX,
@@ -270,10 +282,7 @@ impl SqliteBackend {
             let remaining =
                 deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
             let conn = pool.get_timeout(acquire.min(remaining));
-            if conn.is_err() {
-                metrics.timeouts.fetch_add(1, Ordering::Relaxed);
-            }
-            metrics.report(&pool);
+            metrics.checked_out(&pool, conn.is_ok());
             let mut conn = conn.map_err(|e| {
                 Error::timeout(format!(
                     "no pooled connection within the acquire timeout: {e}"
@@ -299,12 +308,28 @@ impl SqliteBackend {
         .map_err(|e| Error::other(format!("blocking task failed: {e}")))?
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it.
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and returns once it is committed: with the
+    /// other writes of this backend queued meanwhile, in one transaction (`commit.rs`).
     pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.transaction(Access::Write, f).await
+        let pool = self.pool.get()?;
+        let settings = CommitSettings {
+            ns: self.ns.clone(),
+            metrics: self.pool_metrics.clone(),
+            busy: self.busy,
+            acquire: self.acquire,
+            operation_timeout: self.operation_timeout,
+        };
+        self.committer.submit(pool, &settings, f).await
+    }
+
+    /// Transactions this backend has committed since it opened: fewer than its writes when
+    /// concurrent writes shared them. For tests and the benchmark; not an API.
+    #[doc(hidden)]
+    pub fn commits(&self) -> u64 {
+        self.committer.commits()
     }
 
     /// Runs `f` in a read transaction, so that what it reads is one snapshot.
@@ -312,39 +337,14 @@ impl SqliteBackend {
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.transaction(Access::Read, f).await
-    }
-
-    /// Runs `f` in a transaction of `access`'s kind, and ends it.
-    async fn transaction<T: Send + 'static>(
-        &self,
-        access: Access,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
         self.with_conn(move |conn, ns| {
-            let (behavior, beginning) = match access {
-                // A writer takes the write lock up front, so that it waits (within the busy
-                // timeout) at its start rather than failing at its first write.
-                Access::Write => (TransactionBehavior::Immediate, "beginning a write"),
-                Access::Read => (TransactionBehavior::Deferred, "beginning a read"),
-            };
             let tx = conn
-                .transaction_with_behavior(behavior)
-                .map_err(|e| sql_error(e, beginning))?;
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(|e| sql_error(e, "beginning a read"))?;
             let out = f(&tx, ns)?;
-            match access {
-                Access::Write => tx.commit().map_err(|e| sql_error(e, "committing"))?,
-                Access::Read => tx.finish().map_err(|e| sql_error(e, "ending a read"))?,
-            }
+            tx.finish().map_err(|e| sql_error(e, "ending a read"))?;
             Ok(out)
         })
         .await
     }
-}
-
-/// What a transaction may do.
-#[derive(Clone, Copy)]
-enum Access {
-    Read,
-    Write,
 }

@@ -8,6 +8,10 @@
 //!   `busyTimeoutMillis` for another process instead of failing, so several processes can share
 //!   one file. `synchronous` is `full` by default (a committed write survives power loss);
 //!   `normal` survives a crash of the process but may lose the last commits on power loss.
+//! - **Group commit.** Writes of one backend that arrive while another is committing share the
+//!   next transaction and its flush (up to 128 a transaction), each in a savepoint of its own:
+//!   a write still returns only once it is committed, and one that fails (a condition not met,
+//!   the wrong type) is rolled back alone. A lone writer is one transaction per write.
 //! - **Identity.** The file carries an `application_id` and a schema version; migrations run on
 //!   connect. A file of another application, a newer schema, a non-SQLite or corrupt file is
 //!   refused with a clear error and never written to.
@@ -37,6 +41,7 @@
 
 mod backend;
 mod blob;
+mod commit;
 mod conditional;
 pub mod config;
 mod core;
