@@ -111,6 +111,32 @@ pub trait Layer: Send + Sync {
     }
 }
 
+/// A default method of the forwarding traits: the inner store's call, through
+/// [`ForwardStore::around`], returned as the boxed future it already is. Written as
+/// `async_trait` writes an `async fn` (a layer overrides it with one), without the second box
+/// an `async fn` body would add to every forwarded call. `'a`, `'b`, ... name the arguments'
+/// borrows in order.
+macro_rules! forwarded {
+    (
+        $(#[$doc:meta])*
+        $name:ident <$($lt:lifetime),*> ($($arg:ident : $ty:ty),* $(,)?) -> $out:ty
+            = $op:literal via $inner:ident
+    ) => {
+        $(#[$doc])*
+        fn $name<'life0, $($lt,)* 'async_trait>(
+            &'life0 self,
+            $($arg: $ty),*
+        ) -> Pin<Box<dyn Future<Output = Result<$out>> + Send + 'async_trait>>
+        where
+            'life0: 'async_trait,
+            $($lt: 'async_trait,)*
+            Self: 'async_trait,
+        {
+            self.around($op, self.$inner().$name($($arg),*))
+        }
+    };
+}
+
 /// The operations both roles share, each forwarded to [`ForwardStore::inner_store`] unless
 /// the layer writes its own. Implementing it makes the type a [`Store`].
 #[async_trait]
@@ -132,55 +158,50 @@ pub trait ForwardStore: Send + Sync + fmt::Debug {
     fn backend(&self) -> &str {
         self.inner_store().backend()
     }
-    /// As [`Store::get`].
-    async fn get(&self, key: &str) -> Result<Option<Value>> {
-        self.around("get", self.inner_store().get(key)).await
-    }
-    /// As [`Store::delete`].
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.around("delete", self.inner_store().delete(key)).await
-    }
-    /// As [`Store::mget`].
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
-        self.around("mget", self.inner_store().mget(keys)).await
-    }
-    /// As [`Store::exists`].
-    async fn exists(&self, key: &str) -> Result<bool> {
-        self.around("exists", self.inner_store().exists(key)).await
-    }
-    /// As [`Store::kind`].
-    async fn kind(&self, key: &str) -> Result<KeyKind> {
-        self.around("kind", self.inner_store().kind(key)).await
-    }
-    /// As [`Store::keys`].
-    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
-        self.around("keys", self.inner_store().keys(pattern)).await
-    }
-    /// As [`Store::clear`].
-    async fn clear(&self) -> Result<()> {
-        self.around("clear", self.inner_store().clear()).await
-    }
-    /// As [`Store::ping`].
-    async fn ping(&self) -> Result<()> {
-        self.around("ping", self.inner_store().ping()).await
-    }
-    /// As [`Store::close`].
-    async fn close(&self) -> Result<()> {
-        self.around("close", self.inner_store().close()).await
-    }
-    /// As [`Store::changes`].
-    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
-        self.around("changes", self.inner_store().changes(from, max))
-            .await
-    }
-    /// As [`Store::wait_for_changes`].
-    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
-        self.around(
-            "wait_for_changes",
-            self.inner_store().wait_for_changes(from, limit),
-        )
-        .await
-    }
+    forwarded!(
+        /// As [`Store::get`].
+        get<'a>(key: &'a str) -> Option<Value> = "get" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::delete`].
+        delete<'a>(key: &'a str) -> bool = "delete" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::mget`].
+        mget<'a>(keys: &'a [String]) -> Vec<Option<Value>> = "mget" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::exists`].
+        exists<'a>(key: &'a str) -> bool = "exists" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::kind`].
+        kind<'a>(key: &'a str) -> KeyKind = "kind" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::keys`].
+        keys<'a>(pattern: Option<&'a str>) -> Vec<String> = "keys" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::clear`].
+        clear<>() -> () = "clear" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::ping`].
+        ping<>() -> () = "ping" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::close`].
+        close<>() -> () = "close" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::changes`].
+        changes<>(from: Option<u64>, max: usize) -> ChangeWindow = "changes" via inner_store
+    );
+    forwarded!(
+        /// As [`Store::wait_for_changes`].
+        wait_for_changes<>(from: u64, limit: Duration) -> () = "wait_for_changes" via inner_store
+    );
 }
 
 /// The cache's own operations, forwarded to [`ForwardCache::inner_cache`] unless the layer
@@ -190,27 +211,24 @@ pub trait ForwardCache: ForwardStore {
     /// The cache this one wraps (the same store as [`ForwardStore::inner_store`]).
     fn inner_cache(&self) -> &dyn Cache;
 
-    /// As [`Cache::set`].
-    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        self.around("set", self.inner_cache().set(key, value, ttl))
-            .await
-    }
-    /// As [`Cache::mset`].
-    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        self.around("mset", self.inner_cache().mset(entries)).await
-    }
-    /// As [`Cache::ttl`].
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.around("ttl", self.inner_cache().ttl(key)).await
-    }
-    /// As [`Cache::set_if_absent`].
-    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
-        self.around(
-            "set_if_absent",
-            self.inner_cache().set_if_absent(key, value, ttl),
-        )
-        .await
-    }
+    forwarded!(
+        /// As [`Cache::set`].
+        set<'a, 'b>(key: &'a str, value: &'b Value, ttl: Option<Duration>) -> ()
+            = "set" via inner_cache
+    );
+    forwarded!(
+        /// As [`Cache::mset`].
+        mset<'a>(entries: &'a [CacheEntry]) -> () = "mset" via inner_cache
+    );
+    forwarded!(
+        /// As [`Cache::ttl`].
+        ttl<'a>(key: &'a str) -> KeyTtl = "ttl" via inner_cache
+    );
+    forwarded!(
+        /// As [`Cache::set_if_absent`].
+        set_if_absent<'a, 'b>(key: &'a str, value: &'b Value, ttl: Option<Duration>) -> bool
+            = "set_if_absent" via inner_cache
+    );
 }
 
 /// The database's own operations, forwarded to [`ForwardDatabase::inner_database`] unless the
@@ -220,185 +238,154 @@ pub trait ForwardDatabase: ForwardStore {
     /// The database this one wraps (the same store as [`ForwardStore::inner_store`]).
     fn inner_database(&self) -> &dyn Database;
 
-    /// As [`Database::set`].
-    async fn set(&self, key: &str, value: &Value) -> Result<()> {
-        self.around("set", self.inner_database().set(key, value))
-            .await
-    }
-    /// As [`Database::set_owned`].
-    async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
-        self.around("set", self.inner_database().set_owned(key, value))
-            .await
-    }
-    /// As [`Database::mset`].
-    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        self.around("mset", self.inner_database().mset(entries))
-            .await
-    }
-    /// As [`Database::get_versioned`].
-    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
-        self.around("get_versioned", self.inner_database().get_versioned(key))
-            .await
-    }
-    /// As [`Database::set_if`].
-    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
-        self.around(
-            "set_if",
-            self.inner_database().set_if(key, value, condition),
-        )
-        .await
-    }
-    /// As [`Database::delete_if`].
-    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
-        self.around("delete_if", self.inner_database().delete_if(key, condition))
-            .await
-    }
-    /// As [`Database::append`].
-    async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        self.around("append", self.inner_database().append(key, value))
-            .await
-    }
-    /// As [`Database::append_many`].
-    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        self.around(
-            "append_many",
-            self.inner_database().append_many(key, values),
-        )
-        .await
-    }
-    /// As [`Database::get_range`].
-    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
-        self.around(
-            "get_range",
-            self.inner_database().get_range(key, start, end),
-        )
-        .await
-    }
-    /// As [`Database::get_length`].
-    async fn get_length(&self, key: &str) -> Result<u64> {
-        self.around("get_length", self.inner_database().get_length(key))
-            .await
-    }
-    /// As [`Database::trim`].
-    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
-        self.around("trim", self.inner_database().trim(key, start, end))
-            .await
-    }
-    /// As [`Database::list_window`].
-    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
-        self.around(
-            "list_window",
-            self.inner_database().list_window(key, from, max),
-        )
-        .await
-    }
-    /// As [`Database::wait_for_change`].
-    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
-        self.around(
-            "wait_for_change",
-            self.inner_database().wait_for_change(key, limit),
-        )
-        .await
-    }
+    forwarded!(
+        /// As [`Database::set`].
+        set<'a, 'b>(key: &'a str, value: &'b Value) -> () = "set" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::set_owned`].
+        set_owned<'a>(key: &'a str, value: Value) -> () = "set" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::mset`].
+        mset<'a>(entries: &'a [(String, Value)]) -> () = "mset" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::get_versioned`].
+        get_versioned<'a>(key: &'a str) -> Option<(Value, Version)>
+            = "get_versioned" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::set_if`].
+        set_if<'a, 'b, 'c>(key: &'a str, value: &'b Value, condition: &'c Condition) -> Version
+            = "set_if" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::delete_if`].
+        delete_if<'a, 'b>(key: &'a str, condition: &'b Condition) -> bool
+            = "delete_if" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::append`].
+        append<'a, 'b>(key: &'a str, value: &'b Value) -> () = "append" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::append_many`].
+        append_many<'a, 'b>(key: &'a str, values: &'b [Value]) -> ()
+            = "append_many" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::get_range`].
+        get_range<'a>(key: &'a str, start: i64, end: i64) -> Vec<Value>
+            = "get_range" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::get_length`].
+        get_length<'a>(key: &'a str) -> u64 = "get_length" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::trim`].
+        trim<'a>(key: &'a str, start: i64, end: i64) -> () = "trim" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::list_window`].
+        list_window<'a>(key: &'a str, from: u64, max: usize) -> ListWindow
+            = "list_window" via inner_database
+    );
+    forwarded!(
+        /// As [`Database::wait_for_change`].
+        wait_for_change<'a>(key: &'a str, limit: Duration) -> ()
+            = "wait_for_change" via inner_database
+    );
 }
 
-#[async_trait]
+/// A method of the role traits written as `async_trait` writes it, returning the forwarding
+/// trait's own boxed future as it is: an `async fn` here would box it again, an allocation on
+/// every call through every layer. `'a`, `'b`, ... name the arguments' borrows in order, as
+/// `async_trait` names them (`'life1`, `'life2`, ...).
+macro_rules! pass_through {
+    ($via:ident :: $name:ident <$($lt:lifetime),*> ($($arg:ident : $ty:ty),* $(,)?) -> $out:ty) => {
+        fn $name<'life0, $($lt,)* 'async_trait>(
+            &'life0 self,
+            $($arg: $ty),*
+        ) -> Pin<Box<dyn Future<Output = Result<$out>> + Send + 'async_trait>>
+        where
+            'life0: 'async_trait,
+            $($lt: 'async_trait,)*
+            Self: 'async_trait,
+        {
+            $via::$name(self, $($arg),*)
+        }
+    };
+}
+
 impl<L: ForwardStore> Store for L {
     fn backend(&self) -> &str {
         ForwardStore::backend(self)
     }
-    async fn get(&self, key: &str) -> Result<Option<Value>> {
-        ForwardStore::get(self, key).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        ForwardStore::delete(self, key).await
-    }
-    async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Value>>> {
-        ForwardStore::mget(self, keys).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool> {
-        ForwardStore::exists(self, key).await
-    }
-    async fn kind(&self, key: &str) -> Result<KeyKind> {
-        ForwardStore::kind(self, key).await
-    }
-    async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
-        ForwardStore::keys(self, pattern).await
-    }
-    async fn clear(&self) -> Result<()> {
-        ForwardStore::clear(self).await
-    }
-    async fn ping(&self) -> Result<()> {
-        ForwardStore::ping(self).await
-    }
-    async fn close(&self) -> Result<()> {
-        ForwardStore::close(self).await
-    }
-    async fn changes(&self, from: Option<u64>, max: usize) -> Result<ChangeWindow> {
-        ForwardStore::changes(self, from, max).await
-    }
-    async fn wait_for_changes(&self, from: u64, limit: Duration) -> Result<()> {
-        ForwardStore::wait_for_changes(self, from, limit).await
-    }
+    pass_through!(ForwardStore::get<'a>(key: &'a str) -> Option<Value>);
+    pass_through!(ForwardStore::delete<'a>(key: &'a str) -> bool);
+    pass_through!(ForwardStore::mget<'a>(keys: &'a [String]) -> Vec<Option<Value>>);
+    pass_through!(ForwardStore::exists<'a>(key: &'a str) -> bool);
+    pass_through!(ForwardStore::kind<'a>(key: &'a str) -> KeyKind);
+    pass_through!(ForwardStore::keys<'a>(pattern: Option<&'a str>) -> Vec<String>);
+    pass_through!(ForwardStore::clear<>() -> ());
+    pass_through!(ForwardStore::ping<>() -> ());
+    pass_through!(ForwardStore::close<>() -> ());
+    pass_through!(ForwardStore::changes<>(from: Option<u64>, max: usize) -> ChangeWindow);
+    pass_through!(ForwardStore::wait_for_changes<>(from: u64, limit: Duration) -> ());
 }
 
-#[async_trait]
 impl<L: ForwardCache> Cache for L {
-    async fn set(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<()> {
-        ForwardCache::set(self, key, value, ttl).await
-    }
-    async fn mset(&self, entries: &[CacheEntry]) -> Result<()> {
-        ForwardCache::mset(self, entries).await
-    }
-    async fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        ForwardCache::ttl(self, key).await
-    }
-    async fn set_if_absent(&self, key: &str, value: &Value, ttl: Option<Duration>) -> Result<bool> {
-        ForwardCache::set_if_absent(self, key, value, ttl).await
-    }
+    pass_through!(
+        ForwardCache::set<'a, 'b>(
+            key: &'a str,
+            value: &'b Value,
+            ttl: Option<Duration>,
+        ) -> ()
+    );
+    pass_through!(ForwardCache::mset<'a>(entries: &'a [CacheEntry]) -> ());
+    pass_through!(ForwardCache::ttl<'a>(key: &'a str) -> KeyTtl);
+    pass_through!(
+        ForwardCache::set_if_absent<'a, 'b>(
+            key: &'a str,
+            value: &'b Value,
+            ttl: Option<Duration>,
+        ) -> bool
+    );
 }
 
-#[async_trait]
 impl<L: ForwardDatabase> Database for L {
-    async fn set(&self, key: &str, value: &Value) -> Result<()> {
-        ForwardDatabase::set(self, key, value).await
-    }
-    async fn set_owned(&self, key: &str, value: Value) -> Result<()> {
-        ForwardDatabase::set_owned(self, key, value).await
-    }
-    async fn mset(&self, entries: &[(String, Value)]) -> Result<()> {
-        ForwardDatabase::mset(self, entries).await
-    }
-    async fn get_versioned(&self, key: &str) -> Result<Option<(Value, Version)>> {
-        ForwardDatabase::get_versioned(self, key).await
-    }
-    async fn set_if(&self, key: &str, value: &Value, condition: &Condition) -> Result<Version> {
-        ForwardDatabase::set_if(self, key, value, condition).await
-    }
-    async fn delete_if(&self, key: &str, condition: &Condition) -> Result<bool> {
-        ForwardDatabase::delete_if(self, key, condition).await
-    }
-    async fn append(&self, key: &str, value: &Value) -> Result<()> {
-        ForwardDatabase::append(self, key, value).await
-    }
-    async fn append_many(&self, key: &str, values: &[Value]) -> Result<()> {
-        ForwardDatabase::append_many(self, key, values).await
-    }
-    async fn get_range(&self, key: &str, start: i64, end: i64) -> Result<Vec<Value>> {
-        ForwardDatabase::get_range(self, key, start, end).await
-    }
-    async fn get_length(&self, key: &str) -> Result<u64> {
-        ForwardDatabase::get_length(self, key).await
-    }
-    async fn trim(&self, key: &str, start: i64, end: i64) -> Result<()> {
-        ForwardDatabase::trim(self, key, start, end).await
-    }
-    async fn list_window(&self, key: &str, from: u64, max: usize) -> Result<ListWindow> {
-        ForwardDatabase::list_window(self, key, from, max).await
-    }
-    async fn wait_for_change(&self, key: &str, limit: Duration) -> Result<()> {
-        ForwardDatabase::wait_for_change(self, key, limit).await
-    }
+    pass_through!(ForwardDatabase::set<'a, 'b>(key: &'a str, value: &'b Value) -> ());
+    pass_through!(ForwardDatabase::set_owned<'a>(key: &'a str, value: Value) -> ());
+    pass_through!(ForwardDatabase::mset<'a>(entries: &'a [(String, Value)]) -> ());
+    pass_through!(ForwardDatabase::get_versioned<'a>(key: &'a str) -> Option<(Value, Version)>);
+    pass_through!(
+        ForwardDatabase::set_if<'a, 'b, 'c>(
+            key: &'a str,
+            value: &'b Value,
+            condition: &'c Condition,
+        ) -> Version
+    );
+    pass_through!(
+        ForwardDatabase::delete_if<'a, 'b>(
+            key: &'a str,
+            condition: &'b Condition,
+        ) -> bool
+    );
+    pass_through!(ForwardDatabase::append<'a, 'b>(key: &'a str, value: &'b Value) -> ());
+    pass_through!(ForwardDatabase::append_many<'a, 'b>(key: &'a str, values: &'b [Value]) -> ());
+    pass_through!(ForwardDatabase::get_range<'a>(key: &'a str, start: i64, end: i64) -> Vec<Value>);
+    pass_through!(ForwardDatabase::get_length<'a>(key: &'a str) -> u64);
+    pass_through!(ForwardDatabase::trim<'a>(key: &'a str, start: i64, end: i64) -> ());
+    pass_through!(
+        ForwardDatabase::list_window<'a>(
+            key: &'a str,
+            from: u64,
+            max: usize,
+        ) -> ListWindow
+    );
+    pass_through!(ForwardDatabase::wait_for_change<'a>(key: &'a str, limit: Duration) -> ());
 }
 
 #[cfg(test)]
