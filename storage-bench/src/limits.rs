@@ -42,12 +42,7 @@ where
 
 /// `redis-benchmark` GET and SET at 1 and 50 clients, 200-byte values.
 pub(crate) fn redis_benchmark(url: &str, rows: &mut Vec<Row>) {
-    let port = url
-        .rsplit(':')
-        .next()
-        .unwrap_or("6379")
-        .trim_end_matches('/')
-        .to_string();
+    let port = redis_port(url);
     for (clients, requests) in [(1usize, "30000"), (50, "200000")] {
         let command = || {
             let mut c = Command::new("redis-benchmark");
@@ -82,7 +77,7 @@ const LOGGED_SET: &str = "redis.call('SET', KEYS[1], ARGV[1]) \
 /// server (a `SET` and its change filed, by `EVALSHA`), with a 200-byte value: the limit of
 /// that work, where the plain `SET` row is the limit of less.
 pub(crate) fn redis_benchmark_logged_set(url: &str) -> Option<Stats> {
-    let port = url.rsplit(':').next()?.trim_end_matches('/').to_string();
+    let port = redis_port(url);
     let load = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port, "SCRIPT", "LOAD", LOGGED_SET])
         .output()
@@ -115,15 +110,8 @@ pub(crate) fn redis_benchmark_logged_set(url: &str) -> Option<Stats> {
         c
     };
     let parse = |stdout: &str| {
-        let line = stdout.lines().nth(1)?;
-        let cells: Vec<&str> = line.split("\",\"").collect();
-        let ms = |i: usize| {
-            cells
-                .get(i)
-                .and_then(|c| c.trim_matches('"').parse::<f64>().ok())
-        };
-        let (p50, p99) = (ms(4)? * 1000.0, ms(6)? * 1000.0);
-        Some(vec![("set", Stats::single(ms(1)?, p50, p99))])
+        let (_, stats) = redis_benchmark_rows(stdout).into_iter().next()?;
+        Some(vec![("set", stats)])
     };
     let stats = median_of(command, parse)?.pop()?;
     let _ = Command::new("redis-cli")
@@ -140,24 +128,44 @@ pub(crate) fn redis_benchmark_logged_set(url: &str) -> Option<Stats> {
     Some(stats)
 }
 
-/// SET then GET rows of `redis-benchmark --csv` (`"test","rps",…,"p50_latency_ms",…`).
-fn parse_redis_benchmark_csv(stdout: &str) -> Option<Vec<(&'static str, Stats)>> {
-    let mut found = Vec::new();
+/// The port of a `redis://host:port[/db]` URL (Redis's 6379 when it names none).
+fn redis_port(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.port())
+        .unwrap_or(6379)
+        .to_string()
+}
+
+/// Each test of `redis-benchmark --csv` with its figures, after the header
+/// (`"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",…,"p99_latency_ms",…`).
+/// Every cell is quoted, and a test's name (a whole command line) may hold commas, so cells
+/// are split at `","`. A row without a rate is left out; a missing latency is NaN.
+fn redis_benchmark_rows(stdout: &str) -> Vec<(String, Stats)> {
+    let mut rows = Vec::new();
     for line in stdout.lines().skip(1) {
-        let cells: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
-        let op = match cells.first().copied() {
-            Some("SET") => "set",
-            Some("GET") => "get",
-            _ => continue,
-        };
+        let cells: Vec<&str> = line.trim().trim_matches('"').split("\",\"").collect();
         let ms = |i: usize| cells.get(i).and_then(|c| c.parse::<f64>().ok());
-        let rps = ms(1)?;
+        let Some(rps) = ms(1) else { continue };
         let (p50, p99) = (
             ms(4).map_or(f64::NAN, |v| v * 1000.0),
             ms(6).map_or(f64::NAN, |v| v * 1000.0),
         );
-        found.push((op, Stats::single(rps, p50, p99)));
+        rows.push((cells[0].to_string(), Stats::single(rps, p50, p99)));
     }
+    rows
+}
+
+/// SET then GET rows of `redis-benchmark --csv`.
+fn parse_redis_benchmark_csv(stdout: &str) -> Option<Vec<(&'static str, Stats)>> {
+    let found: Vec<(&'static str, Stats)> = redis_benchmark_rows(stdout)
+        .into_iter()
+        .filter_map(|(test, stats)| match test.as_str() {
+            "SET" => Some(("set", stats)),
+            "GET" => Some(("get", stats)),
+            _ => None,
+        })
+        .collect();
     (found.len() == 2).then_some(found)
 }
 
@@ -256,5 +264,24 @@ mod tests {
         assert_eq!(figures[0].0, "set");
         assert_eq!(figures[1].1.ops_per_sec, 32000.0);
         assert!((figures[1].1.p99_us - 47.0).abs() < 1e-9);
+    }
+
+    /// The logged-write row: a test named by its whole command line, commas and all.
+    #[test]
+    fn redis_benchmark_csv_row_named_by_a_command_line() {
+        let out = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"EVALSHA 1a2b 2 k,log xx k\",\"7591.00\",\"0.130\",\"0.050\",\"0.127\",\"0.150\",\"0.191\",\"2.0\"\n";
+        let rows = redis_benchmark_rows(out);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, "EVALSHA 1a2b 2 k,log xx k");
+        assert_eq!(rows[0].1.ops_per_sec, 7591.0);
+        assert!((rows[0].1.p50_us - 127.0).abs() < 1e-9);
+        assert!((rows[0].1.p99_us - 191.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn redis_port_from_the_url() {
+        assert_eq!(redis_port("redis://127.0.0.1:56399"), "56399");
+        assert_eq!(redis_port("redis://127.0.0.1:56399/3"), "56399");
+        assert_eq!(redis_port("redis://localhost"), "6379");
     }
 }

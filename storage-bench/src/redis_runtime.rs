@@ -59,9 +59,16 @@ pub async fn compare(url: &str, ops: usize, with_benchmark: bool) -> Vec<Value> 
 }
 
 async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
-    let block = crate::scale::block(serde_json::json!({
-        "type": "redis", "url": url, "maxConnections": 64,
-    }));
+    let mut fields = serde_json::json!({"type": "redis", "url": url, "maxConnections": 64});
+    // For trying another polling window (`--redis-reply-spin MICROS`); the default otherwise.
+    if let Some(micros) = std::env::args()
+        .skip_while(|a| a != "--redis-reply-spin")
+        .nth(1)
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        fields["options"] = json!({ "replySpinMicros": micros });
+    }
+    let block = crate::scale::block(fields);
     let db = crate::open(&format!(
         "database: {}\ncache: {{ type: in-memory }}",
         with_prefix(&block, "rt:")
@@ -76,19 +83,30 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
             .expect("a fill");
     }
     let mut rows = Vec::new();
-    for op in ["get", "set"] {
+    let batch: Vec<String> = (0..100).map(|i| format!("k{}", i * 7)).collect();
+    let entries: Vec<(String, Value)> = batch.iter().map(|k| (k.clone(), value.clone())).collect();
+    for op in ["get", "set", "mget100", "mset100"] {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        // A batch of 100 is about as long as ten single calls: a tenth of the calls.
+        let calls = if op.starts_with('m') { ops / 10 } else { ops };
         for _ in 0..RUNS {
             // Interleaved, so that a slow spell of the machine falls on both sides.
             let started = Instant::now();
-            for i in 0..ops {
+            for i in 0..calls {
                 let key = format!("k{}", (i * 7919) % 1000);
                 match op {
                     "get" => drop(db.get(&key).await.expect("a get")),
-                    _ => db.set_owned(&key, value.clone()).await.expect("a set"),
+                    "set" => db.set_owned(&key, value.clone()).await.expect("a set"),
+                    "mget100" => drop(db.mget(&batch).await.expect("an mget")),
+                    _ => db.mset(&entries).await.expect("an mset"),
                 }
             }
-            ours.push(ops as f64 / started.elapsed().as_secs_f64());
+            ours.push(calls as f64 / started.elapsed().as_secs_f64());
+            if op.starts_with('m') {
+                // The raw driver's batches are not measured here: the ratio that matters is
+                // the batch's to the project's own single call.
+                continue;
+            }
             let started = Instant::now();
             for i in 0..ops {
                 let key = format!("k{}", (i * 7919) % 1000);
@@ -100,6 +118,9 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
             theirs.push(ops as f64 / started.elapsed().as_secs_f64());
         }
         for (side, runs) in [("ours", ours), ("raw driver", theirs)] {
+            if runs.is_empty() {
+                continue;
+            }
             let mut sorted = runs.clone();
             sorted.sort_by(f64::total_cmp);
             let median = sorted[sorted.len() / 2];

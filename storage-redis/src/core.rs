@@ -9,7 +9,7 @@ use crate::cluster::{self, ClusterLinks};
 use crate::config::{RedisConfig, TYPE_NAME};
 use crate::pool::{LastError, Manager, Pool};
 use crate::solo::SoloLink;
-use redis::{AsyncConnectionConfig, Client, Pipeline, RedisError};
+use redis::{AsyncConnectionConfig, Client, ConnectionInfo, Pipeline, RedisError};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fmt;
@@ -157,7 +157,11 @@ pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
 }
 
 /// Builds the redis-rs client: plain, or TLS with the system roots or the given CA.
-pub(crate) fn client(settings: &RedisConfig, spec: &BackendSpec) -> Result<Client> {
+pub(crate) fn client(
+    settings: &RedisConfig,
+    info: ConnectionInfo,
+    spec: &BackendSpec,
+) -> Result<Client> {
     if settings.tls() {
         // redis-rs builds its rustls config from the process-wide provider. Install ring (the
         // provider this workspace compiles) unless the application already chose one.
@@ -170,7 +174,7 @@ pub(crate) fn client(settings: &RedisConfig, spec: &BackendSpec) -> Result<Clien
             let pem = std::fs::read(ca)
                 .map_err(|e| Error::config(format!("cannot read CA file {}: {e}", ca.display())))?;
             Client::build_with_tls(
-                settings.info.clone(),
+                info,
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem),
@@ -178,7 +182,7 @@ pub(crate) fn client(settings: &RedisConfig, spec: &BackendSpec) -> Result<Clien
             )
             .map_err(bad)
         }
-        None => Client::open(settings.info.clone()).map_err(bad),
+        None => Client::open(info).map_err(bad),
     }
 }
 
@@ -263,8 +267,12 @@ impl RedisBackend {
                 ),
             });
         }
+        let info = settings
+            .info
+            .clone()
+            .set_tcp_settings(crate::options::tcp_settings());
         let manager = Manager {
-            client: client(settings, spec)?,
+            client: client(settings, info.clone(), spec)?,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(spec.common.connect_timeout))
                 .set_response_timeout(Some(spec.common.operation_timeout)),
@@ -298,11 +306,7 @@ impl RedisBackend {
             .test_on_check_out(false)
             .build_unchecked(manager);
         let _ = pool.add(first);
-        let solo = SoloLink::for_server(
-            &settings.info,
-            spec.common.connect_timeout,
-            settings.reply_spin,
-        );
+        let solo = SoloLink::for_server(&info, spec.common.connect_timeout, settings.reply_spin);
         if let Some(solo) = &solo {
             solo.warm().await;
         }

@@ -195,7 +195,12 @@ impl SoloConn {
         let stream = match info.addr() {
             ConnectionAddr::Tcp(host, port) => {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-                tcp.set_nodelay(true)?;
+                // The same TCP settings as the pool's connections (`options::tcp_settings`).
+                let settings = info.tcp_settings();
+                tcp.set_nodelay(settings.nodelay())?;
+                if let Some(probes) = settings.keepalive() {
+                    socket2::SockRef::from(&tcp).set_tcp_keepalive(probes)?;
+                }
                 Stream::Tcp(tcp)
             }
             #[cfg(unix)]

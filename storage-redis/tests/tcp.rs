@@ -1,0 +1,77 @@
+//! The TCP settings of a backend's connections to one server, read back from the kernel:
+//! every connection this process holds to a private server (the pool's and the solo one) has
+//! keep-alive on, so its keep-alive timer runs while it idles (`/proc/net/tcp`). Its own test
+//! binary, so that no other test's connection is counted. Not the connections' behaviour
+//! (`tests/redis.rs`, `tests/solo.rs`).
+
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Duration;
+
+mod common;
+use common::{open, private};
+
+/// The inodes of the sockets this process holds open.
+fn own_socket_inodes() -> HashSet<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The timer field (`tr`: 0 none, 1 retransmit, 2 keep-alive, ...) of each established IPv4
+/// connection of this process to `port` on the loopback.
+fn timers_of_connections_to(port: u16) -> Vec<String> {
+    let inodes = own_socket_inodes();
+    let remote = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let (rem, state, timer, inode) = (cells[2], cells[3], cells[5], cells[9]);
+            (rem == remote && state == "01" && inodes.contains(inode))
+                .then(|| timer.split(':').next().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_to_the_server_keeps_alive() {
+    let Some(server) = private("every_connection_to_the_server_keeps_alive") else {
+        return;
+    };
+    let db = open(&server.url(), "keyPrefix: 'tcp:'").await;
+    db.set("k", &json!(1)).await.unwrap();
+    // Operations at once, so that the pool serves too (the solo connection takes one alone).
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.get("k").await.unwrap() })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Some(json!(1)));
+    }
+    // Idle now: every connection's last segment acknowledged, its keep-alive timer running.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let timers = timers_of_connections_to(server.port());
+    assert!(
+        timers.len() >= 2,
+        "expected the pool's and the solo connection, found {timers:?}"
+    );
+    assert!(
+        timers.iter().all(|t| t == "02"),
+        "a connection to the server without keep-alive (timers {timers:?}; 02 is keep-alive)"
+    );
+}
