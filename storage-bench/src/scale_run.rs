@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Handles `--footprint-probe`, `--only-redis-one-task`, `--only-in-memory-layers` and
-/// `--scale`; false when `args` asks for none.
+/// Handles `--footprint-probe`, `--only-redis-one-task`, `--only-in-memory-layers`,
+/// `--only-plugin-path` and `--scale`; false when `args` asks for none.
 pub async fn main(args: &[String]) -> bool {
     let value_of = |flag: &str| {
         args.iter()
@@ -48,6 +48,19 @@ pub async fn main(args: &[String]) -> bool {
     if args.iter().any(|a| a == "--only-in-memory-layers") {
         // What each layer over the in-memory store costs, alone: for checking a change to them.
         let rows = crate::layer_cost::compare(2_000).await;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows as JSON")
+        );
+        return true;
+    }
+    if let Some(plugin) = value_of("--only-plugin-path") {
+        // The redb plugin against the same crate linked in, alone: for checking a change to
+        // the plugin boundary or the layers.
+        let dir = std::env::temp_dir().join(format!("storage-bench-plugin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let rows = crate::plugin_path::compare(Path::new(&plugin), &dir, 2_000).await;
+        let _ = std::fs::remove_dir_all(&dir);
         println!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("rows as JSON")

@@ -1,7 +1,8 @@
 //! Group commit: concurrent writes of one backend share transactions, each keeps its own
 //! outcome, and a write that fails inside a group (the wrong type, a condition not met) fails
-//! alone. The backend is opened directly (not through a registry) so that its commit count can
-//! be read.
+//! alone; writes queued behind another process's lock fail at their deadline and are never
+//! applied later. The backend is opened directly (not through a registry) so that its commit
+//! count can be read.
 
 use serde_json::json;
 use std::sync::Arc;
@@ -113,4 +114,51 @@ async fn a_lone_writer_commits_each_write() {
         ErrorKind::WrongType
     );
     assert_eq!(db.commits() - before, 5, "a failed write committed");
+}
+
+/// Writes queued behind another process's lock: each fails at its operation timeout, not
+/// applied, and none of them is applied later when the lock is let go (a group whose deadline
+/// passed is not run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_writes_past_their_deadline_fail_and_stay_unapplied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let mut config = SqliteConfig::file(&path);
+    config.busy_timeout = std::time::Duration::from_secs(30);
+    let mut spec = BackendSpec::new(config.clone()).with_key_prefix("g:");
+    spec.common.operation_timeout = std::time::Duration::from_millis(300);
+    let db = Arc::new(
+        SqliteBackend::open(&config, &spec, Role::Database)
+            .await
+            .unwrap(),
+    );
+    Database::set(&*db, "before", &json!(0)).await.unwrap();
+
+    let holder = r2d2_sqlite::rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let db = db.clone();
+        tasks.spawn(async move { Database::set(&*db, &format!("k{i}"), &json!(i)).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let e = joined.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert_eq!(e.outcome(), storage_core::Outcome::NotApplied, "{e}");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "waited for the busy timeout, not the operation's"
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+
+    Database::set(&*db, "after", &json!(1)).await.unwrap();
+    let mut keys = db.keys(None).await.unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["after", "before"],
+        "a timed-out write was applied later"
+    );
 }
