@@ -59,25 +59,39 @@ pub async fn compare(url: &str, ops: usize, with_benchmark: bool) -> Vec<Value> 
 }
 
 async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
-    let mut fields = serde_json::json!({"type": "redis", "url": url, "maxConnections": 64});
+    let mut options = json!({});
     // For trying another polling window (`--redis-reply-spin MICROS`); the default otherwise.
     if let Some(micros) = std::env::args()
         .skip_while(|a| a != "--redis-reply-spin")
         .nth(1)
         .and_then(|m| m.parse::<u64>().ok())
     {
-        fields["options"] = json!({ "replySpinMicros": micros });
+        options["replySpinMicros"] = json!(micros);
     }
-    let block = crate::scale::block(fields);
-    let db = crate::open(&format!(
-        "database: {}\ncache: {{ type: in-memory }}",
-        with_prefix(&block, "rt:")
-    ))
-    .await;
+    let block_with = |solo: bool| {
+        let mut options = options.clone();
+        options["soloConnection"] = json!(solo);
+        crate::scale::block(json!({
+            "type": "redis", "url": url, "maxConnections": 64, "options": options,
+        }))
+    };
+    // The project as configured, and with the solo connection turned off (the pool alone):
+    // the same work, interleaved, shows what the solo connection does to each operation.
+    let mut subjects = Vec::new();
+    for (side, solo, prefix) in [("ours", true, "rt:"), ("ours, pool only", false, "rtpool:")] {
+        let db = crate::open(&format!(
+            "database: {}\ncache: {{ type: in-memory }}",
+            with_prefix(&block_with(solo), prefix)
+        ))
+        .await;
+        subjects.push((side, db));
+    }
     let raw = RedisBaseline::open(url, "rtraw:", 1).await;
     let value = value_of(200);
     for i in 0..1000 {
-        db.set(&format!("k{i}"), &value).await.expect("a fill");
+        for (_, db) in &subjects {
+            db.set(&format!("k{i}"), &value).await.expect("a fill");
+        }
         raw.set(format!("k{i}"), value.clone())
             .await
             .expect("a fill");
@@ -86,25 +100,33 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
     let batch: Vec<String> = (0..100).map(|i| format!("k{}", i * 7)).collect();
     let entries: Vec<(String, Value)> = batch.iter().map(|k| (k.clone(), value.clone())).collect();
     for op in ["get", "set", "mget100", "mset100"] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let mut runs: Vec<(&str, Vec<f64>)> = subjects
+            .iter()
+            .map(|(side, _)| (*side, Vec::new()))
+            .collect();
+        runs.push(("raw driver", Vec::new()));
         // A batch of 100 is about as long as ten single calls: a tenth of the calls.
         let calls = if op.starts_with('m') { ops / 10 } else { ops };
         for _ in 0..RUNS {
-            // Interleaved, so that a slow spell of the machine falls on both sides.
-            let started = Instant::now();
-            for i in 0..calls {
-                let key = format!("k{}", (i * 7919) % 1000);
-                match op {
-                    "get" => drop(db.get(&key).await.expect("a get")),
-                    "set" => db.set_owned(&key, value.clone()).await.expect("a set"),
-                    "mget100" => drop(db.mget(&batch).await.expect("an mget")),
-                    _ => db.mset(&entries).await.expect("an mset"),
+            // Interleaved, so that a slow spell of the machine falls on every side.
+            for (s, (_, db)) in subjects.iter().enumerate() {
+                let started = Instant::now();
+                for i in 0..calls {
+                    let key = format!("k{}", (i * 7919) % 1000);
+                    match op {
+                        "get" => drop(db.get(&key).await.expect("a get")),
+                        "set" => db.set_owned(&key, value.clone()).await.expect("a set"),
+                        "mget100" => drop(db.mget(&batch).await.expect("an mget")),
+                        _ => db.mset(&entries).await.expect("an mset"),
+                    }
                 }
+                runs[s]
+                    .1
+                    .push(calls as f64 / started.elapsed().as_secs_f64());
             }
-            ours.push(calls as f64 / started.elapsed().as_secs_f64());
             if op.starts_with('m') {
-                // The raw driver's batches are not measured here: the ratio that matters is
-                // the batch's to the project's own single call.
+                // The raw driver's batches are not measured here: the ratios that matter are
+                // the batch's to the project's own single call, and solo against pool.
                 continue;
             }
             let started = Instant::now();
@@ -115,9 +137,10 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
                     _ => raw.set(key, value.clone()).await.expect("a set"),
                 }
             }
-            theirs.push(ops as f64 / started.elapsed().as_secs_f64());
+            let raw_runs = &mut runs.last_mut().expect("the raw side").1;
+            raw_runs.push(ops as f64 / started.elapsed().as_secs_f64());
         }
-        for (side, runs) in [("ours", ours), ("raw driver", theirs)] {
+        for (side, runs) in runs {
             if runs.is_empty() {
                 continue;
             }
@@ -125,7 +148,7 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
             sorted.sort_by(f64::total_cmp);
             let median = sorted[sorted.len() / 2];
             eprintln!(
-                "scale: redis one task {runtime:<14} {side:<10} {op}: median {median:>7.0} ops/s, runs {:?}",
+                "scale: redis one task {runtime:<14} {side:<15} {op}: median {median:>7.0} ops/s, runs {:?}",
                 runs.iter().map(|r| r.round()).collect::<Vec<_>>()
             );
             rows.push(json!({
@@ -134,10 +157,12 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
             }));
         }
     }
-    db.clear().await.expect("clear");
+    for (_, db) in &subjects {
+        db.clear().await.expect("clear");
+    }
     let cleaner = crate::open(&format!(
         "database: {}\ncache: {{ type: in-memory }}",
-        with_prefix(&block, "rtraw:")
+        with_prefix(&block_with(true), "rtraw:")
     ))
     .await;
     cleaner.clear().await.expect("clear the raw keys");

@@ -59,7 +59,9 @@ pub async fn main(args: &[String]) -> bool {
         // the plugin boundary or the layers.
         let dir = std::env::temp_dir().join(format!("storage-bench-plugin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a scratch directory");
-        let rows = crate::plugin_path::compare(Path::new(&plugin), &dir, 2_000).await;
+        // The config that loads it is read in the scratch directory: an absolute path.
+        let plugin = std::fs::canonicalize(&plugin).expect("the plugin library");
+        let rows = crate::plugin_path::compare(&plugin, &dir, 2_000).await;
         let _ = std::fs::remove_dir_all(&dir);
         println!(
             "{}",

@@ -95,6 +95,8 @@ pub struct RedisConfig {
     /// `options.replySpinMicros`: how long an operation alone on the backend polls for its
     /// reply before it sleeps (zero: never).
     pub reply_spin: Duration,
+    /// `options.soloConnection`: whether a lone operation may take the solo connection.
+    pub solo_connection: bool,
     /// For a cluster, its seed nodes (`info` is the first); `None` for one server.
     pub cluster: Option<Vec<ConnectionInfo>>,
 }
@@ -106,6 +108,7 @@ impl fmt::Debug for RedisConfig {
             .field("ca", &self.ca)
             .field("max_retries_per_request", &self.max_retries_per_request)
             .field("reply_spin", &self.reply_spin)
+            .field("solo_connection", &self.solo_connection)
             .field("cluster", &self.cluster.is_some())
             .finish()
     }
@@ -222,6 +225,7 @@ impl RedisConfig {
             ca,
             max_retries_per_request: retries(block, &options)?,
             reply_spin: reply_spin(block, &options)?,
+            solo_connection: options.solo_connection.unwrap_or(true),
             cluster: None,
         })
     }
@@ -317,6 +321,7 @@ fn cluster_config(
         ca,
         max_retries_per_request: retries(block, &options)?,
         reply_spin: reply_spin(block, &options)?,
+        solo_connection: options.solo_connection.unwrap_or(true),
         cluster: Some(out),
     })
 }

@@ -284,6 +284,9 @@ fn reply_spin_defaults_turns_off_and_is_bounded() {
     assert_eq!(default.reply_spin, std::time::Duration::from_micros(100));
     let off = parse(json!({"url": "redis://h", "options": {"replySpinMicros": 0}})).unwrap();
     assert_eq!(off.reply_spin, std::time::Duration::ZERO);
+    assert!(default.solo_connection);
+    let pooled = parse(json!({"url": "redis://h", "options": {"soloConnection": false}})).unwrap();
+    assert!(!pooled.solo_connection);
     let e = err(json!({"url": "redis://h", "options": {"replySpinMicros": 5000}}));
     assert!(
         e.starts_with("storage.cache.options.replySpinMicros: 5000 µs is too long"),

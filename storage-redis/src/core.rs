@@ -306,7 +306,10 @@ impl RedisBackend {
             .test_on_check_out(false)
             .build_unchecked(manager);
         let _ = pool.add(first);
-        let solo = SoloLink::for_server(&info, spec.common.connect_timeout, settings.reply_spin);
+        let solo = settings
+            .solo_connection
+            .then(|| SoloLink::for_server(&info, spec.common.connect_timeout, settings.reply_spin))
+            .flatten();
         if let Some(solo) = &solo {
             solo.warm().await;
         }

@@ -33,6 +33,11 @@ pub struct RedisOptions {
     #[serde(default, deserialize_with = "num::opt")]
     #[schemars(with = "Option<NumOrEnv>")]
     pub reply_spin_micros: Option<u64>,
+    /// Whether an operation alone on one server may take the solo connection (default
+    /// `true`); `false` sends every operation through the pool's shared connections, one
+    /// connection fewer per backend.
+    #[serde(default)]
+    pub solo_connection: Option<bool>,
 }
 
 /// `options.maxRetriesPerRequest`, 3 when not given.

@@ -1,7 +1,8 @@
 //! The TCP settings of a backend's connections to one server, read back from the kernel:
 //! every connection this process holds to a private server (the pool's and the solo one) has
-//! keep-alive on, so its keep-alive timer runs while it idles (`/proc/net/tcp`). Its own test
-//! binary, so that no other test's connection is counted. Not the connections' behaviour
+//! keep-alive on, so its keep-alive timer runs while it idles (`/proc/net/tcp`), and
+//! `options.soloConnection: false` holds one connection fewer. Its own test binary, so that no
+//! other test's connection is counted. Not the connections' behaviour
 //! (`tests/redis.rs`, `tests/solo.rs`).
 
 use serde_json::json;
@@ -73,5 +74,35 @@ async fn every_connection_to_the_server_keeps_alive() {
     assert!(
         timers.iter().all(|t| t == "02"),
         "a connection to the server without keep-alive (timers {timers:?}; 02 is keep-alive)"
+    );
+}
+
+/// `options.soloConnection: false` keeps the backend to its pool: the same sequential work
+/// holds one connection to the server fewer than with the solo connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_solo_connection_one_connection_fewer() {
+    let test = "without_the_solo_connection_one_connection_fewer";
+    let (Some(with), Some(without)) = (private(test), private(test)) else {
+        return;
+    };
+    let mut held = Vec::new();
+    for (server, extra) in [
+        (&with, "keyPrefix: 's:'"),
+        (
+            &without,
+            "keyPrefix: 's:', options: { soloConnection: false }",
+        ),
+    ] {
+        let db = open(&server.url(), extra).await;
+        for i in 0..20 {
+            db.set(&format!("k{i}"), &json!(i)).await.unwrap();
+            assert_eq!(db.get(&format!("k{i}")).await.unwrap(), Some(json!(i)));
+        }
+        held.push(timers_of_connections_to(server.port()).len());
+    }
+    assert_eq!(
+        held[0],
+        held[1] + 1,
+        "connections held with and without the solo connection: {held:?}"
     );
 }
