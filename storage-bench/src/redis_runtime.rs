@@ -1,11 +1,14 @@
-//! Redis at one task, on tokio's two runtimes, for the scale run: the project's `get`/`set`
-//! and the raw driver's, each run listed (not only the median), on a multi-thread runtime
-//! (where the reply passes from the connection's own task to the caller, often across
-//! threads) and on a current-thread runtime (where it cannot), beside `redis-benchmark` at
-//! one client (its `SET`, and the same writes a database-role `set` asks of the server: the
-//! `SET` and its change filed). It shows whether the bimodal figures of one task come from
-//! the thread hop, and what the solo connection (`storage-redis`'s `solo.rs`) makes of them.
-//! Not the scale curves (`scale.rs`).
+//! Redis at one task, on tokio's two runtimes, for the scale run: the project's `get`, `set`,
+//! `mget100` and `mset100` (with the solo connection and with the pool alone) and the raw
+//! driver's, each run listed (not only the median), on a multi-thread runtime (where the reply
+//! passes from the connection's own task to the caller, often across threads) and on a
+//! current-thread runtime (where it cannot), beside `redis-benchmark` at one client (its `SET`,
+//! and the same writes a database-role `set` asks of the server: the `SET` and its change
+//! filed). The raw driver's `mset100` is measured twice: plain `SET`s, and the `SET`/`XADD`
+//! pairs a database-role `mset` sends (`raw, logged`), which is what the project's batch is
+//! held against. It shows whether the bimodal figures of one task come from the thread hop,
+//! and what the solo connection (`storage-redis`'s `solo.rs`) makes of them. Not the scale
+//! curves (`scale.rs`).
 
 use crate::Subject;
 use crate::baselines::RedisBaseline;
@@ -87,6 +90,11 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
         subjects.push((side, db));
     }
     let raw = RedisBaseline::open(url, "rtraw:", 1).await;
+    let mut logged = redis::Client::open(url)
+        .expect("the Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a raw connection");
     let value = value_of(200);
     for i in 0..1000 {
         for (_, db) in &subjects {
@@ -105,6 +113,9 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
             .map(|(side, _)| (*side, Vec::new()))
             .collect();
         runs.push(("raw driver", Vec::new()));
+        if op == "mset100" {
+            runs.push(("raw, logged", Vec::new()));
+        }
         // A batch of 100 is about as long as ten single calls: a tenth of the calls.
         let calls = if op.starts_with('m') { ops / 10 } else { ops };
         for _ in 0..RUNS {
@@ -124,21 +135,31 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
                     .1
                     .push(calls as f64 / started.elapsed().as_secs_f64());
             }
-            if op.starts_with('m') {
-                // The raw driver's batches are not measured here: the ratios that matter are
-                // the batch's to the project's own single call, and solo against pool.
-                continue;
-            }
+            // The raw driver does the same calls (its batches: one `MGET`, one `MULTI`
+            // pipeline), so each of the project's figures has the driver's beside it.
             let started = Instant::now();
-            for i in 0..ops {
+            for i in 0..calls {
                 let key = format!("k{}", (i * 7919) % 1000);
                 match op {
                     "get" => raw.get(key).await.expect("a get"),
-                    _ => raw.set(key, value.clone()).await.expect("a set"),
+                    "set" => raw.set(key, value.clone()).await.expect("a set"),
+                    "mget100" => raw.mget(batch.clone()).await.expect("an mget"),
+                    _ => raw.mset(entries.clone()).await.expect("an mset"),
                 }
             }
-            let raw_runs = &mut runs.last_mut().expect("the raw side").1;
-            raw_runs.push(ops as f64 / started.elapsed().as_secs_f64());
+            let raw_rate = calls as f64 / started.elapsed().as_secs_f64();
+            let raw_side = runs.len() - if op == "mset100" { 2 } else { 1 };
+            runs[raw_side].1.push(raw_rate);
+            if op == "mset100" {
+                // The driver asked for what a database-role `mset` asks of the server: each
+                // `SET` with its change filed (`XADD`) in one `MULTI`/`EXEC`.
+                let started = Instant::now();
+                for _ in 0..calls {
+                    logged_mset(&mut logged, &entries).await;
+                }
+                let rate = calls as f64 / started.elapsed().as_secs_f64();
+                runs.last_mut().expect("the logged side").1.push(rate);
+            }
         }
         for (side, runs) in runs {
             if runs.is_empty() {
@@ -166,5 +187,44 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
     ))
     .await;
     cleaner.clear().await.expect("clear the raw keys");
+    let mut logged_keys: Vec<String> = entries.iter().map(|(k, _)| format!("rtlog:{k}")).collect();
+    logged_keys.push("rtlog:\0changes".to_string());
+    redis::cmd("UNLINK")
+        .arg(&logged_keys)
+        .query_async::<u64>(&mut logged)
+        .await
+        .expect("remove the logged batch's keys");
     rows
+}
+
+/// `entries` as one `MULTI`/`EXEC` of `SET` and `XADD` pairs: the server's work in a
+/// database-role `mset` of the project (`storage-redis`'s `core.rs`), its values and log
+/// entries of the same shape (a version in front; key, kind and version filed).
+async fn logged_mset(conn: &mut redis::aio::MultiplexedConnection, entries: &[(String, Value)]) {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (key, value) in entries {
+        let version = "0123456789abcdef";
+        let stored = format!("\u{1}{version}{value}");
+        pipe.cmd("SET")
+            .arg(format!("rtlog:{key}"))
+            .arg(stored)
+            .ignore();
+        pipe.cmd("XADD")
+            .arg("rtlog:\0changes")
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(10_000)
+            .arg("*")
+            .arg("k")
+            .arg(key)
+            .arg("t")
+            .arg("0")
+            .arg("v")
+            .arg(version)
+            .ignore();
+    }
+    pipe.query_async::<()>(conn)
+        .await
+        .expect("the logged batch");
 }

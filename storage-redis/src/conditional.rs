@@ -8,7 +8,7 @@
 //! condition is checked and the write made by one Lua script, which Redis runs with nothing
 //! in between. Not the plain operations (`backend.rs`).
 
-use crate::core::{RedisBackend, decode, wrong_type};
+use crate::core::{RedisBackend, decode_json, wrong_type};
 use crate::watch::{CHANGES, LUA_LOG};
 use redis::Script;
 use serde_json::Value;
@@ -25,6 +25,22 @@ const HEADER: usize = 17;
 /// The stored form of `json` at `version`.
 pub(crate) fn with_version(version: Version, json: &str) -> String {
     format!("\u{1}{version}{json}")
+}
+
+/// A stored value's JSON text, its version skipped unread: what a plain read needs. The
+/// header is checked as [`split_version`] checks it (the mark, then 16 hex digits), without
+/// turning the digits into a number (a profile of `mget` had that parse at 2% of its time).
+pub(crate) fn strip_version(stored: &[u8]) -> Result<&[u8]> {
+    if stored.first() != Some(&MARK) {
+        return Ok(stored);
+    }
+    match stored.get(1..HEADER) {
+        Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(&stored[HEADER..]),
+        _ => Err(Error::other(format!(
+            "a stored value has a version mark but no version ({} bytes)",
+            stored.len()
+        ))),
+    }
 }
 
 /// A stored value's JSON text and version.
@@ -133,7 +149,7 @@ impl RedisBackend {
             return Ok(None);
         };
         let (json, version) = split_version(&raw)?;
-        Ok(Some((decode(key, json)?, version)))
+        Ok(Some((decode_json(key, json)?, version)))
     }
 
     pub(crate) async fn put_if(
@@ -242,7 +258,7 @@ impl RedisBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::{split_version, with_version};
+    use super::{split_version, strip_version, with_version};
     use storage_core::Version;
 
     #[test]
@@ -260,5 +276,20 @@ mod tests {
         );
         assert!(split_version(b"\x01abc").is_err());
         assert!(split_version(b"\x01zzzzzzzzzzzzzzzz1").is_err());
+        // Skipping the version accepts and refuses exactly what reading it does.
+        for stored in [
+            stored.as_bytes(),
+            b"[1]",
+            b"\x01abc",
+            b"\x01zzzzzzzzzzzzzzzz1",
+            b"\x01",
+            b"",
+        ] {
+            assert_eq!(
+                strip_version(stored).ok(),
+                split_version(stored).ok().map(|(json, _)| json),
+                "{stored:?}"
+            );
+        }
     }
 }

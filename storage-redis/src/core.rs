@@ -145,9 +145,14 @@ pub(crate) fn redis_error(e: RedisError, what: &str, sent: Sent) -> Error {
     }
 }
 
+/// Decodes a stored value, with its version in front or without one.
 pub(crate) fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
     // A database value carries its version in front (`conditional.rs`).
-    let (bytes, _) = crate::conditional::split_version(bytes)?;
+    decode_json(key, crate::conditional::strip_version(bytes)?)
+}
+
+/// Decodes JSON text with no version in front (`conditional.rs` split it off).
+pub(crate) fn decode_json(key: &str, bytes: &[u8]) -> Result<Value> {
     serde_json::from_slice(bytes).map_err(|_| {
         Error::other(format!(
             "the value at {key:?} is not JSON written by this library ({} bytes)",
