@@ -111,16 +111,17 @@ pub trait Layer: Send + Sync {
     }
 }
 
-/// A default method of the forwarding traits: the inner store's call, through
-/// [`ForwardStore::around`], returned as the boxed future it already is. Written as
-/// `async_trait` writes an `async fn` (a layer overrides it with one), without the second box
-/// an `async fn` body would add to every forwarded call. `'a`, `'b`, ... name the arguments'
-/// borrows in order.
-macro_rules! forwarded {
+/// A trait method written as `async_trait` writes an `async fn` (so a layer can still
+/// override it with one), whose body hands on a future that is already boxed instead of
+/// wrapping it in a second box as an `async fn` body would, an allocation on every call
+/// through every layer. `'a`, `'b`, ... name the arguments' borrows in order, as `async_trait`
+/// names them (`'life1`, `'life2`, ...); `|this| body` is the body, `this` being `self`. The
+/// one place the signature is written: `forwarded!` and `pass_through!` give the bodies.
+macro_rules! boxed_method {
     (
         $(#[$doc:meta])*
         $name:ident <$($lt:lifetime),*> ($($arg:ident : $ty:ty),* $(,)?) -> $out:ty
-            = $op:literal via $inner:ident
+            = |$this:ident| $body:expr
     ) => {
         $(#[$doc])*
         fn $name<'life0, $($lt,)* 'async_trait>(
@@ -132,8 +133,25 @@ macro_rules! forwarded {
             $($lt: 'async_trait,)*
             Self: 'async_trait,
         {
-            self.around($op, self.$inner().$name($($arg),*))
+            let $this = self;
+            $body
         }
+    };
+}
+
+/// A default method of the forwarding traits: the inner store's call, through
+/// [`ForwardStore::around`], returned as the boxed future it already is.
+macro_rules! forwarded {
+    (
+        $(#[$doc:meta])*
+        $name:ident <$($lt:lifetime),*> ($($arg:ident : $ty:ty),* $(,)?) -> $out:ty
+            = $op:literal via $inner:ident
+    ) => {
+        boxed_method!(
+            $(#[$doc])*
+            $name<$($lt),*>($($arg: $ty),*) -> $out
+                = |this| this.around($op, this.$inner().$name($($arg),*))
+        );
     };
 }
 
@@ -299,23 +317,13 @@ pub trait ForwardDatabase: ForwardStore {
     );
 }
 
-/// A method of the role traits written as `async_trait` writes it, returning the forwarding
-/// trait's own boxed future as it is: an `async fn` here would box it again, an allocation on
-/// every call through every layer. `'a`, `'b`, ... name the arguments' borrows in order, as
-/// `async_trait` names them (`'life1`, `'life2`, ...).
+/// A method of the role traits: the forwarding trait's own, whose boxed future is returned
+/// as it is (see `boxed_method!`).
 macro_rules! pass_through {
     ($via:ident :: $name:ident <$($lt:lifetime),*> ($($arg:ident : $ty:ty),* $(,)?) -> $out:ty) => {
-        fn $name<'life0, $($lt,)* 'async_trait>(
-            &'life0 self,
-            $($arg: $ty),*
-        ) -> Pin<Box<dyn Future<Output = Result<$out>> + Send + 'async_trait>>
-        where
-            'life0: 'async_trait,
-            $($lt: 'async_trait,)*
-            Self: 'async_trait,
-        {
-            $via::$name(self, $($arg),*)
-        }
+        boxed_method!(
+            $name<$($lt),*>($($arg: $ty),*) -> $out = |this| $via::$name(this, $($arg),*)
+        );
     };
 }
 

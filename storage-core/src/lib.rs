@@ -92,6 +92,7 @@ mod typed;
 mod update;
 mod version;
 pub mod watch;
+mod write_queue;
 
 pub use backend::{
     Cache, CacheEntry, CacheExt, Database, DatabaseExt, KeyKind, KeyTtl, ListWindow, Store,
@@ -135,6 +136,7 @@ pub mod raw {
     };
     pub use crate::range::lrange_window;
     pub use crate::retry::{Resend, RetryPolicy};
+    pub use crate::write_queue::{WriteQueue, WriteReply};
 }
 
 /// What an application needs in scope: the traits with their typed helpers, the error, the

@@ -170,16 +170,28 @@ fn steps(schema: Option<&str>, version: i32) -> Vec<(String, String)> {
             .replace("{uploads}", &qualified(schema, "storage_blob_uploads"));
         steps.push(("migrating to version 4".into(), ddl));
     }
-    if version < 5 {
-        let ddl = sql::MIGRATION_5
+    // The change log's tables and trigger (5), and its function as it is now (5 and 6).
+    let change_log = |ddl: &str| {
+        ddl.replace("{log_function}", sql::LOG_FUNCTION)
             .replace("{changes}", &qualified(schema, "storage_changes"))
             .replace("{changes_name}", "storage_changes")
             .replace("{horizon}", &qualified(schema, "storage_change_horizon"))
             .replace("{log_fn}", &qualified(schema, "storage_log_change"))
             .replace("{kv}", &kv)
             .replace("{kv_name}", "storage_kv")
-            .replace("{now}", sql::NOW_MS);
-        steps.push(("migrating to version 5".into(), ddl));
+            .replace("{now}", sql::NOW_MS)
+    };
+    if version < 5 {
+        steps.push((
+            "migrating to version 5".into(),
+            change_log(sql::MIGRATION_5),
+        ));
+    }
+    if version < 6 {
+        steps.push((
+            "migrating to version 6".into(),
+            change_log(sql::MIGRATION_6),
+        ));
     }
     steps.push((
         "stamping the schema version".into(),

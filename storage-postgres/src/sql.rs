@@ -8,7 +8,7 @@
 pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Creates the tables (version 1). `{schema_create}` creates the schema when one is configured.
 pub const MIGRATION_1: &str = r#"
@@ -288,6 +288,21 @@ CREATE TABLE IF NOT EXISTS {horizon} (
     pruned bigint NOT NULL
 );
 INSERT INTO {horizon} (id, pruned) VALUES (true, 0) ON CONFLICT (id) DO NOTHING;
+{log_function}
+DROP TRIGGER IF EXISTS {kv_name}_changes ON {kv};
+CREATE TRIGGER {kv_name}_changes AFTER INSERT OR UPDATE OR DELETE ON {kv}
+    FOR EACH ROW EXECUTE FUNCTION {log_fn}();
+"#;
+
+/// The change log's trigger function, as versions 5 and 6 create it (version 6 replaces the
+/// one version 5 created). Every 1,000th change prunes, but only when no other transaction
+/// is pruning: the horizon row is taken with `SKIP LOCKED`. Waiting for it while holding rows
+/// of the storage table could deadlock two writers, one holding the horizon row (until it
+/// commits) and waiting for a key the other holds, the other holding that key and waiting for
+/// the horizon row: `mset`s of overlapping keys at 64 tasks did, and PostgreSQL broke each
+/// after `deadlock_timeout` (1 s) by failing one of them. A skipped prune only keeps more of
+/// the log until the next.
+pub const LOG_FUNCTION: &str = r#"
 CREATE OR REPLACE FUNCTION {log_fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     filed bigint;
@@ -305,16 +320,19 @@ BEGIN
         RETURNING seq INTO filed;
     END IF;
     IF filed % 1000 = 0 THEN
-        WITH gone AS (DELETE FROM {changes} WHERE seq <= filed - 10000 RETURNING xid)
-        UPDATE {horizon} SET pruned = greatest(pruned, (SELECT max(xid) FROM gone));
+        PERFORM 1 FROM {horizon} WHERE id FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            WITH gone AS (DELETE FROM {changes} WHERE seq <= filed - 10000 RETURNING xid)
+            UPDATE {horizon} SET pruned = greatest(pruned, (SELECT max(xid) FROM gone));
+        END IF;
     END IF;
     RETURN NULL;
 END
 $fn$;
-DROP TRIGGER IF EXISTS {kv_name}_changes ON {kv};
-CREATE TRIGGER {kv_name}_changes AFTER INSERT OR UPDATE OR DELETE ON {kv}
-    FOR EACH ROW EXECUTE FUNCTION {log_fn}();
 "#;
+
+/// Version 6: the change log's function prunes without waiting ([`LOG_FUNCTION`]).
+pub const MIGRATION_6: &str = "{log_function}";
 
 /// Where the log ends for a reader now, and the pruning horizon.
 pub const CHANGE_ENDS: &str =

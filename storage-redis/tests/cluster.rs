@@ -6,8 +6,11 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use storage_core::{Cache, CacheEntry, Database, ErrorKind, Registry};
+use storage_core::{Cache, CacheEntry, Database, ErrorKind};
 use storage_servers::{RedisCluster, RedisOptions, TestCerts, find_redis_server, skip_or_fail};
+
+mod common;
+use common::registry;
 
 fn cluster(test: &str, options: &RedisOptions) -> Option<RedisCluster> {
     if find_redis_server().is_none() {
@@ -15,17 +18,6 @@ fn cluster(test: &str, options: &RedisOptions) -> Option<RedisCluster> {
         return None;
     }
     Some(RedisCluster::start(options).expect("start a private Redis Cluster"))
-}
-
-fn registry() -> Registry {
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_redis::RedisFactory::new()))
-        .unwrap();
-    registry
-        .register(Arc::new(storage_memory::MemoryFactory::new()))
-        .unwrap();
-    registry
 }
 
 fn config(

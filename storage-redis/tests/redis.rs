@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage_core::raw::glob_match;
-use storage_core::{Database, ErrorKind, Registry};
+use storage_core::{Database, ErrorKind};
 use storage_servers::{Redis, find_redis_server, skip_or_fail};
 
 mod common;
@@ -197,9 +197,7 @@ async fn wrong_password_is_a_configuration_error_at_once() {
 
 /// Opens the database block directly through the registry (what the manager's walk calls).
 async fn storage_manager_free_open(yaml: &str) -> storage_core::Result<Arc<dyn Database>> {
-    let mut registry = Registry::new();
-    registry.register(Arc::new(storage_redis::RedisFactory::new()))?;
-    registry.register(Arc::new(storage_memory::MemoryFactory::new()))?;
+    let registry = common::registry();
     let config =
         storage_manager::config_file::from_yaml_str(yaml, ".".as_ref())?.resolve(&registry)?;
     registry.open_database(&config.database.primary).await
@@ -281,13 +279,7 @@ async fn expired_keys_are_reclaimed_without_reads() {
         "cache: {{ type: redis, url: '{}' }}\ndatabase: {{ type: in-memory }}",
         server.url()
     );
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_redis::RedisFactory::new()))
-        .unwrap();
-    registry
-        .register(Arc::new(storage_memory::MemoryFactory::new()))
-        .unwrap();
+    let registry = common::registry();
     let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
         .unwrap()
         .resolve(&registry)

@@ -2,8 +2,10 @@
 //! this run.
 
 use std::sync::Arc;
-use storage_core::{Database, Registry, Result};
+use storage_core::{Database, Result};
 use storage_servers::{Redis, RedisOptions, TestCerts, find_redis_server, skip_or_fail};
+
+mod common;
 
 fn tls_server(test: &str) -> Option<(TestCerts, Redis)> {
     if find_redis_server().is_none() {
@@ -20,13 +22,7 @@ fn tls_server(test: &str) -> Option<(TestCerts, Redis)> {
 }
 
 async fn open(block: &str) -> Result<Arc<dyn Database>> {
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_redis::RedisFactory::new()))
-        .unwrap();
-    registry
-        .register(Arc::new(storage_memory::MemoryFactory::new()))
-        .unwrap();
+    let registry = common::registry();
     let yaml = format!("database: {block}\ncache: {{ type: in-memory }}");
     let config =
         storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;

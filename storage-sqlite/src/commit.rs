@@ -17,18 +17,19 @@
 //! its group, none of which took effect (or, for an I/O error under the commit, all with the
 //! outcome unknown). A write whose operation deadline passed while it was queued is not run.
 //!
-//! Not the operations themselves: those are closures from `backend.rs`, `conditional.rs` and
-//! `blob.rs`.
+//! The queue and the replies are `storage_core::raw`'s (`WriteQueue`, `WriteReply`), shared
+//! with the redb plugin's group commit. Not the operations themselves: those are closures from
+//! `backend.rs`, `conditional.rs` and `blob.rs`.
 
 use crate::core::PoolMetrics;
 use crate::schema::sql_error;
 use r2d2_sqlite::SqliteConnectionManager;
 use r2d2_sqlite::rusqlite::{Transaction, TransactionBehavior};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use storage_core::raw::{WriteQueue, WriteReply};
 use storage_core::{Error, ErrorKind, Result};
-use tokio::sync::oneshot;
 
 type Pool = r2d2::Pool<SqliteConnectionManager>;
 
@@ -46,9 +47,8 @@ trait Pending: Send {
 
 struct Job<T, F> {
     work: Option<F>,
-    out: Option<T>,
     deadline: Option<Instant>,
-    reply: oneshot::Sender<Result<T>>,
+    reply: WriteReply<T>,
 }
 
 impl<T, F> Pending for Job<T, F>
@@ -65,20 +65,16 @@ where
             .work
             .take()
             .ok_or_else(|| Error::other("a grouped write was applied twice"))?;
-        self.out = Some(work(tx, ns)?);
+        self.reply.keep(work(tx, ns)?);
         Ok(())
     }
 
     fn fail(self: Box<Self>, error: Error) {
-        // The writer may have stopped waiting; its write's outcome is then nobody's to hear.
-        let _ = self.reply.send(Err(error));
+        self.reply.fail(error);
     }
 
     fn committed(self: Box<Self>) {
-        let result = self
-            .out
-            .ok_or_else(|| Error::other("a grouped write was committed without being applied"));
-        let _ = self.reply.send(result);
+        self.reply.committed();
     }
 }
 
@@ -95,15 +91,9 @@ pub(crate) struct CommitSettings {
 /// The queue of one backend's writes.
 #[derive(Default)]
 pub(crate) struct Committer {
-    queue: Mutex<Queue>,
+    queue: WriteQueue<Box<dyn Pending>>,
     /// Transactions committed so far.
     commits: AtomicU64,
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: Vec<Box<dyn Pending>>,
-    running: bool,
 }
 
 impl std::fmt::Debug for Committer {
@@ -127,19 +117,14 @@ impl Committer {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, &str) -> Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = WriteReply::channel();
         let deadline = Instant::now().checked_add(settings.operation_timeout);
-        let start = {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.jobs.push(Box::new(Job {
-                work: Some(work),
-                out: None,
-                deadline,
-                reply,
-            }));
-            !std::mem::replace(&mut queue.running, true)
-        };
-        if start {
+        let lead = self.queue.push(Box::new(Job {
+            work: Some(work),
+            deadline,
+            reply,
+        }));
+        if lead {
             let leader = Leader {
                 committer: self.clone(),
                 pool,
@@ -150,10 +135,7 @@ impl Committer {
             // drop answers everything queued.
             drop(tokio::task::spawn_blocking(move || leader.run()));
         }
-        answer.await.map_err(|_| {
-            Error::other("the write was abandoned before its commit ran (runtime shutting down?)")
-                .not_applied()
-        })?
+        WriteReply::wait(answer).await
     }
 
     /// Transactions committed since the backend opened (fewer than writes when they grouped).
@@ -172,23 +154,10 @@ struct Leader {
 
 impl Leader {
     fn run(mut self) {
-        loop {
-            let group: Vec<Box<dyn Pending>> = {
-                let mut queue = self
-                    .committer
-                    .queue
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if queue.jobs.is_empty() {
-                    queue.running = false;
-                    self.finished = true;
-                    return;
-                }
-                let n = queue.jobs.len().min(MAX_GROUP);
-                queue.jobs.drain(..n).collect()
-            };
+        while let Some(group) = self.committer.queue.next_group(MAX_GROUP) {
             self.commit_group(group);
         }
+        self.finished = true;
     }
 
     /// Commits `group` and answers each of its writes.
@@ -351,20 +320,6 @@ impl Drop for Leader {
         if self.finished {
             return;
         }
-        let jobs = {
-            let mut queue = self
-                .committer
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            queue.running = false;
-            std::mem::take(&mut queue.jobs)
-        };
-        for job in jobs {
-            job.fail(
-                Error::other("the write was abandoned: the commit that held it stopped")
-                    .not_applied(),
-            );
-        }
+        self.committer.queue.abandon(|job, error| job.fail(error));
     }
 }

@@ -21,16 +21,17 @@
 //! and the writes before and after it are applied again in a fresh transaction. A failed commit
 //! fails every write of its group, none of which took effect.
 //!
-//! Not the operations themselves: those are closures from `backend.rs`.
+//! The queue and the replies are `storage_core::raw`'s (`WriteQueue`, `WriteReply`), shared
+//! with the SQLite backend's group commit. Not the operations themselves: those are closures
+//! from `backend.rs`.
 
 use crate::expiry::reclaim_expired;
 use crate::file::OpenFile;
 use crate::{RECLAIM_EVERY, now_ms};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use storage_core::raw::{WriteQueue, WriteReply};
 use storage_core::{Error, Result};
-use tokio::sync::oneshot;
 
 /// The most writes one transaction takes, so that one commit's size stays bounded.
 pub const MAX_GROUP: usize = 128;
@@ -49,26 +50,21 @@ trait Pending: Send {
 
 struct Job<T, F> {
     work: F,
-    out: Option<T>,
-    reply: oneshot::Sender<Result<T>>,
+    reply: WriteReply<T>,
 }
 
 impl<T: Send, F: WriteFn<T> + Send> Pending for Job<T, F> {
     fn apply(&mut self, tx: &redb::WriteTransaction, ns: &str, now: i64) -> Result<()> {
-        self.out = Some((self.work)(tx, ns, now)?);
+        self.reply.keep((self.work)(tx, ns, now)?);
         Ok(())
     }
 
     fn fail(self: Box<Self>, error: Error) {
-        // The writer may have stopped waiting; its write's outcome is then nobody's to hear.
-        let _ = self.reply.send(Err(error));
+        self.reply.fail(error);
     }
 
     fn committed(self: Box<Self>) {
-        let result = self
-            .out
-            .ok_or_else(|| Error::other("a grouped write was committed without being applied"));
-        let _ = self.reply.send(result);
+        self.reply.committed();
     }
 }
 
@@ -82,17 +78,11 @@ pub(crate) struct CommitSettings {
 /// The queue of one backend's writes.
 #[derive(Default)]
 pub(crate) struct Committer {
-    queue: Mutex<Queue>,
+    queue: WriteQueue<Box<dyn Pending>>,
     /// Writes taken so far: every [`RECLAIM_EVERY`]th one reclaims expired keys.
     writes: AtomicU64,
     /// Transactions committed so far.
     commits: AtomicU64,
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: Vec<Box<dyn Pending>>,
-    running: bool,
 }
 
 impl std::fmt::Debug for Committer {
@@ -115,17 +105,8 @@ impl Committer {
         T: Send + 'static,
         F: WriteFn<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.jobs.push(Box::new(Job {
-                work,
-                out: None,
-                reply,
-            }));
-            !std::mem::replace(&mut queue.running, true)
-        };
-        if start {
+        let (reply, answer) = WriteReply::channel();
+        if self.queue.push(Box::new(Job { work, reply })) {
             let leader = Leader {
                 committer: self.clone(),
                 db: Some(db),
@@ -147,9 +128,7 @@ impl Committer {
                 drop(tokio::task::spawn_blocking(move || rest.run(usize::MAX)));
             }
         }
-        answer.await.map_err(|_| {
-            Error::other("the write was abandoned before its commit ran (runtime shutting down?)")
-        })?
+        WriteReply::wait(answer).await
     }
 
     /// Transactions committed since the backend opened (fewer than writes when they grouped).
@@ -198,24 +177,12 @@ impl Leader {
         let mut answers = Vec::new();
         let mut groups = 0;
         loop {
-            let group = {
-                let mut queue = self
-                    .committer
-                    .queue
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if queue.jobs.is_empty() {
-                    queue.running = false;
-                    self.finished = true;
-                    None
-                } else if groups == max_groups {
-                    Some(Vec::new())
-                } else {
-                    let n = queue.jobs.len().min(MAX_GROUP);
-                    Some(queue.jobs.drain(..n).collect())
-                }
+            // After `max_groups`, only whether more is queued (an empty group: still leading).
+            let take = if groups == max_groups { 0 } else { MAX_GROUP };
+            let Some(group) = self.committer.queue.next_group(take) else {
+                self.finished = true;
+                break;
             };
-            let Some(group) = group else { break };
             answer(std::mem::take(&mut answers));
             if group.is_empty() {
                 return Some(self);
@@ -301,19 +268,6 @@ impl Drop for Leader {
         if self.finished {
             return;
         }
-        let jobs = {
-            let mut queue = self
-                .committer
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            queue.running = false;
-            std::mem::take(&mut queue.jobs)
-        };
-        for job in jobs {
-            job.fail(Error::other(
-                "the write was abandoned: the commit that held it stopped",
-            ));
-        }
+        self.committer.queue.abandon(|job, error| job.fail(error));
     }
 }

@@ -18,8 +18,9 @@ pub fn private(test: &str) -> Option<Redis> {
     Some(Redis::start(&Default::default()).expect("start a private redis-server"))
 }
 
-/// `yaml` resolved against a registry of the Redis and in-memory backends.
-fn resolved(yaml: &str) -> (Registry, StorageConfig) {
+/// A registry of the Redis and in-memory backends (the other role of a test's configuration
+/// is in-memory), as every test file builds its own.
+pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry
         .register(Arc::new(storage_redis::RedisFactory::new()))
@@ -27,6 +28,12 @@ fn resolved(yaml: &str) -> (Registry, StorageConfig) {
     registry
         .register(Arc::new(storage_memory::MemoryFactory::new()))
         .unwrap();
+    registry
+}
+
+/// `yaml` resolved against [`registry`].
+fn resolved(yaml: &str) -> (Registry, StorageConfig) {
+    let registry = registry();
     let config = storage_manager::config_file::from_yaml_str(yaml, ".".as_ref())
         .unwrap()
         .resolve(&registry)
