@@ -84,6 +84,9 @@ pub(crate) async fn connect(
     let build = |retries: u32| -> Result<ClusterClient> {
         let mut builder = ClusterClient::builder(nodes.to_vec())
             .connection_timeout(spec.common.connect_timeout)
+            // As a single server's connections (`options::tcp_settings`): no Nagle delay,
+            // keep-alive probes after a minute idle.
+            .tcp_settings(crate::options::tcp_settings())
             .response_timeout(spec.common.operation_timeout)
             .retries(retries)
             .min_retry_wait(10)

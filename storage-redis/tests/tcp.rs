@@ -1,16 +1,17 @@
-//! The TCP settings of a backend's connections to one server, read back from the kernel:
-//! every connection this process holds to a private server (the pool's and the solo one) has
-//! keep-alive on, so its keep-alive timer runs while it idles (`/proc/net/tcp`), and
-//! `options.soloConnection: false` holds one connection fewer. Its own test binary, so that no
-//! other test's connection is counted. Not the connections' behaviour
-//! (`tests/redis.rs`, `tests/solo.rs`).
+//! The TCP settings of a backend's connections, read back from the kernel: every connection
+//! this process holds to a private server (the pool's and the solo one) or to a private
+//! cluster's nodes has keep-alive on, so its keep-alive timer runs while it idles
+//! (`/proc/net/tcp`), and `options.soloConnection: false` holds one connection fewer. Its own
+//! test binary, so that no other test's connection is counted. Not the connections' behaviour
+//! (`tests/redis.rs`, `tests/solo.rs`, `tests/cluster.rs`).
 
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;
 
 mod common;
-use common::{open, private};
+use common::{open, open_cache, private};
+use storage_servers::{RedisCluster, find_redis_server, skip_or_fail};
 
 /// The inodes of the sockets this process holds open.
 fn own_socket_inodes() -> HashSet<String> {
@@ -74,6 +75,37 @@ async fn every_connection_to_the_server_keeps_alive() {
     assert!(
         timers.iter().all(|t| t == "02"),
         "a connection to the server without keep-alive (timers {timers:?}; 02 is keep-alive)"
+    );
+}
+
+/// A cluster's connections, one per node the cache's keys reached (its keys spread over every
+/// primary), have keep-alive on as a single server's do: redis-rs's cluster client sets neither
+/// it nor `TCP_NODELAY` by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_to_a_cluster_keeps_alive() {
+    let test = "every_connection_to_a_cluster_keeps_alive";
+    if find_redis_server().is_none() {
+        skip_or_fail(test, "redis-server not found");
+        return;
+    }
+    let cluster = RedisCluster::start(&Default::default()).expect("start a private Redis Cluster");
+    let cache = open_cache(&cluster.url(), "cluster: true, keyPrefix: 'tcp:'").await;
+    for i in 0..64 {
+        cache.set(&format!("k{i}"), &json!(i), None).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let timers: Vec<String> = cluster
+        .ports()
+        .into_iter()
+        .flat_map(timers_of_connections_to)
+        .collect();
+    assert!(
+        timers.len() >= 3,
+        "expected a connection to each of the three primaries, found {timers:?}"
+    );
+    assert!(
+        timers.iter().all(|t| t == "02"),
+        "a connection to a cluster node without keep-alive (timers {timers:?}; 02 is keep-alive)"
     );
 }
 

@@ -118,6 +118,11 @@ impl RedisCluster {
         node.url()
     }
 
+    /// Every node's port.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port()).collect()
+    }
+
     /// Every node's URL, as `nodes:` takes them.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.url()).collect()
