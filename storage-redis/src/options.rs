@@ -68,13 +68,12 @@ pub(crate) fn reply_spin(block: &BlockInput<'_>, options: &RedisOptions) -> Resu
 /// How long a connection to a server sits idle before the kernel probes its peer.
 const KEEPALIVE_AFTER: Duration = Duration::from_secs(60);
 
-/// The TCP settings of every connection, to a single server (the pool's and the solo one) or to a
-/// cluster's nodes: no
-/// Nagle delay (a command waits for its reply, and one written behind another in flight must
-/// not wait for an acknowledgement first), and keep-alive probes after a minute idle, so that a
-/// server gone without a word (a host down, a connection dropped by something between) is
-/// noticed by the kernel, not only by the check before the next use. redis-rs sets neither by
-/// default.
+/// The TCP settings of every connection, to a single server (the pool's and the solo one) or
+/// to a cluster's nodes: no Nagle delay (a command waits for its reply, and one written behind
+/// another in flight must not wait for an acknowledgement first), and keep-alive probes after a
+/// minute idle, so that a server gone without a word (a host down, a connection dropped by
+/// something between) is noticed by the kernel, not only by the check before the next use.
+/// redis-rs sets neither by default.
 pub(crate) fn tcp_settings() -> redis::io::tcp::TcpSettings {
     redis::io::tcp::TcpSettings::default()
         .set_nodelay(true)
