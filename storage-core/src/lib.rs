@@ -136,7 +136,7 @@ pub mod raw {
     };
     pub use crate::range::lrange_window;
     pub use crate::retry::{Resend, RetryPolicy};
-    pub use crate::write_queue::{WriteQueue, WriteReply};
+    pub use crate::write_queue::{WriteAnswer, WriteQueue, WriteReply};
 }
 
 /// What an application needs in scope: the traits with their typed helpers, the error, the

@@ -1,6 +1,6 @@
 //! The queue of a group-committing backend: writes wait in it, the first writer that finds no
 //! commit running leads, and the leader takes them in groups until it is empty. Also the
-//! reply each queued write waits on.
+//! reply each queued write is answered through.
 //!
 //! For backends with one writer at a time and a flush per commit (SQLite, redb), where writers
 //! queued behind each other would each pay a whole flush in turn. What a group does (one
@@ -99,7 +99,7 @@ impl<J> WriteQueue<J> {
     }
 }
 
-/// What a queued write's caller waits on: its result, kept from when the write ran in its
+/// The answering side of a queued write: its result, kept from when the write ran in its
 /// group's transaction until that transaction commits (or fails).
 ///
 /// ```
@@ -109,7 +109,7 @@ impl<J> WriteQueue<J> {
 /// let (mut reply, answer) = WriteReply::channel();
 /// reply.keep(7);
 /// reply.committed();
-/// assert_eq!(WriteReply::wait(answer).await?, 7);
+/// assert_eq!(answer.wait().await?, 7);
 /// # Ok(())
 /// # }
 /// ```
@@ -120,10 +120,10 @@ pub struct WriteReply<T> {
 }
 
 impl<T> WriteReply<T> {
-    /// A reply, and the receiver its caller passes to [`wait`](Self::wait).
-    pub fn channel() -> (Self, oneshot::Receiver<Result<T>>) {
+    /// A reply, and the answer its caller waits on.
+    pub fn channel() -> (Self, WriteAnswer<T>) {
         let (sender, receiver) = oneshot::channel();
-        (WriteReply { out: None, sender }, receiver)
+        (WriteReply { out: None, sender }, WriteAnswer(receiver))
     }
 
     /// Keeps what the write returned, until its transaction commits.
@@ -144,11 +144,17 @@ impl<T> WriteReply<T> {
     pub fn fail(self, error: Error) {
         let _ = self.sender.send(Err(error));
     }
+}
 
+/// What the caller of a queued write waits on: the other end of its [`WriteReply`].
+#[derive(Debug)]
+pub struct WriteAnswer<T>(oneshot::Receiver<Result<T>>);
+
+impl<T> WriteAnswer<T> {
     /// The write's result. A reply dropped unanswered (the leader's thread never ran, the
     /// runtime shutting down) is an error saying the write was not applied.
-    pub async fn wait(answer: oneshot::Receiver<Result<T>>) -> Result<T> {
-        answer.await.map_err(|_| {
+    pub async fn wait(self) -> Result<T> {
+        self.0.await.map_err(|_| {
             Error::other("the write was abandoned before its commit ran (runtime shutting down?)")
                 .not_applied()
         })?
@@ -198,21 +204,21 @@ mod tests {
         let (mut reply, answer) = WriteReply::channel();
         reply.keep("stored");
         reply.committed();
-        assert_eq!(WriteReply::wait(answer).await.unwrap(), "stored");
+        assert_eq!(answer.wait().await.unwrap(), "stored");
 
         let (reply, answer) = WriteReply::<u8>::channel();
         reply.fail(Error::conflict("k", None));
-        let e = WriteReply::wait(answer).await.unwrap_err();
+        let e = answer.wait().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Conflict);
 
         let (reply, answer) = WriteReply::<u8>::channel();
         reply.committed();
-        let e = WriteReply::wait(answer).await.unwrap_err();
+        let e = answer.wait().await.unwrap_err();
         assert!(e.message().contains("without being applied"), "{e}");
 
         let (reply, answer) = WriteReply::<u8>::channel();
         drop(reply);
-        let e = WriteReply::wait(answer).await.unwrap_err();
+        let e = answer.wait().await.unwrap_err();
         assert_eq!(e.outcome(), Outcome::NotApplied, "{e}");
     }
 }

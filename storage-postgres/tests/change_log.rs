@@ -7,8 +7,9 @@
 
 use serde_json::json;
 use std::sync::Arc;
-use storage_core::{Database, Registry};
-use storage_servers::{Postgres, PostgresOptions, find_postgres_bin, skip_or_fail};
+use storage_core::Database;
+
+mod common;
 
 /// Writers at once, batches each, keys per batch, and the keys they share.
 const WRITERS: usize = 64;
@@ -18,20 +19,10 @@ const KEYS: usize = 5_000;
 
 /// The database role on `url`.
 async fn open(url: &str) -> Arc<dyn Database> {
-    let yaml = format!(
-        "database: {{ type: postgresql, url: '{url}', maxConnections: {WRITERS} }}\ncache: {{ type: in-memory }}"
-    );
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_postgres::PostgresFactory::new()))
-        .unwrap();
-    registry
-        .register(Arc::new(storage_memory::MemoryFactory::new()))
-        .unwrap();
-    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
-        .unwrap()
-        .resolve(&registry)
-        .unwrap();
+    let (registry, config) = common::resolved(&format!(
+        "database: {{ type: postgresql, url: '{url}', maxConnections: {WRITERS} }}\ncache: {{ type: postgresql, url: '{url}', keyPrefix: 'c:' }}"
+    ))
+    .unwrap();
     registry
         .open_database(&config.database.primary)
         .await
@@ -68,11 +59,9 @@ async fn deadlocks(url: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_batches_that_prune_the_log_never_deadlock() {
     let test = "overlapping_batches_that_prune_the_log_never_deadlock";
-    if find_postgres_bin().is_none() {
-        skip_or_fail(test, "no PostgreSQL installed");
+    let Some(server) = common::private(test, &Default::default()) else {
         return;
-    }
-    let server = Postgres::start(&PostgresOptions::default()).unwrap();
+    };
     let url = server.url();
     let db = open(&url).await;
     let before = deadlocks(&url).await;
@@ -137,11 +126,9 @@ async fn overlapping_batches_that_prune_the_log_never_deadlock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_5_schema_gets_the_prune_that_does_not_wait() {
     let test = "a_version_5_schema_gets_the_prune_that_does_not_wait";
-    if find_postgres_bin().is_none() {
-        skip_or_fail(test, "no PostgreSQL installed");
+    let Some(server) = common::private(test, &Default::default()) else {
         return;
-    }
-    let server = Postgres::start(&PostgresOptions::default()).unwrap();
+    };
     let url = server.url();
     open(&url).await.close().await.unwrap();
     let client = connect(&url).await;

@@ -7,7 +7,8 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use storage_core::{Database, Registry};
+use storage_core::Database;
+mod common;
 use storage_servers::{Postgres, PostgresOptions, find_postgres_bin, skip_or_fail};
 
 /// How long the backend may take, after the promotion, to serve writes again.
@@ -22,17 +23,10 @@ struct Outcome {
 }
 
 async fn open(url: &str) -> Arc<dyn Database> {
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_postgres::PostgresFactory::new()))
-        .unwrap();
-    let yaml = format!(
+    let (registry, config) = common::resolved(&format!(
         "database: {{ type: postgres, url: '{url}', connectionTimeoutMillis: 2000, operationTimeoutMillis: 3000, pool: {{ acquireTimeoutMillis: 2000 }} }}\ncache: {{ type: postgres, url: '{url}', keyPrefix: 'c:' }}"
-    );
-    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
-        .unwrap()
-        .resolve(&registry)
-        .unwrap();
+    ))
+    .unwrap();
     registry
         .open_database(&config.database.primary)
         .await

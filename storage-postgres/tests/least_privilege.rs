@@ -8,9 +8,10 @@
 use serde_json::json;
 use std::sync::Arc;
 use storage_core::watch::ChangeKind;
-use storage_core::{Database, ErrorKind, Registry};
+use storage_core::{Database, ErrorKind};
 
 // A server URL: the shared one, or a private server kept alive by the returned guard.
+mod common;
 use storage_servers::test_postgres as server;
 
 /// Opens the database role of a PostgreSQL block (both roles on PostgreSQL, apart by prefix).
@@ -18,10 +19,7 @@ async fn open(block: &str) -> storage_core::Result<Arc<dyn Database>> {
     let yaml = format!(
         "database: {block}\ncache: {{ type: postgresql, url: 'postgres://unused@127.0.0.1:1/x', keyPrefix: 'c:' }}"
     );
-    let mut registry = Registry::new();
-    registry.register(Arc::new(storage_postgres::PostgresFactory::new()))?;
-    let config =
-        storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())?.resolve(&registry)?;
+    let (registry, config) = common::resolved(&yaml)?;
     registry.open_database(&config.database.primary).await
 }
 
@@ -71,14 +69,7 @@ async fn a_role_that_may_not_create_works_once_the_owner_ran_init() {
     let yaml = format!(
         "database: {owner_block}\ncache: {{ type: postgresql, url: 'postgres://unused@127.0.0.1:1/x', keyPrefix: 'c:' }}"
     );
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_postgres::PostgresFactory::new()))
-        .unwrap();
-    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
-        .unwrap()
-        .resolve(&registry)
-        .unwrap();
+    let (_, config) = common::resolved(&yaml).unwrap();
     let ddl = config
         .database
         .primary

@@ -7,6 +7,7 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use storage_core::{Database, ErrorKind, KeyKind, Registry};
+mod common;
 use storage_servers::find_postgres_bin;
 
 // A server URL: the shared one, or a private server kept alive by the returned guard.
@@ -403,14 +404,7 @@ async fn expired_rows_are_reclaimed_without_reads() {
     let yaml = format!(
         "cache: {{ type: postgresql, url: '{url}', schema: {schema} }}\ndatabase: {{ type: postgresql, url: '{url}', schema: {schema}, keyPrefix: 'db:' }}"
     );
-    let mut registry = Registry::new();
-    registry
-        .register(Arc::new(storage_postgres::PostgresFactory::new()))
-        .unwrap();
-    let config = storage_manager::config_file::from_yaml_str(&yaml, ".".as_ref())
-        .unwrap()
-        .resolve(&registry)
-        .unwrap();
+    let (registry, config) = common::resolved(&yaml).unwrap();
     let cache = registry.open_cache(&config.cache.primary).await.unwrap();
     let ttl = Some(std::time::Duration::from_millis(50));
     let batch: Vec<storage_core::CacheEntry> = (0..10_000)

@@ -7,18 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use storage_core::{Cache, CacheEntry, Database, ErrorKind};
-use storage_servers::{RedisCluster, RedisOptions, TestCerts, find_redis_server, skip_or_fail};
+use storage_servers::{RedisCluster, RedisOptions, TestCerts};
 
 mod common;
-use common::registry;
-
-fn cluster(test: &str, options: &RedisOptions) -> Option<RedisCluster> {
-    if find_redis_server().is_none() {
-        skip_or_fail(test, "redis-server not found");
-        return None;
-    }
-    Some(RedisCluster::start(options).expect("start a private Redis Cluster"))
-}
+use common::{private_cluster as cluster, registry};
 
 fn config(
     cache: &str,

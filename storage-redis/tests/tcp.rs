@@ -10,8 +10,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 mod common;
-use common::{open, open_cache, private};
-use storage_servers::{RedisCluster, find_redis_server, skip_or_fail};
+use common::{open, open_cache, private, private_cluster};
 
 /// The inodes of the sockets this process holds open.
 fn own_socket_inodes() -> HashSet<String> {
@@ -65,16 +64,25 @@ async fn every_connection_to_the_server_keeps_alive() {
     for call in calls {
         assert_eq!(call.await.unwrap(), Some(json!(1)));
     }
-    // Idle now: every connection's last segment acknowledged, its keep-alive timer running.
+    assert_idle_connections_keep_alive(&[server.port()], 2, "the pool's and the solo connection")
+        .await;
+}
+
+/// Once idle (every connection's last segment acknowledged), this process holds at least
+/// `expected` connections to `ports`, each with its keep-alive timer running.
+async fn assert_idle_connections_keep_alive(ports: &[u16], expected: usize, what: &str) {
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let timers = timers_of_connections_to(server.port());
+    let timers: Vec<String> = ports
+        .iter()
+        .flat_map(|&port| timers_of_connections_to(port))
+        .collect();
     assert!(
-        timers.len() >= 2,
-        "expected the pool's and the solo connection, found {timers:?}"
+        timers.len() >= expected,
+        "expected {what}, found {timers:?}"
     );
     assert!(
         timers.iter().all(|t| t == "02"),
-        "a connection to the server without keep-alive (timers {timers:?}; 02 is keep-alive)"
+        "a connection without keep-alive (timers {timers:?}; 02 is keep-alive)"
     );
 }
 
@@ -84,29 +92,14 @@ async fn every_connection_to_the_server_keeps_alive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_connection_to_a_cluster_keeps_alive() {
     let test = "every_connection_to_a_cluster_keeps_alive";
-    if find_redis_server().is_none() {
-        skip_or_fail(test, "redis-server not found");
+    let Some(cluster) = private_cluster(test, &Default::default()) else {
         return;
-    }
-    let cluster = RedisCluster::start(&Default::default()).expect("start a private Redis Cluster");
+    };
     let cache = open_cache(&cluster.url(), "cluster: true, keyPrefix: 'tcp:'").await;
     for i in 0..64 {
         cache.set(&format!("k{i}"), &json!(i), None).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let timers: Vec<String> = cluster
-        .ports()
-        .into_iter()
-        .flat_map(timers_of_connections_to)
-        .collect();
-    assert!(
-        timers.len() >= 3,
-        "expected a connection to each of the three primaries, found {timers:?}"
-    );
-    assert!(
-        timers.iter().all(|t| t == "02"),
-        "a connection to a cluster node without keep-alive (timers {timers:?}; 02 is keep-alive)"
-    );
+    assert_idle_connections_keep_alive(&cluster.ports(), 3, "a connection to each primary").await;
 }
 
 /// `options.soloConnection: false` keeps the backend to its pool: the same sequential work

@@ -135,7 +135,7 @@ impl Committer {
             // drop answers everything queued.
             drop(tokio::task::spawn_blocking(move || leader.run()));
         }
-        WriteReply::wait(answer).await
+        answer.wait().await
     }
 
     /// Transactions committed since the backend opened (fewer than writes when they grouped).

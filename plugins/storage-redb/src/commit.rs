@@ -128,7 +128,7 @@ impl Committer {
                 drop(tokio::task::spawn_blocking(move || rest.run(usize::MAX)));
             }
         }
-        WriteReply::wait(answer).await
+        answer.wait().await
     }
 
     /// Transactions committed since the backend opened (fewer than writes when they grouped).

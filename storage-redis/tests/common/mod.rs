@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use storage_core::config::StorageConfig;
 use storage_core::{Cache, Database, Registry};
-use storage_servers::{Redis, find_redis_server, skip_or_fail};
+use storage_servers::{Redis, RedisCluster, RedisOptions, find_redis_server, skip_or_fail};
 
 /// A private `redis-server` for `test`, or `None` after saying why (failing under CI).
 pub fn private(test: &str) -> Option<Redis> {
@@ -16,6 +16,16 @@ pub fn private(test: &str) -> Option<Redis> {
         return None;
     }
     Some(Redis::start(&Default::default()).expect("start a private redis-server"))
+}
+
+/// A private Redis Cluster for `test` (six nodes), or `None` after saying why (failing under
+/// CI).
+pub fn private_cluster(test: &str, options: &RedisOptions) -> Option<RedisCluster> {
+    if find_redis_server().is_none() {
+        skip_or_fail(test, "redis-server not found");
+        return None;
+    }
+    Some(RedisCluster::start(options).expect("start a private Redis Cluster"))
 }
 
 /// A registry of the Redis and in-memory backends (the other role of a test's configuration
