@@ -187,82 +187,108 @@ struct Copied {
     lists: usize,
 }
 
-/// Copies every value, then every list, counting in `done` what is written.
+/// Copies every value of `keys`, then every list among them, in one read of the source:
+/// what is read is hashed as it is written, and the returned digest (what the target must
+/// now hold) is what the verification compares the target with. A key that is gone when its
+/// batch is read is left out of both. Counts what is written in `done`.
 async fn copy(
     src: &Endpoint,
     dst: &Endpoint,
-    inv: &Inventory,
+    keys: &[String],
     done: &mut Copied,
     progress: &mut Progress,
-) -> Result<()> {
-    for chunk in inv.values.chunks(BATCH) {
+) -> Result<Digest> {
+    let mut copied = Digest::new();
+    let mut lists = Vec::new();
+    for chunk in keys.chunks(BATCH) {
         let slots = src.store().mget(chunk).await?;
-        match (src, dst) {
+        let mut values = Vec::with_capacity(chunk.len());
+        let mut listed = 0;
+        for (key, slot) in chunk.iter().zip(slots) {
+            match slot {
+                Some(value) => values.push((key.clone(), value)),
+                // `mget` gives no value for a list; a key that is neither is gone.
+                None if src.store().kind(key).await? == KeyKind::List => {
+                    lists.push(key.clone());
+                    listed += 1;
+                }
+                None => {}
+            }
+        }
+        let written = match (src, dst) {
             (Endpoint::Cache(s), Endpoint::Cache(d)) => {
-                let mut entries = Vec::with_capacity(chunk.len());
-                for (key, slot) in chunk.iter().zip(slots) {
-                    let Some(value) = slot else { continue };
-                    let ttl = match s.ttl(key).await? {
+                let mut entries = Vec::with_capacity(values.len());
+                for (key, value) in values {
+                    let ttl = match s.ttl(&key).await? {
                         KeyTtl::ExpiresIn(left) => Some(left),
                         KeyTtl::Persistent => None,
                         KeyTtl::Missing => continue,
                     };
-                    entries.push(CacheEntry::new(key.clone(), value, ttl));
+                    entries.push(CacheEntry::new(key, value, ttl));
                 }
                 d.mset(&entries).await?;
+                entries.into_iter().map(|e| (e.key, e.value)).collect()
             }
             (_, Endpoint::Database(d)) => {
-                let entries: Vec<(String, Value)> = chunk
-                    .iter()
-                    .zip(slots)
-                    .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
-                    .collect();
-                d.mset(&entries).await?;
+                d.mset(&values).await?;
+                values
             }
             (Endpoint::Database(_), Endpoint::Cache(_)) => {
                 return Err(Error::unsupported(
                     "both sides of a migration are the same role",
                 ));
             }
+        };
+        done.values += written.len();
+        for (key, value) in written {
+            let mut h = FNV;
+            hash_value(&value, &mut h);
+            copied.insert(key, (KeyKind::Value, h, 1));
         }
-        done.values += chunk.len();
-        progress.advance(chunk.len() as u64);
+        progress.advance((chunk.len() - listed) as u64);
     }
-    if !inv.lists.is_empty() {
+    if !lists.is_empty() {
         let (s, d) = (src.db()?, dst.db()?);
-        for key in &inv.lists {
+        for key in lists {
             // Replaced, never appended to, so that a rerun gives the same list.
-            d.delete(key).await?;
-            let len = s.get_length(key).await?;
-            let mut start = 0i64;
-            while (start as u64) < len {
-                let items = s.get_range(key, start, start + LIST_CHUNK - 1).await?;
-                d.append_many(key, &items).await?;
-                start += LIST_CHUNK;
+            d.delete(&key).await?;
+            let len = s.get_length(&key).await?;
+            let (mut h, mut items_read) = (FNV, 0u64);
+            while items_read < len {
+                let start = items_read as i64;
+                let items = s.get_range(&key, start, start + LIST_CHUNK - 1).await?;
+                if items.is_empty() {
+                    // Trimmed while it was read: the digest holds what was copied.
+                    break;
+                }
+                for item in &items {
+                    hash_value(item, &mut h);
+                }
+                items_read += items.len() as u64;
+                d.append_many(&key, &items).await?;
             }
+            copied.insert(key, (KeyKind::List, h, items_read));
             done.lists += 1;
             progress.advance(1);
         }
     }
-    Ok(())
+    Ok(copied)
 }
 
 /// The error of a copy that stopped part way: what was copied, that the source is unchanged,
 /// that the target holds a partial copy, and how to finish or undo it, with the cause cut to
 /// a bounded summary (a failed batch may carry one error per command).
-fn stopped(cause: Error, done: &Copied, inv: &Inventory, to: &Path) -> Error {
+fn stopped(cause: Error, done: &Copied, keys: usize, to: &Path) -> Error {
     let summary = storage_core::redact::excerpt(&cause.to_string(), 400);
     Error::new(
         cause.kind(),
         format!(
-            "the migration stopped after copying {} of {} values and {} of {} lists: {summary}. \
+            "the migration stopped after copying {} values and {} lists of the source's {keys} keys: {summary}. \
              The source is unchanged. The target ({}) holds a partial copy: run the same command \
              with --overwrite to replace it with a whole copy (it clears the target's namespace \
              first), or `storage --config {} keys` to see what is there",
             done.values,
-            inv.values.len(),
             done.lists,
-            inv.lists.len(),
             to.display(),
             to.display(),
         ),
@@ -309,14 +335,12 @@ pub async fn run(from: &Path, to: &Path, side: Side, mode: Mode) -> Result<u8> {
     let src = Endpoint::connect(&src_manager, side).await?;
     let dst = Endpoint::connect(&dst_manager, side).await?;
     let started = Instant::now();
-    // What the source holds before anything is written: the copy and the verification are
-    // both against this snapshot.
-    let before = digest(&src).await?;
-    let inv = inventory(&before);
-    let total = (inv.values.len() + inv.lists.len()) as u64;
+    // Listed before anything is written: a key no caller can name stops the run here.
+    let keys = src.store().keys(None).await?;
     let existing = dst.store().keys(None).await?;
 
     if mode == Mode::DryRun {
+        let inv = inventory(&digest(&src).await?);
         let mut items = 0;
         if !inv.lists.is_empty() {
             let db = src.db()?;
@@ -352,16 +376,19 @@ pub async fn run(from: &Path, to: &Path, side: Side, mode: Mode) -> Result<u8> {
         dst.store().clear().await?;
     }
 
-    let mut progress = Progress::new(total);
+    let mut progress = Progress::new(keys.len() as u64);
     let mut done = Copied::default();
-    if let Err(e) = copy(&src, &dst, &inv, &mut done, &mut progress).await {
-        progress.finish();
-        return Err(stopped(e, &done, &inv, to));
-    }
+    let before = match copy(&src, &dst, &keys, &mut done, &mut progress).await {
+        Ok(copied) => copied,
+        Err(e) => {
+            progress.finish();
+            return Err(stopped(e, &done, keys.len(), to));
+        }
+    };
     progress.finish();
     let copied = started.elapsed();
 
-    // Verify the target against what was read from the source before copying: every key, its
+    // Verify the target against what was read from the source and written: every key, its
     // kind and a content hash (per list, over every item), not counts.
     let (a, b) = (&before, digest(&dst).await?);
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -383,14 +410,14 @@ pub async fn run(from: &Path, to: &Path, side: Side, mode: Mode) -> Result<u8> {
     let matching = a.iter().filter(|(k, x)| b.get(*k) == Some(x)).count();
     println!(
         "copied {} values and {} lists in {:.1}s; verified {matching} of {} keys by content",
-        inv.values.len(),
-        inv.lists.len(),
+        done.values,
+        done.lists,
         copied.as_secs_f64(),
         a.len()
     );
     if differences.is_empty() && matching == a.len() && b.len() == a.len() {
         println!("verification: identical");
-        if role == Role::Database && !inv.values.is_empty() {
+        if role == Role::Database && done.values > 0 {
             // The copy wrote every value anew: versions read from the source match nothing.
             println!(
                 "note: versions restart on the target; read values again before a conditional write"

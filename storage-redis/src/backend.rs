@@ -95,6 +95,11 @@ impl Store for RedisBackend {
     }
 
     async fn keys(&self, pattern: Option<&str>) -> Result<Vec<String>> {
+        if self.key_index
+            && let Some(keys) = self.indexed_keys(pattern).await?
+        {
+            return Ok(keys);
+        }
         // A key that is not UTF-8 was not written by this library, and no caller can name it:
         // skipped, it would be left behind unseen (a migration once reported "identical"
         // without it). Reported instead, escaped.
@@ -105,25 +110,42 @@ impl Store for RedisBackend {
                 Ok(k) => Ok(k[self.prefix.len()..].to_string()),
                 Err(e) => Err(not_utf8_key(e.as_bytes())),
             })
-            // The list headers' hash is the namespace's own, not a caller's key.
-            .filter(
-                |k| !matches!(k, Ok(k) if k == crate::feed::LISTS || k == crate::watch::CHANGES),
-            )
+            // The list headers, the change log and the key index are the namespace's own (their
+            // names start with NUL, which no caller's key holds).
+            .filter(|k| !matches!(k, Ok(k) if k.starts_with('\0')))
             .collect()
     }
 
     async fn clear(&self) -> Result<()> {
-        // The change log stays: watchers stand in it, and the clear is filed there.
-        let log = self.key(crate::watch::CHANGES).into_bytes();
-        let mut keys = self.scan(None).await?;
-        keys.retain(|k| *k != log);
-        for chunk in keys.chunks(BATCH) {
+        if self.key_index && self.clear_indexed().await? {
             self.query::<u64>(
                 Resend::Allowed,
-                redis::cmd("UNLINK").arg(chunk),
+                redis::cmd("UNLINK").arg(self.key(crate::feed::LISTS)),
                 "clearing the namespace",
             )
             .await?;
+        } else {
+            // A database's index is built by the clear: marked first, so that the writes
+            // that land while `SCAN` walks keep it; complete once the walk removed the rest.
+            let index = match self.key_index {
+                true => Some(self.begin_index().await?),
+                false => None,
+            };
+            // The change log stays: watchers stand in it, and the clear is filed there.
+            let log = self.key(crate::watch::CHANGES).into_bytes();
+            let mut keys = self.scan(None).await?;
+            keys.retain(|k| *k != log && Some(k.as_slice()) != index.as_deref().map(str::as_bytes));
+            for chunk in keys.chunks(BATCH) {
+                self.query::<u64>(
+                    Resend::Allowed,
+                    redis::cmd("UNLINK").arg(chunk),
+                    "clearing the namespace",
+                )
+                .await?;
+            }
+            if let Some(index) = index {
+                self.complete_index(&index).await?;
+            }
         }
         if self.logs_changes() {
             let cmd = self.log_command("", ChangeKind::Cleared, None);

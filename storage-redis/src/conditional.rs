@@ -9,6 +9,7 @@
 //! in between. Not the plain operations (`backend.rs`).
 
 use crate::core::{RedisBackend, decode_json, wrong_type};
+use crate::key_index::KEY_INDEX;
 use crate::watch::{CHANGES, LUA_LOG};
 use redis::Script;
 use serde_json::Value;
@@ -70,7 +71,7 @@ local function version_of(stored)
 end
 "#;
 
-/// `KEYS[1]` the key, `KEYS[2]` the change log; `ARGV[1]` the stored form, `ARGV[2]` `absent`
+/// `KEYS[1]` the key, `KEYS[2]` the change log, `KEYS[3]` the key index; `ARGV[1]` the stored form, `ARGV[2]` `absent`
 /// or `version`, `ARGV[3]` the expected version, `ARGV[4]` the new one, `ARGV[5]` the key as
 /// callers name it. A key already at the new version holds this very write (sent again after a
 /// lost answer): success, filed once.
@@ -81,7 +82,7 @@ local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then
   if ARGV[2] == 'absent' then
     redis.call('SET', KEYS[1], ARGV[1])
-    log(KEYS[2], ARGV[5], '0', ARGV[4])
+    log(KEYS[2], ARGV[5], '0', ARGV[4], KEYS[3])
     return {{'ok'}}
   end
   return {{'conflict'}}
@@ -94,7 +95,7 @@ local held = version_of(redis.call('GET', KEYS[1]))
 if held == ARGV[4] then return {{'ok'}} end
 if ARGV[2] == 'version' and held == ARGV[3] then
   redis.call('SET', KEYS[1], ARGV[1])
-  log(KEYS[2], ARGV[5], '0', ARGV[4])
+  log(KEYS[2], ARGV[5], '0', ARGV[4], KEYS[3])
   return {{'ok'}}
 end
 return {{'conflict', held}}
@@ -102,7 +103,7 @@ return {{'conflict', held}}
     ))
 });
 
-/// `KEYS[1]` the key, `KEYS[2]` the change log; `ARGV[1]` the expected version, `ARGV[2]` the
+/// `KEYS[1]` the key, `KEYS[2]` the change log, `KEYS[3]` the key index; `ARGV[1]` the expected version, `ARGV[2]` the
 /// key as callers name it.
 static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -113,7 +114,7 @@ if kind ~= 'string' then return {{'wrongtype'}} end
 local held = version_of(redis.call('GET', KEYS[1]))
 if held == ARGV[1] then
   redis.call('UNLINK', KEYS[1])
-  log(KEYS[2], ARGV[2], '1', '')
+  log(KEYS[2], ARGV[2], '1', '', KEYS[3])
   return {{'ok'}}
 end
 return {{'conflict', held}}
@@ -170,15 +171,17 @@ impl RedisBackend {
             Condition::Absent => ("absent", String::new()),
             Condition::Version(v) => ("version", v.to_string()),
         };
-        let (full, log) = (self.key(key), self.key(CHANGES));
+        let (full, log, index) = (self.key(key), self.key(CHANGES), self.key(KEY_INDEX));
         let new = version.to_string();
         let reply: Vec<String> = self
             .with_conn(Resend::Allowed, "storing the value", |mut link| {
-                let (full, log, stored, expected, new) = (&full, &log, &stored, &expected, &new);
+                let (full, log, index) = (&full, &log, &index);
+                let (stored, expected, new) = (&stored, &expected, &new);
                 async move {
                     SET_IF
                         .key(full)
                         .key(log)
+                        .key(index)
                         .arg(stored)
                         .arg(mode)
                         .arg(expected)
@@ -203,16 +206,17 @@ impl RedisBackend {
             }
             Condition::Version(v) => v.to_string(),
         };
-        let (full, log) = (self.key(key), self.key(CHANGES));
+        let (full, log, index) = (self.key(key), self.key(CHANGES), self.key(KEY_INDEX));
         // Not sent again: a resend after a lost answer would find the key gone and report a
         // conflict for a delete that happened.
         let reply: Vec<String> = self
             .with_conn(Resend::Never, "deleting the key", |mut link| {
-                let (full, log, expected) = (&full, &log, &expected);
+                let (full, log, index, expected) = (&full, &log, &index, &expected);
                 async move {
                     DELETE_IF
                         .key(full)
                         .key(log)
+                        .key(index)
                         .arg(expected)
                         .arg(key)
                         .invoke_async(&mut link)

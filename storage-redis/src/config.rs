@@ -382,6 +382,11 @@ pub const ACL_COMMANDS: &[&str] = &[
     "ltrim",
     "hget",
     "hset",
+    // The key index of a database namespace.
+    "zadd",
+    "zrem",
+    "zscore",
+    "zrangebylex",
     // The change log.
     "xadd",
     "xrange",

@@ -207,6 +207,8 @@ pub struct RedisBackend {
     pub(crate) is_cluster: bool,
     /// The database role on a cluster: the prefix is a hash tag, one slot per namespace.
     pub(crate) hash_tagged: bool,
+    /// The database role: `keys` and `clear` use the namespace's key index (`key_index.rs`).
+    pub(crate) key_index: bool,
     /// The prefix with glob characters escaped, for `SCAN MATCH`.
     pub(crate) match_prefix: String,
     pub(crate) describe: String,
@@ -259,6 +261,7 @@ impl RedisBackend {
                 prefix,
                 is_cluster: true,
                 hash_tagged,
+                key_index: role == Role::Database,
                 describe: spec.to_string(),
                 operation_timeout: spec.common.operation_timeout,
                 connect_timeout: spec.common.connect_timeout,
@@ -323,6 +326,7 @@ impl RedisBackend {
             prefix: spec.common.key_prefix.clone(),
             is_cluster: false,
             hash_tagged: false,
+            key_index: role == Role::Database,
             match_prefix: escape_glob(&spec.common.key_prefix),
             describe,
             operation_timeout: spec.common.operation_timeout,
@@ -405,6 +409,10 @@ impl RedisBackend {
                         ))
                         .ignore();
                     }
+                }
+                if self.logs_changes() && self.key_index {
+                    let keys = group.iter().map(|(k, _)| k.as_str());
+                    pipe.add_command(self.index_add_command(keys)).ignore();
                 }
                 pipe
             })

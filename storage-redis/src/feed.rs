@@ -7,6 +7,7 @@
 //! (`backend.rs`).
 
 use crate::core::{RedisBackend, decode, wrong_type};
+use crate::key_index::KEY_INDEX;
 use crate::watch::{CHANGES, LUA_LOG};
 use redis::Script;
 use std::sync::LazyLock;
@@ -29,15 +30,15 @@ local function header(h, field)
 end
 "#;
 
-/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log; `ARGV[1]` the key,
-/// `ARGV[2]` a fresh generation, `ARGV[3..]` the items. A new list gets the generation and
+/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log, `KEYS[4]` the key
+/// index; `ARGV[1]` the key, `ARGV[2]` a fresh generation, `ARGV[3..]` the items. A new list gets the generation and
 /// head 0, and its creation is filed.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{LUA_LOG}
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':0')
-  log(KEYS[3], ARGV[1], '0', '')
+  log(KEYS[3], ARGV[1], '0', '', KEYS[4])
 end
 local n = 0
 for i = 3, #ARGV, 1000 do
@@ -48,8 +49,8 @@ return n
     ))
 });
 
-/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log; `ARGV[1]` the key,
-/// `ARGV[2]`, `ARGV[3]` LTRIM's window. The head grows by what goes from the front; a trim
+/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log, `KEYS[4]` the key
+/// index; `ARGV[1]` the key, `ARGV[2]`, `ARGV[3]` LTRIM's window. The head grows by what goes from the front; a trim
 /// that empties the list deletes it, and that is filed.
 static TRIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -62,7 +63,7 @@ if e < 0 then e = len + e end
 if s < 0 then s = 0 end
 if e >= len then e = len - 1 end
 redis.call('LTRIM', KEYS[1], ARGV[2], ARGV[3])
-if redis.call('EXISTS', KEYS[1]) == 0 then log(KEYS[3], ARGV[1], '1', '') end
+if redis.call('EXISTS', KEYS[1]) == 0 then log(KEYS[3], ARGV[1], '1', '', KEYS[4]) end
 if s <= e and s > 0 then
   local generation, head = header(KEYS[2], ARGV[1])
   redis.call('HSET', KEYS[2], ARGV[1], generation .. ':' .. string.format('%.0f', head + s))
@@ -106,16 +107,18 @@ impl RedisBackend {
     /// Appends `items` (stored forms) by the script that starts a new list's header.
     pub(crate) async fn push(&self, key: &str, items: Vec<String>) -> Result<()> {
         let (full, headers, log) = (self.key(key), self.key(LISTS), self.key(CHANGES));
+        let index = self.key(KEY_INDEX);
         let generation = Version::fresh().raw().to_string();
         // Never re-sent: a lost reply may hide an append the server applied.
         self.with_conn(Resend::Never, "appending", |mut link| {
-            let (full, headers, log, generation, items) =
-                (&full, &headers, &log, &generation, &items);
+            let (full, headers, log, index) = (&full, &headers, &log, &index);
+            let (generation, items) = (&generation, &items);
             async move {
                 APPEND
                     .key(full)
                     .key(headers)
                     .key(log)
+                    .key(index)
                     .arg(key)
                     .arg(generation)
                     .arg(items)
@@ -131,13 +134,15 @@ impl RedisBackend {
     /// LTRIM, with the head moved by what goes from the front.
     pub(crate) async fn trim_list(&self, key: &str, start: i64, end: i64) -> Result<()> {
         let (full, headers, log) = (self.key(key), self.key(LISTS), self.key(CHANGES));
+        let index = self.key(KEY_INDEX);
         // Not idempotent (a window counted from one end shrinks the list again): never re-sent.
         self.with_conn(Resend::Never, "trimming the list", |mut link| {
-            let (full, headers, log) = (&full, &headers, &log);
+            let (full, headers, log, index) = (&full, &headers, &log, &index);
             async move {
                 TRIM.key(full)
                     .key(headers)
                     .key(log)
+                    .key(index)
                     .arg(key)
                     .arg(start)
                     .arg(end)

@@ -23,9 +23,12 @@
 //!   `MULTI`/`EXEC` on a database, which is all-or-nothing.
 //! - **Retries.** `maxRetriesPerRequest` retries idempotent commands after transient errors;
 //!   an `RPUSH` is never re-sent.
-//! - **keys() and clear()** walk `SCAN` with `MATCH` (the escaped prefix plus the pattern),
-//!   de-duplicate, and never call `KEYS`; `clear` removes only this namespace, in batches, with
-//!   `UNLINK`, never `FLUSHDB`.
+//! - **keys() and clear()** on a database read the namespace's key index (`key_index.rs`: a
+//!   sorted set of its keys, built by the first `keys` or `clear` and kept by every write from
+//!   then on), so a listing by prefix costs what it finds and a `clear` what the namespace
+//!   holds, not what the server holds. A cache has no index: it walks `SCAN` with `MATCH` (the
+//!   escaped prefix plus the pattern) and de-duplicates. Neither calls `KEYS`; `clear` removes
+//!   only this namespace, in batches, with `UNLINK`, never `FLUSHDB`.
 //! - **Namespaces** are string prefixes: two namespaces on one server must not nest.
 //! - **Redis Cluster** (`cluster: true`): redis-rs's cluster client routes every command by
 //!   its key's slot, follows `MOVED`/`ASK` and refreshes the topology after a failover. The
@@ -61,6 +64,7 @@ mod conditional;
 pub mod config;
 mod core;
 mod feed;
+mod key_index;
 mod options;
 mod pool;
 mod solo;

@@ -10,6 +10,7 @@
 //! refused. Not the writes (`backend.rs`, `conditional.rs`, `feed.rs`), which call these.
 
 use crate::core::RedisBackend;
+use crate::key_index::KEY_INDEX;
 use redis::Script;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -26,14 +27,18 @@ const POLL: Duration = Duration::from_millis(5);
 /// Bits of a position that hold the stream ID's sequence (the rest hold its milliseconds).
 const SEQ_BITS: u32 = 20;
 
-/// Files a change: `log(stream, key, kind, version)`, the version `''` when there is none.
+/// Files a change: `log(stream, key, kind, version, index)`, the version `''` when there is
+/// none; and keeps the namespace's key index (`key_index.rs`), when one exists, in the same step:
+/// a key set (`kind` `'0'`) is added, a key deleted (`'1'`) removed.
 pub(crate) const LUA_LOG: &str = r#"
-local function log(stream, key, kind, version)
+local function log(stream, key, kind, version, index)
   redis.call('XADD', stream, 'MAXLEN', '~', '10000', '*', 'k', key, 't', kind, 'v', version)
+  if redis.call('EXISTS', index) == 0 then return end
+  if kind == '0' then redis.call('ZADD', index, 0, key) else redis.call('ZREM', index, key) end
 end
 "#;
 
-/// `KEYS[1]` the key, `KEYS[2]` the log; `ARGV[1]` `set`, `setnx` or `del`, `ARGV[2]` the key
+/// `KEYS[1]` the key, `KEYS[2]` the log, `KEYS[3]` the key index; `ARGV[1]` `set`, `setnx` or `del`, `ARGV[2]` the key
 /// as callers name it, `ARGV[3]` the stored form, `ARGV[4]` a TTL in ms or `''`, `ARGV[5]` the
 /// version or `''`. Answers 1 when it wrote, else 0.
 static WRITE: LazyLock<Script> = LazyLock::new(|| {
@@ -42,14 +47,14 @@ static WRITE: LazyLock<Script> = LazyLock::new(|| {
 local op = ARGV[1]
 if op == 'del' then
   local n = redis.call('UNLINK', KEYS[1])
-  if n > 0 then log(KEYS[2], ARGV[2], '1', '') end
+  if n > 0 then log(KEYS[2], ARGV[2], '1', '', KEYS[3]) end
   return n
 end
 local args = {{KEYS[1], ARGV[3]}}
 if op == 'setnx' then table.insert(args, 'NX') end
 if ARGV[4] ~= '' then table.insert(args, 'PX') table.insert(args, ARGV[4]) end
 if not redis.call('SET', unpack(args)) then return 0 end
-log(KEYS[2], ARGV[2], '0', ARGV[5])
+log(KEYS[2], ARGV[2], '0', ARGV[5], KEYS[3])
 return 1
 "#
     ))
@@ -128,16 +133,17 @@ impl RedisBackend {
         version: Option<Version>,
         resend: Resend,
     ) -> Result<bool> {
-        let (full, log) = (self.key(key), self.key(CHANGES));
+        let (full, log, index) = (self.key(key), self.key(CHANGES), self.key(KEY_INDEX));
         let ttl = ttl.map_or(String::new(), |t| (t.as_millis() as u64).to_string());
         let version = version.map_or(String::new(), |v| v.to_string());
         let wrote: u64 = self
             .with_conn(resend, "writing the key", |mut link| {
-                let (full, log, ttl, version) = (&full, &log, &ttl, &version);
+                let (full, log, index, ttl, version) = (&full, &log, &index, &ttl, &version);
                 async move {
                     WRITE
                         .key(full)
                         .key(log)
+                        .key(index)
                         .arg(op)
                         .arg(key)
                         .arg(stored)
