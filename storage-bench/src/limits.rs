@@ -66,6 +66,31 @@ pub(crate) fn redis_benchmark(url: &str, rows: &mut Vec<Row>) {
     }
 }
 
+/// One run of `redis-benchmark` at one client: `requests` of `op` (`get` or `set`) with a
+/// 200-byte value, in requests per second; `None` when it did not run. For pairing with a
+/// run of the project's own in the same moment (`redis_runtime.rs`).
+pub(crate) fn redis_benchmark_once(url: &str, op: &str, requests: usize) -> Option<f64> {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &redis_port(url),
+            "-c",
+            "1",
+            "-P",
+            "1",
+        ])
+        .args(["-n", &requests.to_string(), "-d", "200", "-t", op, "--csv"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let (_, stats) = redis_benchmark_rows(&String::from_utf8_lossy(&out.stdout))
+        .into_iter()
+        .next()?;
+    Some(stats.ops_per_sec)
+}
+
 /// The script a database-role `set` runs on one server, as its work reads to the server: the
 /// `SET` and the change filed with `XADD` (the project's own script is private to its crate;
 /// this one does the same two writes).

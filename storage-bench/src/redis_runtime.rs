@@ -7,8 +7,15 @@
 //! filed). The raw driver's `mset100` is measured twice: plain `SET`s, and the `SET`/`XADD`
 //! pairs a database-role `mset` sends (`raw, logged`), which is what the project's batch is
 //! held against. It shows whether the bimodal figures of one task come from the thread hop,
-//! and what the solo connection (`storage-redis`'s `solo.rs`) makes of them. Not the scale
-//! curves (`scale.rs`).
+//! and what the solo connection (`storage-redis`'s `solo.rs`) makes of them.
+//!
+//! Each round of `get` and `set` also runs `redis-benchmark` once, at one client and for as
+//! many requests, right after the project's run: the machine's slow spells move both, so
+//! "at or above `redis-benchmark` in every run" is judged round by round (`ratio_runs`), not
+//! the project's slowest run against the tool's median. Each of the project's runs carries a
+//! profile of its own: how many of its operations polled out and slept for their reply
+//! (`storage_redis::reply_polling`) and how much CPU time the hypervisor took from the
+//! machine meanwhile (steal, from `/proc/stat`). Not the scale curves (`scale.rs`).
 
 use crate::Subject;
 use crate::baselines::RedisBaseline;
@@ -22,14 +29,14 @@ const RUNS: usize = 7;
 /// Every run of get and set at one task, ours and raw, on both runtimes; and
 /// `redis-benchmark` at one client (left out of a smoke run: it takes half a minute).
 pub async fn compare(url: &str, ops: usize, with_benchmark: bool) -> Vec<Value> {
-    let mut rows = measure(url, ops, "multi_thread").await;
+    let mut rows = measure(url, ops, "multi_thread", with_benchmark).await;
     let owned = url.to_string();
     let current = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a current-thread runtime")
-            .block_on(measure(&owned, ops, "current_thread"))
+            .block_on(measure(&owned, ops, "current_thread", with_benchmark))
     })
     .join()
     .expect("the current-thread measurement");
@@ -61,7 +68,7 @@ pub async fn compare(url: &str, ops: usize, with_benchmark: bool) -> Vec<Value> 
     rows
 }
 
-async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
+async fn measure(url: &str, ops: usize, runtime: &str, with_benchmark: bool) -> Vec<Value> {
     let mut options = json!({});
     // For trying another polling window (`--redis-reply-spin MICROS`); the default otherwise.
     if let Some(micros) = std::env::args()
@@ -116,11 +123,15 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
         if op == "mset100" {
             runs.push(("raw, logged", Vec::new()));
         }
+        // The project's runs' profiles, and redis-benchmark's run of each round.
+        let mut profiles: Vec<Value> = Vec::new();
+        let mut paired: Vec<f64> = Vec::new();
         // A batch of 100 is about as long as ten single calls: a tenth of the calls.
         let calls = if op.starts_with('m') { ops / 10 } else { ops };
         for _ in 0..RUNS {
             // Interleaved, so that a slow spell of the machine falls on every side.
             for (s, (_, db)) in subjects.iter().enumerate() {
+                let (polling, steal) = (storage_redis::reply_polling(), steal_ms());
                 let started = Instant::now();
                 for i in 0..calls {
                     let key = format!("k{}", (i * 7919) % 1000);
@@ -134,6 +145,14 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
                 runs[s]
                     .1
                     .push(calls as f64 / started.elapsed().as_secs_f64());
+                if s == 0 {
+                    let now = storage_redis::reply_polling();
+                    profiles.push(json!({
+                        "polled": now.polled - polling.polled,
+                        "slept": now.slept - polling.slept,
+                        "steal_ms": steal.zip(steal_ms()).map(|(a, b)| b.saturating_sub(a)),
+                    }));
+                }
             }
             // The raw driver does the same calls (its batches: one `MGET`, one `MULTI`
             // pipeline), so each of the project's figures has the driver's beside it.
@@ -160,6 +179,12 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
                 let rate = calls as f64 / started.elapsed().as_secs_f64();
                 runs.last_mut().expect("the logged side").1.push(rate);
             }
+            if with_benchmark
+                && matches!(op, "get" | "set")
+                && let Some(rate) = crate::limits::redis_benchmark_once(url, op, calls)
+            {
+                paired.push(rate);
+            }
         }
         for (side, runs) in runs {
             if runs.is_empty() {
@@ -172,10 +197,35 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
                 "scale: redis one task {runtime:<14} {side:<15} {op}: median {median:>7.0} ops/s, runs {:?}",
                 runs.iter().map(|r| r.round()).collect::<Vec<_>>()
             );
-            rows.push(json!({
+            let mut row = json!({
                 "runtime": runtime, "side": side, "op": op,
                 "median_ops_per_sec": median, "runs_ops_per_sec": runs,
-            }));
+            });
+            if side == "ours" {
+                row["profiles"] = json!(profiles);
+                if paired.len() == runs.len() {
+                    let ratios: Vec<f64> = runs.iter().zip(&paired).map(|(o, b)| o / b).collect();
+                    eprintln!(
+                        "scale: redis one task {runtime:<14} ours/redis-benchmark {op}, round by round: {:?} (redis-benchmark {:?}); slept {:?}, steal ms {:?}",
+                        ratios
+                            .iter()
+                            .map(|r| (r * 100.0).round() / 100.0)
+                            .collect::<Vec<_>>(),
+                        paired.iter().map(|r| r.round()).collect::<Vec<_>>(),
+                        profiles
+                            .iter()
+                            .map(|p| p["slept"].as_u64())
+                            .collect::<Vec<_>>(),
+                        profiles
+                            .iter()
+                            .map(|p| p["steal_ms"].as_u64())
+                            .collect::<Vec<_>>(),
+                    );
+                    row["redis_benchmark_runs"] = json!(paired);
+                    row["ratio_runs"] = json!(ratios);
+                }
+            }
+            rows.push(row);
         }
     }
     for (_, db) in &subjects {
@@ -195,6 +245,22 @@ async fn measure(url: &str, ops: usize, runtime: &str) -> Vec<Value> {
         .await
         .expect("remove the logged batch's keys");
     rows
+}
+
+/// CPU time the hypervisor has taken from this machine's processors since boot (the `steal`
+/// column of `/proc/stat`'s `cpu` line), in ms; `None` where there is no such file.
+fn steal_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: u64 = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(8)?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks * 1000 / per_second as u64)
 }
 
 /// `entries` as one `MULTI`/`EXEC` of `SET` and `XADD` pairs: the server's work in a

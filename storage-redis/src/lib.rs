@@ -18,7 +18,9 @@
 //!   hand-off between tasks; while it is the backend's only operation in flight it polls the
 //!   socket for the reply for up to `options.replySpinMicros` (100 µs) before sleeping. A
 //!   command cut off before its reply was read (a timeout) retires the connection. At one task
-//!   this is what puts the backend level with `redis-benchmark` (see BENCHMARKS.md).
+//!   this is what puts the backend level with `redis-benchmark` (see BENCHMARKS.md);
+//!   [`reply_polling`] counts the operations whose replies came while they polled and those
+//!   that slept for one.
 //! - **Batches.** `mget` is one `MGET`. `mset` is one round trip: a pipeline on a cache, and
 //!   `MULTI`/`EXEC` on a database, which is all-or-nothing.
 //! - **Retries.** `maxRetriesPerRequest` retries idempotent commands after transient errors;
@@ -72,6 +74,7 @@ mod watch;
 
 pub use crate::core::RedisBackend;
 pub use config::{RedisConfig, TYPE_NAME};
+pub use solo::{ReplyPolling, reply_polling};
 
 use async_trait::async_trait;
 use serde_json::Value;

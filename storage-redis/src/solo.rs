@@ -22,11 +22,49 @@ use redis::{Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisFuture, RedisRes
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// Solo-connection exchanges allowed to poll, process-wide: how many had every reply arrive
+/// while polling, and how many polled out and slept for one (see [`reply_polling`]).
+static REPLIES_POLLED: AtomicU64 = AtomicU64::new(0);
+static REPLIES_SLEPT: AtomicU64 = AtomicU64::new(0);
+
+/// How the replies of operations alone on a Redis server arrived, counted over every backend
+/// of this process since it started: each operation that took the solo connection while no
+/// other was in flight (so it was allowed to poll) is counted once, as `polled` when every
+/// reply it read came within `options.replySpinMicros`, or as `slept` when it polled out and
+/// waited to be woken (the wake-up polling exists to spare).
+///
+/// For tuning `replySpinMicros`: many `slept` against `polled` at one task mean the server
+/// answers more slowly than the window (a slow command, a busy or distant server), and a
+/// longer window (or none) fits better. The benchmark reads it to tell a slow run whose
+/// replies missed the window from one where the round trip itself was slow.
+///
+/// ```
+/// let before = storage_redis::reply_polling();
+/// // ... operations at one task ...
+/// let after = storage_redis::reply_polling();
+/// assert!(after.slept >= before.slept);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyPolling {
+    /// Operations whose every reply arrived while they polled.
+    pub polled: u64,
+    /// Operations that polled out and slept until a reply woke them.
+    pub slept: u64,
+}
+
+/// The process-wide [`ReplyPolling`] counts so far.
+pub fn reply_polling() -> ReplyPolling {
+    ReplyPolling {
+        polled: REPLIES_POLLED.load(Ordering::Relaxed),
+        slept: REPLIES_SLEPT.load(Ordering::Relaxed),
+    }
+}
 
 /// How long a solo connection that failed to open is left alone before the next try: the
 /// pool serves meanwhile and reports why the server cannot be reached.
@@ -274,6 +312,14 @@ impl SoloConn {
             if index >= offset {
                 replies.push(reply);
             }
+        }
+        if spin.is_some() {
+            // Polling out clears `spin_until`; every reply in the window leaves it set.
+            let counter = match reader.spin_until {
+                Some(_) => &REPLIES_POLLED,
+                None => &REPLIES_SLEPT,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         self.pending = false;
         self.last_used = Instant::now();

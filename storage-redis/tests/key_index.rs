@@ -9,15 +9,7 @@ use std::collections::BTreeSet;
 use storage_core::{CacheEntry, Condition};
 
 mod common;
-use common::{open, open_cache, private};
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
+use common::{open, open_cache, private, raw};
 
 /// How many `SCAN` commands the server has run (`INFO commandstats`).
 async fn scans(conn: &mut redis::aio::MultiplexedConnection) -> u64 {

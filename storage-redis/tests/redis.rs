@@ -11,15 +11,7 @@ use storage_core::{Database, ErrorKind};
 use storage_servers::{Redis, find_redis_server, skip_or_fail};
 
 mod common;
-use common::{open, private};
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
+use common::{open, private, raw};
 
 struct Rng(u64);
 impl Rng {

@@ -69,3 +69,12 @@ pub async fn open_cache(url: &str, extra: &str) -> Arc<dyn Cache> {
     ));
     registry.open_cache(&config.cache.primary).await.unwrap()
 }
+
+/// A plain connection of the driver's own to `url`, for looking behind the backend.
+pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
