@@ -38,10 +38,19 @@ const COMPLETE: &str = "\0complete";
 
 /// `mset`'s step of its transaction: `KEYS[1]` the index, `ARGV` the keys set. Sent as `EVAL`
 /// (a script's text), not `EVALSHA`: inside `MULTI` a script the server has not loaded would
-/// fail alone while the rest of the transaction ran.
+/// fail alone while the rest of the transaction ran. One `ZADD` per 500 keys: a call from a
+/// script costs the server more than a member added, and `unpack` is bounded by Lua's stack.
 pub(crate) const INDEX_ADD: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 1, #ARGV do redis.call('ZADD', KEYS[1], 0, ARGV[i]) end
+local args = {}
+for i = 1, #ARGV do
+  args[#args + 1] = 0
+  args[#args + 1] = ARGV[i]
+  if #args == 1000 or i == #ARGV then
+    redis.call('ZADD', KEYS[1], unpack(args))
+    args = {}
+  end
+end
 return #ARGV
 "#;
 
@@ -69,16 +78,20 @@ return {#members, members[#members] or '', live}
     )
 });
 
-/// `KEYS[1]` the index; `ARGV[1]` the namespace's prefix, `ARGV[2]` how many. Removes that many
-/// keys of the index with their members; answers how many, or -1 when the index is not
-/// complete.
+/// `KEYS[1]` the index; `ARGV[1]` the namespace's prefix, `ARGV[2]` how many (at most
+/// [`BATCH`]: one `UNLINK` and one `ZREM` take them all). Removes that many keys of the index
+/// with their members; answers how many, or -1 when the index is not complete.
 static CLEAR_PAGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if not redis.call('ZSCORE', KEYS[1], '\0complete') then return -1 end
 local members = redis.call('ZRANGEBYLEX', KEYS[1], '[\1', '+', 'LIMIT', 0, tonumber(ARGV[2]))
-for _, m in ipairs(members) do redis.call('UNLINK', ARGV[1] .. m) end
-if #members > 0 then redis.call('ZREM', KEYS[1], unpack(members)) end
+if #members > 0 then
+  local keys = {}
+  for i, m in ipairs(members) do keys[i] = ARGV[1] .. m end
+  redis.call('UNLINK', unpack(keys))
+  redis.call('ZREM', KEYS[1], unpack(members))
+end
 return #members
 "#,
     )

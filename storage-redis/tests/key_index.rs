@@ -101,6 +101,13 @@ async fn listing_and_clearing_read_the_index_not_the_server() {
     assert_eq!(db.keys(Some("user:*7")).await.unwrap().len(), 30);
     assert_eq!(db.keys(None).await.unwrap().len(), 351);
     assert_eq!(db.keys(Some("user:042")).await.unwrap(), ["user:042"]);
+    // A batch larger than one `ZADD` of the index's step (500 keys) is indexed whole, and a
+    // `clear` of more than one page (500) removes every key.
+    let bulk: Vec<(String, serde_json::Value)> =
+        (0..1234).map(|i| (format!("bulk:{i}"), json!(i))).collect();
+    db.mset(&bulk).await.unwrap();
+    assert_eq!(db.keys(Some("bulk:*")).await.unwrap().len(), 1234);
+    assert_eq!(db.keys(None).await.unwrap().len(), 351 + 1234);
     db.clear().await.unwrap();
     assert_eq!(
         scans(&mut conn).await,
