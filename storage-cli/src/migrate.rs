@@ -147,6 +147,31 @@ fn inventory(digest: &Digest) -> Inventory {
     inv
 }
 
+/// Reads the list `key` from its first item in chunks of [`LIST_CHUNK`], hashing every item
+/// and handing each chunk to `each`; answers the hash and how many items were read. A list
+/// trimmed while it is read ends at the first empty chunk: the hash holds what was read.
+async fn walk_list(
+    db: &dyn Database,
+    key: &str,
+    mut each: impl AsyncFnMut(&[Value]) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let len = db.get_length(key).await?;
+    let (mut h, mut read) = (FNV, 0u64);
+    while read < len {
+        let start = read as i64;
+        let items = db.get_range(key, start, start + LIST_CHUNK - 1).await?;
+        if items.is_empty() {
+            break;
+        }
+        for item in &items {
+            hash_value(item, &mut h);
+        }
+        read += items.len() as u64;
+        each(&items).await?;
+    }
+    Ok((h, read))
+}
+
 async fn digest(side: &Endpoint) -> Result<Digest> {
     let mut out = Digest::new();
     let keys = side.store().keys(None).await?;
@@ -161,16 +186,8 @@ async fn digest(side: &Endpoint) -> Result<Digest> {
                 }
                 None => {
                     if side.store().kind(key).await? == KeyKind::List {
-                        let db = side.db()?;
-                        let len = db.get_length(key).await?;
-                        let mut h = FNV;
-                        let mut start = 0i64;
-                        while (start as u64) < len {
-                            for item in db.get_range(key, start, start + LIST_CHUNK - 1).await? {
-                                hash_value(&item, &mut h);
-                            }
-                            start += LIST_CHUNK;
-                        }
+                        let (h, len) =
+                            walk_list(side.db()?.as_ref(), key, async |_| Ok(())).await?;
                         out.insert(key.clone(), (KeyKind::List, h, len));
                     }
                 }
@@ -252,21 +269,10 @@ async fn copy(
         for key in lists {
             // Replaced, never appended to, so that a rerun gives the same list.
             d.delete(&key).await?;
-            let len = s.get_length(&key).await?;
-            let (mut h, mut items_read) = (FNV, 0u64);
-            while items_read < len {
-                let start = items_read as i64;
-                let items = s.get_range(&key, start, start + LIST_CHUNK - 1).await?;
-                if items.is_empty() {
-                    // Trimmed while it was read: the digest holds what was copied.
-                    break;
-                }
-                for item in &items {
-                    hash_value(item, &mut h);
-                }
-                items_read += items.len() as u64;
-                d.append_many(&key, &items).await?;
-            }
+            let (h, items_read) = walk_list(s.as_ref(), &key, async |items| {
+                d.append_many(&key, items).await.map(drop)
+            })
+            .await?;
             copied.insert(key, (KeyKind::List, h, items_read));
             done.lists += 1;
             progress.advance(1);

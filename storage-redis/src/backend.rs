@@ -1,4 +1,5 @@
-//! The `Store`, `Cache` and `Database` operations of [`RedisBackend`], each one command, pipeline or `MULTI`/`EXEC`.
+//! The `Store`, `Cache` and `Database` operations of [`RedisBackend`], each one command, pipeline
+//! or `MULTI`/`EXEC`.
 //!
 //! Not the connection or the configuration: those are `core.rs` and `config.rs`.
 

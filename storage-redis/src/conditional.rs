@@ -71,10 +71,10 @@ local function version_of(stored)
 end
 "#;
 
-/// `KEYS[1]` the key, `KEYS[2]` the change log, `KEYS[3]` the key index; `ARGV[1]` the stored form, `ARGV[2]` `absent`
-/// or `version`, `ARGV[3]` the expected version, `ARGV[4]` the new one, `ARGV[5]` the key as
-/// callers name it. A key already at the new version holds this very write (sent again after a
-/// lost answer): success, filed once.
+/// `KEYS[1]` the key, `KEYS[2]` the change log, `KEYS[3]` the key index; `ARGV[1]` the stored form,
+/// `ARGV[2]` `absent` or `version`, `ARGV[3]` the expected version, `ARGV[4]` the new one,
+/// `ARGV[5]` the key as callers name it. A key already at the new version holds this very write
+/// (sent again after a lost answer): success, filed once.
 static SET_IF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{LUA_VERSION_OF}{LUA_LOG}
@@ -103,8 +103,8 @@ return {{'conflict', held}}
     ))
 });
 
-/// `KEYS[1]` the key, `KEYS[2]` the change log, `KEYS[3]` the key index; `ARGV[1]` the expected version, `ARGV[2]` the
-/// key as callers name it.
+/// `KEYS[1]` the key, `KEYS[2]` the change log, `KEYS[3]` the key index; `ARGV[1]` the expected
+/// version, `ARGV[2]` the key as callers name it.
 static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{LUA_VERSION_OF}{LUA_LOG}

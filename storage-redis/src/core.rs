@@ -346,8 +346,8 @@ impl RedisBackend {
         format!("{}{key}", self.prefix)
     }
 
-    /// Every full key of this namespace matching `pattern`, as the server holds it (bytes:
-    /// `clear` removes a key that is not UTF-8 too; `keys` reports one), by `SCAN` (on every primary of a
+    /// Every full key of this namespace matching `pattern`, as the server holds it (bytes: `clear`
+    /// removes a key that is not UTF-8 too; `keys` reports one), by `SCAN` (on every primary of a
     /// cluster whose namespace spans slots), without duplicates.
     pub(crate) async fn scan(&self, pattern: Option<&str>) -> Result<Vec<Vec<u8>>> {
         let matcher = format!("{}{}", self.match_prefix, pattern.unwrap_or("*"));

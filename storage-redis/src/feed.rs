@@ -30,9 +30,9 @@ local function header(h, field)
 end
 "#;
 
-/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log, `KEYS[4]` the key
-/// index; `ARGV[1]` the key, `ARGV[2]` a fresh generation, `ARGV[3..]` the items. A new list gets the generation and
-/// head 0, and its creation is filed.
+/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log, `KEYS[4]` the key index;
+/// `ARGV[1]` the key, `ARGV[2]` a fresh generation, `ARGV[3..]` the items. A new list gets the
+/// generation and head 0, and its creation is filed.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{LUA_LOG}
@@ -49,9 +49,9 @@ return n
     ))
 });
 
-/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log, `KEYS[4]` the key
-/// index; `ARGV[1]` the key, `ARGV[2]`, `ARGV[3]` LTRIM's window. The head grows by what goes from the front; a trim
-/// that empties the list deletes it, and that is filed.
+/// `KEYS[1]` the list, `KEYS[2]` the headers, `KEYS[3]` the change log, `KEYS[4]` the key index;
+/// `ARGV[1]` the key, `ARGV[2]`, `ARGV[3]` LTRIM's window. The head grows by what goes from the
+/// front; a trim that empties the list deletes it, and that is filed.
 static TRIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{LUA_HEADER}{LUA_LOG}

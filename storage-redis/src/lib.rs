@@ -12,15 +12,14 @@
 //!   marks it broken and the pool replaces it: after a server restart the backend recovers by
 //!   itself. A command takes a connection from the pool and returns it at once, so concurrent
 //!   callers pipeline on shared multiplexed connections instead of queueing for one.
-//! - **The solo connection** (`solo.rs`; one server over plain TCP or a Unix socket). Beside
-//!   the pool, one connection the caller's own task drives: an operation that begins alone on
-//!   the backend writes its command and reads the reply itself (redis-rs's encoder and parser), with no
-//!   hand-off between tasks; while it is the backend's only operation in flight it polls the
-//!   socket for the reply for up to `options.replySpinMicros` (100 µs) before sleeping. A
-//!   command cut off before its reply was read (a timeout) retires the connection. At one task
-//!   this is what puts the backend level with `redis-benchmark` (see BENCHMARKS.md);
-//!   [`reply_polling`] counts the operations whose replies came while they polled and those
-//!   that slept for one.
+//! - **The solo connection** (`solo.rs`; one server over plain TCP or a Unix socket). Beside the
+//!   pool, one connection the caller's own task drives: an operation that begins alone on the
+//!   backend writes its command and reads the reply itself (redis-rs's encoder and parser), with no
+//!   hand-off between tasks; while it is the backend's only operation in flight it polls the socket
+//!   for the reply for up to `options.replySpinMicros` (100 µs) before sleeping. A command cut off
+//!   before its reply was read (a timeout) retires the connection. At one task this is what puts
+//!   the backend level with `redis-benchmark` (see BENCHMARKS.md); [`reply_polling`] counts the
+//!   operations whose replies came while they polled and those that slept for one.
 //! - **Batches.** `mget` is one `MGET`. `mset` is one round trip: a pipeline on a cache, and
 //!   `MULTI`/`EXEC` on a database, which is all-or-nothing.
 //! - **Retries.** `maxRetriesPerRequest` retries idempotent commands after transient errors;

@@ -4,13 +4,13 @@
 //! flight. The others take the pool's multiplexed connections as before, so that many tasks
 //! still share few connections.
 //!
-//! Why: a multiplexed connection hands each reply from its own task to the caller's, and a
-//! task that sleeps until the reply arrives pays the wake-up of a parked thread, which at one
-//! task is most of an operation's time on loopback. An operation alone on the backend instead
-//! polls the socket for its reply (and for each further piece of a long reply) for a while (`options.replySpinMicros`, 100 µs by
-//! default: the end of the 10–100 µs tokio's guide gives a task between yields; 50 µs left
-//! half of a logged write's replies to a wake-up on the benchmark machine) before it sleeps;
-//! with other operations in flight it never polls.
+//! Why: a multiplexed connection hands each reply from its own task to the caller's, and a task
+//! that sleeps until the reply arrives pays the wake-up of a parked thread, which at one task is
+//! most of an operation's time on loopback. An operation alone on the backend instead polls the
+//! socket for its reply (and for each further piece of a long reply) for a while
+//! (`options.replySpinMicros`, 100 µs by default: the end of the 10–100 µs tokio's guide gives a
+//! task between yields; 50 µs left half of a logged write's replies to a wake-up on the benchmark
+//! machine) before it sleeps; with other operations in flight it never polls.
 //!
 //! Not for TLS, RESP3 or a cluster (those always take the pool), not the retry policy
 //! (`command.rs`), and not a pool: it is one connection, opened again after an error.

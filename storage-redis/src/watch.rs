@@ -38,9 +38,9 @@ local function log(stream, key, kind, version, index)
 end
 "#;
 
-/// `KEYS[1]` the key, `KEYS[2]` the log, `KEYS[3]` the key index; `ARGV[1]` `set`, `setnx` or `del`, `ARGV[2]` the key
-/// as callers name it, `ARGV[3]` the stored form, `ARGV[4]` a TTL in ms or `''`, `ARGV[5]` the
-/// version or `''`. Answers 1 when it wrote, else 0.
+/// `KEYS[1]` the key, `KEYS[2]` the log, `KEYS[3]` the key index; `ARGV[1]` `set`, `setnx` or
+/// `del`, `ARGV[2]` the key as callers name it, `ARGV[3]` the stored form, `ARGV[4]` a TTL in ms or
+/// `''`, `ARGV[5]` the version or `''`. Answers 1 when it wrote, else 0.
 static WRITE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"{LUA_LOG}
