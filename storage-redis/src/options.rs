@@ -35,7 +35,8 @@ pub struct RedisOptions {
     pub reply_spin_micros: Option<u64>,
     /// Whether an operation alone on one server may take the solo connection (default
     /// `true`); `false` sends every operation through the pool's shared connections, one
-    /// connection fewer per backend.
+    /// connection fewer per backend. A cluster, TLS or RESP3 has no solo connection, so
+    /// there it changes nothing.
     #[serde(default)]
     pub solo_connection: Option<bool>,
 }
