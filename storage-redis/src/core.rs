@@ -75,6 +75,17 @@ pub(crate) enum Sent {
 /// command); any other reply from the server is a permanent rejection, not applied.
 pub(crate) fn redis_error(e: RedisError, what: &str, sent: Sent) -> Error {
     use redis::{ErrorKind as Kind, ServerErrorKind as Server};
+    // A transaction the server aborted (`EXECABORT`) because it refused a command as it
+    // queued it: that command's error says why (an ACL, out of memory), and nothing ran.
+    if e.kind() == Kind::Server(Server::ExecAbort)
+        && let Some(cause) = e
+            .clone()
+            .into_server_errors()
+            .and_then(|errors| errors.first().map(|(_, cause)| cause.clone()))
+            .filter(|cause| cause.kind() != Some(Server::ExecAbort))
+    {
+        return redis_error(RedisError::from(cause), what, Sent::No);
+    }
     let lost = |e: Error| match sent {
         Sent::No => e.not_applied(),
         Sent::Yes => e.outcome_unknown(),
@@ -412,7 +423,9 @@ impl RedisBackend {
                 }
                 if self.logs_changes() && self.key_index {
                     let keys = group.iter().map(|(k, _)| k.as_str());
-                    pipe.add_command(self.index_add_command(keys)).ignore();
+                    for cmd in self.index_add_commands(keys) {
+                        pipe.add_command(cmd).ignore();
+                    }
                 }
                 pipe
             })

@@ -3,13 +3,18 @@
 //! the range of the index that starts with it and `clear` walks the namespace, where `SCAN`
 //! walks everything the server (or the cluster node) holds.
 //!
-//! - **Built when first needed.** The first `keys` or `clear` of a namespace builds it: it marks
-//!   the index as being built (so that writes start keeping it), walks the namespace with `SCAN`
-//!   once, adds what it found, and marks it complete. A namespace never listed or cleared pays
-//!   nothing: a write only checks that no index exists.
+//! - **Started by a plain write, completed when first needed.** A plain `set` (on one server;
+//!   on a cluster it stays a script, `watch.rs`) or an `mset` adds its keys to the index
+//!   whether or not it exists yet (one `ZADD` in the write's transaction: no script, whose call
+//!   alone costs the server more than the write, BENCHMARKS.md), so a database namespace
+//!   written to holds an index of (at least) the keys set since. The first
+//!   `keys` or `clear` completes it: it marks the index as being built, walks the namespace
+//!   with `SCAN` once (the keys written before, by scripts before it existed or by an older
+//!   build), adds what it found, and marks it complete. Until then nothing reads it.
 //! - **Kept by every write**, in the same script or transaction as the write and its change-log
-//!   entry (`watch.rs`'s `log`; `mset`'s `EVAL` of [`INDEX_ADD`]): a key set is added, a key
-//!   deleted (or a list trimmed to nothing) is removed.
+//!   entry: a plain `set`'s and `mset`'s `ZADD`; the scripts' shared `log` (`watch.rs`; the
+//!   conditional writes, deletes, appends and trims), which keeps an index that exists: a key
+//!   set is added, a key deleted (or a list trimmed to nothing) is removed.
 //! - **Checked on read.** A key removed while the index was built can stay in it (the walk saw
 //!   it before the removal): a listing checks that each key it reads exists and drops from the
 //!   index those that do not, in the same script. So the index may hold more than the
@@ -35,24 +40,6 @@ pub(crate) const KEY_INDEX: &str = "\0keys";
 const BUILDING: &str = "\0building";
 /// The member that marks an index holding every key of the namespace.
 const COMPLETE: &str = "\0complete";
-
-/// `mset`'s step of its transaction: `KEYS[1]` the index, `ARGV` the keys set. Sent as `EVAL`
-/// (a script's text), not `EVALSHA`: inside `MULTI` a script the server has not loaded would
-/// fail alone while the rest of the transaction ran. One `ZADD` per 500 keys: a call from a
-/// script costs the server more than a member added, and `unpack` is bounded by Lua's stack.
-pub(crate) const INDEX_ADD: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local args = {}
-for i = 1, #ARGV do
-  args[#args + 1] = 0
-  args[#args + 1] = ARGV[i]
-  if #args == 1000 or i == #ARGV then
-    redis.call('ZADD', KEYS[1], unpack(args))
-    args = {}
-  end
-end
-return #ARGV
-"#;
 
 /// `KEYS[1]` the index; `ARGV[1]` the namespace's prefix, `ARGV[2]`, `ARGV[3]` the
 /// `ZRANGEBYLEX` bounds, `ARGV[4]` how many. Answers nil when the index is not complete, else
@@ -249,13 +236,23 @@ impl RedisBackend {
         }
     }
 
-    /// `mset`'s index step, for its transaction.
-    pub(crate) fn index_add_command<'a>(&self, keys: impl Iterator<Item = &'a str>) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(INDEX_ADD).arg(1).arg(self.key(KEY_INDEX));
-        for k in keys {
-            cmd.arg(k);
-        }
-        cmd
+    /// A plain write's index step, for its transaction: one `ZADD` of `keys` per [`BATCH`] of
+    /// them (a command's arguments stay bounded in a batch of any size).
+    pub(crate) fn index_add_commands<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a str>,
+    ) -> Vec<redis::Cmd> {
+        let index = self.key(KEY_INDEX);
+        let keys: Vec<&str> = keys.collect();
+        keys.chunks(BATCH)
+            .map(|chunk| {
+                let mut cmd = redis::cmd("ZADD");
+                cmd.arg(&index);
+                for k in chunk {
+                    cmd.arg(0).arg(*k);
+                }
+                cmd
+            })
+            .collect()
     }
 }

@@ -25,8 +25,8 @@
 //! - **Retries.** `maxRetriesPerRequest` retries idempotent commands after transient errors;
 //!   an `RPUSH` is never re-sent.
 //! - **keys() and clear()** on a database read the namespace's key index (`key_index.rs`: a
-//!   sorted set of its keys, built by the first `keys` or `clear` and kept by every write from
-//!   then on), so a listing by prefix costs what it finds and a `clear` what the namespace
+//!   sorted set of its keys, started by plain writes, completed by the first `keys` or `clear`
+//!   and kept by every write from then on), so a listing by prefix costs what it finds and a `clear` what the namespace
 //!   holds, not what the server holds. A cache has no index: it walks `SCAN` with `MATCH` (the
 //!   escaped prefix plus the pattern) and de-duplicates. Neither calls `KEYS`; `clear` removes
 //!   only this namespace, in batches, with `UNLINK`, never `FLUSHDB`.

@@ -286,8 +286,8 @@ impl SoloConn {
     }
 
     /// Writes `bytes` and reads `offset + count` replies, returning the last `count` (the
-    /// first `offset` are a transaction's `OK` and `QUEUED`s; an error among them also makes
-    /// `EXEC`'s reply an error, which is returned). Polls for the first reply for `spin`.
+    /// first `offset` are a transaction's `OK` and `QUEUED`s; the first error among them, which
+    /// aborted the transaction, is returned instead). Polls for the first reply for `spin`.
     async fn exchange(
         &mut self,
         bytes: &[u8],
@@ -307,10 +307,15 @@ impl SoloConn {
             spin_until: spin.map(|d| Instant::now() + d),
         };
         let mut replies = Vec::with_capacity(count);
+        // A command the server refused as it queued it (`NOPERM`, `OOM`, a wrong arity) aborts
+        // the transaction; its error, not `EXEC`'s `EXECABORT`, says why.
+        let mut refused = None;
         for index in 0..offset + count {
             let reply = redis::parse_redis_value_async(&mut self.decoder, &mut reader).await?;
             if index >= offset {
                 replies.push(reply);
+            } else if let Value::ServerError(e) = reply {
+                refused.get_or_insert(e);
             }
         }
         if spin.is_some() {
@@ -323,7 +328,10 @@ impl SoloConn {
         }
         self.pending = false;
         self.last_used = Instant::now();
-        Ok(replies)
+        match refused {
+            Some(e) => Err(e.into()),
+            None => Ok(replies),
+        }
     }
 }
 

@@ -124,6 +124,10 @@ impl RedisBackend {
     }
 
     /// A `SET` (`setnx`: `SET NX`) or `UNLINK` with its change filed; true when it wrote.
+    /// A plain `set` on one server is a transaction ([`Self::set_logged`]); the others, whose
+    /// change is filed only when the server wrote, and every write on a cluster, a script: the
+    /// cluster client follows a failover's `MOVED` for a command, not for a transaction, which
+    /// fails whole until the topology is read again (seconds of failed writes, measured).
     pub(crate) async fn write_logged(
         &self,
         op: &'static str,
@@ -133,6 +137,10 @@ impl RedisBackend {
         version: Option<Version>,
         resend: Resend,
     ) -> Result<bool> {
+        if op == "set" && !self.is_cluster {
+            self.set_logged(key, stored, ttl, version).await?;
+            return Ok(true);
+        }
         let (full, log, index) = (self.key(key), self.key(CHANGES), self.key(KEY_INDEX));
         let ttl = ttl.map_or(String::new(), |t| (t.as_millis() as u64).to_string());
         let version = version.map_or(String::new(), |v| v.to_string());
@@ -155,6 +163,35 @@ impl RedisBackend {
             })
             .await?;
         Ok(wrote > 0)
+    }
+
+    /// A plain `SET` with its change filed, and on a database its key added to the key index
+    /// (`key_index.rs`), as one `MULTI`/`EXEC`. Not a script: nothing in it depends on what the
+    /// server holds, and a script's call alone costs the server more than the three commands
+    /// (BENCHMARKS.md, "What the change log costs a Redis write").
+    async fn set_logged(
+        &self,
+        key: &str,
+        stored: &str,
+        ttl: Option<Duration>,
+        version: Option<Version>,
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(key)).arg(stored);
+        if let Some(t) = ttl {
+            set.arg("PX").arg(t.as_millis() as u64);
+        }
+        pipe.add_command(set).ignore();
+        pipe.add_command(self.log_command(key, ChangeKind::Set, version))
+            .ignore();
+        if self.key_index {
+            for cmd in self.index_add_commands(std::iter::once(key)) {
+                pipe.add_command(cmd).ignore();
+            }
+        }
+        self.pipeline::<()>(&pipe, "writing the key").await
     }
 
     /// The `XADD` that files a change, for a pipeline (`mset`) or after a clear.

@@ -1,8 +1,8 @@
 //! The database role's key index on real, private servers: a listing by prefix and a `clear`
 //! read the index (the server's own count of `SCAN` calls stays put) among many keys of other
 //! namespaces; every kind of write keeps the index equal to what `SCAN` finds; a key the index
-//! holds but the server does not is dropped by the next listing; a write during a build keeps
-//! the index; a cache keeps none.
+//! holds but the server does not is dropped by the next listing; plain writes start the index
+//! and a listing completes it from `SCAN`; a cache keeps none.
 
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -222,33 +222,51 @@ async fn a_listing_drops_what_the_server_no_longer_holds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_keep_an_index_being_built_and_a_cache_keeps_none() {
-    let Some(server) = private("writes_keep_an_index_being_built_and_a_cache_keeps_none") else {
+async fn plain_writes_start_the_index_a_listing_completes_it_and_a_cache_keeps_none() {
+    let Some(server) =
+        private("plain_writes_start_the_index_a_listing_completes_it_and_a_cache_keeps_none")
+    else {
         return;
     };
     let mut conn = raw(&server.url()).await;
     let db = open(&server.url(), "keyPrefix: 'b:'").await;
-    // No listing yet: no index, and writes make none.
-    db.set("early", &json!(1)).await.unwrap();
-    let exists: u64 = redis::cmd("EXISTS")
+    let exists = async |conn: &mut redis::aio::MultiplexedConnection, member: &str| -> bool {
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg("b:\0keys")
+            .arg(member)
+            .query_async(conn)
+            .await
+            .unwrap();
+        score.is_some()
+    };
+    // A scripted write keeps an index only where one exists: none yet.
+    db.append("early", &json!(1)).await.unwrap();
+    let found: u64 = redis::cmd("EXISTS")
         .arg("b:\0keys")
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(exists, 0, "a write made an index nobody asked for");
-    // An index being built (its walk under way elsewhere): writes add to it from now on.
-    let _: u64 = redis::cmd("ZADD")
-        .arg("b:\0keys")
-        .arg(0)
-        .arg("\0building")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    db.set("during", &json!(1)).await.unwrap();
+    assert_eq!(found, 0, "a scripted write made an index");
+    // A plain write adds its key whether or not the index exists: the index starts, not
+    // complete (the early key is not in it).
+    db.set("first", &json!(1)).await.unwrap();
     db.mset(&[("batch".into(), json!(1))]).await.unwrap();
     db.append("list", &json!(1)).await.unwrap();
-    let expected: BTreeSet<String> = ["during", "batch", "list"].map(String::from).into();
+    let expected: BTreeSet<String> = ["first", "batch", "list"].map(String::from).into();
     assert_eq!(members(&mut conn, "b:\0keys").await, expected);
+    assert!(
+        !exists(&mut conn, "\0complete").await,
+        "complete before any walk"
+    );
+    // The first listing completes it from `SCAN`: the early key is listed, and kept.
+    let mut listed = db.keys(None).await.unwrap();
+    listed.sort();
+    assert_eq!(listed, ["batch", "early", "first", "list"]);
+    assert!(exists(&mut conn, "\0complete").await);
+    assert!(
+        exists(&mut conn, "early").await,
+        "the walk added the early key"
+    );
 
     // A cache lists and clears by `SCAN`, and never builds an index.
     let cache = open_cache(&server.url(), "keyPrefix: 'c:'").await;

@@ -303,3 +303,38 @@ async fn expired_keys_are_reclaimed_without_reads() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A write the server refuses as it queues it in a transaction (here an ACL without `SET`)
+/// aborts the transaction; the error says why (permission denied, not applied), on the solo
+/// connection and on the pool's, for a single write and for a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_transaction_names_its_cause() {
+    let Some(server) = private("a_refused_transaction_names_its_cause") else {
+        return;
+    };
+    let mut admin = raw(&server.url()).await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "noset", "on", ">pw", "~t:*", "+@all", "-set"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = server.url().replace("redis://", "redis://noset:pw@");
+    for solo in [true, false] {
+        let db = open(
+            &url,
+            &format!("keyPrefix: 't:', options: {{ soloConnection: {solo} }}"),
+        )
+        .await;
+        let single = db.set("k", &serde_json::json!(1)).await.unwrap_err();
+        let batch = db
+            .mset(&[("a".into(), serde_json::json!(1))])
+            .await
+            .unwrap_err();
+        for e in [single, batch] {
+            assert_eq!(e.kind(), storage_core::ErrorKind::PermissionDenied, "{e}");
+            assert_eq!(e.outcome(), storage_core::Outcome::NotApplied, "{e}");
+            assert!(e.to_string().contains("'set'"), "{e}");
+        }
+        assert_eq!(db.get("k").await.unwrap(), None);
+    }
+}
