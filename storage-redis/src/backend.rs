@@ -128,8 +128,18 @@ impl Store for RedisBackend {
         } else {
             // A database's index is built by the clear: marked first, so that the writes
             // that land while `SCAN` walks keep it; complete once the walk removed the rest.
+            // What plain writes put into an index not yet complete goes with the keys.
             let index = match self.key_index {
-                true => Some(self.begin_index().await?),
+                true => {
+                    let index = self.key(crate::key_index::KEY_INDEX);
+                    self.query::<u64>(
+                        Resend::Allowed,
+                        redis::cmd("UNLINK").arg(&index),
+                        "clearing the namespace",
+                    )
+                    .await?;
+                    Some(self.begin_index().await?)
+                }
                 false => None,
             };
             // The change log stays: watchers stand in it, and the clear is filed there.

@@ -268,6 +268,22 @@ async fn plain_writes_start_the_index_a_listing_completes_it_and_a_cache_keeps_n
         "the walk added the early key"
     );
 
+    // A clear of a namespace whose index plain writes started but no listing completed: the
+    // keys and what the index held go, and the index is complete and empty.
+    let other = open(&server.url(), "keyPrefix: 'e:'").await;
+    other.set("gone", &json!(1)).await.unwrap();
+    assert_eq!(members(&mut conn, "e:\0keys").await.len(), 1);
+    other.clear().await.unwrap();
+    assert!(
+        members(&mut conn, "e:\0keys").await.is_empty(),
+        "the clear left members"
+    );
+    assert!(
+        truth(&mut conn, "e:").await.is_empty(),
+        "the clear left keys"
+    );
+    assert_eq!(other.keys(None).await.unwrap(), Vec::<String>::new());
+
     // A cache lists and clears by `SCAN`, and never builds an index.
     let cache = open_cache(&server.url(), "keyPrefix: 'c:'").await;
     cache
